@@ -1,0 +1,3 @@
+"""guestlab: self-grading Linux virtualization labs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,33 @@
+"""Backends, imported lazily so that `guestlab --help` loads no engine SDK."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from orchestrator.errors import UsageError
+
+if TYPE_CHECKING:
+    from orchestrator.backends.base import Backend
+
+#: backend name -> "module:class"
+REGISTRY: dict[str, str] = {
+    "docker": "orchestrator.backends.docker:DockerBackend",
+}
+
+_cache: dict[str, Backend] = {}
+
+
+def names() -> list[str]:
+    return list(REGISTRY)
+
+
+def get(name: str) -> Backend:
+    """The backend called `name`, created once per process."""
+    if name not in REGISTRY:
+        known = ", ".join(REGISTRY)
+        raise UsageError(f"unknown backend `{name}` (known: {known})")
+    if name not in _cache:
+        module, cls = REGISTRY[name].split(":")
+        _cache[name] = getattr(importlib.import_module(module), cls)()
+    return _cache[name]

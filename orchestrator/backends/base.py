@@ -1,0 +1,166 @@
+"""The contract every backend fulfils, and the plain objects it is handed.
+
+A backend knows nothing of scenarios, checks or the state store: it gets `MachineSpec`s and
+commands, and finds its resources again through the labels it puts on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from orchestrator import paths
+
+DEFAULT_MEMORY = 512 * 1024**2
+DEFAULT_CPUS = 1.0
+DEFAULT_PIDS = 1024
+
+#: every resource a backend creates carries these labels (or the engine's equivalent)
+LABEL_LAB = "guestlab.lab"
+LABEL_MACHINE = "guestlab.machine"
+LABEL_STUDENT = "guestlab.student"
+LABEL_SCENARIO = "guestlab.scenario"
+#: which state store made the resource: `gc` collects only its own store's leftovers
+LABEL_STORE = "guestlab.store"
+
+Progress = Callable[[str], None]
+"""Receives one short line about long work (an image build, a boot)."""
+
+
+def no_progress(_line: str) -> None:
+    """A Progress that says nothing."""
+
+
+@dataclass(frozen=True)
+class LabRef:
+    """Identifies one lab: a scenario brought up for one student."""
+
+    scenario: str
+    student: str
+
+    @property
+    def key(self) -> str:
+        """Engine-safe unique name of the lab, used in resource names and labels."""
+        return f"{self.scenario}--{_safe(self.student)}"
+
+    def labels(self, machine: str | None = None) -> dict[str, str]:
+        out = {
+            LABEL_LAB: self.key,
+            LABEL_SCENARIO: self.scenario,
+            LABEL_STUDENT: self.student,
+            LABEL_STORE: paths.store_id(),
+        }
+        if machine is not None:
+            out[LABEL_MACHINE] = machine
+        return out
+
+
+def _safe(text: str) -> str:
+    cleaned = "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+    return cleaned or "anonymous"
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """What a backend needs to create one machine."""
+
+    lab: LabRef
+    name: str
+    image: str  # logical image from the catalog, e.g. debian-12-systemd
+    init: str = "systemd"  # systemd | none
+    hostname: str | None = None
+    memory: int = DEFAULT_MEMORY  # bytes
+    cpus: float = DEFAULT_CPUS
+    pids: int = DEFAULT_PIDS
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.lab.labels(self.name)
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """Outcome of one command run in a machine."""
+
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a backend can be used here, and if not the one sentence that says why."""
+
+    usable: bool
+    detail: str  # version or reason
+    fix: str = ""  # how to make it usable
+
+
+@dataclass
+class FoundResources:
+    """What a backend found of one lab (or of every lab) by its labels."""
+
+    machines: list[str] = field(default_factory=list)
+    other: list[str] = field(default_factory=list)  # networks, images, snapshots...
+
+    def __bool__(self) -> bool:
+        return bool(self.machines or self.other)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What guestlab asks of an engine."""
+
+    name: str
+    #: what the backend supports: "systemd", "clone", "snapshot", "nested", "vm"
+    capabilities: frozenset[str]
+
+    def availability(self) -> Availability:
+        """Say whether the engine answers, without raising."""
+        ...
+
+    def ensure_image(self, image: str, progress: Progress, *, build: bool = True) -> None:
+        """Make the catalog image usable, building it when missing and `build` is true."""
+        ...
+
+    def create(self, spec: MachineSpec, progress: Progress) -> None:
+        """Create and start a machine, returning when it is ready for commands."""
+        ...
+
+    def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
+        """Run argv as root in the machine; never longer than `timeout` seconds."""
+        ...
+
+    def put_file(self, lab: LabRef, machine: str, dest: str, data: bytes, mode: int) -> None:
+        """Write a file into the machine, owned by root."""
+        ...
+
+    def clone(self, source: MachineSpec, target: MachineSpec, progress: Progress) -> None:
+        """Create `target` as a copy of the filesystem of `source` and start it."""
+        ...
+
+    def snapshot(self, lab: LabRef, machines: Sequence[MachineSpec]) -> None:
+        """Record the machines' current state as the lab's starting state."""
+        ...
+
+    def restore(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
+        """Put the machines back into the state recorded by `snapshot`."""
+        ...
+
+    def destroy(self, lab: LabRef) -> FoundResources:
+        """Remove every resource labelled with the lab; return what was removed."""
+        ...
+
+    def find(self, lab: LabRef | None = None) -> dict[str, FoundResources]:
+        """Resources of one lab, or of every lab of this state store, keyed by lab key."""
+        ...
+
+    def shell_argv(self, lab: LabRef, machine: str) -> list[str]:
+        """A host command that opens an interactive root shell in the machine."""
+        ...

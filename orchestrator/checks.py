@@ -1,0 +1,239 @@
+"""The five check forms: what each runs in the machines, and how it judges the results.
+
+`probes` and `judge` are pure functions of a check and of exec results, so every form is
+tested without an engine; `grade` runs the probes of many checks concurrently.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.backends.base import Backend, ExecResult, LabRef
+from orchestrator.errors import GuestlabError
+from orchestrator.scenario.model import Check, Task
+
+MAX_FILE_BYTES = 1024 * 1024
+# positional parameters keep paths and unit names out of the shell text
+FILE_PROBE = (
+    'if [ -e "$1" ] || [ -L "$1" ]; then stat -c "%a %U" -- "$1" && '
+    'head -c {max} -- "$1" 2>/dev/null; exit 0; else exit 3; fi'
+).replace("{max}", str(MAX_FILE_BYTES))
+SERVICE_PROBE = 'systemctl is-active -- "$1"; systemctl is-enabled -- "$1"; exit 0'
+MISSING = 3
+
+
+@dataclass(frozen=True)
+class Probe:
+    machine: str
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    """A probe that could not run at all (machine gone, engine error)."""
+
+    message: str
+
+
+Outcome = ExecResult | Unreachable
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    passed: bool
+    message: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "message": self.message}
+
+
+@dataclass
+class TaskResult:
+    task: Task
+    checks: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.task.id,
+            "title": self.task.title,
+            "passed": self.passed,
+            "points": self.task.points if self.passed else 0,
+            "max_points": self.task.points,
+            "checks": [c.as_dict() for c in self.checks],
+        }
+
+
+def sh(text: str, *args: str) -> tuple[str, ...]:
+    return ("sh", "-c", text, "sh", *args)
+
+
+def probes(check: Check) -> list[Probe]:
+    """The commands a check needs, in the order `judge` expects their results."""
+    if check.run is not None:
+        return [Probe(check.machine or "", sh(check.run))]
+    if check.file is not None:
+        return [Probe(check.machine or "", sh(FILE_PROBE, check.file.path))]
+    if check.service is not None:
+        return [Probe(check.machine or "", sh(SERVICE_PROBE, check.service.name))]
+    multi = check.distinct or check.equal
+    assert multi is not None
+    return [Probe(m, sh(multi.run)) for m in multi.machines]
+
+
+def _problem(check: Check, probe: Probe, outcome: Outcome) -> str | None:
+    if isinstance(outcome, Unreachable):
+        return f"could not run on {probe.machine}: {outcome.message}"
+    if outcome.timed_out:
+        return f"timed out after {check.timeout:g} s on {probe.machine}"
+    return None
+
+
+def _tail(text: str, limit: int = 200) -> str:
+    text = " ".join(text.strip().split())
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def judge(check: Check, outcomes: Sequence[Outcome]) -> CheckResult:
+    """Pass or fail one check from the results of its probes."""
+    plan = probes(check)
+    for probe, outcome in zip(plan, outcomes, strict=True):
+        problem = _problem(check, probe, outcome)
+        if problem:
+            return CheckResult(check.title, False, problem)
+    results = [o for o in outcomes if isinstance(o, ExecResult)]
+    failure = _judge(check, results)
+    if failure is None:
+        return CheckResult(check.title, True)
+    return CheckResult(check.title, False, check.fail_message or failure)
+
+
+def _judge(check: Check, results: list[ExecResult]) -> str | None:
+    """None when the check passes, else why not."""
+    if check.run is not None:
+        return _judge_run(check, results[0])
+    if check.file is not None:
+        return _judge_file(check, results[0])
+    if check.service is not None:
+        return _judge_service(check, results[0])
+    multi = check.distinct or check.equal
+    assert multi is not None
+    for machine, res in zip(multi.machines, results, strict=True):
+        if res.exit_code != 0:
+            return f"`{multi.run}` failed on {machine} (exit {res.exit_code}): {_tail(res.stderr)}"
+    outputs = {m: r.stdout.strip() for m, r in zip(multi.machines, results, strict=True)}
+    if check.distinct is not None:
+        seen: dict[str, str] = {}
+        for machine, out in outputs.items():
+            if out in seen:
+                return f"{seen[out]} and {machine} give the same output: {_tail(out, 80)}"
+            seen[out] = machine
+        return None
+    if len(set(outputs.values())) > 1:
+        shown = "; ".join(f"{m}: {_tail(o, 60)}" for m, o in outputs.items())
+        return f"the outputs differ ({shown})"
+    return None
+
+
+def _judge_run(check: Check, res: ExecResult) -> str | None:
+    expected = check.exit_code if check.exit_code is not None else 0
+    if res.exit_code != expected:
+        detail = _tail(res.stderr) or _tail(res.stdout)
+        return f"exit code {res.exit_code}, expected {expected}" + (f": {detail}" if detail else "")
+    if check.stdout is None:
+        return None
+    out = res.stdout.strip()
+    cond = check.stdout
+    if cond.equals is not None and out != cond.equals.strip():
+        return f"output is {_tail(out, 80)!r}, expected {cond.equals.strip()!r}"
+    if cond.contains is not None and cond.contains not in out:
+        return f"output does not contain {cond.contains!r}"
+    if cond.matches is not None and not re.search(cond.matches, out):
+        return f"output {_tail(out, 80)!r} does not match /{cond.matches}/"
+    return None
+
+
+def _judge_file(check: Check, res: ExecResult) -> str | None:
+    cond = check.file
+    assert cond is not None
+    exists = res.exit_code != MISSING
+    if not cond.exists:
+        return f"{cond.path} exists" if exists else None
+    if not exists:
+        return f"{cond.path} does not exist"
+    if res.exit_code != 0:
+        return f"cannot read {cond.path}: {_tail(res.stderr)}"
+    head, _, content = res.stdout.partition("\n")
+    mode, _, owner = head.partition(" ")
+    if cond.mode is not None and int(mode or "0", 8) != int(cond.mode, 8):
+        return f"{cond.path} has mode {int(mode, 8):04o}, expected {int(cond.mode, 8):04o}"
+    if cond.owner is not None and owner != cond.owner:
+        return f"{cond.path} is owned by {owner}, expected {cond.owner}"
+    if cond.contains is not None and cond.contains not in content:
+        return f"{cond.path} does not contain {cond.contains!r}"
+    if cond.matches is not None and not re.search(cond.matches, content):
+        return f"{cond.path} does not match /{cond.matches}/"
+    return None
+
+
+def _judge_service(check: Check, res: ExecResult) -> str | None:
+    cond = check.service
+    assert cond is not None
+    lines = [*res.stdout.split("\n"), "", ""]
+    active, enabled = lines[0].strip(), lines[1].strip()
+    if cond.active is not None and (active == "active") != cond.active:
+        want = "active" if cond.active else "not active"
+        return f"{cond.name} is {active or 'unknown'}, expected {want}"
+    if cond.enabled is not None and (enabled in ("enabled", "enabled-runtime")) != cond.enabled:
+        want = "enabled" if cond.enabled else "not enabled"
+        return f"{cond.name} is {enabled or 'unknown'}, expected {want}"
+    return None
+
+
+def _execute(backend: Backend, lab: LabRef, probe: Probe, timeout: float) -> Outcome:
+    try:
+        return backend.exec(lab, probe.machine, probe.argv, timeout=timeout)
+    except GuestlabError as e:  # a machine that is gone fails its checks, it is no crash
+        return Unreachable(str(e))
+
+
+def grade(
+    backend: Backend, lab: LabRef, tasks: Sequence[Task], *, workers: int = 16
+) -> list[TaskResult]:
+    """Run every check of `tasks` concurrently and judge them."""
+    planned = [(task, check, probes(check)) for task in tasks for check in task.checks]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [
+            [pool.submit(_execute, backend, lab, p, check.timeout) for p in plan]
+            for _task, check, plan in planned
+        ]
+        results: dict[str, TaskResult] = {t.id: TaskResult(t) for t in tasks}
+        for (task, check, _plan), futs in zip(planned, futures, strict=True):
+            results[task.id].checks.append(judge(check, [f.result() for f in futs]))
+    return list(results.values())
+
+
+def report(
+    scenario: str, student: str, backend: str, results: Sequence[TaskResult]
+) -> dict[str, Any]:
+    """The JSON-able report of one check run."""
+    tasks = [r.as_dict() for r in results]
+    return {
+        "scenario": scenario,
+        "student": student,
+        "backend": backend,
+        "checked_at": time.time(),
+        "score": sum(t["points"] for t in tasks),
+        "max_score": sum(t["max_points"] for t in tasks),
+        "passed": all(t["passed"] for t in tasks),
+        "tasks": tasks,
+    }

@@ -1,0 +1,108 @@
+"""Build a catalog image's root filesystem with debootstrap and keep it as a tarball.
+
+Every backend imports from the same cached tarball, so the slow part (debootstrap, about
+40 s) happens once per host.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from orchestrator import paths
+from orchestrator.backends.base import Progress, no_progress
+from orchestrator.errors import ProvisioningError, UsageError
+from orchestrator.images.catalog import ImageDef, lookup
+from orchestrator.images.mirror import choose_mirror
+
+
+def tarball_path(name: str) -> Path:
+    return paths.images_dir() / f"{name}.rootfs.tar"
+
+
+def _run(argv: list[str], progress: Progress) -> None:
+    try:
+        proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        )
+    except FileNotFoundError:
+        raise UsageError(
+            f"`{argv[0]}` is not installed",
+            hint=f"install it (Debian: apt-get install -y {argv[0]})",
+        ) from None
+    tail: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip()
+        tail = [*tail[-19:], line]
+        if line.startswith(("I: ", "W: ", "E: ")):
+            progress(line[3:])
+    if proc.wait() != 0:
+        detail = "\n".join(tail[-8:])
+        raise ProvisioningError(
+            f"`{' '.join(argv[:2])}` failed (exit {proc.returncode}):\n{detail}"
+        )
+
+
+def _customise(root: Path) -> None:
+    """Trim the tree: no package caches, no stale apt lists (they only grow the image)."""
+    for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        d = root / sub
+        if d.is_dir():
+            for entry in d.iterdir():
+                if entry.is_file():
+                    entry.unlink()
+    (root / "etc" / "hostname").write_text("localhost\n")
+
+
+def build_rootfs(image: ImageDef, dest: Path, mirror: str, progress: Progress) -> None:
+    """debootstrap `image` into the empty directory `dest`."""
+    if os.geteuid() != 0:
+        raise UsageError("building an image needs root (debootstrap)", hint="run it with sudo")
+    argv = [
+        "debootstrap",
+        f"--variant={image.variant}",
+        f"--include={','.join(image.packages)}",
+        image.suite,
+        str(dest),
+        mirror,
+    ]
+    progress(f"debootstrap {image.suite} from {mirror}")
+    _run(argv, progress)
+    _customise(dest)
+
+
+def ensure_tarball(
+    name: str,
+    *,
+    mirror: str | None = None,
+    progress: Progress = no_progress,
+    rebuild: bool = False,
+) -> Path:
+    """The cached rootfs tarball of a catalog image, built first when missing."""
+    image = lookup(name)
+    target = tarball_path(name)
+    with open(paths.images_dir() / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two builds of one image wait for each other
+        if target.exists() and not rebuild:
+            return target
+        url = choose_mirror(mirror)
+        work = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=paths.images_dir()))
+        try:
+            root = work / "rootfs"
+            root.mkdir()
+            build_rootfs(image, root, url, progress)
+            progress("packing the root filesystem")
+            partial = work / "rootfs.tar"
+            _run(
+                ["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-cf", str(partial), "."],
+                progress,
+            )
+            os.replace(partial, target)  # atomic: a crash never leaves half a tarball
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return target

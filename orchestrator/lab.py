@@ -1,0 +1,406 @@
+"""The lifecycle of one lab: up, check, hint, solve, reset, down, and gc across labs.
+
+Nothing here prints: progress goes to a Reporter, results come back as values, problems
+as GuestlabError. The state store is written before any resource is created, so a crash
+at any point leaves a lab that `down` or a second `up` can finish.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from orchestrator import backends
+from orchestrator.backends.base import (
+    DEFAULT_CPUS,
+    DEFAULT_MEMORY,
+    DEFAULT_PIDS,
+    Backend,
+    FoundResources,
+    LabRef,
+    MachineSpec,
+)
+from orchestrator.checks import TaskResult, grade, report
+from orchestrator.errors import (
+    BackendUnavailable,
+    ProvisioningError,
+    ScenarioError,
+    UsageError,
+)
+from orchestrator.scenario.catalog import resolve
+from orchestrator.scenario.load import load_file, source_path
+from orchestrator.scenario.model import Machine, Scenario, Step
+from orchestrator.scenario.render import derive_params, render_scenario
+from orchestrator.state import LabRecord, Store, lab_lock
+
+DEFAULT_IMAGE = "debian-12-systemd"
+UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+class Reporter(Protocol):
+    """Where the lifecycle says what it is doing."""
+
+    def step(self, name: str) -> contextlib.AbstractContextManager[None]: ...
+
+    def line(self, text: str) -> None: ...
+
+
+class Silent:
+    """A Reporter that says nothing (tests, JSON output)."""
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        yield
+
+    def line(self, text: str) -> None:
+        pass
+
+
+def default_student() -> str:
+    return os.environ.get("GUESTLAB_STUDENT") or getpass.getuser()
+
+
+def parse_size(text: str) -> int:
+    unit = text[-1].upper() if text[-1].isalpha() else ""
+    return int(float(text[:-1] if unit else text) * UNITS[unit])
+
+
+@dataclass
+class Lab:
+    """A scenario rendered for one student, bound to a backend."""
+
+    ref: LabRef
+    scenario: Scenario
+    path: Path
+    backend: Backend
+    params: dict[str, str]
+
+    def spec(self, name: str) -> MachineSpec:
+        m = self.scenario.machine(name)
+        root = self.scenario.root_of(name)
+        # a clone takes each limit it does not set from the machine it copies
+        mem, cpus, pids = (
+            getattr(m.resources, f)
+            if getattr(m.resources, f) is not None
+            else getattr(root.resources, f)
+            for f in ("memory", "cpus", "pids")
+        )
+        return MachineSpec(
+            lab=self.ref,
+            name=m.name,
+            image=root.image or DEFAULT_IMAGE,
+            init=root.init or "systemd",
+            hostname=m.hostname or m.name,
+            memory=parse_size(mem) if mem else DEFAULT_MEMORY,
+            cpus=cpus or DEFAULT_CPUS,
+            pids=pids or DEFAULT_PIDS,
+        )
+
+    @property
+    def originals(self) -> list[Machine]:
+        return [m for m in self.scenario.machines if m.clone_of is None]
+
+    @property
+    def clones(self) -> list[Machine]:
+        """Clones in an order where every source comes before its copies."""
+        done = {m.name for m in self.originals}
+        ordered: list[Machine] = []
+        pending = [m for m in self.scenario.machines if m.clone_of is not None]
+        while pending:
+            ready = [m for m in pending if m.clone_of in done]
+            ordered += ready
+            done |= {m.name for m in ready}
+            pending = [m for m in pending if m not in ready]
+        return ordered
+
+    @property
+    def specs(self) -> list[MachineSpec]:
+        return [self.spec(m.name) for m in [*self.originals, *self.clones]]
+
+    def run_steps(self, steps: Sequence[Step], what: str) -> None:
+        for n, step in enumerate(steps, 1):
+            res = self.backend.exec(
+                self.ref, step.machine, ["sh", "-c", step.run], timeout=step.timeout
+            )
+            if not res.ok:
+                why = "timed out" if res.timed_out else f"exit {res.exit_code}"
+                detail = (res.stderr or res.stdout).strip()[-500:]
+                raise ProvisioningError(
+                    f"{what} step {n} on {step.machine} failed ({why})"
+                    + (f": {detail}" if detail else "")
+                )
+
+
+def required_capabilities(scenario: Scenario) -> set[str]:
+    need = {"snapshot"}
+    if any(m.init in (None, "systemd") for m in scenario.machines if m.clone_of is None):
+        need.add("systemd")
+    if any(m.clone_of for m in scenario.machines):
+        need.add("clone")
+    return need
+
+
+def choose_backend(scenario: Scenario, name: str | None) -> Backend:
+    """The backend to run on, refused before anything is created if it cannot do the job."""
+    chosen = name or scenario.backends[0]
+    if chosen not in scenario.backends:
+        raise UsageError(
+            f"scenario {scenario.id} does not support the {chosen} backend",
+            hint=f"it supports: {', '.join(scenario.backends)}",
+        )
+    backend = backends.get(chosen)
+    missing = required_capabilities(scenario) - backend.capabilities
+    if missing:
+        others = [b for b in scenario.backends if not missing - backends.get(b).capabilities]
+        raise UsageError(
+            f"the {chosen} backend lacks {', '.join(sorted(missing))}, which {scenario.id} needs",
+            hint=f"use --backend {others[0]}" if others else None,
+        )
+    return backend
+
+
+def require_available(backend: Backend) -> None:
+    avail = backend.availability()
+    if not avail.usable:
+        raise BackendUnavailable(f"{backend.name}: {avail.detail}", hint=avail.fix or None)
+
+
+# -- opening labs -------------------------------------------------------------------------
+def prepare(ref: str, student: str, backend: str | None) -> Lab:
+    """Load a scenario by id or path and render it for one student."""
+    path = resolve(ref)
+    scenario = load_file(path)
+    params = derive_params(scenario, student)
+    rendered = render_scenario(scenario, params, student)
+    return Lab(
+        LabRef(scenario.id, student), rendered, path, choose_backend(scenario, backend), params
+    )
+
+
+def open_lab(store: Store, scenario_id: str, student: str) -> tuple[Lab, LabRecord]:
+    """A lab that is in the state store, as it was brought up."""
+    ref = LabRef(scenario_id, student)
+    record = store.lab(ref.key)
+    if record is None:
+        raise UsageError(
+            f"no lab {scenario_id} for student {student}",
+            hint=f"bring it up first: guestlab up {scenario_id}"
+            + (f" --student {student}" if student != default_student() else ""),
+        )
+    path = Path(record.scenario_path)
+    try:
+        scenario = load_file(path)
+    except FileNotFoundError:
+        raise UsageError(f"the scenario file {path} of lab {ref.key} is gone") from None
+    rendered = render_scenario(scenario, record.params, student)
+    return Lab(ref, rendered, path, backends.get(record.backend), record.params), record
+
+
+# -- up -----------------------------------------------------------------------------------
+@dataclass
+class UpResult:
+    lab: Lab
+    already_up: bool
+    timings: dict[str, float]
+
+
+def up(lab: Lab, store: Store, reporter: Reporter, *, build_images: bool = True) -> UpResult:
+    require_available(lab.backend)
+    key = lab.ref.key
+    with lab_lock(key):
+        record = store.lab(key)
+        if record and record.backend != lab.backend.name:
+            raise UsageError(
+                f"lab {key} is up on {record.backend}",
+                hint=f"bring it down first: guestlab down {lab.ref.scenario}",
+            )
+        if record and record.status == "up":
+            present = lab.backend.find(lab.ref).get(key, FoundResources()).machines
+            missing = [s.name for s in lab.specs if s.name not in present]
+            if not missing:
+                return UpResult(lab, True, {})
+            raise ProvisioningError(
+                f"lab {key} is up but its machines {', '.join(missing)} are gone",
+                hint=f"guestlab reset {lab.ref.scenario} restores them",
+            )
+        if record or lab.backend.find(lab.ref):
+            reporter.line("a previous `up` did not finish: removing what it left")
+            lab.backend.destroy(lab.ref)
+        store.put_lab(
+            key,
+            scenario=lab.scenario.id,
+            student=lab.ref.student,
+            backend=lab.backend.name,
+            scenario_path=str(lab.path),
+            params=lab.params,
+            status="provisioning",
+        )
+        timings: dict[str, float] = {}
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("image", lambda: _images(lab, reporter, build_images)),
+            ("provision", lambda: _provision(lab, reporter)),
+            ("setup", lambda: lab.run_steps(lab.scenario.setup, "setup")),
+            ("clone", lambda: _clone(lab, reporter)),
+            ("snapshot", lambda: lab.backend.snapshot(lab.ref, lab.specs)),
+        ]
+        for name, fn in steps:
+            store.set_status(key, "provisioning", name)
+            started = time.monotonic()
+            try:
+                with reporter.step(name):
+                    fn()
+            except BaseException as e:
+                store.set_status(key, "failed", name)
+                store.event(key, "step", step=name, ok=False, error=str(e) or type(e).__name__)
+                raise
+            timings[name] = time.monotonic() - started
+            store.event(key, "step", step=name, ok=True, seconds=round(timings[name], 3))
+        store.set_status(key, "up")
+    return UpResult(lab, False, timings)
+
+
+def _images(lab: Lab, reporter: Reporter, build: bool) -> None:
+    for image in dict.fromkeys(s.image for s in lab.specs):
+        lab.backend.ensure_image(image, reporter.line, build=build)
+
+
+def _provision(lab: Lab, reporter: Reporter) -> None:
+    def one(machine: Machine) -> None:
+        lab.backend.create(lab.spec(machine.name), reporter.line)
+        for f in machine.files:
+            data = source_path(lab.path, lab.scenario, f.src).read_bytes()
+            mode = int(f.mode, 8) if f.mode else 0o644
+            lab.backend.put_file(lab.ref, machine.name, f.dest, data, mode)
+
+    _parallel(one, lab.originals)
+
+
+def _clone(lab: Lab, reporter: Reporter) -> None:
+    for m in lab.clones:
+        assert m.clone_of is not None
+        lab.backend.clone(lab.spec(m.clone_of), lab.spec(m.name), reporter.line)
+
+
+def _parallel(fn: Callable[[Any], None], items: Sequence[Any]) -> None:
+    """Run fn over items in threads; the first error is raised once all have finished."""
+    if len(items) <= 1:
+        for item in items:
+            fn(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        for fut in futures:
+            fut.result()
+
+
+# -- the student's verbs ------------------------------------------------------------------
+def require_up(lab: Lab, record: LabRecord) -> None:
+    if record.status != "up":
+        raise ProvisioningError(
+            f"lab {record.key} is not ready (its `up` stopped at step {record.step or '?'})",
+            hint=f"run `guestlab up {lab.ref.scenario}` again,"
+            f" or `guestlab down {lab.ref.scenario}`",
+        )
+
+
+def select_tasks(lab: Lab, task_ids: Sequence[str]) -> list[Any]:
+    known = {t.id: t for t in lab.scenario.tasks}
+    unknown = [t for t in task_ids if t not in known]
+    if unknown:
+        raise UsageError(
+            f"no task {', '.join(unknown)} in {lab.scenario.id}",
+            hint=f"its tasks: {', '.join(known)}",
+        )
+    return [known[t] for t in task_ids] if task_ids else list(known.values())
+
+
+def check(
+    lab: Lab, record: LabRecord, store: Store, task_ids: Sequence[str] = ()
+) -> dict[str, Any]:
+    require_up(lab, record)
+    require_available(lab.backend)
+    results: list[TaskResult] = grade(lab.backend, lab.ref, select_tasks(lab, task_ids))
+    out = report(lab.scenario.id, lab.ref.student, lab.backend.name, results)
+    store.add_attempt(lab.ref.key, out)
+    return out
+
+
+def hint(lab: Lab, store: Store, task_id: str) -> tuple[int, int, str | None]:
+    """(number of this hint, hints in all, its text); records that it was taken."""
+    task = select_tasks(lab, [task_id])[0]
+    if not task.hints:
+        return 0, 0, None
+    taken = store.hints_taken(lab.ref.key, task.id)
+    idx = min(taken, len(task.hints) - 1)
+    store.add_hint(lab.ref.key, task.id, idx)
+    return idx + 1, len(task.hints), task.hints[idx]
+
+
+def solve(lab: Lab, record: LabRecord, store: Store, task_ids: Sequence[str] = ()) -> list[str]:
+    require_up(lab, record)
+    require_available(lab.backend)
+    done = []
+    with lab_lock(lab.ref.key):
+        for task in select_tasks(lab, task_ids):
+            lab.run_steps(task.solution, f"solution of {task.id},")
+            store.event(lab.ref.key, "solve", task=task.id)
+            done.append(task.id)
+    return done
+
+
+def reset(lab: Lab, record: LabRecord, store: Store, reporter: Reporter) -> None:
+    require_up(lab, record)
+    require_available(lab.backend)
+    with lab_lock(lab.ref.key), reporter.step("restore"):
+        lab.backend.restore(lab.ref, lab.specs, reporter.line)
+        store.event(lab.ref.key, "reset")
+
+
+def down(ref: LabRef, backend_names: Sequence[str], store: Store) -> dict[str, FoundResources]:
+    """Remove everything of a lab on the given backends and forget it; idempotent."""
+    removed: dict[str, FoundResources] = {}
+    with lab_lock(ref.key):
+        for name in backend_names:
+            backend = backends.get(name)
+            require_available(backend)
+            found = backend.destroy(ref)
+            if found:
+                removed[name] = found
+        store.delete_lab(ref.key)
+        store.event(ref.key, "down")
+    return removed
+
+
+def gc(store: Store) -> dict[str, dict[str, FoundResources]]:
+    """Remove resources of labs that the state store does not know, on every usable backend."""
+    known = {r.key for r in store.labs()}
+    removed: dict[str, dict[str, FoundResources]] = {}
+    for name in backends.names():
+        backend = backends.get(name)
+        if not backend.availability().usable:
+            continue
+        for key, found in backend.find().items():
+            if key in known:
+                continue
+            scenario, _, student = key.partition("--")
+            backend.destroy(LabRef(scenario, student))
+            removed.setdefault(name, {})[key] = found
+    return removed
+
+
+def scenario_errors(paths: Sequence[Path]) -> dict[Path, ScenarioError | None]:
+    out: dict[Path, ScenarioError | None] = {}
+    for p in paths:
+        try:
+            load_file(p)
+            out[p] = None
+        except ScenarioError as e:
+            out[p] = e
+    return out

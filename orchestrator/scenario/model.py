@@ -1,0 +1,245 @@
+"""The scenario format, version 1, as pydantic models (see docs/scenario-format.md).
+
+The models check the shape of one file; cross-references between its parts are checked
+by `scenario.load`, which also locates every problem in the file.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME = r"^[a-z0-9]+(-[a-z0-9]+)*$"  # no "--": it separates scenario and student in lab keys
+TASK_ID = r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$"
+SIZE = r"^\d+(\.\d+)?[KMG]?$"
+
+Name = Annotated[str, Field(pattern=NAME, max_length=40)]
+Text = Annotated[str, Field(min_length=1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _compiles(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as e:
+            raise ValueError(f"not a valid regular expression: {e}") from None
+    return value
+
+
+def _exactly_one(model: BaseModel, fields: tuple[str, ...], what: str) -> None:
+    given = [f for f in fields if getattr(model, f) is not None]
+    if len(given) != 1:
+        choice = " | ".join(fields)
+        have = ", ".join(given) or "none"
+        raise ValueError(f"{what} needs exactly one of {choice} (has: {have})")
+
+
+class Metadata(Strict):
+    id: Name
+    title: Text
+    objective: str = ""
+    level: Literal["beginner", "intermediate", "advanced"] = "beginner"
+    duration: Annotated[str, Field(pattern=r"^\d+[smh]$")] = "15m"
+    tags: list[str] = []
+
+
+class Parameter(Strict):
+    """A per-student value: one of `choices`, or `random` of some `length`."""
+
+    choices: Annotated[list[str], Field(min_length=1)] | None = None
+    random: Literal["hex", "digits", "word"] | None = None
+    length: Annotated[int, Field(ge=1, le=64)] = 8
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Parameter:
+        _exactly_one(self, ("choices", "random"), "a parameter")
+        return self
+
+
+class Resources(Strict):
+    memory: Annotated[str, Field(pattern=SIZE)] | None = None
+    cpus: Annotated[float, Field(gt=0, le=64)] | None = None
+    pids: Annotated[int, Field(ge=16, le=65536)] | None = None
+
+
+class FileCopy(Strict):
+    src: Text
+    dest: Annotated[str, Field(pattern=r"^/")]
+    mode: Annotated[str, Field(pattern=r"^0?[0-7]{3,4}$")] | None = None
+
+
+class Machine(Strict):
+    name: Name
+    image: str | None = None
+    init: Literal["systemd", "none"] | None = None
+    hostname: Annotated[str, Field(pattern=NAME)] | None = None
+    resources: Resources = Resources()
+    files: list[FileCopy] = []
+    clone_of: Name | None = None
+
+    @model_validator(mode="after")
+    def _clone_inherits(self) -> Machine:
+        if self.clone_of is not None:
+            inherited = [f for f in ("image", "init") if getattr(self, f) is not None]
+            if self.files:
+                inherited.append("files")
+            if inherited:
+                raise ValueError(
+                    f"a clone takes {', '.join(inherited)} from `{self.clone_of}`; remove it here"
+                )
+        return self
+
+
+class Step(Strict):
+    machine: Name
+    run: Text
+    timeout: Annotated[float, Field(gt=0, le=3600)] = 300
+
+
+class TextMatch(Strict):
+    equals: str | None = None
+    contains: str | None = None
+    matches: str | None = None
+
+    _regex = field_validator("matches")(_compiles)
+
+    @model_validator(mode="after")
+    def _one(self) -> TextMatch:
+        _exactly_one(self, ("equals", "contains", "matches"), "stdout")
+        return self
+
+
+class FileCondition(Strict):
+    path: Annotated[str, Field(pattern=r"^/")]
+    exists: bool = True
+    contains: str | None = None
+    matches: str | None = None
+    mode: Annotated[str, Field(pattern=r"^0?[0-7]{3,4}$")] | None = None
+    owner: str | None = None
+
+    _regex = field_validator("matches")(_compiles)
+
+
+class ServiceCondition(Strict):
+    name: Text
+    active: bool | None = None
+    enabled: bool | None = None
+
+
+class MachinesCommand(Strict):
+    machines: Annotated[list[Name], Field(min_length=2)]
+    run: Text
+
+
+CHECK_FORMS = ("run", "file", "service", "distinct", "equal")
+
+
+class Check(Strict):
+    """One graded condition; exactly one of the forms in CHECK_FORMS."""
+
+    name: str | None = None
+    fail_message: str | None = None
+    timeout: Annotated[float, Field(gt=0, le=600)] = 30
+    machine: Name | None = None
+    run: Text | None = None
+    exit_code: Annotated[int, Field(ge=0, le=255)] | None = None
+    stdout: TextMatch | None = None
+    file: FileCondition | None = None
+    service: ServiceCondition | None = None
+    distinct: MachinesCommand | None = None
+    equal: MachinesCommand | None = None
+
+    @property
+    def form(self) -> str:
+        return next(f for f in CHECK_FORMS if getattr(self, f) is not None)
+
+    @property
+    def machines(self) -> list[str]:
+        """Every machine the check reads."""
+        multi = self.distinct or self.equal
+        return list(multi.machines) if multi else [self.machine or ""]
+
+    @property
+    def title(self) -> str:
+        if self.name:
+            return self.name
+        form = self.form
+        if form == "run":
+            return f"{self.machine}: {self.run}"
+        if form == "file":
+            return f"{self.machine}: {self.file.path}"  # type: ignore[union-attr]
+        if form == "service":
+            return f"{self.machine}: service {self.service.name}"  # type: ignore[union-attr]
+        multi = self.distinct or self.equal
+        return f"{form} on {', '.join(multi.machines)}: {multi.run}"  # type: ignore[union-attr]
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Check:
+        _exactly_one(self, CHECK_FORMS, "a check")
+        form = self.form
+        if form in ("run", "file", "service") and self.machine is None:
+            raise ValueError(f"a `{form}` check needs `machine`")
+        if form in ("distinct", "equal") and self.machine is not None:
+            raise ValueError(f"a `{form}` check names its machines inside `{form}`")
+        if form != "run" and (self.exit_code is not None or self.stdout is not None):
+            raise ValueError("`exit_code` and `stdout` belong to a `run` check")
+        return self
+
+
+class Task(Strict):
+    id: Annotated[str, Field(pattern=TASK_ID)]
+    title: Text
+    instructions: str = ""
+    hints: list[str] = []
+    points: Annotated[int, Field(ge=0, le=1000)] = 1
+    checks: Annotated[list[Check], Field(min_length=1)]
+    solution: list[Step] = []
+
+
+BACKENDS = ("docker", "lxd", "nspawn", "vagrant")
+
+
+class Scenario(Strict):
+    apiVersion: Literal["guestlab/v1"]
+    kind: Literal["Scenario"]
+    metadata: Metadata
+    description: str = ""
+    backends: Annotated[list[Literal[BACKENDS]], Field(min_length=1)] = ["docker"]  # type: ignore[valid-type]
+    parameters: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], Parameter] = {}
+    machines: Annotated[list[Machine], Field(min_length=1)]
+    setup: list[Step] = []
+    tasks: Annotated[list[Task], Field(min_length=1)]
+
+    @property
+    def id(self) -> str:
+        return self.metadata.id
+
+    def machine(self, name: str) -> Machine:
+        # KeyError, not a bare next(): a StopIteration leaking into a generator ends it silently.
+        found = next((m for m in self.machines if m.name == name), None)
+        if found is None:
+            raise KeyError(f"scenario {self.id} has no machine {name!r}")
+        return found
+
+    def task(self, task_id: str) -> Task:
+        found = next((t for t in self.tasks if t.id == task_id), None)
+        if found is None:
+            raise KeyError(f"scenario {self.id} has no task {task_id!r}")
+        return found
+
+    @property
+    def max_score(self) -> int:
+        return sum(t.points for t in self.tasks)
+
+    def root_of(self, name: str) -> Machine:
+        """The machine a clone was ultimately made from (itself if not a clone)."""
+        m = self.machine(name)
+        while m.clone_of:
+            m = self.machine(m.clone_of)
+        return m

@@ -1,0 +1,191 @@
+"""Per-student values and template rendering (Jinja2, sandboxed, strict)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from jinja2 import StrictUndefined, Template
+from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import ValidationError
+
+from orchestrator.errors import Problem, ScenarioError, UsageError
+from orchestrator.scenario.model import Parameter, Scenario
+
+MARKERS = ("{{", "{%")
+MAX_REPEAT = 10_000  # longest string or list a template may build with `*`
+CONSONANTS = "bdfgklmnprstvz"
+VOWELS = "aeiou"
+
+
+class RenderError(UsageError):
+    """A template could not be rendered; the message says why, for the author."""
+
+
+def has_template(text: str) -> bool:
+    """Whether `text` needs rendering at all."""
+    return any(marker in text for marker in MARKERS)
+
+
+# --- per-student parameters -------------------------------------------------------------
+
+
+def derive_params(scenario: Scenario, student: str) -> dict[str, str]:
+    """Each parameter's value for `student`: the same every time, different per student."""
+    return {
+        name: _derive(_stream(scenario.id, student, name), spec)
+        for name, spec in scenario.parameters.items()
+    }
+
+
+def _stream(*parts: str) -> Iterator[int]:
+    """Bytes of sha256 in counter mode over the length-prefixed parts."""
+    seed = b"guestlab-params-v1"
+    for part in parts:
+        raw = part.encode("utf-8", "surrogatepass")
+        # Length prefixes keep ("ab", "c") and ("a", "bc") apart.
+        seed += len(raw).to_bytes(4, "big") + raw
+    for counter in itertools.count():
+        yield from hashlib.sha256(seed + counter.to_bytes(8, "big")).digest()
+
+
+def _below(stream: Iterator[int], n: int) -> int:
+    """A uniform integer in [0, n): rejection sampling avoids modulo bias."""
+    span = 1 << 64
+    limit = span - span % n
+    while True:
+        value = int.from_bytes(bytes(next(stream) for _ in range(8)), "big")
+        if value < limit:
+            return value % n
+
+
+def _derive(stream: Iterator[int], spec: Parameter) -> str:
+    if spec.choices is not None:
+        return spec.choices[_below(stream, len(spec.choices))]
+    if spec.random == "hex":
+        alphabets = ["0123456789abcdef"] * spec.length
+    elif spec.random == "digits":
+        alphabets = ["0123456789"] * spec.length
+    else:  # word: consonant-vowel pairs read aloud easily
+        alphabets = [CONSONANTS if i % 2 == 0 else VOWELS for i in range(spec.length)]
+    return "".join(alphabet[_below(stream, len(alphabet))] for alphabet in alphabets)
+
+
+# --- templates --------------------------------------------------------------------------
+
+
+class _Vars:
+    """The names a template reads as `label.NAME`; no methods for a template to reach."""
+
+    __slots__ = ("_label", "_values")
+
+    def __init__(self, label: str, values: Mapping[str, str]) -> None:
+        self._label = label
+        self._values = values
+
+
+class _Environment(SandboxedEnvironment):
+    """The sandbox, plus clear errors for unknown names and no memory-eating operators."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # A plain dict would answer `params.items` with its method, not the parameter.
+        if isinstance(obj, _Vars):
+            return self._lookup(obj, attribute)
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        if isinstance(obj, _Vars):
+            return self._lookup(obj, argument)
+        return super().getitem(obj, argument)
+
+    def _lookup(self, obj: _Vars, name: Any) -> Any:
+        if isinstance(name, str) and name in obj._values:
+            return obj._values[name]
+        known = ", ".join(sorted(obj._values)) or "none"
+        return self.undefined(hint=f"`{obj._label}.{name}` is not defined (known: {known})")
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            raise SecurityError("the ** operator is not allowed in scenario templates")
+        for seq, times in ((left, right), (right, left)):
+            sized = isinstance(seq, str | list | tuple) and isinstance(times, int)
+            if sized and len(seq) * times > MAX_REPEAT:
+                raise SecurityError(f"a template may not build more than {MAX_REPEAT} items")
+        return super().call_binop(context, operator, left, right)
+
+
+_ENV = _Environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+@functools.lru_cache(maxsize=2048)
+def _compile(text: str) -> Template:
+    # Cached: every student of a class renders the same strings.
+    return _ENV.from_string(text)
+
+
+def render_text(text: str, params: Mapping[str, str], student: str) -> str:
+    """Render one string; raise RenderError saying what is wrong with the template."""
+    if not has_template(text):
+        return text  # also keeps regexes such as `[0-9a-f]{32}` intact
+    try:
+        template = _compile(text)
+        return template.render(
+            params=_Vars("params", params), student=_Vars("student", {"id": student})
+        )
+    except TemplateSyntaxError as e:
+        where = f" (template line {e.lineno})" if "\n" in text.rstrip("\n") else ""
+        raise RenderError(f"template syntax error: {e.message}{where}") from None
+    except SecurityError as e:
+        raise RenderError(f"template not allowed: {e}") from None
+    except UndefinedError as e:
+        message = str(e)
+        if message.endswith("is undefined"):
+            message += " (templates can use params.NAME and student.id)"
+        raise RenderError(f"template: {message}") from None
+    except TemplateError as e:
+        raise RenderError(f"template error: {e}") from None
+    except Exception as e:
+        # Whatever fails inside an author's template is a problem of the scenario, not a crash.
+        raise RenderError(f"template failed: {type(e).__name__}: {e}") from None
+
+
+def render_scenario(scenario: Scenario, params: dict[str, str], student: str) -> Scenario:
+    """A copy of `scenario` with every string rendered for `student`, validated again."""
+    file = f"<{scenario.id}>"
+    problems: list[Problem] = []
+
+    def walk(value: Any, loc: tuple[str | int, ...]) -> Any:
+        if isinstance(value, str):
+            try:
+                return render_text(value, params, student)
+            except RenderError as e:
+                problems.append(Problem(file, 0, 0, _dotted(loc), str(e)))
+                return value
+        if isinstance(value, dict):
+            return {k: walk(v, (*loc, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, (*loc, i)) for i, v in enumerate(value)]
+        return value
+
+    data = walk(scenario.model_dump(), ())
+    if problems:
+        raise ScenarioError(problems)
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as e:
+        raise ScenarioError(
+            [
+                Problem(file, 0, 0, _dotted(err["loc"]), f"after rendering: {err['msg']}")
+                for err in e.errors(include_url=False)
+            ]
+        ) from None
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)

@@ -1,0 +1,214 @@
+"""SQLite store of labs, check attempts and hints, plus one lock file per lab.
+
+Every write is its own committed transaction, so a crash or Ctrl-C loses at most the
+step under way; what a lab's rows say is always a state `down` or `up` can continue from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator import paths
+from orchestrator.errors import LabBusy, StateError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS labs (
+    key TEXT PRIMARY KEY,
+    scenario TEXT NOT NULL,
+    student TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    scenario_path TEXT NOT NULL,
+    params TEXT NOT NULL,
+    status TEXT NOT NULL,          -- provisioning | up | failed
+    step TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    lab TEXT NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,            -- step | solve | reset | down
+    detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY,
+    lab TEXT NOT NULL,
+    at REAL NOT NULL,
+    score INTEGER NOT NULL,
+    max_score INTEGER NOT NULL,
+    report TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hints (
+    id INTEGER PRIMARY KEY,
+    lab TEXT NOT NULL,
+    task TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_lab ON attempts(lab, at);
+CREATE INDEX IF NOT EXISTS hints_lab ON hints(lab, task);
+"""
+
+
+@dataclass(frozen=True)
+class LabRecord:
+    key: str
+    scenario: str
+    student: str
+    backend: str
+    scenario_path: str
+    params: dict[str, str]
+    status: str
+    step: str
+    created: float
+    updated: float
+
+
+class Store:
+    """The state database; open one per command."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or paths.ensure(paths.home()) / "state.db"
+        try:
+            self.db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as e:
+            raise self._error(e) from None
+
+    def _error(self, e: sqlite3.Error) -> StateError:
+        if "locked" in str(e) or "busy" in str(e):
+            return StateError(
+                f"the state store {self.path} is locked by another process ({e})",
+                hint="wait for the other guestlab command to finish, then try again",
+            )
+        return StateError(
+            f"the state store {self.path} cannot be used ({e})",
+            hint="move it aside and run `guestlab gc`: resources are found by their labels",
+        )
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        try:
+            return self.db.execute(sql, args)
+        except sqlite3.Error as e:
+            raise self._error(e) from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- labs -----------------------------------------------------------------------------
+    def put_lab(
+        self,
+        key: str,
+        *,
+        scenario: str,
+        student: str,
+        backend: str,
+        scenario_path: str,
+        params: dict[str, str],
+        status: str,
+    ) -> None:
+        now = time.time()
+        self._run(
+            "INSERT INTO labs VALUES (?,?,?,?,?,?,?,'',?,?) ON CONFLICT(key) DO UPDATE SET "
+            "backend=excluded.backend, scenario_path=excluded.scenario_path, "
+            "params=excluded.params, status=excluded.status, step='', updated=excluded.updated",
+            (key, scenario, student, backend, scenario_path, json.dumps(params), status, now, now),
+        )
+
+    def set_status(self, key: str, status: str, step: str = "") -> None:
+        self._run(
+            "UPDATE labs SET status=?, step=?, updated=? WHERE key=?",
+            (status, step, time.time(), key),
+        )
+
+    def lab(self, key: str) -> LabRecord | None:
+        row = self._run("SELECT * FROM labs WHERE key=?", (key,)).fetchone()
+        return _record(row) if row else None
+
+    def labs(self, scenario: str | None = None) -> list[LabRecord]:
+        if scenario:
+            rows = self._run("SELECT * FROM labs WHERE scenario=? ORDER BY key", (scenario,))
+        else:
+            rows = self._run("SELECT * FROM labs ORDER BY key")
+        return [_record(r) for r in rows.fetchall()]
+
+    def delete_lab(self, key: str) -> None:
+        """Forget a lab; its attempts and hints stay for the record."""
+        self._run("DELETE FROM labs WHERE key=?", (key,))
+
+    # -- history --------------------------------------------------------------------------
+    def event(self, key: str, kind: str, **detail: Any) -> None:
+        self._run(
+            "INSERT INTO events (lab, at, kind, detail) VALUES (?,?,?,?)",
+            (key, time.time(), kind, json.dumps(detail)),
+        )
+
+    def events(self, key: str) -> list[dict[str, Any]]:
+        rows = self._run("SELECT * FROM events WHERE lab=? ORDER BY id", (key,)).fetchall()
+        return [{"at": r["at"], "kind": r["kind"], **json.loads(r["detail"])} for r in rows]
+
+    def add_attempt(self, key: str, report: dict[str, Any]) -> None:
+        self._run(
+            "INSERT INTO attempts (lab, at, score, max_score, report) VALUES (?,?,?,?,?)",
+            (key, time.time(), report["score"], report["max_score"], json.dumps(report)),
+        )
+
+    def attempts(self, key: str) -> list[dict[str, Any]]:
+        rows = self._run("SELECT * FROM attempts WHERE lab=? ORDER BY id", (key,)).fetchall()
+        return [{"at": r["at"], **json.loads(r["report"])} for r in rows]
+
+    def hints_taken(self, key: str, task: str) -> int:
+        row = self._run("SELECT COUNT(*) FROM hints WHERE lab=? AND task=?", (key, task))
+        return int(row.fetchone()[0])
+
+    def add_hint(self, key: str, task: str, idx: int) -> None:
+        self._run(
+            "INSERT INTO hints (lab, task, idx, at) VALUES (?,?,?,?)",
+            (key, task, idx, time.time()),
+        )
+
+
+def _record(row: sqlite3.Row) -> LabRecord:
+    data = dict(row)
+    data["params"] = json.loads(data["params"])
+    return LabRecord(**data)
+
+
+@contextlib.contextmanager
+def lab_lock(key: str) -> Iterator[None]:
+    """Hold the lab's lock, or fail at once if another process holds it.
+
+    flock is released by the kernel when a process dies, so `kill -9` never leaves a stale lock.
+    """
+    path = paths.locks_dir() / f"{key}.lock"
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise LabBusy(
+                f"lab {key} is busy: {holder} is working on it",
+                hint="wait for that command to finish, then try again",
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"guestlab (pid {os.getpid()})")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.truncate(0)

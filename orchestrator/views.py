@@ -1,0 +1,159 @@
+"""What the CLI shows, built as rich renderables or text; nothing here prints."""
+
+from __future__ import annotations
+
+import datetime as dt
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.markdown import Markdown
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator.scenario.model import Scenario
+from orchestrator.state import LabRecord
+
+
+def when(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def catalog_table(rows: Sequence[tuple[str, Scenario | None, str]]) -> Table:
+    """rows: (id or file, scenario or None when invalid, error text)."""
+    table = Table(title="Scenarios", title_justify="left")
+    for col in ("id", "title", "level", "backends"):
+        table.add_column(col)
+    for ref, sc, error in rows:
+        if sc is None:
+            table.add_row(ref, Text(f"invalid: {error}", style="red"), "", "")
+        else:
+            table.add_row(sc.id, sc.metadata.title, sc.metadata.level, ", ".join(sc.backends))
+    return table
+
+
+def catalog_json(rows: Sequence[tuple[str, Scenario | None, str]]) -> list[dict[str, Any]]:
+    out = []
+    for ref, sc, error in rows:
+        if sc is None:
+            out.append({"file": ref, "error": error})
+        else:
+            meta = sc.metadata
+            out.append(
+                {
+                    "id": sc.id,
+                    "title": meta.title,
+                    "level": meta.level,
+                    "objective": meta.objective,
+                    "duration": meta.duration,
+                    "backends": list(sc.backends),
+                    "tasks": len(sc.tasks),
+                    "max_score": sc.max_score,
+                }
+            )
+    return out
+
+
+def scenario_view(sc: Scenario, *, instructions: bool = True) -> RenderableType:
+    meta = sc.metadata
+    parts: list[RenderableType] = [
+        Text(meta.title, style="bold"),
+        Text(
+            f"{sc.id} · {meta.level} · about {meta.duration} · {meta.objective or 'LPIC-1 102.6'}"
+            f" · backends: {', '.join(sc.backends)}",
+            style="dim",
+        ),
+    ]
+    if sc.description.strip():
+        parts.append(Markdown(sc.description))
+    machines = Table(title="Machines", title_justify="left")
+    for col in ("machine", "image", "init", "notes"):
+        machines.add_column(col)
+    for m in sc.machines:
+        root = sc.root_of(m.name)
+        note = f"clone of {m.clone_of}" if m.clone_of else ""
+        machines.add_row(m.name, root.image or "debian-12-systemd", root.init or "systemd", note)
+    parts.append(machines)
+    for n, task in enumerate(sc.tasks, 1):
+        body: list[RenderableType] = []
+        if instructions and task.instructions.strip():
+            body.append(Markdown(task.instructions))
+        hints = f"{len(task.hints)} hint(s): guestlab hint {sc.id} {task.id}" if task.hints else ""
+        body.append(Text(f"{task.points} point(s). {hints}", style="dim"))
+        parts.append(
+            Panel(Group(*body), title=f"Task {n} · {task.id}: {task.title}", title_align="left")
+        )
+    return Group(*parts)
+
+
+def report_table(report: dict[str, Any]) -> RenderableType:
+    table = Table(title=f"{report['scenario']} · {report['student']}", title_justify="left")
+    table.add_column("task")
+    table.add_column("result")
+    table.add_column("points", justify="right")
+    table.add_column("what is wrong")
+    for task in report["tasks"]:
+        failing = [c for c in task["checks"] if not c["passed"]]
+        result = (
+            Text("PASS", style="bold green") if task["passed"] else Text("FAIL", style="bold red")
+        )
+        why = "\n".join(f"{c['name']}: {c['message']}" for c in failing)
+        table.add_row(task["id"], result, f"{task['points']}/{task['max_points']}", why)
+    style = "bold green" if report["passed"] else "bold"
+    total = Text(f"Score: {report['score']}/{report['max_score']}", style=style)
+    return Group(table, total)
+
+
+def junit(report: dict[str, Any]) -> str:
+    checks = [(t, c) for t in report["tasks"] for c in t["checks"]]
+    suite = ET.Element(
+        "testsuite",
+        name=f"guestlab.{report['scenario']}",
+        tests=str(len(checks)),
+        failures=str(sum(1 for _, c in checks if not c["passed"])),
+        timestamp=dt.datetime.fromtimestamp(report["checked_at"]).isoformat(timespec="seconds"),
+    )
+    ET.SubElement(
+        ET.SubElement(suite, "properties"),
+        "property",
+        name="student",
+        value=report["student"],
+    )
+    for task, c in checks:
+        case = ET.SubElement(suite, "testcase", classname=task["id"], name=c["name"])
+        if not c["passed"]:
+            ET.SubElement(case, "failure", message=c["message"]).text = c["message"]
+    ET.indent(suite)
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True)
+
+
+def labs_table(records: Sequence[LabRecord], scores: dict[str, str]) -> Table:
+    table = Table(title="Labs", title_justify="left")
+    for col in ("scenario", "student", "backend", "status", "last check", "updated"):
+        table.add_column(col)
+    for r in records:
+        status = r.status if r.status == "up" else f"{r.status} (at {r.step or '?'})"
+        style = "green" if r.status == "up" else "yellow"
+        table.add_row(
+            r.scenario,
+            r.student,
+            r.backend,
+            Text(status, style=style),
+            scores.get(r.key, "-"),
+            when(r.updated),
+        )
+    return table
+
+
+def doctor_table(rows: Sequence[tuple[str, bool, str, str]]) -> Table:
+    table = Table(title="Backends on this host", title_justify="left")
+    for col in ("backend", "usable", "details", "how to fix"):
+        table.add_column(col)
+    for name, usable, detail, fix in rows:
+        mark = Text("yes", style="green") if usable else Text("no", style="red")
+        table.add_row(name, mark, detail, fix)
+    return table

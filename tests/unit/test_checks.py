@@ -1,0 +1,241 @@
+"""Every check form, judged against a fake executor (no engine)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from orchestrator.backends.base import ExecResult, LabRef
+from orchestrator.checks import Unreachable, grade, judge, probes, report
+from orchestrator.errors import MachineUnavailable
+from orchestrator.scenario.model import Check, Task
+
+LAB = LabRef("demo", "alice")
+
+
+def chk(**data: object) -> Check:
+    return Check.model_validate(data)
+
+
+def ok(stdout: str = "", code: int = 0, stderr: str = "") -> ExecResult:
+    return ExecResult(code, stdout, stderr)
+
+
+class FakeBackend:
+    """Answers exec from a table keyed by (machine, shell text)."""
+
+    name = "fake"
+    capabilities = frozenset({"systemd", "clone", "snapshot"})
+
+    def __init__(self, answers: dict[tuple[str, str], ExecResult | Exception]) -> None:
+        self.answers = answers
+        self.calls: list[tuple[str, tuple[str, ...], float]] = []
+
+    def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
+        self.calls.append((machine, tuple(argv), timeout))
+        answer = self.answers[(machine, argv[2])]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+# -- run ----------------------------------------------------------------------------------
+def test_run_passes_on_exit_zero() -> None:
+    c = chk(machine="m", run="true")
+    assert judge(c, [ok()]).passed
+
+
+def test_run_fails_with_exit_code_and_stderr_in_message() -> None:
+    c = chk(machine="m", run="false")
+    r = judge(c, [ok(code=1, stderr="boom")])
+    assert not r.passed
+    assert r.message == "exit code 1, expected 0: boom"
+
+
+def test_run_expected_exit_code() -> None:
+    c = chk(machine="m", run="grep x f", exit_code=1)
+    assert judge(c, [ok(code=1)]).passed
+    assert not judge(c, [ok(code=0)]).passed
+
+
+@pytest.mark.parametrize(
+    ("cond", "stdout", "passed"),
+    [
+        ({"equals": "atlas"}, "atlas\n", True),
+        ({"equals": "atlas"}, "atlas2\n", False),
+        ({"contains": "las"}, "atlas", True),
+        ({"contains": "xyz"}, "atlas", False),
+        ({"matches": "^a.l"}, "atlas", True),
+        ({"matches": "^t"}, "atlas", False),
+    ],
+)
+def test_run_stdout_conditions(cond: dict[str, str], stdout: str, passed: bool) -> None:
+    c = chk(machine="m", run="hostname", stdout=cond)
+    assert judge(c, [ok(stdout)]).passed is passed
+
+
+def test_fail_message_replaces_the_detail() -> None:
+    c = chk(machine="m", run="false", fail_message="do the thing")
+    assert judge(c, [ok(code=1)]).message == "do the thing"
+
+
+def test_timeout_and_unreachable_fail_with_a_sentence() -> None:
+    c = chk(machine="m", run="sleep 99", timeout=2)
+    timed = judge(c, [ExecResult(124, "", "", timed_out=True)])
+    assert not timed.passed and timed.message == "timed out after 2 s on m"
+    gone = judge(c, [Unreachable("machine m is not running")])
+    assert gone.message == "could not run on m: machine m is not running"
+
+
+def test_run_probe_is_a_shell_text() -> None:
+    assert probes(chk(machine="m", run="echo hi"))[0].argv[:3] == ("sh", "-c", "echo hi")
+
+
+# -- file ---------------------------------------------------------------------------------
+def file_out(mode: str, owner: str, content: str) -> ExecResult:
+    return ok(f"{mode} {owner}\n{content}")
+
+
+def test_file_path_is_passed_as_an_argument_not_shell_text() -> None:
+    argv = probes(chk(machine="m", file={"path": "/tmp/a b;rm -rf /"}))[0].argv
+    assert argv[-1] == "/tmp/a b;rm -rf /"
+    assert "rm -rf" not in argv[2]
+
+
+@pytest.mark.parametrize(
+    ("cond", "result", "message"),
+    [
+        ({"path": "/f"}, file_out("644", "root", "x"), None),
+        ({"path": "/f"}, ok(code=3), "/f does not exist"),
+        ({"path": "/f", "exists": False}, ok(code=3), None),
+        ({"path": "/f", "exists": False}, file_out("644", "root", ""), "/f exists"),
+        ({"path": "/f", "mode": "0600"}, file_out("600", "root", ""), None),
+        (
+            {"path": "/f", "mode": "0600"},
+            file_out("644", "root", ""),
+            "/f has mode 0644, expected 0600",
+        ),
+        (
+            {"path": "/f", "owner": "bob"},
+            file_out("644", "root", ""),
+            "/f is owned by root, expected bob",
+        ),
+        ({"path": "/f", "contains": "ab"}, file_out("644", "root", "xaby"), None),
+        (
+            {"path": "/f", "contains": "zz"},
+            file_out("644", "root", "xaby"),
+            "/f does not contain 'zz'",
+        ),
+        ({"path": "/f", "matches": r"^[0-9a-f]{4}\s*$"}, file_out("444", "root", "beef\n"), None),
+        (
+            {"path": "/f", "matches": r"^[0-9a-f]{4}\s*$"},
+            file_out("444", "root", "bee\n"),
+            "/f does not match /^[0-9a-f]{4}\\s*$/",
+        ),
+        (
+            {"path": "/f"},
+            ok(code=1, stderr="Permission denied"),
+            "cannot read /f: Permission denied",
+        ),
+    ],
+)
+def test_file_conditions(cond: dict[str, object], result: ExecResult, message: str | None) -> None:
+    r = judge(chk(machine="m", file=cond), [result])
+    assert r.passed is (message is None)
+    assert r.message == (message or "")
+
+
+# -- service ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("cond", "stdout", "message"),
+    [
+        ({"name": "ssh", "active": True}, "active\nenabled\n", None),
+        (
+            {"name": "ssh", "active": True},
+            "inactive\nenabled\n",
+            "ssh is inactive, expected active",
+        ),
+        ({"name": "ssh", "active": False}, "failed\ndisabled\n", None),
+        (
+            {"name": "ssh", "enabled": True},
+            "active\ndisabled\n",
+            "ssh is disabled, expected enabled",
+        ),
+        ({"name": "ssh", "enabled": False}, "inactive\nmasked\n", None),
+        ({"name": "ssh", "active": True}, "", "ssh is unknown, expected active"),
+    ],
+)
+def test_service_conditions(cond: dict[str, object], stdout: str, message: str | None) -> None:
+    r = judge(chk(machine="m", service=cond), [ok(stdout)])
+    assert r.passed is (message is None)
+    assert r.message == (message or "")
+
+
+# -- distinct / equal ---------------------------------------------------------------------
+def test_distinct_passes_when_every_pair_differs() -> None:
+    c = chk(distinct={"machines": ["a", "b", "c"], "run": "cat /etc/machine-id"})
+    assert judge(c, [ok("1\n"), ok("2\n"), ok("3")]).passed
+    r = judge(c, [ok("1\n"), ok("2\n"), ok("1")])
+    assert not r.passed and r.message == "a and c give the same output: 1"
+
+
+def test_equal_passes_when_all_agree() -> None:
+    c = chk(equal={"machines": ["a", "b"], "run": "cat /etc/os-release"})
+    assert judge(c, [ok("x\n"), ok("x")]).passed
+    r = judge(c, [ok("x"), ok("y")])
+    assert not r.passed and r.message == "the outputs differ (a: x; b: y)"
+
+
+def test_multi_machine_command_failure_is_reported() -> None:
+    c = chk(distinct={"machines": ["a", "b"], "run": "cat /nope"})
+    r = judge(c, [ok(code=1, stderr="No such file"), ok("x")])
+    assert r.message == "`cat /nope` failed on a (exit 1): No such file"
+
+
+# -- grading ------------------------------------------------------------------------------
+def test_grade_runs_every_probe_and_scores_tasks() -> None:
+    tasks = [
+        Task.model_validate(
+            {
+                "id": "one",
+                "title": "t1",
+                "points": 2,
+                "checks": [
+                    {"machine": "a", "run": "true"},
+                    {"distinct": {"machines": ["a", "b"], "run": "id"}},
+                ],
+            }
+        ),
+        Task.model_validate(
+            {"id": "two", "title": "t2", "points": 3, "checks": [{"machine": "b", "run": "false"}]}
+        ),
+    ]
+    fake = FakeBackend(
+        {
+            ("a", "true"): ok(),
+            ("a", "id"): ok("1"),
+            ("b", "id"): ok("2"),
+            ("b", "false"): MachineUnavailable("machine b is not running"),
+        }
+    )
+    results = grade(fake, LAB, tasks)
+    assert [r.passed for r in results] == [True, False]
+    assert len(fake.calls) == 4
+    rep = report("demo", "alice", "fake", results)
+    assert (rep["score"], rep["max_score"], rep["passed"]) == (2, 5, False)
+    failing = rep["tasks"][1]["checks"][0]
+    assert failing == {
+        "name": "b: false",
+        "passed": False,
+        "message": "could not run on b: machine b is not running",
+    }
+
+
+def test_grade_passes_the_check_timeout_to_exec() -> None:
+    task = Task.model_validate(
+        {"id": "t", "title": "t", "checks": [{"machine": "a", "run": "x", "timeout": 7}]}
+    )
+    fake = FakeBackend({("a", "x"): ok()})
+    grade(fake, LAB, [task])
+    assert fake.calls[0][2] == 7

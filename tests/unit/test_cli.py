@@ -1,0 +1,147 @@
+"""The CLI without an engine: help, catalog, validation, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import cli, main
+
+ROOT = Path(__file__).resolve().parents[2]
+VERBS = [
+    "list",
+    "show",
+    "validate",
+    "schema",
+    "up",
+    "status",
+    "exec",
+    "shell",
+    "check",
+    "hint",
+    "solve",
+    "doctor",
+    "reset",
+    "down",
+    "gc",
+    "image",
+]
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_help_lists_every_verb_and_the_exit_codes() -> None:
+    code, out, _ = run("--help")
+    assert code == 0
+    for verb in VERBS:
+        assert f"  {verb} " in out or f"  {verb}\n" in out, verb
+    assert "130 interrupted" in " ".join(out.split())
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_has_help(verb: str) -> None:
+    result = __import__("click.testing").testing.CliRunner().invoke(cli, [verb, "--help"])
+    assert result.exit_code == 0
+    assert len(result.output.splitlines()) > 3
+
+
+def test_help_imports_no_engine_sdk() -> None:
+    code = (
+        "import sys, runpy\n"
+        "sys.argv = ['guestlab', '--help']\n"
+        "try:\n    runpy.run_module('orchestrator.cli', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "bad = [m for m in ('docker', 'pylxd', 'vagrant') if m in sys.modules]\n"
+        "print('loaded:', bad)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.stdout.strip().endswith("loaded: []"), proc.stdout + proc.stderr
+
+
+def test_list_json_has_the_catalog() -> None:
+    code, out, _ = run("list", "--format", "json")
+    assert code == 0
+    entry = next(e for e in json.loads(out) if e.get("id") == "machine-id-clone")
+    assert entry["backends"][0] == "docker" and entry["max_score"] > 0
+
+
+def test_show_prints_tasks_and_instructions() -> None:
+    code, out, _ = run("show", "machine-id-clone")
+    assert code == 0
+    assert "Task 1" in out and "dbus-uuidgen" in out
+
+
+def test_schema_is_json_schema() -> None:
+    code, out, _ = run("schema")
+    assert code == 0
+    schema = json.loads(out)
+    assert "machines" in schema["properties"]
+
+
+def test_validate_reports_every_problem_with_positions(tmp_path: Path) -> None:
+    bad = tmp_path / "scenarios" / "bad.yaml"
+    bad.parent.mkdir()
+    bad.write_text(
+        "apiVersion: guestlab/v1\n"
+        "kind: Scenario\n"
+        "metadata: {id: bad, title: Bad}\n"
+        "machines:\n"
+        "  - name: m\n"
+        "    colour: red\n"
+        "tasks:\n"
+        "  - id: t\n"
+        "    title: T\n"
+        "    checks:\n"
+        "      - machine: ghost\n"
+        "        run: 'true'\n"
+    )
+    code, out, err = run("validate", str(bad))
+    assert code == 2
+    lines = [line for line in out.splitlines() if line.startswith(str(bad))]
+    assert any(":6:5: machines.0.colour:" in line for line in lines), out
+    assert any("ghost" in line and ":11:" in line for line in lines), out
+    assert "1 of 1 scenario file(s) are invalid" in err
+
+
+def test_validate_the_shipped_library_is_clean() -> None:
+    code, out, _ = run("validate", "scenarios")
+    assert code == 0, out
+
+
+def test_unknown_lab_is_a_usage_error_with_a_hint(tmp_path: Path) -> None:
+    code, _, err = run("check", "machine-id-clone", "--student", "nobody-here")
+    assert code == 2
+    assert "no lab machine-id-clone for student nobody-here" in err
+    assert "guestlab up machine-id-clone" in err
+
+
+def test_unknown_scenario_names_where_it_looked() -> None:
+    code, _, err = run("show", "no-such-lab")
+    assert code == 2 and "no-such-lab" in err and "Traceback" not in err
+
+
+def test_bad_option_is_exit_2() -> None:
+    assert run("up", "machine-id-clone", "--backend", "nope")[0] == 2
+
+
+def test_main_maps_interrupt_to_130(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(**_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "main", interrupted)
+    with pytest.raises(SystemExit) as exc:
+        main(["list"])
+    assert exc.value.code == 130
