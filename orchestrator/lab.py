@@ -195,10 +195,7 @@ def open_lab(store: Store, scenario_id: str, student: str) -> tuple[Lab, LabReco
             + (f" --student {student}" if student != default_student() else ""),
         )
     path = Path(record.scenario_path)
-    try:
-        scenario = load_file(path)
-    except FileNotFoundError:
-        raise UsageError(f"the scenario file {path} of lab {ref.key} is gone") from None
+    scenario = load_file(path)  # a vanished file is a UsageError naming it
     rendered = render_scenario(scenario, record.params, student)
     return Lab(ref, rendered, path, backends.get(record.backend), record.params), record
 

@@ -433,7 +433,10 @@ def _message(err: Any, loc: Loc) -> str:
         return f"must be {ctx.get('expected', 'one of the allowed values')}{got}"
     if kind == "string_pattern_mismatch":
         pattern = ctx.get("pattern", "")
-        return f"must be {_PATTERNS.get(pattern, f'text matching {pattern}')}{got}"
+        message = f"must be {_PATTERNS.get(pattern, f'text matching {pattern}')}{got}"
+        if isinstance(value, str) and render.has_template(value):
+            message += "; this field cannot use templates"
+        return message
     if kind == "string_type":
         hint = "; quote it" if isinstance(value, int | float | bool) else ""
         return f"expected text, got {_kind(value)}{hint}"

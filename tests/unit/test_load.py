@@ -127,6 +127,14 @@ def test_bad_name_explains_the_pattern() -> None:
     assert message.startswith("must be lowercase letters, digits and '-'")
 
 
+def test_names_cannot_be_templated() -> None:
+    line, col, path, message = one(
+        edit("    clone_of: web\n", "    hostname: '{{ student.id }}'\n")
+    )
+    assert (line, col, path) == (10, 15, "machines.1.hostname")
+    assert message.endswith("; this field cannot use templates")
+
+
 def test_bad_parameter_name_points_at_the_key() -> None:
     text = edit("machines:\n", "parameters:\n  bad-name: {random: hex}\nmachines:\n")
     line, col, path, _ = one(text)
