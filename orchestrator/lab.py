@@ -85,13 +85,7 @@ class Lab:
     def spec(self, name: str) -> MachineSpec:
         m = self.scenario.machine(name)
         root = self.scenario.root_of(name)
-        # a clone takes each limit it does not set from the machine it copies
-        mem, cpus, pids = (
-            getattr(m.resources, f)
-            if getattr(m.resources, f) is not None
-            else getattr(root.resources, f)
-            for f in ("memory", "cpus", "pids")
-        )
+        mem, cpus, pids = (self._limit(name, f) for f in ("memory", "cpus", "pids"))
         return MachineSpec(
             lab=self.ref,
             name=m.name,
@@ -102,6 +96,16 @@ class Lab:
             cpus=cpus or DEFAULT_CPUS,
             pids=pids or DEFAULT_PIDS,
         )
+
+    def _limit(self, name: str, field: str) -> Any:
+        """A limit the machine sets, else the one of the machine it copies, and so on."""
+        m: Machine | None = self.scenario.machine(name)
+        while m is not None:
+            value = getattr(m.resources, field)
+            if value is not None:
+                return value
+            m = self.scenario.machine(m.clone_of) if m.clone_of else None
+        return None
 
     @property
     def originals(self) -> list[Machine]:

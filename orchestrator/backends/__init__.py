@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 #: backend name -> "module:class"
 REGISTRY: dict[str, str] = {
     "docker": "orchestrator.backends.docker:DockerBackend",
+    "lxd": "orchestrator.backends.lxd:LxdBackend",
 }
 
 _cache: dict[str, Backend] = {}

@@ -1,0 +1,69 @@
+"""The state store and the per-lab lock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import LabBusy, StateError
+from orchestrator.state import Store, lab_lock
+
+
+def test_labs_attempts_and_hints_round_trip(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    store.put_lab(
+        "k",
+        scenario="sc",
+        student="al",
+        backend="docker",
+        scenario_path="/x.yaml",
+        params={"p": "1"},
+        status="provisioning",
+    )
+    store.set_status("k", "up")
+    rec = store.lab("k")
+    assert rec is not None and rec.status == "up" and rec.params == {"p": "1"}
+    store.add_attempt("k", {"score": 1, "max_score": 3, "tasks": []})
+    store.add_hint("k", "t", 0)
+    assert store.hints_taken("k", "t") == 1
+    store.delete_lab("k")
+    assert store.lab("k") is None
+    # history outlives the lab, so that a grade can be explained later
+    assert store.attempts("k")[0]["score"] == 1
+
+
+def test_a_corrupt_database_is_a_state_error_with_a_way_out(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StateError) as exc:
+        Store(db)
+    assert "cannot be used" in str(exc.value)
+    assert exc.value.hint and "guestlab gc" in exc.value.hint
+
+
+def test_the_lab_lock_excludes_another_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GUESTLAB_HOME", str(tmp_path))
+    probe = (
+        "from orchestrator.state import lab_lock\n"
+        "from orchestrator.errors import LabBusy\n"
+        "try:\n    with lab_lock('k'): print('got it')\n"
+        "except LabBusy as e: print(e)\n"
+    )
+    with lab_lock("k"):
+        held = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert "is busy: guestlab (pid" in held.stdout
+    free = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert free.stdout.strip() == "got it"
+
+
+def test_the_lock_is_not_reentrant_across_open_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GUESTLAB_HOME", str(tmp_path))
+    with lab_lock("k"), pytest.raises(LabBusy), lab_lock("k"):
+        pass
