@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.backends.base import Backend, ExecResult, LabRef
+from orchestrator.backends.base import ExecResult, Executor, LabRef
 from orchestrator.errors import GuestlabError
 from orchestrator.scenario.model import Check, Task
 
@@ -199,21 +199,21 @@ def _judge_service(check: Check, res: ExecResult) -> str | None:
     return None
 
 
-def _execute(backend: Backend, lab: LabRef, probe: Probe, timeout: float) -> Outcome:
+def _execute(runner: Executor, lab: LabRef, probe: Probe, timeout: float) -> Outcome:
     try:
-        return backend.exec(lab, probe.machine, probe.argv, timeout=timeout)
+        return runner.exec(lab, probe.machine, probe.argv, timeout=timeout)
     except GuestlabError as e:  # a machine that is gone fails its checks, it is no crash
         return Unreachable(str(e))
 
 
 def grade(
-    backend: Backend, lab: LabRef, tasks: Sequence[Task], *, workers: int = 16
+    runner: Executor, lab: LabRef, tasks: Sequence[Task], *, workers: int = 16
 ) -> list[TaskResult]:
     """Run every check of `tasks` concurrently and judge them."""
     planned = [(task, check, probes(check)) for task in tasks for check in task.checks]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [
-            [pool.submit(_execute, backend, lab, p, check.timeout) for p in plan]
+            [pool.submit(_execute, runner, lab, p, check.timeout) for p in plan]
             for _task, check, plan in planned
         ]
         results: dict[str, TaskResult] = {t.id: TaskResult(t) for t in tasks}

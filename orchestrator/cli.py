@@ -248,9 +248,8 @@ def status(scenario: str | None, student: str | None, fmt: str) -> None:
             a = attempts[-1]
             scores[r.key] = f"{a['score']}/{a['max_score']} at {views.when(a['at'])}"
     if fmt == "json":
-        click.echo(
-            json.dumps([{**r.__dict__, "last_check": scores.get(r.key)} for r in records], indent=2)
-        )
+        rows = [{**r.__dict__, "last_check": scores.get(r.key)} for r in records]
+        click.echo(json.dumps(rows, indent=2))
         return
     if not records:
         out.print("No labs." + ("" if scenario else " Bring one up with: guestlab up ID"))
@@ -258,9 +257,10 @@ def status(scenario: str | None, student: str | None, fmt: str) -> None:
     out.print(views.labs_table(records, scores))
     if scenario:
         for r in records:
-            found = backends.get(r.backend).find(_ref(r.scenario, r.student)).get(r.key)
-            machines = ", ".join(found.machines) if found else "none"
-            out.print(f"{r.key}: machines on {r.backend}: {machines}")
+            for name in r.backends:
+                found = backends.get(name).find(_ref(r.scenario, r.student)).get(r.key)
+                machines = ", ".join(found.machines) if found else "none"
+                out.print(f"{r.key}: machines on {name}: {machines}")
 
 
 def _ref(scenario: str, student: str) -> Any:
@@ -291,7 +291,7 @@ def exec_cmd(
     """Run a command as root in a lab machine: guestlab exec ID MACHINE -- CMD..."""
     lab, _record, _ = _open(scenario, student)
     _machine(lab, machine)
-    res = lab.backend.exec(lab.ref, machine, list(command), timeout=timeout)
+    res = lab.exec(lab.ref, machine, list(command), timeout=timeout)
     sys.stdout.write(res.stdout)
     sys.stderr.write(res.stderr)
     if res.timed_out:
@@ -317,7 +317,7 @@ def shell(scenario: str, machine: str | None, student: str | None) -> None:
     lab, _record, _s = _open(scenario, student)
     machine = machine or lab.specs[-1].name
     _machine(lab, machine)
-    argv = lab.backend.shell_argv(lab.ref, machine)
+    argv = lab.backend_for(machine).shell_argv(lab.ref, machine)
     err.print(f"[dim]{machine} of {lab.ref.key}; leave with `exit`[/]")
     sys.stdout.flush()
     try:
@@ -414,7 +414,9 @@ def down(scenario: str, student: str | None, backend: str | None) -> None:
     store = _store()
     ref = _ref(scenario, _student(student))
     record = store.lab(ref.key)
-    names = [n for n in {record.backend if record else None, backend} if n]
+    names = list(
+        dict.fromkeys([*(record.backends if record else []), *([backend] if backend else [])])
+    )
     if not names:
         names = [n for n in backends.names() if backends.get(n).availability().usable]
     removed = lifecycle.down(ref, names, store)

@@ -41,6 +41,7 @@ from orchestrator.scenario.render import derive_params, render_scenario
 from orchestrator.state import LabRecord, Store, lab_lock
 
 DEFAULT_IMAGE = "debian-12-systemd"
+VM_BACKEND = "vagrant"
 UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
 
@@ -128,11 +129,41 @@ class Lab:
     def specs(self) -> list[MachineSpec]:
         return [self.spec(m.name) for m in [*self.originals, *self.clones]]
 
+    def backend_for(self, name: str) -> Backend:
+        """The lab's backend, or the VM backend for a `kind: vm` machine of a container lab."""
+        if self.scenario.root_of(name).kind == "vm" and "vm" not in self.backend.capabilities:
+            return backends.get(VM_BACKEND)
+        return self.backend
+
+    @property
+    def backends(self) -> list[Backend]:
+        """Every backend that holds a machine of the lab, the lab's own first."""
+        used = {self.backend.name: self.backend}
+        for m in self.scenario.machines:
+            b = self.backend_for(m.name)
+            used.setdefault(b.name, b)
+        return list(used.values())
+
+    def by_backend(self, specs: Sequence[MachineSpec]) -> list[tuple[Backend, list[MachineSpec]]]:
+        groups = [(b, [s for s in specs if self.backend_for(s.name) is b]) for b in self.backends]
+        return [(b, group) for b, group in groups if group]
+
+    def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> Any:
+        """Run a command in a machine on whichever backend holds it (checks use this)."""
+        return self.backend_for(machine).exec(lab, machine, argv, timeout=timeout)
+
+    def machine_facts(self) -> dict[str, dict[str, str]]:
+        """What templates may read as machines.NAME.{backend,kind,virt}."""
+        facts = {}
+        for m in self.scenario.machines:
+            b = self.backend_for(m.name)
+            kind = "vm" if "vm" in b.capabilities else "container"
+            facts[m.name] = {"backend": b.name, "kind": kind, "virt": b.virtualization}
+        return facts
+
     def run_steps(self, steps: Sequence[Step], what: str) -> None:
         for n, step in enumerate(steps, 1):
-            res = self.backend.exec(
-                self.ref, step.machine, ["sh", "-c", step.run], timeout=step.timeout
-            )
+            res = self.exec(self.ref, step.machine, ["sh", "-c", step.run], timeout=step.timeout)
             if not res.ok:
                 why = "timed out" if res.timed_out else f"exit {res.exit_code}"
                 detail = (res.stderr or res.stdout).strip()[-500:]
@@ -142,11 +173,15 @@ class Lab:
                 )
 
 
-def required_capabilities(scenario: Scenario) -> set[str]:
+def required_capabilities(
+    scenario: Scenario, machines: Sequence[Machine] | None = None
+) -> set[str]:
+    """What a backend must support to hold `machines` (default: all) of the scenario."""
+    chosen = scenario.machines if machines is None else machines
     need = {"snapshot"}
-    if any(m.init in (None, "systemd") for m in scenario.machines if m.clone_of is None):
+    if any(scenario.root_of(m.name).init in (None, "systemd") for m in chosen):
         need.add("systemd")
-    if any(m.clone_of for m in scenario.machines):
+    if any(m.clone_of for m in chosen):
         need.add("clone")
     return need
 
@@ -160,7 +195,11 @@ def choose_backend(scenario: Scenario, name: str | None) -> Backend:
             hint=f"it supports: {', '.join(scenario.backends)}",
         )
     backend = backends.get(chosen)
-    missing = required_capabilities(scenario) - backend.capabilities
+    # `kind: vm` machines of a container lab go to the VM backend; the rest stay here
+    own = [m for m in scenario.machines if scenario.root_of(m.name).kind != "vm"]
+    if "vm" in backend.capabilities:
+        own = list(scenario.machines)
+    missing = required_capabilities(scenario, own) - backend.capabilities
     if missing:
         others = [b for b in scenario.backends if not missing - backends.get(b).capabilities]
         raise UsageError(
@@ -182,10 +221,17 @@ def prepare(ref: str, student: str, backend: str | None) -> Lab:
     path = resolve(ref)
     scenario = load_file(path)
     params = derive_params(scenario, student)
-    rendered = render_scenario(scenario, params, student)
-    return Lab(
-        LabRef(scenario.id, student), rendered, path, choose_backend(scenario, backend), params
+    return _rendered(
+        LabRef(scenario.id, student), scenario, path, choose_backend(scenario, backend), params
     )
+
+
+def _rendered(
+    ref: LabRef, scenario: Scenario, path: Path, backend: Backend, params: dict[str, str]
+) -> Lab:
+    raw = Lab(ref, scenario, path, backend, params)
+    rendered = render_scenario(scenario, params, ref.student, raw.machine_facts())
+    return Lab(ref, rendered, path, backend, params)
 
 
 def open_lab(store: Store, scenario_id: str, student: str) -> tuple[Lab, LabRecord]:
@@ -200,8 +246,8 @@ def open_lab(store: Store, scenario_id: str, student: str) -> tuple[Lab, LabReco
         )
     path = Path(record.scenario_path)
     scenario = load_file(path)  # a vanished file is a UsageError naming it
-    rendered = render_scenario(scenario, record.params, student)
-    return Lab(ref, rendered, path, backends.get(record.backend), record.params), record
+    lab = _rendered(ref, scenario, path, backends.get(record.backend), record.params)
+    return lab, record
 
 
 # -- up -----------------------------------------------------------------------------------
@@ -213,7 +259,8 @@ class UpResult:
 
 
 def up(lab: Lab, store: Store, reporter: Reporter, *, build_images: bool = True) -> UpResult:
-    require_available(lab.backend)
+    for backend in lab.backends:
+        require_available(backend)
     key = lab.ref.key
     with lab_lock(key):
         record = store.lab(key)
@@ -223,7 +270,7 @@ def up(lab: Lab, store: Store, reporter: Reporter, *, build_images: bool = True)
                 hint=f"bring it down first: guestlab down {lab.ref.scenario}",
             )
         if record and record.status == "up":
-            present = lab.backend.find(lab.ref).get(key, FoundResources()).machines
+            present = [m for b in lab.backends for m in _found(b, lab.ref).machines]
             missing = [s.name for s in lab.specs if s.name not in present]
             if not missing:
                 return UpResult(lab, True, {})
@@ -231,14 +278,15 @@ def up(lab: Lab, store: Store, reporter: Reporter, *, build_images: bool = True)
                 f"lab {key} is up but its machines {', '.join(missing)} are gone",
                 hint=f"guestlab reset {lab.ref.scenario} restores them",
             )
-        if record or lab.backend.find(lab.ref):
+        if record or any(_found(b, lab.ref) for b in lab.backends):
             reporter.line("a previous `up` did not finish: removing what it left")
-            lab.backend.destroy(lab.ref)
+            for backend in lab.backends:
+                backend.destroy(lab.ref)
         store.put_lab(
             key,
             scenario=lab.scenario.id,
             student=lab.ref.student,
-            backend=lab.backend.name,
+            backends=[b.name for b in lab.backends],
             scenario_path=str(lab.path),
             params=lab.params,
             status="provisioning",
@@ -249,7 +297,7 @@ def up(lab: Lab, store: Store, reporter: Reporter, *, build_images: bool = True)
             ("provision", lambda: _provision(lab, reporter)),
             ("setup", lambda: lab.run_steps(lab.scenario.setup, "setup")),
             ("clone", lambda: _clone(lab, reporter)),
-            ("snapshot", lambda: lab.backend.snapshot(lab.ref, lab.specs)),
+            ("snapshot", lambda: _snapshot(lab)),
         ]
         for name, fn in steps:
             store.set_status(key, "provisioning", name)
@@ -267,18 +315,24 @@ def up(lab: Lab, store: Store, reporter: Reporter, *, build_images: bool = True)
     return UpResult(lab, False, timings)
 
 
+def _found(backend: Backend, ref: LabRef) -> FoundResources:
+    return backend.find(ref).get(ref.key, FoundResources())
+
+
 def _images(lab: Lab, reporter: Reporter, build: bool) -> None:
-    for image in dict.fromkeys(s.image for s in lab.specs):
-        lab.backend.ensure_image(image, reporter.line, build=build)
+    for backend, specs in lab.by_backend(lab.specs):
+        for image in dict.fromkeys(s.image for s in specs):
+            backend.ensure_image(image, reporter.line, build=build)
 
 
 def _provision(lab: Lab, reporter: Reporter) -> None:
     def one(machine: Machine) -> None:
-        lab.backend.create(lab.spec(machine.name), reporter.line)
+        backend = lab.backend_for(machine.name)
+        backend.create(lab.spec(machine.name), reporter.line)
         for f in machine.files:
             data = source_path(lab.path, lab.scenario, f.src).read_bytes()
             mode = int(f.mode, 8) if f.mode else 0o644
-            lab.backend.put_file(lab.ref, machine.name, f.dest, data, mode)
+            backend.put_file(lab.ref, machine.name, f.dest, data, mode)
 
     _parallel(one, lab.originals)
 
@@ -286,7 +340,12 @@ def _provision(lab: Lab, reporter: Reporter) -> None:
 def _clone(lab: Lab, reporter: Reporter) -> None:
     for m in lab.clones:
         assert m.clone_of is not None
-        lab.backend.clone(lab.spec(m.clone_of), lab.spec(m.name), reporter.line)
+        lab.backend_for(m.name).clone(lab.spec(m.clone_of), lab.spec(m.name), reporter.line)
+
+
+def _snapshot(lab: Lab) -> None:
+    for backend, specs in lab.by_backend(lab.specs):
+        backend.snapshot(lab.ref, specs)
 
 
 def _parallel(fn: Callable[[Any], None], items: Sequence[Any]) -> None:
@@ -326,8 +385,9 @@ def check(
     lab: Lab, record: LabRecord, store: Store, task_ids: Sequence[str] = ()
 ) -> dict[str, Any]:
     require_up(lab, record)
-    require_available(lab.backend)
-    results: list[TaskResult] = grade(lab.backend, lab.ref, select_tasks(lab, task_ids))
+    for backend in lab.backends:
+        require_available(backend)
+    results: list[TaskResult] = grade(lab, lab.ref, select_tasks(lab, task_ids))
     out = report(lab.scenario.id, lab.ref.student, lab.backend.name, results)
     store.add_attempt(lab.ref.key, out)
     return out
@@ -346,7 +406,8 @@ def hint(lab: Lab, store: Store, task_id: str) -> tuple[int, int, str | None]:
 
 def solve(lab: Lab, record: LabRecord, store: Store, task_ids: Sequence[str] = ()) -> list[str]:
     require_up(lab, record)
-    require_available(lab.backend)
+    for backend in lab.backends:
+        require_available(backend)
     done = []
     with lab_lock(lab.ref.key):
         for task in select_tasks(lab, task_ids):
@@ -358,9 +419,11 @@ def solve(lab: Lab, record: LabRecord, store: Store, task_ids: Sequence[str] = (
 
 def reset(lab: Lab, record: LabRecord, store: Store, reporter: Reporter) -> None:
     require_up(lab, record)
-    require_available(lab.backend)
+    for backend in lab.backends:
+        require_available(backend)
     with lab_lock(lab.ref.key), reporter.step("restore"):
-        lab.backend.restore(lab.ref, lab.specs, reporter.line)
+        for backend, specs in lab.by_backend(lab.specs):
+            backend.restore(lab.ref, specs, reporter.line)
         store.event(lab.ref.key, "reset")
 
 

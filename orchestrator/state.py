@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS labs (
     key TEXT PRIMARY KEY,
     scenario TEXT NOT NULL,
     student TEXT NOT NULL,
-    backend TEXT NOT NULL,
+    backend TEXT NOT NULL,         -- the lab's backend
+    backends TEXT NOT NULL,        -- JSON list: every backend holding its machines
     scenario_path TEXT NOT NULL,
     params TEXT NOT NULL,
     status TEXT NOT NULL,          -- provisioning | up | failed
@@ -66,6 +67,7 @@ class LabRecord:
     scenario: str
     student: str
     backend: str
+    backends: list[str]
     scenario_path: str
     params: dict[str, str]
     status: str
@@ -115,17 +117,29 @@ class Store:
         *,
         scenario: str,
         student: str,
-        backend: str,
+        backends: list[str],
         scenario_path: str,
         params: dict[str, str],
         status: str,
     ) -> None:
         now = time.time()
         self._run(
-            "INSERT INTO labs VALUES (?,?,?,?,?,?,?,'',?,?) ON CONFLICT(key) DO UPDATE SET "
-            "backend=excluded.backend, scenario_path=excluded.scenario_path, "
-            "params=excluded.params, status=excluded.status, step='', updated=excluded.updated",
-            (key, scenario, student, backend, scenario_path, json.dumps(params), status, now, now),
+            "INSERT INTO labs VALUES (?,?,?,?,?,?,?,?,'',?,?) ON CONFLICT(key) DO UPDATE SET "
+            "backend=excluded.backend, backends=excluded.backends, "
+            "scenario_path=excluded.scenario_path, params=excluded.params, "
+            "status=excluded.status, step='', updated=excluded.updated",
+            (
+                key,
+                scenario,
+                student,
+                backends[0],
+                json.dumps(backends),
+                scenario_path,
+                json.dumps(params),
+                status,
+                now,
+                now,
+            ),
         )
 
     def set_status(self, key: str, status: str, step: str = "") -> None:
@@ -184,6 +198,7 @@ class Store:
 def _record(row: sqlite3.Row) -> LabRecord:
     data = dict(row)
     data["params"] = json.loads(data["params"])
+    data["backends"] = json.loads(data["backends"])
     return LabRecord(**data)
 
 

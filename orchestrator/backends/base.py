@@ -113,6 +113,14 @@ class FoundResources:
         return bool(self.machines or self.other)
 
 
+class Executor(Protocol):
+    """Anything that runs a command in a lab's machine: a backend, or a lab routing to several."""
+
+    def exec(
+        self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float
+    ) -> ExecResult: ...
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What guestlab asks of an engine."""
@@ -120,6 +128,8 @@ class Backend(Protocol):
     name: str
     #: what the backend supports: "systemd", "clone", "snapshot", "nested", "vm"
     capabilities: frozenset[str]
+    #: what `systemd-detect-virt` prints inside its machines (the truth checks compare with)
+    virtualization: str
 
     def availability(self) -> Availability:
         """Say whether the engine answers, without raising."""

@@ -59,6 +59,7 @@ def _lab_repo(lab: LabRef) -> str:
 class DockerBackend:
     name = "docker"
     capabilities = frozenset({"systemd", "clone", "snapshot"})
+    virtualization = "docker"
 
     def __init__(self) -> None:
         self._client: docker.DockerClient | None = None

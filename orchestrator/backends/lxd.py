@@ -121,6 +121,7 @@ class LxdBackend:
 
     name = "lxd"
     capabilities = frozenset({"systemd", "clone", "snapshot", "nested"})
+    virtualization = "lxc"
 
     def __init__(self) -> None:
         self._conn: Client | None = None

@@ -724,8 +724,16 @@ def _sample_params(raw: Any) -> dict[str, str]:
     return params
 
 
+def _sample_machines(raw: Any) -> dict[str, dict[str, str]]:
+    """Facts for every machine name in the file, as a backend would give them."""
+    facts = {"backend": "docker", "kind": "container", "virt": "docker"}
+    names = [m.get("name") for m in raw if isinstance(m, dict)] if isinstance(raw, list) else []
+    return {n: facts for n in names if isinstance(n, str)}
+
+
 def _check_templates(data: dict[str, Any], report: _Report) -> None:
     params = _sample_params(data.get("parameters"))
+    machines = _sample_machines(data.get("machines"))
     count = 0
     for loc, text in _strings(data):
         if not render.has_template(text):
@@ -735,6 +743,6 @@ def _check_templates(data: dict[str, Any], report: _Report) -> None:
             report.add(loc, f"more than {MAX_TEMPLATES} strings use templates")
             return
         try:
-            render.render_text(text, params, SAMPLE_STUDENT)
+            render.render_text(text, params, SAMPLE_STUDENT, machines)
         except render.RenderError as e:
             report.add(loc, str(e))

@@ -76,6 +76,8 @@ class FileCopy(Strict):
 
 class Machine(Strict):
     name: Name
+    #: container (default): the lab's backend; vm: a real virtual machine (Vagrant backend)
+    kind: Literal["container", "vm"] | None = None
     image: str | None = None
     init: Literal["systemd", "none"] | None = None
     hostname: Annotated[str, Field(pattern=NAME)] | None = None
@@ -86,7 +88,7 @@ class Machine(Strict):
     @model_validator(mode="after")
     def _clone_inherits(self) -> Machine:
         if self.clone_of is not None:
-            inherited = [f for f in ("image", "init") if getattr(self, f) is not None]
+            inherited = [f for f in ("kind", "image", "init") if getattr(self, f) is not None]
             if self.files:
                 inherited.append("files")
             if inherited:

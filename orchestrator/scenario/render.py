@@ -129,14 +129,23 @@ def _compile(text: str) -> Template:
     return _ENV.from_string(text)
 
 
-def render_text(text: str, params: Mapping[str, str], student: str) -> str:
+MachineFacts = Mapping[str, Mapping[str, str]]
+"""machine name -> {backend, kind, virt}: what the lab knows of each machine."""
+
+
+def render_text(
+    text: str, params: Mapping[str, str], student: str, machines: MachineFacts | None = None
+) -> str:
     """Render one string; raise RenderError saying what is wrong with the template."""
     if not has_template(text):
         return text  # also keeps regexes such as `[0-9a-f]{32}` intact
+    facts = {n: _Vars(f"machines.{n}", dict(f)) for n, f in (machines or {}).items()}
     try:
         template = _compile(text)
         return template.render(
-            params=_Vars("params", params), student=_Vars("student", {"id": student})
+            params=_Vars("params", params),
+            student=_Vars("student", {"id": student}),
+            machines=_Vars("machines", facts),
         )
     except TemplateSyntaxError as e:
         where = f" (template line {e.lineno})" if "\n" in text.rstrip("\n") else ""
@@ -146,7 +155,7 @@ def render_text(text: str, params: Mapping[str, str], student: str) -> str:
     except UndefinedError as e:
         message = str(e)
         if message.endswith("is undefined"):
-            message += " (templates can use params.NAME and student.id)"
+            message += " (templates can use params.NAME, student.id and machines.NAME.FACT)"
         raise RenderError(f"template: {message}") from None
     except TemplateError as e:
         raise RenderError(f"template error: {e}") from None
@@ -155,7 +164,12 @@ def render_text(text: str, params: Mapping[str, str], student: str) -> str:
         raise RenderError(f"template failed: {type(e).__name__}: {e}") from None
 
 
-def render_scenario(scenario: Scenario, params: dict[str, str], student: str) -> Scenario:
+def render_scenario(
+    scenario: Scenario,
+    params: dict[str, str],
+    student: str,
+    machines: MachineFacts | None = None,
+) -> Scenario:
     """A copy of `scenario` with every string rendered for `student`, validated again."""
     file = f"<{scenario.id}>"
     problems: list[Problem] = []
@@ -163,7 +177,7 @@ def render_scenario(scenario: Scenario, params: dict[str, str], student: str) ->
     def walk(value: Any, loc: tuple[str | int, ...]) -> Any:
         if isinstance(value, str):
             try:
-                return render_text(value, params, student)
+                return render_text(value, params, student, machines)
             except RenderError as e:
                 problems.append(Problem(file, 0, 0, _dotted(loc), str(e)))
                 return value

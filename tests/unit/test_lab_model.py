@@ -79,3 +79,31 @@ def test_lab_keys_keep_students_apart_and_engine_safe() -> None:
     assert LabRef("demo", "Ana Maria").key == "demo--ana-maria"
     assert LabRef("demo", "../../etc").key == "demo--etc"
     assert LabRef("demo", "ana").labels("m")["guestlab.machine"] == "m"
+
+
+def test_vm_machines_of_a_container_lab_go_to_the_vm_backend() -> None:
+    from orchestrator import backends
+
+    sc = scenario([{"name": "box", "kind": "vm", "init": "systemd"}, {"name": "ct"}], ["docker"])
+    lab = lifecycle.Lab(LabRef(sc.id, "al"), sc, Path("/x"), backends.get("docker"), {})
+    if "vagrant" not in backends.names():
+        pytest.skip("the vagrant backend is not registered yet")
+    assert lab.backend_for("ct").name == "docker"
+    assert lab.backend_for("box").name == "vagrant"
+    assert [b.name for b in lab.backends] == ["docker", "vagrant"]
+    facts = lab.machine_facts()
+    assert facts["ct"] == {"backend": "docker", "kind": "container", "virt": "docker"}
+    assert facts["box"]["kind"] == "vm"
+
+
+def test_machine_facts_reach_templates() -> None:
+    from orchestrator import backends
+    from orchestrator.scenario.render import render_scenario
+
+    sc = scenario([{"name": "ct"}], ["docker"])
+    data = sc.model_dump()
+    data["tasks"][0]["checks"][0]["run"] = "test {{ machines.ct.virt }} = docker"
+    sc = Scenario.model_validate(data)
+    lab = lifecycle.Lab(LabRef(sc.id, "al"), sc, Path("/x"), backends.get("docker"), {})
+    rendered = render_scenario(sc, {}, "al", lab.machine_facts())
+    assert rendered.tasks[0].checks[0].run == "test docker = docker"

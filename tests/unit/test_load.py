@@ -457,7 +457,8 @@ def test_undefined_template_name() -> None:
 def test_undefined_free_name() -> None:
     _, _, _, message = one(with_parameter_and_run("'echo {{ token }}'"))
     assert message == (
-        "template: 'token' is undefined (templates can use params.NAME and student.id)"
+        "template: 'token' is undefined"
+        " (templates can use params.NAME, student.id and machines.NAME.FACT)"
     )
 
 
@@ -603,3 +604,9 @@ def test_fuzz_mutated_base(data: st.DataObject) -> None:
     i = data.draw(st.integers(0, len(lines) - 1))
     lines[i] = data.draw(st.sampled_from(["", "  x: [\n", "- 1\n", "    run: {{ params.a\n"]))
     loads_or_reports("".join(lines))
+
+
+def test_machine_facts_are_known_by_name_and_checked_at_load() -> None:
+    _, _, path, message = one(with_parameter_and_run("'echo {{ machines.ghost.virt }}'"))
+    assert path == "setup.0.run"
+    assert "`machines.ghost` is not defined" in message

@@ -18,7 +18,7 @@ def test_labs_attempts_and_hints_round_trip(tmp_path: Path) -> None:
         "k",
         scenario="sc",
         student="al",
-        backend="docker",
+        backends=["docker"],
         scenario_path="/x.yaml",
         params={"p": "1"},
         status="provisioning",
