@@ -20,6 +20,7 @@ from typing import Any
 from orchestrator import paths
 from orchestrator.errors import LabBusy, StateError
 
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS labs (
     key TEXT PRIMARY KEY,
@@ -87,8 +88,19 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            self._migrate()
         except sqlite3.Error as e:
             raise self._error(e) from None
+
+    def _migrate(self) -> None:
+        """Bring a store written by an older guestlab up to SCHEMA_VERSION, in place."""
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version < 1:
+            columns = {r["name"] for r in self.db.execute("PRAGMA table_info(labs)")}
+            if "backends" not in columns:  # 0.1 stores kept one backend per lab
+                self.db.execute("ALTER TABLE labs ADD COLUMN backends TEXT NOT NULL DEFAULT '[]'")
+                self.db.execute("UPDATE labs SET backends = json_array(backend)")
+        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _error(self, e: sqlite3.Error) -> StateError:
         if "locked" in str(e) or "busy" in str(e):
@@ -124,8 +136,10 @@ class Store:
     ) -> None:
         now = time.time()
         self._run(
-            "INSERT INTO labs VALUES (?,?,?,?,?,?,?,?,'',?,?) ON CONFLICT(key) DO UPDATE SET "
-            "backend=excluded.backend, backends=excluded.backends, "
+            "INSERT INTO labs (key, scenario, student, backend, backends, scenario_path, params,"
+            " status, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT(key) DO UPDATE SET backend=excluded.backend,"
+            " backends=excluded.backends, "
             "scenario_path=excluded.scenario_path, params=excluded.params, "
             "status=excluded.status, step='', updated=excluded.updated",
             (

@@ -403,7 +403,8 @@ def _report_validation(err: Any, report: _Report) -> None:
     loc: Loc = tuple(err["loc"])
     kind = err["type"]
     # A spot the YAML stage already complained about (bad tag, bad number) says it best.
-    if loc and loc[-1] == "[key]":
+    # pydantic marks a bad dict key with a trailing "[key]"; an unknown field may be named so
+    if loc and loc[-1] == "[key]" and kind != "extra_forbidden":
         loc = loc[:-1]
         report.add(loc, _message(err, loc), key=True, unless_reported=True)
     elif kind == "extra_forbidden":

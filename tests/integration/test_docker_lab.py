@@ -141,7 +141,7 @@ def test_cli_student_view_end_to_end(docker_backend: Backend) -> None:
         assert report["score"] == 0 and report["student"] == student
         assert {"id", "passed", "points", "checks"} <= set(report["tasks"][0])
         hint = guestlab("hint", SCENARIO, "unique-id", "--student", student)
-        assert "Hint 1/3" in hint.stdout
+        assert "Hint 1/4" in hint.stdout
         assert guestlab("solve", SCENARIO, "--student", student).returncode == 0
         passing = guestlab("check", SCENARIO, "--student", student)
         assert passing.returncode == 0, passing.stdout

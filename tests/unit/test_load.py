@@ -610,3 +610,10 @@ def test_machine_facts_are_known_by_name_and_checked_at_load() -> None:
     _, _, path, message = one(with_parameter_and_run("'echo {{ machines.ghost.virt }}'"))
     assert path == "setup.0.run"
     assert "`machines.ghost` is not defined" in message
+
+
+def test_an_unknown_top_level_key_named_like_pydantics_key_marker() -> None:
+    # found by the fuzz test: pydantic's "[key]" marker must not be confused with a field
+    with pytest.raises(ScenarioError) as exc:
+        load_text('"[key]": null\n', "s.yaml", labs_dir=None)
+    assert any("unknown field `[key]`" in p.message for p in exc.value.problems)

@@ -67,3 +67,33 @@ def test_the_lock_is_not_reentrant_across_open_files(
     monkeypatch.setenv("GUESTLAB_HOME", str(tmp_path))
     with lab_lock("k"), pytest.raises(LabBusy), lab_lock("k"):
         pass
+
+
+def test_a_store_of_the_first_schema_is_migrated_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    old = sqlite3.connect(db)
+    old.executescript(
+        "CREATE TABLE labs (key TEXT PRIMARY KEY, scenario TEXT NOT NULL, student TEXT NOT NULL,"
+        " backend TEXT NOT NULL, scenario_path TEXT NOT NULL, params TEXT NOT NULL,"
+        " status TEXT NOT NULL, step TEXT NOT NULL DEFAULT '', created REAL NOT NULL,"
+        " updated REAL NOT NULL);"
+        "INSERT INTO labs VALUES ('k','sc','al','lxd','/x.yaml','{}','up','',1,1);"
+    )
+    old.commit()
+    old.close()
+    store = Store(db)
+    rec = store.lab("k")
+    assert rec is not None and rec.backends == ["lxd"] and rec.backend == "lxd"
+    store.put_lab(
+        "k2",
+        scenario="sc",
+        student="bo",
+        backends=["docker", "vagrant"],
+        scenario_path="/x.yaml",
+        params={},
+        status="up",
+    )
+    rec2 = store.lab("k2")
+    assert rec2 is not None and rec2.backends == ["docker", "vagrant"]
