@@ -233,3 +233,31 @@ def test_engine_down_is_exit_3_with_how_to_start_it() -> None:
     assert res.returncode == 3, res.stderr
     assert "cannot reach the Docker engine" in res.stderr
     assert "dockerd" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_shell_is_a_real_interactive_terminal(lab_up: lifecycle.Lab) -> None:
+    import pty
+
+    env = {**os.environ, "GUESTLAB_STUDENT": lab_up.ref.student, "TERM": "dumb"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: guestlab replaces itself with the engine's interactive exec
+        os.execve(
+            sys.executable,
+            [sys.executable, "-m", "orchestrator.cli", "shell", SCENARIO, "clone"],
+            env,
+        )
+    os.write(fd, b"tty; echo host=$(hostname); exit\n")
+    output = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the terminal closed: the shell exited
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.waitpid(pid, 0)
+    text = output.decode(errors="replace")
+    assert "host=clone" in text
+    assert "/dev/pts/" in text  # the shell inside has a terminal of its own
