@@ -344,7 +344,8 @@ class LxdBackend:
                     last = res.stdout.strip() or res.stderr.strip() or last
                     if last in ("running", "degraded"):
                         return
-                    if last in ("maintenance", "stopping", "offline"):
+                    # "offline" also means "PID 1 has not opened its socket yet": keep waiting
+                    if last in ("maintenance", "stopping"):
                         break
             except MachineUnavailable:
                 last = "the instance stopped"
