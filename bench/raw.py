@@ -98,9 +98,11 @@ class RawDocker(Raw):
     def down(self) -> None:
         sh(["docker", "rm", "-f", *[self.name(s.name) for s in self.lab.specs]])
         sh(["docker", "network", "rm", f"raw{self.tag}"])
-        images = sh(["docker", "images", "-q", f"raw{self.tag}"]).split()
-        if images:
-            sh(["docker", "rmi", "-f", *images])
+        tags = sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", f"raw{self.tag}"]).split()
+        # the snapshots first: a clone's snapshot is a child of the clone's image
+        tags.sort(key=lambda t: not t.endswith("-start"))
+        if tags:
+            sh(["docker", "rmi", *tags])
 
 
 class RawLxd(Raw):
