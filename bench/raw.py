@@ -70,7 +70,7 @@ class RawDocker(Raw):
             "--network", f"raw{self.tag}", "--memory", str(spec.memory), "--memory-swap", str(spec.memory),
             "--cpus", str(spec.cpus), "--pids-limit", str(spec.pids), "--cap-add", "SYS_ADMIN",
             "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
-            "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro", "-e", "container=docker",
+            "--cgroupns", "private", "-e", "container=docker",
             "--stop-signal", "SIGRTMIN+3", image, "/lib/systemd/systemd"])  # fmt: skip
         wait_running(self.exec_prefix(machine))
 
@@ -98,7 +98,9 @@ class RawDocker(Raw):
     def down(self) -> None:
         sh(["docker", "rm", "-f", *[self.name(s.name) for s in self.lab.specs]])
         sh(["docker", "network", "rm", f"raw{self.tag}"])
-        tags = sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", f"raw{self.tag}"]).split()
+        tags = sh(
+            ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", f"raw{self.tag}"]
+        ).split()
         # the snapshots first: a clone's snapshot is a child of the clone's image
         tags.sort(key=lambda t: not t.endswith("-start"))
         if tags:

@@ -261,3 +261,17 @@ def test_shell_is_a_real_interactive_terminal(lab_up: lifecycle.Lab) -> None:
     text = output.decode(errors="replace")
     assert "host=clone" in text
     assert "/dev/pts/" in text  # the shell inside has a terminal of its own
+
+
+def test_root_in_a_machine_cannot_reach_the_host_through_a_cgroup_release_agent(
+    lab_up: lifecycle.Lab,
+) -> None:
+    # The classic escape of a container with CAP_SYS_ADMIN: mount a v1 hierarchy, point its
+    # release_agent at a host command. A private cgroup namespace makes the kernel refuse it.
+    probe = (
+        "mkdir -p /tmp/cg && mount -t cgroup -o memory cgroup /tmp/cg 2>/dev/null || exit 0; "
+        "if echo /bin/true > /tmp/cg/release_agent 2>/dev/null; then echo ESCAPE; else echo refused; fi; "
+        "umount /tmp/cg"
+    )
+    res = lab_up.backend.exec(lab_up.ref, "template", ["sh", "-c", probe], timeout=30)
+    assert "ESCAPE" not in res.stdout, res
