@@ -91,6 +91,20 @@ student_option = click.option(
 )
 
 
+lang_option = click.option(
+    "--lang",
+    metavar="TAG",
+    help="Language of the lab's texts, e.g. en or pt-BR"
+    " (default: $GUESTLAB_LANG, then the locale; English where a text is not translated).",
+)
+
+
+def _lang(option: str | None) -> str:
+    from orchestrator.scenario.i18n import pick_language
+
+    return pick_language(option)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="guestlab")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
@@ -112,14 +126,15 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 # -- scenarios ----------------------------------------------------------------------------
-def _catalog_rows() -> list[tuple[str, Any, str]]:
+def _catalog_rows(lang: str = "en") -> list[tuple[str, Any, str]]:
     from orchestrator.scenario.catalog import discover
+    from orchestrator.scenario.i18n import localize
     from orchestrator.scenario.load import load_file
 
     rows = []
     for path in discover():
         try:
-            rows.append((str(path), load_file(path), ""))
+            rows.append((str(path), localize(load_file(path), lang), ""))
         except ScenarioError as e:
             rows.append(
                 (str(path), None, f"{len(e.problems)} problem(s); guestlab validate {path}")
@@ -131,7 +146,8 @@ def _catalog_rows() -> list[tuple[str, Any, str]]:
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
-def list_cmd(fmt: str) -> None:
+@lang_option
+def list_cmd(fmt: str, lang: str | None) -> None:
     """List the scenarios guestlab can bring up.
 
     Scenarios are looked up in $GUESTLAB_SCENARIOS (folders separated by ':'), else in
@@ -139,7 +155,7 @@ def list_cmd(fmt: str) -> None:
     """
     from orchestrator import views
 
-    rows = _catalog_rows()
+    rows = _catalog_rows(_lang(lang))
     if fmt == "json":
         click.echo(json.dumps(views.catalog_json(rows), indent=2))
     else:
@@ -148,13 +164,15 @@ def list_cmd(fmt: str) -> None:
 
 @cli.command()
 @click.argument("scenario", metavar="ID|PATH")
-def show(scenario: str) -> None:
+@lang_option
+def show(scenario: str, lang: str | None) -> None:
     """Show a scenario: description, machines, and each task's instructions."""
     from orchestrator import views
     from orchestrator.scenario.catalog import resolve
+    from orchestrator.scenario.i18n import localize
     from orchestrator.scenario.load import load_file
 
-    out.print(views.scenario_view(load_file(resolve(scenario))))
+    out.print(views.scenario_view(localize(load_file(resolve(scenario)), _lang(lang))))
 
 
 @cli.command()
@@ -199,7 +217,10 @@ def schema() -> None:
     help="Engine to use (default: the scenario's first).",
 )
 @click.option("--no-build", is_flag=True, help="Fail instead of building a missing image.")
-def up(scenario: str, student: str | None, backend: str | None, no_build: bool) -> None:
+@lang_option
+def up(
+    scenario: str, student: str | None, backend: str | None, no_build: bool, lang: str | None
+) -> None:
     """Bring a lab up: create its machines, apply the starting state, take the clones.
 
     Running it again on a lab that is up changes nothing. If an earlier `up` was
@@ -208,7 +229,7 @@ def up(scenario: str, student: str | None, backend: str | None, no_build: bool) 
     from orchestrator import lab as lifecycle
     from orchestrator import views
 
-    lab = lifecycle.prepare(scenario, _student(student), backend)
+    lab = lifecycle.prepare(scenario, _student(student), backend, _lang(lang))
     store = _store()
     out.print(
         f"[bold]{lab.scenario.metadata.title}[/] [dim]({lab.ref.key} on {lab.backend.name})[/]"
@@ -269,11 +290,11 @@ def _ref(scenario: str, student: str) -> Any:
     return LabRef(scenario, student)
 
 
-def _open(scenario: str, student: str | None) -> tuple[Any, Any, Any]:
+def _open(scenario: str, student: str | None, lang: str | None = None) -> tuple[Any, Any, Any]:
     from orchestrator.lab import open_lab
 
     store = _store()
-    lab, record = open_lab(store, scenario, _student(student))
+    lab, record = open_lab(store, scenario, _student(student), _lang(lang))
     return lab, record, store
 
 
@@ -339,7 +360,10 @@ def shell(scenario: str, machine: str | None, student: str | None) -> None:
     default="text",
     show_default=True,
 )
-def check(scenario: str, student: str | None, tasks: tuple[str, ...], fmt: str) -> None:
+@lang_option
+def check(
+    scenario: str, student: str | None, tasks: tuple[str, ...], fmt: str, lang: str | None
+) -> None:
     """Grade the lab: which tasks pass, points, and what is still wrong.
 
     Exits 0 only when every checked task passes. Every attempt is recorded.
@@ -347,7 +371,7 @@ def check(scenario: str, student: str | None, tasks: tuple[str, ...], fmt: str) 
     from orchestrator import lab as lifecycle
     from orchestrator import views
 
-    lab, record, store = _open(scenario, student)
+    lab, record, store = _open(scenario, student, lang)
     report = lifecycle.check(lab, record, store, tasks)
     if fmt == "json":
         click.echo(json.dumps(report, indent=2))
@@ -363,11 +387,12 @@ def check(scenario: str, student: str | None, tasks: tuple[str, ...], fmt: str) 
 @click.argument("scenario", metavar="ID")
 @click.argument("task")
 @student_option
-def hint(scenario: str, task: str, student: str | None) -> None:
+@lang_option
+def hint(scenario: str, task: str, student: str | None, lang: str | None) -> None:
     """Show the next hint for a task (hints taken are recorded)."""
     from orchestrator import lab as lifecycle
 
-    lab, _record, store = _open(scenario, student)
+    lab, _record, store = _open(scenario, student, lang)
     n, total, text = lifecycle.hint(lab, store, task)
     if text is None:
         out.print(f"Task {task} has no hints.")

@@ -35,6 +35,7 @@ from orchestrator.errors import (
     UsageError,
 )
 from orchestrator.scenario.catalog import resolve
+from orchestrator.scenario.i18n import localize
 from orchestrator.scenario.load import load_file, source_path
 from orchestrator.scenario.model import Machine, Scenario, Step
 from orchestrator.scenario.render import derive_params, render_scenario
@@ -216,10 +217,10 @@ def require_available(backend: Backend) -> None:
 
 
 # -- opening labs -------------------------------------------------------------------------
-def prepare(ref: str, student: str, backend: str | None) -> Lab:
-    """Load a scenario by id or path and render it for one student."""
+def prepare(ref: str, student: str, backend: str | None, lang: str = "en") -> Lab:
+    """Load a scenario by id or path and render it for one student, in their language."""
     path = resolve(ref)
-    scenario = load_file(path)
+    scenario = localize(load_file(path), lang)
     params = derive_params(scenario, student)
     return _rendered(
         LabRef(scenario.id, student), scenario, path, choose_backend(scenario, backend), params
@@ -234,7 +235,9 @@ def _rendered(
     return Lab(ref, rendered, path, backend, params)
 
 
-def open_lab(store: Store, scenario_id: str, student: str) -> tuple[Lab, LabRecord]:
+def open_lab(
+    store: Store, scenario_id: str, student: str, lang: str = "en"
+) -> tuple[Lab, LabRecord]:
     """A lab that is in the state store, as it was brought up."""
     ref = LabRef(scenario_id, student)
     record = store.lab(ref.key)
@@ -245,7 +248,7 @@ def open_lab(store: Store, scenario_id: str, student: str) -> tuple[Lab, LabReco
             + (f" --student {student}" if student != default_student() else ""),
         )
     path = Path(record.scenario_path)
-    scenario = load_file(path)  # a vanished file is a UsageError naming it
+    scenario = localize(load_file(path), lang)  # a vanished file is a UsageError naming it
     lab = _rendered(ref, scenario, path, backends.get(record.backend), record.params)
     return lab, record
 

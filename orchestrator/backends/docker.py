@@ -64,6 +64,7 @@ class DockerBackend:
     def __init__(self) -> None:
         self._client: docker.DockerClient | None = None
         self._cgroup_version: str | None = None
+        self._network_lock = threading.Lock()
 
     # -- engine ---------------------------------------------------------------------------
     @property
@@ -147,10 +148,15 @@ class DockerBackend:
     # -- machines -------------------------------------------------------------------------
     def _ensure_network(self, lab: LabRef) -> str:
         name = _network(lab)
+        # machines of a lab are created in parallel threads: one of them makes the network
+        with self._network_lock:
+            self._create_network(lab, name)
+        return name
+
+    def _create_network(self, lab: LabRef, name: str) -> None:
         if not self.client.networks.list(names=[name]):
             # internal: the lab's machines reach each other and nothing beyond this host
             self.client.networks.create(name, driver="bridge", internal=True, labels=lab.labels())
-        return name
 
     def _run(self, spec: MachineSpec, image: str) -> None:
         kwargs: dict[str, Any] = dict(

@@ -16,12 +16,50 @@ class ImageDef:
     variant: str = "minbase"
 
 
+BASE = ("systemd", "systemd-sysv", "dbus", "iproute2", "procps")
+
 CATALOG: dict[str, ImageDef] = {
     "debian-12-systemd": ImageDef(
         name="debian-12-systemd",
         description="Debian 12 (bookworm) with systemd, dbus, iproute2 and procps",
         suite="bookworm",
-        packages=("systemd", "systemd-sysv", "dbus", "iproute2", "procps"),
+        packages=BASE,
+    ),
+    # The 102.6 lab library: every tool a lab needs is in its image, because lab machines
+    # have no network to install anything at run time.
+    "debian-12-lab": ImageDef(
+        name="debian-12-lab",
+        description="debian-12-systemd plus OpenSSH server, dmidecode, lshw, pciutils, kmod",
+        suite="bookworm",
+        packages=(*BASE, "openssh-server", "dmidecode", "lshw", "pciutils", "kmod", "less"),
+    ),
+    "debian-12-cloud": ImageDef(
+        name="debian-12-cloud",
+        description="debian-12-systemd plus cloud-init (NoCloud) and OpenSSH server",
+        suite="bookworm",
+        packages=(
+            *BASE,
+            "cloud-init",
+            "python3-jsonschema",
+            "python3-cffi-backend",
+            "openssh-server",
+            "sudo",
+            "less",
+        ),
+    ),
+    "debian-12-nspawn": ImageDef(
+        name="debian-12-nspawn",
+        description="debian-12-systemd plus systemd-container (systemd-nspawn, machinectl)"
+        " and busybox-static for small guest root filesystems",
+        suite="bookworm",
+        packages=(*BASE, "systemd-container", "busybox-static", "less"),
+    ),
+    "debian-12-docker": ImageDef(
+        name="debian-12-docker",
+        description="debian-12-systemd plus the Docker engine (docker.io) and busybox-static"
+        " to build a local image from",
+        suite="bookworm",
+        packages=(*BASE, "docker.io", "busybox-static", "less"),
     ),
 }
 

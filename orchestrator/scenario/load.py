@@ -25,7 +25,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from orchestrator.errors import Problem, ScenarioError, UsageError
 from orchestrator.scenario import render
-from orchestrator.scenario.model import NAME, SIZE, TASK_ID, Scenario
+from orchestrator.scenario.model import LANGUAGE, NAME, SIZE, TASK_ID, Scenario
 
 MAX_BYTES = 512 * 1024
 MAX_DEPTH = 64
@@ -47,13 +47,14 @@ _SCALARS = {
 }
 
 _PATTERNS = {
-    NAME: "lowercase letters, digits and '-' (at most 63, not starting or ending with '-')",
+    NAME: "lowercase letters and digits joined by single '-' (at most 40 characters)",
     TASK_ID: "lowercase letters, digits, '-' and '_' (at most 63, starting with a letter or digit)",
     SIZE: "a size such as 512K, 256M or 1G",
     r"^\d+[smh]$": "a duration such as 90s, 15m or 1h",
     r"^/": "an absolute path (starting with /)",
     r"^0?[0-7]{3,4}$": 'an octal mode such as "0644" (quoted)',
     r"^[A-Za-z_][A-Za-z0-9_]*$": "letters, digits and '_', not starting with a digit",
+    LANGUAGE: "a language tag such as pt-BR or es",
 }
 
 

@@ -21,6 +21,13 @@ if ! command -v lxd >/dev/null 2>&1; then
     apt-get install -y lxd || { apt-get update && apt-get install -y lxd; }
 fi
 
+# Every unprivileged container shares one host uid; at a classroom's scale its kernel
+# keyring and inotify quotas run out (nspawn inside then fails with "Disk quota exceeded").
+# These are the values LXD's production set-up recommends.
+sysctl -q -w kernel.keys.maxkeys=2000 kernel.keys.maxbytes=2000000 \
+    fs.inotify.max_user_instances=1024 fs.inotify.max_user_watches=1048576 \
+    || log "could not raise kernel key/inotify limits (read-only /proc/sys?); large classes may fail"
+
 if ! lxc info >/dev/null 2>&1; then
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
         log "starting the lxd service"

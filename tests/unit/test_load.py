@@ -124,7 +124,7 @@ def test_bad_enum_lists_the_choices() -> None:
 def test_bad_name_explains_the_pattern() -> None:
     line, col, path, message = one(edit("  id: demo", "  id: Demo_1"))
     assert (line, col, path) == (4, 7, "metadata.id")
-    assert message.startswith("must be lowercase letters, digits and '-'")
+    assert message.startswith("must be lowercase letters and digits joined by single '-'")
 
 
 def test_names_cannot_be_templated() -> None:
