@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from orchestrator import __version__, backends
+from orchestrator.classroom.cli import class_group, serve
 from orchestrator.errors import ExitCode, GuestlabError, ScenarioError
 
 out = Console(highlight=False)
@@ -455,11 +456,17 @@ def down(scenario: str, student: str | None, backend: str | None) -> None:
 
 @cli.command()
 def gc() -> None:
-    """Remove resources of labs that the state store no longer knows (after a crash)."""
+    """Remove labs whose class time is up, and resources of labs the state store no longer
+    knows (after a crash)."""
     from orchestrator import lab as lifecycle
+    from orchestrator.classroom.bulk import expire
 
-    removed = lifecycle.gc(_store())
-    if not removed:
+    store = _store()
+    expired = expire(store)
+    for key in expired:
+        out.print(f"[green]✓[/] class time is up: removed lab {key}")
+    removed = lifecycle.gc(store)
+    if not removed and not expired:
         out.print("Nothing to collect.")
     for name, labs in removed.items():
         for key, found in labs.items():
@@ -494,6 +501,11 @@ def doctor() -> None:
     out.print(f"State and images: {paths.home()}")
     if not any(r[1] for r in rows):
         raise GuestlabError("no backend is usable on this host", hint="follow a fix above")
+
+
+# -- classroom ----------------------------------------------------------------------------
+cli.add_command(class_group)
+cli.add_command(serve)
 
 
 # -- images -------------------------------------------------------------------------------

@@ -156,7 +156,16 @@ class DockerBackend:
     def _create_network(self, lab: LabRef, name: str) -> None:
         if not self.client.networks.list(names=[name]):
             # internal: the lab's machines reach each other and nothing beyond this host
-            self.client.networks.create(name, driver="bridge", internal=True, labels=lab.labels())
+            try:
+                self.client.networks.create(
+                    name, driver="bridge", internal=True, labels=lab.labels()
+                )
+            except DockerException as e:
+                raise ProvisioningError(
+                    f"creating the lab's network failed: {_short(e)}",
+                    hint="with many labs, give Docker more address pools: `default-address-pools`"
+                    " in /etc/docker/daemon.json (scripts/setup/docker.sh writes one)",
+                ) from None
 
     def _run(self, spec: MachineSpec, image: str) -> None:
         kwargs: dict[str, Any] = dict(

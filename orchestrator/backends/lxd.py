@@ -116,6 +116,30 @@ def _metadata_tarball(image: str, description: str, release: str) -> bytes:
     return out.getvalue()
 
 
+def _shared_unix_adapter() -> Any:
+    """pylxd's unix-socket adapter, with one connection pool per socket.
+
+    pylxd keys its pools by whole URL, keeps 25 and closes the oldest, so with many
+    threads (a class check) a pool can close under a request that is using it.
+    """
+    from urllib.parse import urlsplit
+
+    from pylxd import client as pylxd_client
+
+    class SharedUnixAdapter(pylxd_client._UnixAdapter):  # type: ignore[misc]
+        def get_connection(self, url: str, proxies: Any = None) -> Any:
+            key = urlsplit(url).netloc
+            with self.pools.lock:
+                conn = self.pools.get(key)
+                if conn is None:
+                    conn = pylxd_client._UnixSocketHTTPConnectionPool(url)
+                    conn.pool.maxsize = 64  # type: ignore[attr-defined]
+                    self.pools[key] = conn
+            return conn
+
+    return SharedUnixAdapter()
+
+
 class LxdBackend:
     """Machines as LXD system containers."""
 
@@ -132,12 +156,16 @@ class LxdBackend:
 
     def _connect(self) -> Client:
         import pylxd  # lazy: the CLI must start without pylxd installed
+        import requests
+        from pylxd import client as pylxd_client
 
         endpoint = os.environ.get("GUESTLAB_LXD_ENDPOINT")
         # connect quickly, but let long operations (image import, /wait) take their time
         timeout = (10, 900)
+        session = requests.Session()
         if not endpoint:
-            return pylxd.Client(timeout=timeout)
+            session.mount("http+unix://", _shared_unix_adapter())
+            return pylxd.Client(timeout=timeout, session=session)
         cert = os.environ.get("GUESTLAB_LXD_CERT")
         key = os.environ.get("GUESTLAB_LXD_KEY")
         verify_env = os.environ.get("GUESTLAB_LXD_VERIFY", "")
@@ -146,12 +174,13 @@ class LxdBackend:
             verify = False
         elif verify_env:
             verify = verify_env
-        return pylxd.Client(
-            endpoint=endpoint,
-            cert=(cert, key) if cert and key else None,
-            verify=verify,
-            timeout=timeout,
-        )
+        # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE would otherwise replace GUESTLAB_LXD_VERIFY
+        session.trust_env = False
+        session.cert = (cert, key) if cert and key else None
+        session.verify = verify
+        if isinstance(verify, str):
+            session.mount(endpoint, pylxd_client.LXDSSLAdapter())  # pins the server's cert
+        return pylxd.Client(endpoint=endpoint, timeout=timeout, session=session)
 
     def _client(self) -> Client:
         """The shared connection, or BackendUnavailable with the fix."""
@@ -179,6 +208,13 @@ class LxdBackend:
                     f"no permission on LXD's socket ({where})",
                     "run as root or add your user to the `lxd` group",
                 )
+            if "SSL" in reason or "certificate" in reason.lower() or "ingerprint" in reason:
+                return Availability(
+                    False,
+                    f"the TLS handshake with LXD at {where} failed: {reason}",
+                    "check GUESTLAB_LXD_VERIFY (the server's certificate) and"
+                    " GUESTLAB_LXD_CERT / GUESTLAB_LXD_KEY (a client certificate it trusts)",
+                )
             return Availability(False, f"LXD does not answer on {where}: {reason}", START_FIX)
         except Exception as exc:  # availability never raises: say what went wrong instead
             return Availability(False, f"cannot reach LXD: {exc}", START_FIX)
@@ -205,7 +241,8 @@ class LxdBackend:
                 detail = "the default profile has no root disk and several pools exist"
                 fix = f"set GUESTLAB_LXD_POOL to one of: {', '.join(pools)}"
             return Availability(False, detail, fix)
-        self._conn, self._pool_name = client, pool
+        if self._conn is None:  # other threads may be using the current client: keep it
+            self._conn, self._pool_name = client, pool
         return Availability(True, f"LXD {version}, storage pool `{pool}`")
 
     @staticmethod

@@ -1,0 +1,260 @@
+"""The gradebook: one row per student, built from check reports; and its output formats.
+
+Everything here is a pure function of plain data (members, reports, lab statistics), so
+the table, CSV, JSON and JUnit forms are tested without an engine. The dashboard builds
+its grid from the same rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import sqlite3
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from orchestrator.classroom.copies import describe
+from orchestrator.classroom.store import (
+    LabStats,
+    Member,
+    get_class,
+    lab_stats,
+    last_gradebook,
+    list_members,
+)
+
+#: a task's state in the grid
+PASS, FAIL, UNCHECKED = "pass", "fail", "unchecked"
+#: spreadsheets run cells that start with these as formulas (CSV injection)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def iso(ts: float | None) -> str:
+    if not ts:
+        return ""
+    return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+
+def short_time(ts: float | None) -> str:
+    """HH:MM:SS today, else the date too: a gradebook column, not a log."""
+    if not ts:
+        return "-"
+    when = dt.datetime.fromtimestamp(ts)
+    return when.strftime("%H:%M:%S" if when.date() == dt.date.today() else "%Y-%m-%d %H:%M")
+
+
+def row(
+    member: Member,
+    tasks: Sequence[Mapping[str, Any]],
+    report: Mapping[str, Any] | None,
+    stats: LabStats,
+    flags: Sequence[Mapping[str, Any]] = (),
+    error: str = "",
+) -> dict[str, Any]:
+    """One student's line of the gradebook.
+
+    `report` is the check report the row shows (the latest one); tasks it lacks (a check of
+    only some tasks) are taken from the lab's last full report when it has them.
+    """
+    by_id = {t["id"]: t for t in (report or {}).get("tasks", [])}
+    cells: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        tid = task["id"]
+        result = by_id.get(tid)
+        state = UNCHECKED if result is None else (PASS if result["passed"] else FAIL)
+        failing = [c for c in (result or {}).get("checks", []) if not c["passed"]]
+        cells[tid] = {
+            "state": state,
+            "points": result["points"] if result else 0,
+            "max_points": task["points"],
+            "hints": stats.hints.get(tid, 0),
+            "messages": [f"{c['name']}: {c['message']}" for c in failing],
+        }
+    return {
+        "student": member.student,
+        "name": member.name,
+        "email": member.email,
+        "lab": member.lab,
+        "status": member.status,
+        "error": error or member.error,
+        "tasks": cells,
+        "total": sum(c["points"] for c in cells.values()),
+        "max_total": sum(t["points"] for t in tasks),
+        "attempts": stats.own_attempts,
+        "last_check": (report or {}).get("checked_at") or stats.last_check,
+        "hints": sum(stats.hints.values()),
+        "copies": list(flags),
+    }
+
+
+def gradebook(
+    class_id: str,
+    tasks: Sequence[Mapping[str, Any]],
+    rows: Sequence[dict[str, Any]],
+    checked_at: float | None,
+) -> dict[str, Any]:
+    return {
+        "class": class_id,
+        "scenario": class_id,
+        "checked_at": checked_at,
+        "tasks": [{"id": t["id"], "title": t["title"], "points": t["points"]} for t in tasks],
+        "students": list(rows),
+    }
+
+
+# -- formats ---------------------------------------------------------------------------------
+def _safe_cell(text: str) -> str:
+    """Neutralise a value a spreadsheet would run as a formula (OWASP CSV injection)."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def to_csv(book: Mapping[str, Any]) -> str:
+    tasks = [t["id"] for t in book["tasks"]]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(
+        [
+            "student",
+            "name",
+            "email",
+            *tasks,
+            "total",
+            "max_total",
+            "attempts",
+            "last_check",
+            "hints",
+            "copy_flags",
+            "error",
+        ]
+    )
+    for r in book["students"]:
+        w.writerow(
+            [
+                _safe_cell(r["student"]),
+                _safe_cell(r["name"]),
+                _safe_cell(r["email"]),
+                *(
+                    r["tasks"][t]["points"] if r["tasks"][t]["state"] != UNCHECKED else ""
+                    for t in tasks
+                ),
+                r["total"],
+                r["max_total"],
+                r["attempts"],
+                iso(r["last_check"]),
+                r["hints"],
+                _safe_cell(" | ".join(describe(f) for f in r["copies"])),
+                _safe_cell(r["error"]),
+            ]
+        )
+    return buf.getvalue()
+
+
+def to_junit(book: Mapping[str, Any]) -> str:
+    """One test suite per student, one test case per task: for LMS and CI importers."""
+    suites = ET.Element("testsuites", name=f"guestlab.class.{book['class']}")
+    for r in book["students"]:
+        cases = list(r["tasks"].items())
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            name=f"{book['class']}.{r['student']}",
+            tests=str(len(cases)),
+            failures=str(sum(1 for _, c in cases if c["state"] == FAIL)),
+            errors="1" if r["error"] else "0",
+            skipped=str(sum(1 for _, c in cases if c["state"] == UNCHECKED)),
+            timestamp=iso(r["last_check"]) or iso(book["checked_at"]),
+        )
+        props = ET.SubElement(suite, "properties")
+        for key in ("student", "name", "email"):
+            ET.SubElement(props, "property", name=key, value=r[key])
+        ET.SubElement(props, "property", name="score", value=f"{r['total']}/{r['max_total']}")
+        for f in r["copies"]:
+            ET.SubElement(props, "property", name="copy", value=describe(f))
+        if r["error"]:
+            ET.SubElement(
+                ET.SubElement(suite, "testcase", classname=r["student"], name="lab"),
+                "error",
+                message=r["error"],
+            )
+        for tid, c in cases:
+            case = ET.SubElement(suite, "testcase", classname=r["student"], name=tid)
+            if c["state"] == FAIL:
+                text = "\n".join(c["messages"])
+                ET.SubElement(case, "failure", message=text.split("\n")[0]).text = text
+            elif c["state"] == UNCHECKED:
+                ET.SubElement(case, "skipped", message="not checked")
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True)
+
+
+def to_table(book: Mapping[str, Any]) -> Any:
+    """A rich Table (imported here: the dashboard never needs rich)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    when = iso(book["checked_at"]).replace("T", " ") or "never"
+    table = Table(title=f"Gradebook · {book['class']} · checked {when}", title_justify="left")
+    table.add_column("student")
+    table.add_column("name")
+    for t in book["tasks"]:
+        table.add_column(t["id"], justify="right")
+    for col in ("total", "attempts", "last check", "hints"):
+        table.add_column(col, justify="right" if col != "last check" else "left")
+    table.add_column("notes")
+    style = {PASS: "green", FAIL: "red", UNCHECKED: "dim"}
+    flagged = 0
+    for r in book["students"]:
+        cells = []
+        for t in book["tasks"]:
+            c = r["tasks"][t["id"]]
+            text = "-" if c["state"] == UNCHECKED else f"{c['points']}/{c['max_points']}"
+            if c["hints"]:
+                text += f" ({c['hints']}h)"
+            cells.append(Text(text, style=style[c["state"]]))
+        notes = [Text(r["error"], style="red")] if r["error"] else []
+        if r["copies"]:
+            flagged += 1
+            notes += [Text("copy? " + describe(f), style="bold yellow") for f in r["copies"]]
+        total_style = "bold green" if r["total"] == r["max_total"] else "bold"
+        table.add_row(
+            Text(r["student"]),
+            Text(r["name"]),
+            *cells,
+            Text(f"{r['total']}/{r['max_total']}", style=total_style),
+            str(r["attempts"]),
+            short_time(r["last_check"]),
+            str(r["hints"]),
+            Text("\n").join(notes) if notes else Text(""),
+        )
+    students = book["students"]
+    full = sum(1 for r in students if r["total"] == r["max_total"] and not r["error"])
+    summary = f"{full}/{len(students)} student(s) with full marks"
+    if flagged:
+        summary += f"; {flagged} flagged as sharing a per-student value"
+    return Group(table, Text(summary))
+
+
+def live(db: sqlite3.Connection, class_id: str) -> dict[str, Any] | None:
+    """The gradebook as the store has it now: each lab's latest check, whoever ran it.
+
+    Students running `guestlab check` themselves move the grid too; copy flags come from
+    the last class check (probing machines is not a reader's business).
+    """
+    klass = get_class(db, class_id)
+    if klass is None:
+        return None
+    members = list_members(db, class_id)
+    stats = lab_stats(db, [m.lab for m in members])
+    last = last_gradebook(db, class_id) or {}
+    flags = {r["student"]: r["copies"] for r in last.get("students", [])}
+    rows = [
+        row(m, klass.tasks, stats[m.lab].last_report, stats[m.lab], flags.get(m.student, []))
+        for m in members
+    ]
+    book = gradebook(class_id, klass.tasks, rows, last.get("checked_at"))
+    book["status"] = klass.status
+    book["expires"] = klass.expires
+    return book

@@ -1,0 +1,143 @@
+"""The roster: a CSV file of `id,name,email` that an instructor writes by hand.
+
+Every problem is reported at once, each as `FILE:LINE: message`, and a roster with any
+problem is refused whole: nothing is provisioned for half a class.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.backends.base import LabRef
+from orchestrator.errors import UsageError
+
+COLUMNS = ("id", "name", "email")
+MAX_BYTES = 1024 * 1024
+MAX_STUDENTS = 500
+#: what a student id may be: it names the student's lab, its resources and its labels
+STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
+EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
+MAX_NAME = 200
+
+
+@dataclass(frozen=True)
+class Student:
+    id: str
+    name: str
+    email: str
+    line: int
+
+
+class RosterError(UsageError):
+    """A roster has problems; carries every one of them, located."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.problems = problems
+        n = len(problems)
+        super().__init__(
+            f"{path}: {n} problem{'s' if n != 1 else ''} in the roster; nothing was provisioned",
+            hint="fix every line listed above, then run the command again",
+        )
+
+
+def student_id_problem(student: str) -> str | None:
+    """Why `student` cannot be a student id, or None when it can."""
+    if not STUDENT_ID.match(student):
+        return (
+            f"student id {student!r} must be 1-40 letters, digits, '.', '_' or '-',"
+            " starting with a letter or digit"
+        )
+    return None
+
+
+def load(path: Path) -> list[Student]:
+    try:
+        raw = path.read_bytes()[: MAX_BYTES + 1]
+    except OSError as e:
+        raise UsageError(f"cannot read the roster {path}: {e.strerror or e}") from None
+    if len(raw) > MAX_BYTES:
+        raise RosterError(str(path), [f"{path}: the file is larger than {MAX_BYTES} bytes"])
+    try:
+        text = raw.decode("utf-8-sig")  # spreadsheets often save a byte-order mark
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise RosterError(str(path), [f"{path}:{line}: not UTF-8 text"]) from None
+    return parse(text, str(path))
+
+
+def parse(text: str, source: str = "roster") -> list[Student]:
+    """The students of a roster, or RosterError with every problem found."""
+    problems: list[str] = []
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+
+    def problem(line: int, message: str) -> None:
+        problems.append(f"{source}:{line}: {message}")
+
+    rows: list[tuple[int, list[str]]] = []
+    last = 0
+    try:
+        for row in reader:
+            rows.append((last + 1, row))  # a quoted field may span lines: where it starts
+            last = reader.line_num
+    except csv.Error as e:
+        problem(last + 1, f"not valid CSV: {e}")
+    rows = [(n, r) for n, r in rows if any(cell.strip() for cell in r)]
+    if not rows:
+        raise RosterError(
+            source, [f"{source}:1: empty roster: the header `id,name,email` is missing"]
+        )
+    header_line, header = rows[0]
+    names = [h.strip().lower() for h in header]
+    missing = [c for c in COLUMNS if c not in names]
+    unknown = [h for h in names if h not in COLUMNS]
+    doubled = sorted({h for h in names if names.count(h) > 1})
+    if missing or unknown or doubled:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {', '.join(missing)}")
+        if unknown:
+            parts.append(f"unknown column(s) {', '.join(repr(u) for u in unknown)}")
+        if doubled:
+            parts.append(f"column(s) given twice: {', '.join(doubled)}")
+        problem(header_line, f"the header must be `id,name,email` ({'; '.join(parts)})")
+        raise RosterError(source, problems)
+    if len(rows) - 1 > MAX_STUDENTS:
+        problem(rows[MAX_STUDENTS + 1][0], f"more than {MAX_STUDENTS} students")
+        raise RosterError(source, problems)
+
+    students: list[Student] = []
+    # lab key -> (line, id): ids that differ only in case or in '.', '_', '-' name one lab
+    seen: dict[str, tuple[int, str]] = {}
+    for line, row in rows[1:]:
+        if len(row) != len(names):
+            problem(line, f"{len(row)} field(s), expected {len(names)} ({','.join(names)})")
+            continue
+        cells = dict(zip(names, (c.strip() for c in row), strict=True))
+        sid, name, email = cells["id"], cells["name"], cells["email"]
+        bad = student_id_problem(sid)
+        if bad:
+            problem(line, bad)
+        if not name:
+            problem(line, "the name is empty")
+        elif len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
+            problem(line, f"the name must be at most {MAX_NAME} printable characters")
+        if email and not EMAIL.match(email):
+            problem(line, f"{email!r} is not an e-mail address")
+        if bad is None:
+            key = LabRef("x", sid).key
+            if key in seen:
+                first, other = seen[key]
+                clash = "" if other == sid else f" as {other!r}, which names the same lab"
+                problem(line, f"student id {sid!r} is already on line {first}{clash}")
+            else:
+                seen[key] = (line, sid)
+        students.append(Student(sid, name, email, line))
+    if len(rows) == 1:
+        problem(header_line, "the roster has a header but no student")
+    if problems:
+        raise RosterError(source, problems)
+    return students

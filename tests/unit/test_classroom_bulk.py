@@ -1,0 +1,300 @@
+"""A class's lifecycle on an in-memory backend: partial failures, memory fit, expiry, CLI."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from orchestrator import backends
+from orchestrator import lab as lifecycle
+from orchestrator.backends.base import (
+    Availability,
+    ExecResult,
+    FoundResources,
+    LabRef,
+    MachineSpec,
+    Progress,
+)
+from orchestrator.classroom import bulk
+from orchestrator.classroom.cli import class_group, serve
+from orchestrator.classroom.roster import Student
+from orchestrator.classroom.store import ClassStore
+from orchestrator.errors import ProvisioningError, UsageError
+from orchestrator.state import Store
+
+SCENARIO = "machine-id-clone"
+
+
+class FakeBackend:
+    """Machines as dict entries; creating one for a student called `broken*` fails."""
+
+    name = "docker"
+    capabilities = frozenset({"systemd", "clone", "snapshot"})
+    virtualization = "docker"
+
+    def __init__(self) -> None:
+        self.machines: dict[str, dict[str, str]] = {}  # lab key -> machine -> machine-id
+        self.created: list[MachineSpec] = []
+
+    def availability(self) -> Availability:
+        return Availability(True, "fake")
+
+    def ensure_image(self, image: str, progress: Progress, *, build: bool = True) -> None:
+        pass
+
+    def create(self, spec: MachineSpec, progress: Progress) -> None:
+        if spec.lab.student.startswith("broken"):
+            raise ProvisioningError(f"starting machine {spec.name} failed: no space left")
+        self.created.append(spec)
+        self.machines.setdefault(spec.lab.key, {})[spec.name] = "image0"
+
+    def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
+        ids = self.machines.get(lab.key, {})
+        if list(argv) == ["cat", "/etc/machine-id"]:
+            return ExecResult(0, ids.get(machine, "") + "\n")
+        return ExecResult(0, "")
+
+    def put_file(self, lab: LabRef, machine: str, dest: str, data: bytes, mode: int) -> None:
+        pass
+
+    def clone(self, source: MachineSpec, target: MachineSpec, progress: Progress) -> None:
+        self.create(target, progress)
+
+    def snapshot(self, lab: LabRef, machines: Sequence[MachineSpec]) -> None:
+        pass
+
+    def restore(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
+        self.created.extend(machines)
+
+    def destroy(self, lab: LabRef) -> FoundResources:
+        gone = self.machines.pop(lab.key, {})
+        return FoundResources(machines=list(gone))
+
+    def find(self, lab: LabRef | None = None) -> dict[str, FoundResources]:
+        return {
+            k: FoundResources(machines=list(m))
+            for k, m in self.machines.items()
+            if lab is None or k == lab.key
+        }
+
+    def shell_argv(self, lab: LabRef, machine: str) -> list[str]:
+        return ["true"]
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBackend]:
+    backend = FakeBackend()
+    monkeypatch.setitem(backends._cache, "docker", backend)
+    monkeypatch.setattr(bulk, "host_memory", lambda _b: (64 * 1024**3, "this host"))
+    monkeypatch.setattr(bulk, "inotify_limit", lambda: (0, 0))  # no limit known: no check
+    yield backend
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "state.db")
+    yield s
+    s.close()
+
+
+def roster(*ids: str) -> list[Student]:
+    return [Student(i, f"Name {i}", f"{i}@example.org", n + 2) for n, i in enumerate(ids)]
+
+
+def test_one_students_failure_does_not_stop_the_others(fake: FakeBackend, store: Store) -> None:
+    p = bulk.plan(SCENARIO, roster("ann", "broken1", "cid"), "docker", None)
+    outcomes = bulk.up(p, store, parallel=3)
+    assert [(o.student, o.ok) for o in outcomes] == [
+        ("ann", True),
+        ("broken1", False),
+        ("cid", True),
+    ]
+    assert (
+        outcomes[1].detail == "setup step 1 on template failed"
+        or "no space left" in outcomes[1].detail
+    )
+    members = {m.student: m for m in ClassStore(store.db).members(SCENARIO)}
+    assert members["ann"].status == "up" and members["broken1"].status == "failed"
+    assert "no space left" in members["broken1"].error
+    # the baseline is what each machine held right after `up`
+    assert members["ann"].baseline == {
+        "machine-id of template": ["image0"],
+        "machine-id of clone": ["image0"],
+    }
+    # again: the failed lab is retried, the others are left as they are
+    outcomes = bulk.up(p, store, parallel=3)
+    assert [o.detail for o in outcomes if o.ok] == ["already up", "already up"]
+
+
+def test_each_student_gets_their_own_parameters(fake: FakeBackend) -> None:
+    p = bulk.plan(SCENARIO, roster("ann", "bob"), "docker", None)
+    assert p.labs["ann"].params["template_id"] != p.labs["bob"].params["template_id"]
+    assert p.labs["ann"].params == lifecycle.prepare(SCENARIO, "ann", None).params
+
+
+def test_a_class_that_does_not_fit_is_refused_before_anything_exists(
+    fake: FakeBackend, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bulk, "host_memory", lambda _b: (3 * 1024**3, "this host"))
+    p = bulk.plan(SCENARIO, roster(*(f"s{n}" for n in range(10))), "docker", None)
+    assert p.per_lab == 512 * 1024**2  # two machines of 256M each
+    with pytest.raises(UsageError) as exc:
+        bulk.up(p, store)
+    assert str(exc.value) == (
+        "the class does not fit: 10 lab(s) x 512 MiB = 5.0 GiB of memory, and this host has"
+        " 3.0 GiB available; nothing was created"
+    )
+    assert exc.value.hint and exc.value.hint.startswith("6 lab(s) of this size fit")
+    assert fake.created == [] and store.labs() == []
+    assert ClassStore(store.db).classes() == []
+
+
+def test_a_class_that_would_exhaust_inotify_instances_is_refused(
+    fake: FakeBackend, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bulk, "inotify_limit", lambda: (128, 40))
+    p = bulk.plan(SCENARIO, roster(*(f"s{n}" for n in range(6))), "docker", None)
+    with pytest.raises(UsageError) as exc:
+        bulk.up(p, store)
+    assert str(exc.value) == (
+        "the class does not fit: 12 new machine(s) running systemd need about 96 inotify"
+        " instances (8 each), and this host allows 128 per user (fs.inotify.max_user_instances)"
+        " with 40 in use; nothing was created"
+    )
+    assert exc.value.hint and exc.value.hint.startswith("room for 11 machine(s) now")
+    assert fake.created == []
+    monkeypatch.setattr(bulk, "inotify_limit", lambda: (8192, 40))
+    assert all(o.ok for o in bulk.up(p, store))
+
+
+def test_memory_per_lab_is_shared_by_its_machines(fake: FakeBackend) -> None:
+    p = bulk.plan(SCENARIO, roster("ann"), "docker", bulk.parse_memory("1G"))
+    assert [(s.name, s.memory) for s in p.labs["ann"].specs] == [
+        ("template", 512 * 1024**2),
+        ("clone", 512 * 1024**2),
+    ]
+    assert p.per_lab == 1024**3
+    with pytest.raises(UsageError, match="each machine needs at least 64 MiB"):
+        bulk.plan(SCENARIO, roster("ann"), "docker", bulk.parse_memory("100M"))
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("3h", 10800), ("90m", 5400), ("1.5d", 129600), ("45s", 45)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert bulk.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["3", "h", "-1h", "0m", "3 hours"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(UsageError, match="is not a duration"):
+        bulk.parse_duration(text)
+
+
+def test_expired_classes_are_removed_by_expire(fake: FakeBackend, store: Store) -> None:
+    p = bulk.plan(SCENARIO, roster("ann", "bob"), "docker", None)
+    bulk.up(p, store, expires=3600)
+    assert bulk.expire(store) == []  # not yet
+    store.db.execute("UPDATE classes SET expires=?", (time.time() - 1,))
+    assert sorted(bulk.expire(store)) == [f"{SCENARIO}--ann", f"{SCENARIO}--bob"]
+    assert fake.machines == {} and store.labs() == []
+    assert ClassStore(store.db).klass(SCENARIO).status == "expired"  # type: ignore[union-attr]
+    assert bulk.expire(store) == []
+
+
+def test_check_records_each_class_check_and_flags_shared_values(
+    fake: FakeBackend, store: Store
+) -> None:
+    p = bulk.plan(SCENARIO, roster("ann", "bob", "cid"), "docker", None)
+    bulk.up(p, store)
+    # bob's clone now carries ann's template ID (her per-student parameter)
+    fake.machines[f"{SCENARIO}--bob"]["clone"] = p.labs["ann"].params["template_id"]
+    book = bulk.check(store, SCENARIO)
+    flagged = {r["student"] for r in book["students"] if r["copies"]}
+    assert flagged == {"ann", "bob"}
+    assert all(r["attempts"] == 0 for r in book["students"])  # the class's checks are not theirs
+    again = bulk.check(store, SCENARIO)
+    cstore = ClassStore(store.db)
+    assert cstore.last_gradebook(SCENARIO)["checked_at"] == again["checked_at"]  # type: ignore[index]
+    n = store.db.execute("SELECT COUNT(*) FROM class_checks WHERE class=?", (SCENARIO,)).fetchone()[
+        0
+    ]
+    assert n == 2
+    results = store.db.execute(
+        "SELECT COUNT(*) FROM class_results WHERE report IS NOT NULL"
+    ).fetchone()[0]
+    assert results == 6
+
+
+def test_down_is_idempotent_and_keeps_the_grades(fake: FakeBackend, store: Store) -> None:
+    p = bulk.plan(SCENARIO, roster("ann", "bob"), "docker", None)
+    bulk.up(p, store)
+    bulk.check(store, SCENARIO)
+    assert [o.detail for o in bulk.down(store, SCENARIO)] == ["2 machine(s) removed"] * 2
+    assert [o.detail for o in bulk.down(store, SCENARIO)] == ["nothing was left"] * 2
+    assert bulk.down(store, "no-such-class") == []
+    assert fake.machines == {}
+    assert ClassStore(store.db).last_gradebook(SCENARIO) is not None
+
+
+def test_reset_applies_the_class_memory(fake: FakeBackend, store: Store) -> None:
+    p = bulk.plan(SCENARIO, roster("ann"), "docker", bulk.parse_memory("768M"))
+    bulk.up(p, store)
+    fake.created.clear()
+    bulk.reset(store, SCENARIO, "ann", lifecycle.Silent())
+    assert [s.memory for s in fake.created] == [384 * 1024**2, 384 * 1024**2]
+    with pytest.raises(UsageError, match="no student zed in class"):
+        bulk.reset(store, SCENARIO, "zed", lifecycle.Silent())
+
+
+# -- through the CLI ----------------------------------------------------------------------------
+@click.group()
+def wired() -> None:
+    """The class commands as `guestlab` will carry them."""
+
+
+wired.add_command(class_group)
+wired.add_command(serve)
+
+
+def test_cli_reports_each_failure_and_exits_non_zero(
+    fake: FakeBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GUESTLAB_HOME", str(tmp_path))
+    csv = tmp_path / "class.csv"
+    csv.write_text("id,name,email\nann,Ann,\nbroken2,Bee,\n")
+    result = CliRunner().invoke(
+        wired, ["class", "up", SCENARIO, "--roster", str(csv)], standalone_mode=False
+    )
+    assert isinstance(result.exception, bulk.ClassError)
+    assert result.exception.exit_code == 4
+    assert "1 of 2 student lab(s) could not come up: broken2" in str(result.exception)
+    assert "FAILED" in result.output and "failed: no space" in result.output
+    status = CliRunner().invoke(wired, ["class", "status", SCENARIO, "--format", "json"])
+    assert status.exit_code == 0, status.output
+    assert '"lab_status": "up"' in status.output
+
+
+def test_cli_refuses_a_bad_roster_with_every_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GUESTLAB_HOME", str(tmp_path))
+    csv = tmp_path / "class.csv"
+    csv.write_text("id,name,email\nann,,\n-x,X,\n")
+    result = CliRunner().invoke(wired, ["class", "up", SCENARIO, "--roster", str(csv)])
+    assert result.exit_code != 0
+    assert f"{csv}:2: the name is empty" in result.output
+    assert f"{csv}:3: student id '-x'" in result.output
+
+
+def test_every_class_command_has_help() -> None:
+    for args in (["class", "--help"], ["serve", "--help"]):
+        assert CliRunner().invoke(wired, args).exit_code == 0
+    for verb in ("up", "check", "export", "status", "reset", "down"):
+        result = CliRunner().invoke(wired, ["class", verb, "--help"])
+        assert result.exit_code == 0 and len(result.output.splitlines()) > 3, verb
