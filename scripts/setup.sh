@@ -28,7 +28,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "setup: installing guestlab into .venv"
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[test,lxd]'
+.venv/bin/pip install -q -e '.[test,lxd,vagrant]'
 ln -sf "$PWD/.venv/bin/guestlab" /usr/local/bin/guestlab
 
 echo "setup: base image"

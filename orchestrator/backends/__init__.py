@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "docker": "orchestrator.backends.docker:DockerBackend",
     "lxd": "orchestrator.backends.lxd:LxdBackend",
+    "vagrant": "orchestrator.backends.vagrant:VagrantBackend",
     "nspawn": "orchestrator.backends.nspawn:NspawnBackend",
 }
 

@@ -1,0 +1,346 @@
+"""Build a bootable Vagrant box (libvirt, qcow2) from a catalog image's rootfs tarball.
+
+No box hub is needed: the disk is made here from Debian packages. The cached rootfs
+tarball is unpacked onto a fresh ext4 partition, a cloud kernel, openssh-server and sudo
+are installed in a chroot, and syslinux makes the disk bootable. Every VM made from the
+box gets its own machine ID and SSH host keys on first boot: none are baked in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import glob
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from orchestrator import paths
+from orchestrator.backends.base import Progress, no_progress
+from orchestrator.errors import ProvisioningError, UsageError
+from orchestrator.images.catalog import ImageDef, lookup
+from orchestrator.images.mirror import choose_mirror
+from orchestrator.images.rootfs import ensure_tarball
+
+#: virtual size of the box's disk, in GiB (sparse: the qcow2 holds only what is written)
+DISK_GIB = 4
+PART_START = 2048  # sectors: the usual 1 MiB alignment, room for the MBR and nothing else
+BOX_PACKAGES = ("linux-image-cloud-amd64", "initramfs-tools", "openssh-server", "sudo", "udev")
+MBR_CANDIDATES = ("/usr/lib/syslinux/mbr/mbr.bin", "/usr/share/syslinux/mbr.bin")
+#: where Vagrant ships its insecure key pair: Debian's package, then HashiCorp's installer
+INSECURE_KEY_GLOBS = (
+    "/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub",
+    "/usr/lib/ruby/vendor_ruby/vagrant*/keys/vagrant.pub",
+    "/opt/vagrant/embedded/gems/gems/vagrant-*/keys/vagrant.pub",
+    "/opt/vagrant/embedded/gems/*/gems/vagrant-*/keys/vagrant.pub",
+)
+TOOLS = {
+    "qemu-img": "qemu-utils",
+    "sfdisk": "fdisk",
+    "losetup": "mount",
+    "partx": "util-linux",
+    "mkfs.ext4": "e2fsprogs",
+    "extlinux": "extlinux",
+    "tar": "tar",
+}
+
+
+def box_name(image: str) -> str:
+    """The name Vagrant knows the box by."""
+    return f"guestlab/{image}"
+
+
+def box_path(image: str) -> Path:
+    """Where the built box file is cached (shared with CI through $GUESTLAB_IMAGES)."""
+    return paths.images_dir() / f"{image}.libvirt.box"
+
+
+def insecure_public_key() -> Path:
+    """Vagrant's well-known insecure public key, from the installed vagrant package."""
+    for pattern in INSECURE_KEY_GLOBS:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return Path(found[-1])
+    raise UsageError(
+        "cannot find Vagrant's insecure public key (keys/vagrant.pub of the vagrant package)",
+        hint="install Vagrant: apt-get install -y vagrant",
+    )
+
+
+def _mbr() -> Path:
+    for candidate in MBR_CANDIDATES:
+        if os.path.exists(candidate):
+            return Path(candidate)
+    raise UsageError("syslinux's mbr.bin is missing", hint="apt-get install -y syslinux-common")
+
+
+def _sh(
+    argv: Sequence[str], *, input: bytes | None = None, env: dict[str, str] | None = None
+) -> str:
+    """Run a command, returning stdout; a failure raises with the end of its output."""
+    try:
+        proc = subprocess.run(
+            list(argv),
+            input=input,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env} if env else None,
+            check=False,
+        )
+    except FileNotFoundError:
+        package = TOOLS.get(argv[0], argv[0])
+        raise UsageError(
+            f"`{argv[0]}` is not installed", hint=f"apt-get install -y {package}"
+        ) from None
+    out = proc.stdout.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        tail = "\n".join(out.strip().splitlines()[-12:])
+        raise ProvisioningError(
+            f"`{' '.join(argv[:3])}` failed while building the box (exit {proc.returncode}):\n"
+            f"{tail}"
+        )
+    return out
+
+
+@contextlib.contextmanager
+def _loop_partition(raw: Path) -> Iterator[str]:
+    """The block device of the raw disk's first partition, detached afterwards.
+
+    `losetup -P` makes the partition device appear where udev or devtmpfs run; in
+    containers it may not, so `partx -a` is tried, then a second loop device over the
+    partition's byte range, which needs neither.
+    """
+    attached: list[str] = []
+    try:
+        disk = _sh(["losetup", "--find", "--show", "--partscan", str(raw)]).strip()
+        attached.append(disk)
+        part = f"{disk}p1"
+        if not _appears(part):
+            with contextlib.suppress(ProvisioningError):
+                _sh(["partx", "-a", disk])
+        if not _appears(part):
+            size = raw.stat().st_size - PART_START * 512
+            part = _sh(
+                [
+                    "losetup",
+                    "--find",
+                    "--show",
+                    "--offset",
+                    str(PART_START * 512),
+                    "--sizelimit",
+                    str(size),
+                    str(raw),
+                ]
+            ).strip()
+            attached.append(part)
+        yield part
+    finally:
+        for dev in reversed(attached):
+            subprocess.run(["losetup", "-d", dev], check=False, capture_output=True)
+
+
+def _appears(dev: str, wait: float = 2.0) -> bool:
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if os.path.exists(dev):
+            return True
+        time.sleep(0.1)
+    return os.path.exists(dev)
+
+
+@contextlib.contextmanager
+def _mounted(dev: str, where: Path) -> Iterator[Path]:
+    _sh(["mount", dev, str(where)])
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-R", str(where)], check=False, capture_output=True)
+
+
+@contextlib.contextmanager
+def _chroot_mounts(root: Path) -> Iterator[None]:
+    """/proc, /sys and /dev for package scripts (the kernel's above all)."""
+    done: list[Path] = []
+    try:
+        for src, sub, args in (
+            ("proc", "proc", ["-t", "proc"]),
+            ("sysfs", "sys", ["-t", "sysfs"]),
+            ("/dev", "dev", ["--bind"]),
+        ):
+            target = root / sub
+            target.mkdir(exist_ok=True)
+            _sh(["mount", *args, src, str(target)])
+            done.append(target)
+        yield
+    finally:
+        for target in reversed(done):
+            subprocess.run(["umount", "-l", str(target)], check=False, capture_output=True)
+
+
+def _chroot(root: Path, *argv: str) -> str:
+    env = {
+        "DEBIAN_FRONTEND": "noninteractive",
+        "LC_ALL": "C.UTF-8",
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    }
+    return _sh(["chroot", str(root), *argv], env=env)
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def _install_packages(root: Path, image: ImageDef, mirror: str, progress: Progress) -> None:
+    # package scripts must not start daemons in the build host's namespace
+    _write(root / "usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755)
+    resolv = root / "etc/resolv.conf"
+    resolv.unlink(missing_ok=True)
+    if os.path.exists("/etc/resolv.conf"):
+        shutil.copyfile("/etc/resolv.conf", resolv)  # the mirror's name must resolve
+    _write(root / "etc/apt/sources.list", f"deb {mirror} {image.suite} main\n")
+    progress("apt-get update in the box's chroot")
+    _chroot(root, "apt-get", "update", "-q")
+    progress(f"installing {', '.join(BOX_PACKAGES)}")
+    _chroot(root, "apt-get", "install", "-y", "-q", "--no-install-recommends", *BOX_PACKAGES)
+    _chroot(root, "apt-get", "clean")
+    for entry in (root / "var/lib/apt/lists").glob("*"):
+        if entry.is_file():
+            entry.unlink()
+    (root / "usr/sbin/policy-rc.d").unlink()
+    _write(resolv, "")  # no DNS on a lab network; and no host details left in the box
+
+
+def _configure(root: Path, pubkey: bytes, uuid: str) -> None:
+    """The vagrant user, networking, first-boot identity and the boot loader's config."""
+    _chroot(root, "useradd", "--create-home", "--shell", "/bin/bash", "--user-group", "vagrant")
+    # '*' (not '!'): no password login, but not a locked account sshd would refuse
+    _chroot(root, "usermod", "--password", "*", "vagrant")
+    _write(root / "etc/sudoers.d/vagrant", "vagrant ALL=(ALL) NOPASSWD:ALL\n", 0o440)
+    ssh = root / "home/vagrant/.ssh"
+    ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (ssh / "authorized_keys").write_bytes(pubkey)
+    (ssh / "authorized_keys").chmod(0o600)
+    _chroot(root, "chown", "-R", "vagrant:vagrant", "/home/vagrant/.ssh")
+
+    _write(
+        root / "etc/systemd/network/20-dhcp.network",
+        "[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\n\n"
+        "[DHCPv4]\n"
+        "# by MAC, not by the DUID systemd derives from /etc/machine-id: a cloned VM\n"
+        "# keeps the machine ID of its source and must still get an address of its own\n"
+        "ClientIdentifier=mac\n",
+    )
+    _chroot(root, "systemctl", "enable", "systemd-networkd.service")
+    # the network is isolated: waiting for "online" would only slow boots down
+    _chroot(root, "systemctl", "mask", "systemd-networkd-wait-online.service")
+    _chroot(root, "systemctl", "mask", "apt-daily.timer", "apt-daily-upgrade.timer")
+
+    # first boot makes the identity: an empty machine-id is filled in by systemd, and
+    # sshd's host keys are generated before sshd starts (`sshd -t` would fail without)
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    _write(
+        root / "etc/systemd/system/ssh.service.d/guestlab-hostkeys.conf",
+        "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\n"
+        "ExecStartPre=/usr/sbin/sshd -t\n",
+    )
+    _write(root / "etc/machine-id", "")
+    (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)
+    _write(root / "etc/hostname", "debian\n")
+    _write(root / "etc/hosts", "127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n")
+    _write(root / "etc/fstab", f"UUID={uuid}\t/\text4\terrors=remount-ro\t0\t1\n")
+
+    kernels = sorted((root / "boot").glob("vmlinuz-*"))
+    initrds = sorted((root / "boot").glob("initrd.img-*"))
+    if not kernels or not initrds:
+        raise ProvisioningError("the box has no kernel or initramfs in /boot after install")
+    _write(
+        root / "boot/extlinux/extlinux.conf",
+        "DEFAULT debian\nTIMEOUT 1\nPROMPT 0\n\nLABEL debian\n"
+        f"  LINUX /boot/{kernels[-1].name}\n"
+        f"  INITRD /boot/{initrds[-1].name}\n"
+        # the serial console is what libvirt logs; net.ifnames=0 keeps eth0 predictable
+        f"  APPEND root=UUID={uuid} ro net.ifnames=0 console=tty0 console=ttyS0,115200n8\n",
+    )
+
+
+def build_box(image: ImageDef, tarball: Path, dest: Path, mirror: str, progress: Progress) -> None:
+    """Make the box file `dest` from the rootfs tarball of `image`."""
+    if os.geteuid() != 0:
+        raise UsageError("building a Vagrant box needs root (loop devices, chroot)")
+    if platform.machine() not in ("x86_64", "amd64"):
+        raise UsageError(f"boxes are built for x86_64 hosts only (this is {platform.machine()})")
+    for tool, package in TOOLS.items():
+        if shutil.which(tool) is None:
+            raise UsageError(f"`{tool}` is not installed", hint=f"apt-get install -y {package}")
+    pubkey = insecure_public_key().read_bytes()
+    mbr = _mbr().read_bytes()[:440]
+    work = Path(tempfile.mkdtemp(prefix=f"{image.name}.box.", dir=paths.images_dir()))
+    try:
+        raw = work / "disk.raw"
+        with open(raw, "wb") as f:
+            f.truncate(DISK_GIB * 1024**3)
+        _sh(
+            ["sfdisk", "--quiet", str(raw)],
+            input=f"label: dos\nstart={PART_START}, type=83, bootable\n".encode(),
+        )
+        with open(raw, "r+b") as f:
+            f.write(mbr)  # the boot code only: the partition table after byte 440 stays
+        mnt = work / "mnt"
+        mnt.mkdir()
+        with _loop_partition(raw) as part:
+            # syslinux 6.04 cannot read ext4 with 64-bit block numbers
+            _sh(["mkfs.ext4", "-q", "-O", "^64bit", "-L", "root", part])
+            uuid = _sh(["blkid", "-s", "UUID", "-o", "value", part]).strip()
+            with _mounted(part, mnt) as root:
+                progress(f"unpacking {tarball.name} onto the box's disk")
+                _sh(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-xpf", str(tarball)])
+                with _chroot_mounts(root):
+                    _install_packages(root, image, mirror, progress)
+                    _configure(root, pubkey, uuid)
+                progress("installing the extlinux boot loader")
+                _sh(["extlinux", "--install", str(root / "boot/extlinux")])
+                # blocks of deleted files (apt's downloads) would otherwise end up in the
+                # qcow2: discarding them punches holes in the raw file
+                _sh(["fstrim", str(root)])
+        progress("converting the disk to qcow2")
+        # compressed clusters cost little to read (QEMU inflates them on the host) and
+        # make the box a third of the size; a VM's writes go to its own overlay
+        _sh(["qemu-img", "convert", "-c", "-O", "qcow2", str(raw), str(work / "box.img")])
+        raw.unlink()
+        meta = {"provider": "libvirt", "format": "qcow2", "virtual_size": DISK_GIB}
+        (work / "metadata.json").write_text(json.dumps(meta) + "\n")
+        partial = work / "box.tar"
+        _sh(["tar", "-C", str(work), "-cf", str(partial), "metadata.json", "box.img"])
+        os.replace(partial, dest)  # atomic: a crash never leaves half a box
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def ensure_box_file(
+    name: str,
+    *,
+    mirror: str | None = None,
+    progress: Progress = no_progress,
+    rebuild: bool = False,
+) -> Path:
+    """The cached box file of a catalog image, built first when missing."""
+    image = lookup(name)
+    target = box_path(name)
+    with open(paths.locks_dir() / f"box-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two builds of one box wait for each other
+        if target.exists() and not rebuild:
+            return target
+        url = choose_mirror(mirror)
+        tarball = ensure_tarball(name, mirror=url, progress=progress)
+        progress(f"building the Vagrant box {box_name(name)}")
+        build_box(image, tarball, target, url, progress)
+    return target

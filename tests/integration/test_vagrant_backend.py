@@ -1,0 +1,221 @@
+"""The Vagrant backend against real VMs (scripts/setup/vagrant.sh prepares the host).
+
+Every VM boot costs about 40 s under QEMU software emulation, so one lab is shared by the
+whole module: one VM, one clone of it, a snapshot restored without a boot. Skipped with
+the reason when Vagrant cannot be used here; under CI=true that is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from orchestrator.backends import vagrant as vagrant_module
+from orchestrator.backends.base import Backend, LabRef, MachineSpec, no_progress
+from orchestrator.backends.vagrant import (
+    POOL,
+    VagrantBackend,
+    domain_name,
+    domain_prefix,
+    lab_dir,
+    network_name,
+)
+from orchestrator.errors import MachineUnavailable, UsageError
+from tests.integration.conftest import engine, student_id
+
+pytestmark = pytest.mark.vagrant
+
+IMAGE = "debian-12-systemd"
+
+
+def virsh(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["virsh", "-c", "qemu:///system", "-q", *args], capture_output=True, text=True, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def backend() -> VagrantBackend:
+    b = engine("vagrant")
+    assert isinstance(b, VagrantBackend)
+    b.ensure_image(IMAGE, no_progress)  # first run on a host: builds the box, ~40 s
+    return b
+
+
+@pytest.fixture(scope="module")
+def lab(backend: VagrantBackend) -> Iterator[LabRef]:
+    ref = LabRef("vagrant-test", student_id())
+    yield ref
+    backend.destroy(ref)
+
+
+@pytest.fixture(scope="module")
+def web(backend: VagrantBackend, lab: LabRef) -> MachineSpec:
+    spec = MachineSpec(lab, "web", IMAGE, hostname="web-host", memory=640 * 1024**2, cpus=1)
+    backend.create(spec, no_progress)
+    return spec
+
+
+def run(backend: VagrantBackend, spec: MachineSpec, *argv: str, timeout: float = 30) -> str:
+    res = backend.exec(spec.lab, spec.name, list(argv), timeout=timeout)
+    assert res.ok, res
+    return res.stdout.strip()
+
+
+def test_availability_says_how_vms_run(backend: VagrantBackend) -> None:
+    state = backend.availability()
+    assert state.usable and state.detail.startswith("Vagrant ")
+    if backend.virtualization == "kvm":
+        assert "libvirt with KVM" in state.detail
+    else:
+        assert "libvirt with QEMU software emulation (KVM unusable: " in state.detail
+    assert isinstance(backend, Backend)
+    assert "vm" in backend.capabilities
+
+
+def test_vm_boots_systemd_under_a_hypervisor(backend: VagrantBackend, web: MachineSpec) -> None:
+    virt = run(backend, web, "systemd-detect-virt")
+    assert virt in ("qemu", "kvm")
+    assert virt == backend.virtualization
+    assert "hypervisor" in run(backend, web, "grep", "-m1", "^flags", "/proc/cpuinfo").split()
+    assert run(backend, web, "hostname") == "web-host"
+    res = backend.exec(web.lab, web.name, ["systemctl", "is-system-running"], timeout=30)
+    assert res.stdout.strip() in ("running", "degraded")
+    # a kernel of its own, not the host's: the difference the syllabus starts from
+    assert run(backend, web, "cat", "/proc/1/comm") == "systemd"
+    mem_kib = int(run(backend, web, "awk", "/MemTotal/ {print $2}", "/proc/meminfo"))
+    assert 500 * 1024 < mem_kib <= 640 * 1024
+
+
+def test_lab_directory_explains_itself(backend: VagrantBackend, web: MachineSpec) -> None:
+    root = lab_dir(web.lab)
+    vagrantfile = (root / "Vagrantfile").read_text()
+    assert "config.vm.define 'web'" in vagrantfile
+    assert 'management_network_mode = "none"' in vagrantfile
+    meta = json.loads((root / "meta.json").read_text())
+    assert meta["labels"]["guestlab.lab"] == web.lab.key
+    assert meta["machines"]["web"]["memory"] == 640
+    desc = virsh("desc", domain_name(web.lab, "web")).stdout
+    assert json.loads(desc.removeprefix("guestlab "))["guestlab.machine"] == "web"
+    # the lab's network forwards nothing: VM traffic stays on this host
+    net = virsh("net-dumpxml", network_name(web.lab)).stdout
+    assert "<forward" not in net
+
+
+def test_exec_returns_code_and_both_streams(backend: VagrantBackend, web: MachineSpec) -> None:
+    res = backend.exec(
+        web.lab, web.name, ["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=20
+    )
+    assert (res.exit_code, res.stdout, res.stderr, res.timed_out) == (3, "out\n", "err\n", False)
+    # arguments arrive as they were given, spaces and quotes included
+    odd = ["printf", "%s|", "a b", "it's", "$HOME", ";", "*"]
+    assert run(backend, web, *odd) == "a b|it's|$HOME|;|*|"
+    assert run(backend, web, "id", "-u") == "0"
+
+
+def test_exec_times_out(backend: VagrantBackend, web: MachineSpec) -> None:
+    started = time.monotonic()
+    res = backend.exec(web.lab, web.name, ["sleep", "30"], timeout=2)
+    assert res.timed_out and res.exit_code == 124 and not res.ok
+    assert time.monotonic() - started < 10
+
+
+def test_exec_is_not_held_by_a_background_process(
+    backend: VagrantBackend, web: MachineSpec
+) -> None:
+    started = time.monotonic()
+    res = backend.exec(web.lab, web.name, ["sh", "-c", "sleep 30 & echo started"], timeout=20)
+    assert res.ok and res.stdout == "started\n"
+    assert time.monotonic() - started < 8
+
+
+def test_put_file_writes_content_mode_and_owner(backend: VagrantBackend, web: MachineSpec) -> None:
+    backend.put_file(web.lab, web.name, "/etc/guestlab-test.conf", b"key = value\n", 0o640)
+    assert run(backend, web, "cat", "/etc/guestlab-test.conf") == "key = value"
+    assert run(backend, web, "stat", "-c", "%a %U %G", "/etc/guestlab-test.conf") == "640 root root"
+    backend.put_file(web.lab, web.name, "/opt/lab/bin/run.sh", b"#!/bin/sh\necho hi\n", 0o755)
+    assert run(backend, web, "/opt/lab/bin/run.sh") == "hi"
+
+
+def test_clone_keeps_machine_id_and_host_keys(
+    backend: VagrantBackend, lab: LabRef, web: MachineSpec
+) -> None:
+    backend.put_file(web.lab, web.name, "/root/before-clone", b"written before\n", 0o644)
+    keys = "cat /etc/ssh/ssh_host_*_key.pub | sort"
+    copy = MachineSpec(lab, "web-copy", IMAGE, hostname="copy-host")
+    backend.clone(web, copy, no_progress)
+
+    assert run(backend, copy, "cat", "/etc/machine-id") == run(
+        backend, web, "cat", "/etc/machine-id"
+    )
+    assert run(backend, copy, "sh", "-c", keys) == run(backend, web, "sh", "-c", keys)
+    assert run(backend, copy, "cat", "/root/before-clone") == "written before"
+    assert run(backend, copy, "hostname") == "copy-host"
+    assert run(backend, web, "hostname") == "web-host"
+    # two VMs, two disks: the copy does not write to the source's disk
+    run(backend, copy, "touch", "/root/only-in-copy")
+    assert (
+        backend.exec(lab, web.name, ["test", "-e", "/root/only-in-copy"], timeout=20).exit_code == 1
+    )
+    assert virsh("domstate", domain_name(lab, "web")).stdout.strip() == "running"
+    assert sorted(backend.find(lab)[lab.key].machines) == ["web", "web-copy"]
+
+
+def test_snapshot_then_restore_brings_a_file_back(
+    backend: VagrantBackend, lab: LabRef, web: MachineSpec
+) -> None:
+    backend.put_file(web.lab, web.name, "/root/precious", b"original\n", 0o600)
+    backend.snapshot(lab, [web])
+    backend.snapshot(lab, [web])  # taking it again replaces it
+    run(backend, web, "rm", "/root/precious")
+    backend.put_file(web.lab, web.name, "/root/junk", b"student change\n", 0o644)
+
+    backend.restore(lab, [web], no_progress)
+
+    assert run(backend, web, "cat", "/root/precious") == "original"
+    assert backend.exec(lab, web.name, ["test", "-e", "/root/junk"], timeout=20).exit_code == 1
+    assert run(backend, web, "hostname") == "web-host"
+
+
+def test_destroy_leaves_nothing_and_is_idempotent(
+    backend: VagrantBackend, lab: LabRef, web: MachineSpec
+) -> None:
+    # a VM that is not running is unavailable, not an engine error
+    assert virsh("destroy", domain_name(lab, "web-copy")).returncode == 0
+    with pytest.raises(MachineUnavailable):
+        backend.exec(lab, "web-copy", ["true"], timeout=10)
+    assert lab.key in backend.find()
+
+    gone = backend.destroy(lab)
+
+    assert sorted(gone.machines) == ["web", "web-copy"]
+    assert f"{domain_name(lab, 'web')}/guestlab-start" in gone.other
+    names = virsh("list", "--all", "--name").stdout.split()
+    assert not [n for n in names if n.startswith(domain_prefix(lab))]
+    volumes = virsh("vol-list", POOL).stdout
+    assert domain_prefix(lab) not in volumes
+    assert virsh("net-info", network_name(lab)).returncode != 0
+    assert not lab_dir(lab).exists()
+    assert backend.find(lab) == {} and lab.key not in backend.find()
+    assert not backend.destroy(lab)  # nothing left: harmless
+    with pytest.raises(MachineUnavailable):
+        backend.exec(lab, "web", ["true"], timeout=10)
+
+
+def test_missing_box_without_build_names_the_command(
+    backend: VagrantBackend, monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    monkeypatch.setattr(vagrant_module, "box_dir", lambda image, provider: None)
+    monkeypatch.setenv("GUESTLAB_IMAGES", str(tmp_path))  # no cached box file either
+    with pytest.raises(UsageError, match=f"guestlab image build {IMAGE} --backend vagrant"):
+        backend.ensure_image(IMAGE, no_progress, build=False)
+
+
+def test_shell_argv_uses_ssh_with_sudo(backend: VagrantBackend) -> None:
+    lab = LabRef("vagrant-test", student_id())
+    argv = backend.shell_argv(lab, "web")
+    assert "vagrant ssh" in " ".join(argv) and "sudo -i" in " ".join(argv)
