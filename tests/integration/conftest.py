@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +15,22 @@ from orchestrator import backends
 from orchestrator.backends.base import Backend
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+ROOT = Path(__file__).resolve().parents[2]
+GUESTLAB = [sys.executable, "-m", "orchestrator.cli"]
+
+
+def guestlab(
+    *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the `guestlab` command as a user would, in this test session's state store."""
+    return subprocess.run(
+        [*GUESTLAB, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def engine(name: str) -> Backend:

@@ -17,7 +17,8 @@ from orchestrator.errors import MachineUnavailable
 from tests.integration.conftest import engine, student_id
 
 BACKENDS = [
-    pytest.param(name, marks=getattr(pytest.mark, name)) for name in ("docker", "lxd", "nspawn")
+    pytest.param(name, marks=getattr(pytest.mark, name))
+    for name in ("docker", "lxd", "nspawn", "vagrant")
 ]
 IMAGE = "debian-12-systemd"
 

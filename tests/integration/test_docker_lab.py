@@ -17,7 +17,7 @@ import pytest
 from orchestrator import lab as lifecycle
 from orchestrator.backends.base import LABEL_LAB, Backend, LabRef
 from orchestrator.state import Store, lab_lock
-from tests.integration.conftest import student_id
+from tests.integration.conftest import guestlab, student_id
 
 pytestmark = pytest.mark.docker
 
@@ -34,19 +34,6 @@ def leftovers(key: str) -> list[str]:
     found += [f"volume {x.name}" for x in c.volumes.list(filters=flt)]
     found += [f"image {x.tags}" for x in c.images.list(filters=flt)]
     return found
-
-
-def guestlab(
-    *args: str, timeout: float = 600, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.fixture
