@@ -551,9 +551,7 @@ class LxdBackend:
                 continue
             try:
                 snaps = [f"{inst.name}/{s.name}" for s in inst.snapshots.all()]
-                if inst.status != "Stopped":
-                    inst.stop(force=True, wait=True)
-                inst.delete(wait=True)  # its snapshots go with it
+                self._delete(inst)
             except NotFound:
                 continue  # removed by someone else meanwhile: it is gone all the same
             except LXDAPIException as exc:
@@ -561,6 +559,32 @@ class LxdBackend:
             found.machines.append(inst.config.get(CONFIG_PREFIX + LABEL_MACHINE, inst.name))
             found.other.extend(snaps)
         return found
+
+    @staticmethod
+    def _delete(inst: Instance, attempts: int = 30) -> None:
+        """Delete an instance with its snapshots, waiting out operations still under way.
+
+        A guestlab killed while taking a snapshot leaves LXD finishing it on its own; until
+        it has, LXD refuses to touch the instance ("busy running a create operation", "volume
+        that has snapshots").
+        """
+        from pylxd.exceptions import LXDAPIException, NotFound
+
+        for attempt in range(attempts):
+            try:
+                inst.sync()
+                if inst.status != "Stopped":
+                    inst.stop(force=True, wait=True)
+                for snap in inst.snapshots.all():
+                    with suppress(NotFound):
+                        snap.delete(wait=True)
+                inst.delete(wait=True)
+                return
+            except LXDAPIException as exc:
+                transient = "busy" in str(exc) or "snapshot" in str(exc)
+                if not transient or attempt == attempts - 1:
+                    raise
+                time.sleep(1)
 
     def find(self, lab: LabRef | None = None) -> dict[str, FoundResources]:
         out: dict[str, FoundResources] = {}
