@@ -1,0 +1,96 @@
+"""How `class up` and `class check` grow with the class: 1, 10, 30 students.
+
+For each size: wall time and guestlab's peak memory (max RSS of the command, from
+/usr/bin/time), and the memory the class's machines use (their cgroups) once up.
+Writes bench/results/class-scale.json.
+
+    python bench/class_scale.py [--backend docker] [--sizes 1 10 30] [--parallel 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIO = "machine-id-clone"
+
+
+def timed(argv: list[str]) -> tuple[float, int, int]:
+    """(seconds, exit code, peak RSS in KiB) of one guestlab command."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "maxrss=%M", sys.executable, "-m", "orchestrator.cli", *argv],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    rss = re.findall(r"maxrss=(\d+)", proc.stderr)
+    return seconds, proc.returncode, int(rss[-1]) if rss else 0
+
+
+def machines_memory(backend: str) -> int:
+    """Bytes the running lab machines use, summed over their memory cgroups (cgroup v1)."""
+    total = 0
+    if backend == "docker":
+        ids = subprocess.run(["docker", "ps", "-q", "--no-trunc", "--filter", "label=guestlab.lab"],
+                             capture_output=True, text=True).stdout.split()  # fmt: skip
+        for cid in ids:
+            f = Path(f"/sys/fs/cgroup/memory/docker/{cid}/memory.usage_in_bytes")
+            total += int(f.read_text()) if f.exists() else 0
+    elif backend == "lxd":
+        for f in Path("/sys/fs/cgroup/memory/lxc.payload").glob("gl-*/memory.usage_in_bytes"):
+            total += int(f.read_text())
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", default="docker")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 30])
+    ap.add_argument("--parallel", type=int, default=4)
+    args = ap.parse_args()
+    rows = []
+    for size in args.sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            roster = Path(tmp) / "class.csv"
+            roster.write_text(
+                "id,name,email\n"
+                + "".join(f"s{size:02d}x{i:02d},Student {i},\n" for i in range(size))
+            )
+            up = timed(["class", "up", SCENARIO, "--roster", str(roster), "--backend", args.backend,
+                        "--parallel", str(args.parallel)])  # fmt: skip
+            used = machines_memory(args.backend)
+            check = timed(["class", "check", SCENARIO, "--format", "json"])
+            down = timed(["class", "down", SCENARIO])
+        rows.append({
+            "students": size,
+            "up_s": round(up[0], 2), "up_exit": up[1], "up_peak_rss_mib": round(up[2] / 1024, 1),
+            "check_s": round(check[0], 2), "check_peak_rss_mib": round(check[2] / 1024, 1),
+            "down_s": round(down[0], 2),
+            "machines_memory_mib": round(used / 1024**2, 1),
+            "up_s_per_lab": round(up[0] / size, 2),
+        })  # fmt: skip
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    out = ROOT / "bench" / "results" / f"class-scale-{args.backend}.json"
+    result = {"machine": f"{platform.node()}, {platform.machine()}", "backend": args.backend,
+              "parallel": args.parallel, "rows": rows}  # fmt: skip
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        "| students | class up (s) | per lab (s) | up peak RSS (MiB) | class check (s) | check peak RSS (MiB) | machines' memory (MiB) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['students']} | {r['up_s']} | {r['up_s_per_lab']} | {r['up_peak_rss_mib']} | {r['check_s']} | {r['check_peak_rss_mib']} | {r['machines_memory_mib']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
