@@ -61,6 +61,13 @@ CATALOG: dict[str, ImageDef] = {
         suite="bookworm",
         packages=(*BASE, "docker.io", "busybox-static", "less"),
     ),
+    "debian-12-lxd": ImageDef(
+        name="debian-12-lxd",
+        description="debian-12-systemd plus LXD (lxd, lxc) and busybox-static to build a"
+        " local image from",
+        suite="bookworm",
+        packages=(*BASE, "lxd", "busybox-static", "less"),
+    ),
 }
 
 

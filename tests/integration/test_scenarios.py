@@ -14,8 +14,17 @@ from orchestrator.scenario.load import load_file
 from orchestrator.state import Store
 from tests.integration.conftest import engine, student_id
 
+
+def _marks(path, backend):  # type: ignore[no-untyped-def]
+    """The backend's mark, plus vagrant's when the lab has a `kind: vm` machine."""
+    marks = [getattr(pytest.mark, backend)]
+    if any(m.kind == "vm" for m in load_file(path).machines) and backend != "vagrant":
+        marks.append(pytest.mark.vagrant)
+    return marks
+
+
 CASES = [
-    pytest.param(path, backend, id=f"{path.stem}-{backend}", marks=getattr(pytest.mark, backend))
+    pytest.param(path, backend, id=f"{path.stem}-{backend}", marks=_marks(path, backend))
     for path in discover()
     for backend in load_file(path).backends
 ]
@@ -23,9 +32,11 @@ CASES = [
 
 @pytest.mark.parametrize(("path", "backend_name"), CASES)
 def test_scenario_is_graded_and_solvable(path, backend_name) -> None:  # type: ignore[no-untyped-def]
-    backend = engine(backend_name)
+    engine(backend_name)
     store = Store()
     lab = lifecycle.prepare(str(path), student_id(), backend_name)
+    for used in lab.backends:  # a lab with a VM beside its containers needs vagrant too
+        engine(used.name)
     try:
         lifecycle.up(lab, store, lifecycle.Silent())
         record = store.lab(lab.ref.key)
@@ -41,6 +52,7 @@ def test_scenario_is_graded_and_solvable(path, backend_name) -> None:  # type: i
         again = lifecycle.check(lab, record, store)
         assert [t["id"] for t in again["tasks"] if t["passed"]] == [], again
     finally:
-        lifecycle.down(lab.ref, [backend_name], store)
-    assert backend.find(lab.ref) == {}
+        lifecycle.down(lab.ref, [b.name for b in lab.backends], store)
+    for used in lab.backends:
+        assert used.find(lab.ref) == {}, used.name
     assert store.lab(lab.ref.key) is None
