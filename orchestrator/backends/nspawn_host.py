@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -338,11 +339,36 @@ def _machined_scope(pid: int) -> str | None:
 # ---------------------------------------------------------------------- files
 
 
+def _writers_into(path: Path) -> list[int]:
+    """Copies still writing under `path`: a `cp` or `tar` whose guestlab was killed -9."""
+    prefix = str(path)
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        argv = _cmdline(int(entry.name))
+        tool = Path(argv[0]).name if argv and argv[0] else ""
+        if tool in ("cp", "tar") and any(a.startswith(prefix) for a in argv[1:]):
+            found.append(int(entry.name))
+    return found
+
+
 def _remove_tree(path: Path) -> None:
-    """rm -rf that never crosses into another file system (say a bind mount left behind)."""
+    """rm -rf that never crosses into another file system (say a bind mount left behind).
+
+    An orphaned copy would go on filling the tree while rm empties it, so it is stopped
+    first, and rm is tried again while the last of its writes land.
+    """
     if not path.exists() and not path.is_symlink():
         return
-    _run(["rm", "-rf", "--one-file-system", "--", str(path)], what=f"removing {path}")
+    for pid in _writers_into(path):
+        _signal(pid, signal.SIGKILL)
+    for attempt in range(5):
+        try:
+            _run(["rm", "-rf", "--one-file-system", "--", str(path)], what=f"removing {path}")
+            return
+        except ProvisioningError:
+            if attempt == 4:
+                raise
+            time.sleep(0.5)
 
 
 def _run(argv: list[str], *, what: str) -> None:
