@@ -66,6 +66,7 @@ from orchestrator.backends.nspawn_host import (
     _run,
     _signal,
     _thaw_all,
+    _wait_group_gone,
 )
 from orchestrator.errors import MachineUnavailable, ProvisioningError, UsageError
 from orchestrator.images import rootfs as rootfs_images
@@ -411,6 +412,9 @@ class NspawnBackend:
             except subprocess.TimeoutExpired:  # a detached child still holds the pipes
                 proc.kill()
                 out, err = b"", b""
+            # killed, the command lingers until the container's init reaps it: wait, so that
+            # a timed-out command is really gone when exec returns
+            _wait_group_gone(proc.pid, limit=5.0)
             return ExecResult(124, _text(out), _text(err), timed_out=True)
         return ExecResult(proc.returncode, _text(out), _text(err))
 

@@ -375,3 +375,21 @@ def _run(argv: list[str], *, what: str) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", check=False)
     if proc.returncode != 0:
         raise ProvisioningError(f"{what} failed (exit {proc.returncode}): {proc.stderr.strip()}")
+
+
+def _wait_group_gone(pgid: int, *, limit: float) -> None:
+    """Wait until no process (zombies included) of process group `pgid` is left."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        members = False
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if len(fields) > 2 and fields[2] == str(pgid):
+                members = True
+                break
+        if not members:
+            return
+        time.sleep(0.05)
