@@ -58,3 +58,18 @@ def student_id() -> str:
 @pytest.fixture
 def docker_backend() -> Iterator[Backend]:
     yield engine("docker")
+
+
+def docker_leftovers(key: str) -> list[str]:
+    """Every Docker resource that still carries the lab's label."""
+    import docker
+
+    from orchestrator.backends.base import LABEL_LAB
+
+    c = docker.from_env()
+    flt = {"label": f"{LABEL_LAB}={key}"}
+    found = [f"container {x.name}" for x in c.containers.list(all=True, filters=flt)]
+    found += [f"network {x.name}" for x in c.networks.list(filters=flt)]
+    found += [f"volume {x.name}" for x in c.volumes.list(filters=flt)]
+    found += [f"image {x.tags}" for x in c.images.list(filters=flt)]
+    return found

@@ -17,10 +17,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from orchestrator.backends.base import LABEL_LAB
 from orchestrator.classroom.store import ClassStore
 from orchestrator.state import Store
-from tests.integration.conftest import IN_CI, engine, student_id
+from tests.integration.conftest import IN_CI, docker_leftovers, engine, student_id
 
 pytestmark = pytest.mark.docker
 
@@ -45,15 +44,6 @@ def guestlab(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[st
         cwd=ROOT,
         env={**os.environ, "COLUMNS": "200"},
     )
-
-
-def leftovers(key: str) -> list[str]:
-    c = docker.from_env()
-    flt = {"label": f"{LABEL_LAB}={key}"}
-    found = [f"container {x.name}" for x in c.containers.list(all=True, filters=flt)]
-    found += [f"network {x.name}" for x in c.networks.list(filters=flt)]
-    found += [f"image {x.tags}" for x in c.images.list(filters=flt)]
-    return found
 
 
 def container(student: str, machine: str) -> docker.models.containers.Container:
@@ -86,7 +76,7 @@ def students(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
         down = guestlab("class", "down", SCENARIO)
         assert down.returncode == 0, down.stdout + down.stderr
         for s in ids:
-            assert leftovers(f"{SCENARIO}--{s}") == []
+            assert docker_leftovers(f"{SCENARIO}--{s}") == []
         again = guestlab("class", "down", SCENARIO)
         assert again.returncode == 0 and "nothing was left" in again.stdout
 

@@ -17,23 +17,12 @@ import pytest
 from orchestrator import lab as lifecycle
 from orchestrator.backends.base import LABEL_LAB, Backend, LabRef
 from orchestrator.state import Store, lab_lock
-from tests.integration.conftest import guestlab, student_id
+from tests.integration.conftest import docker_leftovers, guestlab, student_id
 
 pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = "machine-id-clone"
-
-
-def leftovers(key: str) -> list[str]:
-    """Every Docker resource that still carries the lab's label."""
-    c = docker.from_env()
-    flt = {"label": f"{LABEL_LAB}={key}"}
-    found = [f"container {x.name}" for x in c.containers.list(all=True, filters=flt)]
-    found += [f"network {x.name}" for x in c.networks.list(filters=flt)]
-    found += [f"volume {x.name}" for x in c.volumes.list(filters=flt)]
-    found += [f"image {x.tags}" for x in c.images.list(filters=flt)]
-    return found
 
 
 @pytest.fixture
@@ -51,7 +40,7 @@ def lab_up(docker_backend: Backend, store: Store) -> Iterator[lifecycle.Lab]:
         yield lab
     finally:
         lifecycle.down(lab.ref, ["docker"], store)
-    assert leftovers(lab.ref.key) == []
+    assert docker_leftovers(lab.ref.key) == []
 
 
 def run(lab: lifecycle.Lab, machine: str, cmd: str) -> str:
@@ -141,7 +130,7 @@ def test_cli_student_view_end_to_end(docker_backend: Backend) -> None:
         down = guestlab("down", SCENARIO, "--student", student)
     assert down.returncode == 0, down.stderr
     assert "removed from docker" in down.stdout
-    assert leftovers(LabRef(SCENARIO, student).key) == []
+    assert docker_leftovers(LabRef(SCENARIO, student).key) == []
     again = guestlab("down", SCENARIO, "--student", student)
     assert again.returncode == 0 and "it is down" in again.stdout
 
@@ -159,7 +148,7 @@ def test_ctrl_c_during_up_leaves_a_lab_that_down_removes(docker_backend: Backend
     try:
         # interrupt as soon as the first machine exists, in the middle of provisioning
         deadline = time.monotonic() + 120
-        while not leftovers(key) and time.monotonic() < deadline:
+        while not docker_leftovers(key) and time.monotonic() < deadline:
             time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=120)
@@ -175,7 +164,7 @@ def test_ctrl_c_during_up_leaves_a_lab_that_down_removes(docker_backend: Backend
     assert up.returncode == 0, up.stderr
     assert "did not finish" in up.stdout
     assert guestlab("down", SCENARIO, "--student", student).returncode == 0
-    assert leftovers(key) == []
+    assert docker_leftovers(key) == []
 
 
 def test_a_lab_that_is_busy_is_refused(docker_backend: Backend) -> None:
@@ -200,11 +189,11 @@ def test_gc_removes_labs_the_store_forgot_and_only_its_own(
         res = guestlab("gc")
         assert res.returncode == 0, res.stderr
         assert lab.ref.key in res.stdout
-        assert leftovers(lab.ref.key) == []
-        assert leftovers(LabRef(SCENARIO, other).key) != []
+        assert docker_leftovers(lab.ref.key) == []
+        assert docker_leftovers(LabRef(SCENARIO, other).key) != []
     finally:
         guestlab("down", SCENARIO, "--student", other, env=other_home)
-    assert leftovers(LabRef(SCENARIO, other).key) == []
+    assert docker_leftovers(LabRef(SCENARIO, other).key) == []
 
 
 def test_engine_down_is_exit_3_with_how_to_start_it() -> None:

@@ -6,7 +6,6 @@ since an engine test that never runs proves nothing.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from uuid import uuid4
@@ -17,6 +16,7 @@ from orchestrator.backends import lxd as lxd_module
 from orchestrator.backends.base import Backend, LabRef, MachineSpec, no_progress
 from orchestrator.backends.lxd import LxdBackend, instance_name
 from orchestrator.errors import MachineUnavailable, UsageError
+from tests.integration.conftest import engine
 
 pytestmark = pytest.mark.lxd
 
@@ -29,13 +29,8 @@ def new_lab() -> LabRef:
 
 @pytest.fixture(scope="module")
 def backend() -> LxdBackend:
-    b = LxdBackend()
-    state = b.availability()
-    if not state.usable:
-        reason = f"LXD is not usable: {state.detail} (fix: {state.fix})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    b = engine("lxd")
+    assert isinstance(b, LxdBackend)
     b.ensure_image(IMAGE, no_progress)  # first run on a host: debootstrap, ~40 s
     return b
 
