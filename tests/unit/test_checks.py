@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
 from orchestrator.backends.base import ExecResult, LabRef
-from orchestrator.checks import Unreachable, grade, judge, probes, report
+from orchestrator.checks import (
+    BATCH_MARK,
+    NOT_BATCHED,
+    Unreachable,
+    batch_script,
+    grade,
+    judge,
+    parse_batch,
+    probes,
+    report,
+    sh,
+)
 from orchestrator.errors import MachineUnavailable
 from orchestrator.scenario.model import Check, Task
 
@@ -33,6 +47,8 @@ class FakeBackend:
         self.calls: list[tuple[str, tuple[str, ...], float]] = []
 
     def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
+        if BATCH_MARK in argv[2]:  # a machine that cannot batch: grade asks probe by probe
+            return ExecResult(NOT_BATCHED)
         self.calls.append((machine, tuple(argv), timeout))
         answer = self.answers[(machine, argv[2])]
         if isinstance(answer, Exception):
@@ -221,7 +237,7 @@ def test_grade_runs_every_probe_and_scores_tasks() -> None:
     )
     results = grade(fake, LAB, tasks)
     assert [r.passed for r in results] == [True, False]
-    assert len(fake.calls) == 4
+    assert len(fake.calls) == 4  # besides a batch per machine, which this fake refuses
     rep = report("demo", "alice", "fake", results)
     assert (rep["score"], rep["max_score"], rep["passed"]) == (2, 5, False)
     failing = rep["tasks"][1]["checks"][0]
@@ -239,3 +255,66 @@ def test_grade_passes_the_check_timeout_to_exec() -> None:
     fake = FakeBackend({("a", "x"): ok()})
     grade(fake, LAB, [task])
     assert fake.calls[0][2] == 7
+
+
+class LocalShell:
+    """Runs every command in this host's own shell: the batch script is real shell code."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.env = env
+        self.calls: list[tuple[str, ...]] = []
+
+    def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
+        self.calls.append(tuple(argv))
+        proc = subprocess.run(list(argv), capture_output=True, timeout=timeout, env=self.env)
+        return ExecResult(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+
+def _tasks(*runs: str, timeout: float = 10) -> list[Task]:
+    checks = [{"machine": "m", "run": r, "timeout": timeout} for r in runs]
+    return [Task.model_validate({"id": "t", "title": "t", "checks": checks})]
+
+
+def test_a_batch_returns_each_probe_as_if_run_alone() -> None:
+    items = [
+        (sh("printf 'out\\n'; echo err >&2; exit 3"), 10.0),
+        (sh("printf '\\377 binary and spaces  '"), 10.0),
+        (sh("cat"), 10.0),  # stdin is empty, not the batch's: it must not hang
+        (sh("sleep 30"), 0.5),
+    ]
+    proc = subprocess.run(["sh", "-c", batch_script(items)], capture_output=True, timeout=20)
+    got = parse_batch(proc.stdout.decode(), len(items))
+    assert got[0] == ExecResult(3, "out\n", "err\n")
+    assert got[1].stdout == "\ufffd binary and spaces  " and got[1].exit_code == 0
+    assert got[2] == ExecResult(0, "", "")
+    assert got[3].timed_out and got[3].exit_code == 124
+
+
+def test_parse_batch_skips_what_is_not_a_result_line() -> None:
+    text = f"noise\n{BATCH_MARK} 0 0 aGk=- -\n{BATCH_MARK} 1 x - -\n{BATCH_MARK} 9 0 - -\n"
+    assert parse_batch(text, 2) == {0: ExecResult(0, "hi", "")}
+
+
+def test_grade_runs_one_exec_per_machine() -> None:
+    shell = LocalShell()
+    results = grade(shell, LAB, _tasks("true", "test $((1 + 1)) = 2", "false"))
+    assert [c.passed for c in results[0].checks] == [True, True, False]
+    assert len(shell.calls) == 1
+
+
+def test_grade_falls_back_to_one_exec_per_probe_where_a_batch_cannot_run(
+    tmp_path: Path,
+) -> None:
+    # a machine whose disk is full: df reports no room, so its outputs could be cut short
+    (tmp_path / "df").write_text("#!/bin/sh\necho 'fs 1024 1024 0 100% /tmp'\n")
+    (tmp_path / "df").chmod(0o755)
+    shell = LocalShell({**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
+    results = grade(shell, LAB, _tasks("true", "echo hi | grep -q hi", "exit 4"))
+    assert [c.passed for c in results[0].checks] == [True, True, False]
+    assert results[0].checks[2].message == "exit code 4, expected 0"
+    assert len(shell.calls) == 4  # the refused batch, then each probe alone
+
+
+def test_a_batch_that_times_out_reports_its_probes_as_timed_out() -> None:
+    results = grade(LocalShell(), LAB, _tasks("sleep 20", "sleep 20", timeout=0.5))
+    assert [c.message for c in results[0].checks] == ["timed out after 0.5 s on m"] * 2
