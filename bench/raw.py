@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator import paths
+from orchestrator import backends, paths
 from orchestrator.checks import probes
 from orchestrator.lab import Lab
 from orchestrator.scenario.load import source_path
@@ -108,6 +108,12 @@ class RawDocker(Raw):
 
 
 class RawLxd(Raw):
+    def __init__(self, lab: Lab, tag: str) -> None:
+        super().__init__(lab, tag)
+        backend = backends.get("lxd")
+        backend.availability()
+        self.pool = str(backend.pool)  # the same storage pool as guestlab's machines
+
     def exec_prefix(self, machine: str) -> list[str]:
         return ["lxc", "exec", self.name(machine), "--"]
 
@@ -122,14 +128,14 @@ class RawLxd(Raw):
             # the default profile here holds only a root disk (no network), like guestlab's
             sh(["lxc", "init", f"guestlab/{spec.image}", self.name(m.name),
                 "-c", f"limits.memory={spec.memory // 1024**2}MiB", "-c", f"limits.cpu={int(spec.cpus)}",
-                "-c", f"limits.processes={spec.pids}"])  # fmt: skip
+                "-c", f"limits.processes={spec.pids}", "-s", self.pool])  # fmt: skip
             self.start(m.name)
             for f in m.files:
                 src = source_path(lab.path, lab.scenario, f.src)
                 sh(["lxc", "file", "push", str(src), f"{self.name(m.name)}{f.dest}"])
         self.setup()
         for m in lab.clones:
-            sh(["lxc", "copy", self.name(m.clone_of or ""), self.name(m.name)])
+            sh(["lxc", "copy", self.name(m.clone_of or ""), self.name(m.name), "-s", self.pool])
             self.start(m.name)
         for s in lab.specs:
             sh(["lxc", "snapshot", self.name(s.name), "start"])

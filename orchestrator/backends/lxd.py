@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 #: LXD config keys are free-form only under `user.`
 CONFIG_PREFIX = "user."
 SNAPSHOT = "guestlab-start"
+OWN_POOL = "guestlab"  # made by scripts/setup/lxd.sh, preferred when present
 READY_TIMEOUT = 60.0
 START_FIX = (
     "start the LXD daemon: `lxd --group root >/var/log/lxd.log 2>&1 &` where PID 1 is not "
@@ -152,6 +153,11 @@ class LxdBackend:
         self._pool_name: str | None = None
         self._lock = threading.Lock()
 
+    @property
+    def pool(self) -> str | None:
+        """The storage pool machines go to, once availability() has been asked."""
+        return self._pool_name
+
     # -- connection ------------------------------------------------------------------
 
     def _connect(self) -> Client:
@@ -247,10 +253,17 @@ class LxdBackend:
 
     @staticmethod
     def _choose_pool(client: Client, pools: list[str]) -> str | None:
-        """$GUESTLAB_LXD_POOL, else the default profile's root pool, else the only pool."""
+        """$GUESTLAB_LXD_POOL, else a pool called `guestlab`, else the default profile's.
+
+        The set-up script makes `guestlab` a copy-on-write (btrfs) pool where it can: on a
+        `dir` pool every instance, copy and snapshot is an rsync of the whole root
+        filesystem, seconds each, where btrfs takes a tenth of one (docs/performance.md).
+        """
         wanted = os.environ.get("GUESTLAB_LXD_POOL")
         if wanted:
             return wanted if wanted in pools else None
+        if OWN_POOL in pools:
+            return OWN_POOL
         try:
             root = client.profiles.get("default").devices.get("root", {})
         except Exception:
@@ -389,17 +402,27 @@ class LxdBackend:
                 break
             except (LXDAPIException, ProvisioningError) as exc:
                 last = str(exc)  # early in boot LXD may refuse exec: try again
-            time.sleep(0.5)
+            time.sleep(0.25)
         raise ProvisioningError(
             f"LXD instance {inst.name} did not become ready (waited at most "
             f"{READY_TIMEOUT:g} s; last state: {last})",
             hint=f"look inside: lxc exec {inst.name} -- systemctl --failed",
         )
 
-    def _push_hostname(self, inst: Instance, spec: MachineSpec) -> None:
-        """LXD names the UTS namespace after the instance; systemd then applies /etc/hostname."""
+    def _set_hostname(self, inst: Instance, spec: MachineSpec) -> None:
+        """LXD names the UTS namespace after the instance and the image says localhost.
+
+        Done once the machine is up, not by pushing /etc/hostname before the first start:
+        a file written into a never-started instance costs LXD about a second at that
+        start and half a second at delete (measured), more than the whole exec here.
+        """
         hostname = spec.hostname or spec.name
-        inst.files.put("/etc/hostname", f"{hostname}\n".encode(), mode=0o644, uid=0, gid=0)
+        script = 'printf "%s\\n" "$1" > /etc/hostname && hostname "$1"'
+        res = self._execute(inst, ["sh", "-c", script, "sh", hostname], 10)
+        if not res.ok:
+            raise ProvisioningError(
+                f"cannot set the hostname of {inst.name}: {res.stderr.strip() or res.exit_code}"
+            )
 
     # -- images ------------------------------------------------------------------------
 
@@ -457,9 +480,9 @@ class LxdBackend:
         progress(f"creating {name} from {image_alias(spec.image)}")
         with self._errors(f"create {name}"):
             inst = client.instances.create(config, wait=True)
-            self._push_hostname(inst, spec)
             inst.start(wait=True)
         self._wait_ready(inst, spec.init, progress)
+        self._set_hostname(inst, spec)
 
     def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
         return self._execute(self._running(lab, machine), argv, timeout)
@@ -503,12 +526,12 @@ class LxdBackend:
         progress(f"copying {src.name} to {name}")
         with self._errors(f"copy {src.name} to {name}"):
             inst = client.instances.create(config, wait=True)
-            self._push_hostname(inst, target)
             inst.start(wait=True)
             src.sync()
             if src.status != "Running":  # should not happen, but the source must stay up
                 src.start(wait=True)
         self._wait_ready(inst, target.init, progress)
+        self._set_hostname(inst, target)
 
     def snapshot(self, lab: LabRef, machines: Sequence[MachineSpec]) -> None:
         for spec in machines:

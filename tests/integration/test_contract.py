@@ -48,6 +48,8 @@ def bench(request: pytest.FixtureRequest) -> Iterator[Bench]:
 
 def test_a_systemd_machine_boots_with_its_hostname_and_labels(bench: Bench) -> None:
     assert bench.run("base", "systemctl is-system-running || true") in ("running", "degraded")
+    # a restore boots the machine again: its name must come from its own /etc/hostname
+    assert bench.run("base", "hostname; cat /etc/hostname") == "base-host\nbase-host"
     assert bench.run("base", "cat /proc/1/comm") == "systemd"
     assert bench.run("base", "hostname") == "base-host"
     assert bench.run("base", "systemd-detect-virt || true") == bench.backend.virtualization
