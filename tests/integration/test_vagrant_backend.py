@@ -16,14 +16,9 @@ import pytest
 
 from orchestrator.backends import vagrant as vagrant_module
 from orchestrator.backends.base import Backend, LabRef, MachineSpec, no_progress
-from orchestrator.backends.vagrant import (
-    POOL,
-    VagrantBackend,
-    domain_name,
-    domain_prefix,
-    lab_dir,
-    network_name,
-)
+from orchestrator.backends.vagrant import VagrantBackend
+from orchestrator.backends.vagrant_host import domain_name, domain_prefix, lab_dir, network_name
+from orchestrator.backends.vagrant_libvirt import POOL
 from orchestrator.errors import MachineUnavailable, UsageError
 from tests.integration.conftest import engine, student_id
 

@@ -105,3 +105,28 @@ def test_machine_facts_reach_templates() -> None:
     lab = lifecycle.Lab(LabRef(sc.id, "al"), sc, Path("/x"), backends.get("docker"), {})
     rendered = render_scenario(sc, {}, "al", lab.machine_facts())
     assert rendered.tasks[0].checks[0].run == "test docker = docker"
+
+
+class _ContainersOnly:
+    """A VM backend that makes containers: Vagrant's docker provider, for the preflight."""
+
+    name = "vagrant"
+    capabilities = frozenset({"systemd", "clone", "snapshot"})
+    virtualization = "docker"
+
+
+@pytest.mark.parametrize("chosen", ["docker", "vagrant"])
+def test_a_vm_machine_is_refused_where_the_vm_backend_makes_containers(
+    monkeypatch: pytest.MonkeyPatch, chosen: str
+) -> None:
+    from orchestrator import backends
+
+    monkeypatch.setitem(backends._cache, "vagrant", _ContainersOnly())
+    sc = scenario(
+        [{"name": "box", "kind": "vm", "init": "systemd"}, {"name": "ct"}], ["docker", "vagrant"]
+    )
+    with pytest.raises(UsageError, match=r"needs a real virtual machine.*docker containers"):
+        lifecycle.choose_backend(sc, chosen)
+    # a lab without a `kind: vm` machine is none of the VM backend's business
+    plain = scenario([{"name": "ct"}], ["docker", "vagrant"])
+    assert lifecycle.choose_backend(plain, chosen).name == chosen

@@ -48,3 +48,29 @@ def test_top_level_vagrantfile_provisions_with_the_setup_script() -> None:
     text = (ROOT / "Vagrantfile").read_text()
     assert "./scripts/setup.sh" in text
     assert 'config.vm.box = "debian/bookworm64"' in text
+
+
+def test_docker_provider_machines_are_confined_and_flagged() -> None:
+    """Vagrant's docker provider gets the docker backend's confinement, never --privileged."""
+    from orchestrator.backends.base import LabRef, MachineSpec
+    from orchestrator.backends.vagrant_docker import command, run_args
+    from orchestrator.backends.vagrant_host import render_vagrantfile
+
+    spec = MachineSpec(LabRef("demo", "ana"), "web", "debian-12-systemd", memory=256 * 1024**2)
+    v1, v2 = run_args(spec, "gl-net", "1"), run_args(spec, "gl-net", "2")
+    assert "--privileged" not in v1 + v2
+    assert v1[-2:] == ["--cgroupns", "private"] and "/sys/fs/cgroup:/sys/fs/cgroup:rw" in v2
+    assert v1[:2] == ["--network", "gl-net"] and "guestlab.lab=demo--ana" in v1
+    plain = MachineSpec(spec.lab, "job", spec.image, init="none")
+    assert "--init" in run_args(plain, "gl-net", "1") and command("none") == ["sleep", "infinity"]
+    machine = {
+        "name": "web", "domain": "gl-demo--ana-web", "hostname": "web", "clone_of": None,
+        "docker_image": "guestlab/debian-12-systemd:latest", "docker_cmd": command("systemd"),
+        "docker_args": v1, "disk": None,
+    }  # fmt: skip
+    text = render_vagrantfile(
+        {"lab": spec.lab, "provider": "docker", "network": {"name": "gl-net"},
+         "machines": [machine]}
+    )  # fmt: skip
+    assert "NOT a real VM" in text and "d.cmd = ['/lib/systemd/systemd']" in text
+    assert "'--cgroupns', 'private'" in text and "ssh.private_key_path" not in text

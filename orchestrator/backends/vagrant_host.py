@@ -1,0 +1,127 @@
+"""Host-side pieces of the Vagrant backend: names, where things live, host commands, and
+the Vagrantfile.
+
+Split from vagrant.py so that the backend reads as its lifecycle; nothing here knows a
+provider's engine (libvirt is in vagrant_libvirt.py, docker in vagrant_docker.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from orchestrator import paths
+from orchestrator.backends.base import LabRef
+from orchestrator.errors import BackendUnavailable, ProvisioningError
+
+PROVIDERS = ("libvirt", "virtualbox", "docker")
+#: a libvirt domain's description (and a docker label's value) starts with it, then JSON
+DESCRIPTION_PREFIX = "guestlab "
+INSTALL_FIX = (
+    "apt-get install -y vagrant vagrant-libvirt libvirt-daemon-system "
+    "libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils extlinux "
+    "syslinux-common (or run scripts/setup/vagrant.sh)"
+)
+
+
+# -- names ------------------------------------------------------------------------------
+def key_digest(key: str) -> str:
+    """Eight hex digits of a lab key: short names that still tell labs apart."""
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def lab_digest(lab: LabRef) -> str:
+    return key_digest(lab.key)
+
+
+def domain_prefix(lab: LabRef) -> str:
+    """Prefix of the lab's libvirt domains and volumes (vagrant-libvirt's default_prefix)."""
+    return f"gl-{lab_digest(lab)}-"
+
+
+def domain_name(lab: LabRef, machine: str) -> str:
+    """The domain (or container) Vagrant creates: the prefix plus the machine name."""
+    return domain_prefix(lab) + re.sub(r"[^-a-z0-9_.]", "", machine, flags=re.IGNORECASE)
+
+
+def network_name(lab: LabRef) -> str:
+    return f"gl-{lab_digest(lab)}"
+
+
+def lab_dir(lab: LabRef) -> Path:
+    return paths.labs_dir() / lab.key / "vagrant"
+
+
+def vagrant_home() -> Path:
+    return Path(os.environ.get("VAGRANT_HOME") or Path.home() / ".vagrant.d")
+
+
+def box_dir(image: str, provider: str) -> Path | None:
+    """The directory Vagrant unpacked the guestlab box into, if it has it."""
+    from orchestrator.images.box import box_name
+
+    root = vagrant_home() / "boxes" / box_name(image).replace("/", "-VAGRANTSLASH-")
+    found = sorted(root.glob(f"*/{provider}/metadata.json")) if root.is_dir() else []
+    return found[-1].parent if found else None
+
+
+def box_volume_name(image: str, box_img: Path) -> str:
+    """The volume name vagrant-libvirt 0.11 looks for (an unversioned box: 0_<mtime>)."""
+    from orchestrator.images.box import box_name
+
+    version = box_img.parent.parent.name
+    if version in ("", "0"):
+        version = f"0_{int(box_img.stat().st_mtime)}"
+    base = box_name(image).replace("/", "-VAGRANTSLASH-")
+    return f"{base}_vagrant_box_image_{version}_box.img"
+
+
+# -- host commands ------------------------------------------------------------------------
+def run_host(argv: Sequence[str], *, timeout: float = 120, input: bytes | None = None) -> str:
+    """Run a host command; a non-zero exit raises ProvisioningError with its stderr."""
+    try:
+        proc = subprocess.run(
+            list(argv), input=input, capture_output=True, timeout=timeout, check=False
+        )
+    except FileNotFoundError:
+        raise BackendUnavailable(f"`{argv[0]}` is not installed", hint=INSTALL_FIX) from None
+    except subprocess.TimeoutExpired:
+        raise ProvisioningError(f"`{' '.join(argv[:3])}` took more than {timeout:g} s") from None
+    if proc.returncode != 0:
+        err = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip()
+        raise ProvisioningError(f"`{' '.join(argv[:4])}` failed: {err[-600:]}")
+    return proc.stdout.decode("utf-8", "replace")
+
+
+# -- the Vagrantfile ----------------------------------------------------------------------
+def _ruby(value: Any) -> str:
+    """A Ruby literal: single-quoted strings, so `#{...}` in a name is never interpolated."""
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_ruby(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"
+
+
+def render_vagrantfile(context: dict[str, Any]) -> str:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("orchestrator.backends", "templates"),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # Ruby, not HTML: values go through the `ruby` filter instead
+    )
+    env.filters["ruby"] = _ruby
+    env.filters["oneline"] = lambda v: " ".join(str(v).split())
+    return env.get_template("Vagrantfile.j2").render(**context)
