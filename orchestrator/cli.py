@@ -79,7 +79,7 @@ def _store() -> Any:
 
 
 def _student(value: str | None) -> str:
-    from orchestrator.lab import default_student
+    from orchestrator.backends.base import default_student
 
     return value or default_student()
 
@@ -435,7 +435,7 @@ def reset(scenario: str, student: str | None) -> None:
 )
 def down(scenario: str, student: str | None, backend: str | None) -> None:
     """Remove every resource of a lab and forget it. Safe to run twice."""
-    from orchestrator import lab as lifecycle
+    from orchestrator import teardown
 
     store = _store()
     ref = _ref(scenario, _student(student))
@@ -445,7 +445,7 @@ def down(scenario: str, student: str | None, backend: str | None) -> None:
     )
     if not names:
         names = [n for n in backends.names() if backends.get(n).availability().usable]
-    removed = lifecycle.down(ref, names, store)
+    removed = teardown.down(ref, names, store)
     if not removed:
         out.print(f"Nothing of lab {ref.key} was left; it is down.")
     for name, found in removed.items():
@@ -458,14 +458,14 @@ def down(scenario: str, student: str | None, backend: str | None) -> None:
 def gc() -> None:
     """Remove labs whose class time is up, and resources of labs the state store no longer
     knows (after a crash)."""
-    from orchestrator import lab as lifecycle
+    from orchestrator import teardown
     from orchestrator.classroom.bulk import expire
 
     store = _store()
     expired = expire(store)
     for key in expired:
         out.print(f"[green]✓[/] class time is up: removed lab {key}")
-    removed = lifecycle.gc(store)
+    removed = teardown.gc(store)
     if not removed and not expired:
         out.print("Nothing to collect.")
     for name, labs in removed.items():
@@ -556,9 +556,9 @@ def image_list() -> None:
 )
 def image_build(name: str, backend: str, mirror: str | None, rebuild: bool) -> None:
     """Build a catalog image from Debian packages with debootstrap and import it."""
+    from orchestrator.backends import require_available
     from orchestrator.images.catalog import lookup
     from orchestrator.images.rootfs import ensure_tarball
-    from orchestrator.lab import require_available
 
     lookup(name)
     engine = backends.get(backend)

@@ -8,8 +8,6 @@ at any point leaves a lab that `down` or a second `up` can finish.
 from __future__ import annotations
 
 import contextlib
-import getpass
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator import backends
+from orchestrator.backends import require_available
 from orchestrator.backends.base import (
     DEFAULT_CPUS,
     DEFAULT_MEMORY,
@@ -26,10 +25,10 @@ from orchestrator.backends.base import (
     FoundResources,
     LabRef,
     MachineSpec,
+    default_student,
 )
 from orchestrator.checks import TaskResult, grade, report
 from orchestrator.errors import (
-    BackendUnavailable,
     ProvisioningError,
     ScenarioError,
     UsageError,
@@ -63,10 +62,6 @@ class Silent:
 
     def line(self, text: str) -> None:
         pass
-
-
-def default_student() -> str:
-    return os.environ.get("GUESTLAB_STUDENT") or getpass.getuser()
 
 
 def parse_size(text: str) -> int:
@@ -184,6 +179,8 @@ def required_capabilities(
         need.add("systemd")
     if any(m.clone_of for m in chosen):
         need.add("clone")
+    if any(scenario.root_of(m.name).kind == "vm" for m in chosen):
+        need.add("vm")
     return need
 
 
@@ -200,6 +197,16 @@ def choose_backend(scenario: Scenario, name: str | None) -> Backend:
     own = [m for m in scenario.machines if scenario.root_of(m.name).kind != "vm"]
     if "vm" in backend.capabilities:
         own = list(scenario.machines)
+    elif len(own) < len(scenario.machines):
+        vm = backends.get(VM_BACKEND)
+        if "vm" not in vm.capabilities:
+            # Vagrant's docker provider makes containers: a lab about telling a VM from a
+            # container would grade a container as the VM
+            raise UsageError(
+                f"{scenario.id} needs a real virtual machine, and the {VM_BACKEND} backend "
+                f"here makes {vm.virtualization} containers, not VMs",
+                hint="make libvirt usable (`guestlab doctor` says what is missing)",
+            )
     missing = required_capabilities(scenario, own) - backend.capabilities
     if missing:
         others = [b for b in scenario.backends if not missing - backends.get(b).capabilities]
@@ -208,12 +215,6 @@ def choose_backend(scenario: Scenario, name: str | None) -> Backend:
             hint=f"use --backend {others[0]}" if others else None,
         )
     return backend
-
-
-def require_available(backend: Backend) -> None:
-    avail = backend.availability()
-    if not avail.usable:
-        raise BackendUnavailable(f"{backend.name}: {avail.detail}", hint=avail.fix or None)
 
 
 # -- opening labs -------------------------------------------------------------------------
@@ -428,38 +429,6 @@ def reset(lab: Lab, record: LabRecord, store: Store, reporter: Reporter) -> None
         for backend, specs in lab.by_backend(lab.specs):
             backend.restore(lab.ref, specs, reporter.line)
         store.event(lab.ref.key, "reset")
-
-
-def down(ref: LabRef, backend_names: Sequence[str], store: Store) -> dict[str, FoundResources]:
-    """Remove everything of a lab on the given backends and forget it; idempotent."""
-    removed: dict[str, FoundResources] = {}
-    with lab_lock(ref.key):
-        for name in backend_names:
-            backend = backends.get(name)
-            require_available(backend)
-            found = backend.destroy(ref)
-            if found:
-                removed[name] = found
-        store.delete_lab(ref.key)
-        store.event(ref.key, "down")
-    return removed
-
-
-def gc(store: Store) -> dict[str, dict[str, FoundResources]]:
-    """Remove resources of labs that the state store does not know, on every usable backend."""
-    known = {r.key for r in store.labs()}
-    removed: dict[str, dict[str, FoundResources]] = {}
-    for name in backends.names():
-        backend = backends.get(name)
-        if not backend.availability().usable:
-            continue
-        for key, found in backend.find().items():
-            if key in known:
-                continue
-            scenario, _, student = key.partition("--")
-            backend.destroy(LabRef(scenario, student))
-            removed.setdefault(name, {})[key] = found
-    return removed
 
 
 def scenario_errors(paths: Sequence[Path]) -> dict[Path, ScenarioError | None]:

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Group, RenderableType
-from rich.markdown import Markdown
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -59,6 +58,8 @@ def catalog_json(rows: Sequence[tuple[str, Scenario | None, str]]) -> list[dict[
 
 
 def scenario_view(sc: Scenario, *, instructions: bool = True) -> RenderableType:
+    from rich.markdown import Markdown  # here: markdown-it costs `check` and `status` 25 ms
+
     meta = sc.metadata
     parts: list[RenderableType] = [
         Text(meta.title, style="bold"),

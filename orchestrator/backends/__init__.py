@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from orchestrator.errors import UsageError
+from orchestrator.errors import BackendUnavailable, UsageError
 
 if TYPE_CHECKING:
     from orchestrator.backends.base import Backend
@@ -34,3 +34,10 @@ def get(name: str) -> Backend:
         module, cls = REGISTRY[name].split(":")
         _cache[name] = getattr(importlib.import_module(module), cls)()
     return _cache[name]
+
+
+def require_available(backend: Backend) -> None:
+    """Raise BackendUnavailable, with the fix, when the engine cannot be used now."""
+    avail = backend.availability()
+    if not avail.usable:
+        raise BackendUnavailable(f"{backend.name}: {avail.detail}", hint=avail.fix or None)

@@ -6,6 +6,8 @@ commands, and finds its resources again through the labels it puts on them.
 
 from __future__ import annotations
 
+import getpass
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -30,6 +32,11 @@ Progress = Callable[[str], None]
 
 def no_progress(_line: str) -> None:
     """A Progress that says nothing."""
+
+
+def default_student() -> str:
+    """Whose lab a command means when --student is not given."""
+    return os.environ.get("GUESTLAB_STUDENT") or getpass.getuser()
 
 
 @dataclass(frozen=True)

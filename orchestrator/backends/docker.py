@@ -9,6 +9,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import docker
@@ -44,7 +45,7 @@ def image_ref(image: str) -> str:
     return f"guestlab/{image}:latest"
 
 
-def _name(lab: LabRef, machine: str) -> str:
+def container_name(lab: LabRef, machine: str) -> str:
     return f"gl-{lab.key}-{machine}"
 
 
@@ -169,7 +170,7 @@ class DockerBackend:
 
     def _run(self, spec: MachineSpec, image: str) -> None:
         kwargs: dict[str, Any] = dict(
-            name=_name(spec.lab, spec.name),
+            name=container_name(spec.lab, spec.name),
             hostname=spec.hostname or spec.name,
             labels=spec.labels,
             network=self._ensure_network(spec.lab),
@@ -228,7 +229,7 @@ class DockerBackend:
     def _container(self, lab: LabRef, machine: str) -> Any:
         try:
             c = self._engine_call(
-                "finding " + machine, self.client.containers.get, _name(lab, machine)
+                "finding " + machine, self.client.containers.get, container_name(lab, machine)
             )
         except NotFound:
             raise MachineUnavailable(f"machine {machine} does not exist") from None
@@ -245,7 +246,7 @@ class DockerBackend:
         def work() -> None:
             # straight to the exec API by name: three calls, no inspect of the container first
             try:
-                exec_id = api.exec_create(_name(lab, machine), wrapped, user="root")["Id"]
+                exec_id = api.exec_create(container_name(lab, machine), wrapped, user="root")["Id"]
                 output = api.exec_start(exec_id, demux=True)
                 box["result"] = (api.exec_inspect(exec_id)["ExitCode"], output)
             except Exception as e:  # handed to the caller's thread below
@@ -318,7 +319,9 @@ class DockerBackend:
                 ) from None
             progress(f"restoring {spec.name}")
             with contextlib.suppress(NotFound):
-                self.client.containers.get(_name(lab, spec.name)).remove(force=True, v=True)
+                self.client.containers.get(container_name(lab, spec.name)).remove(
+                    force=True, v=True
+                )
             self._run(spec, image)
         for spec in machines:
             self._wait_ready(spec, progress)
@@ -340,9 +343,10 @@ class DockerBackend:
         containers, networks, images, volumes = self._engine_call(
             "listing the lab's resources", self._labelled, lab
         )
-        for ct in containers:
-            _ignore_missing(ct.remove, force=True, v=True)
-            found.machines.append(ct.labels.get(LABEL_MACHINE, ct.name))
+        # side by side: each removal is mostly the engine stopping a container's processes
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(containers)))) as pool:
+            list(pool.map(lambda ct: _ignore_missing(ct.remove, force=True, v=True), containers))
+        found.machines += [ct.labels.get(LABEL_MACHINE, ct.name) for ct in containers]
         for net in networks:
             _ignore_missing(net.remove)
             found.other.append(f"network {net.name}")
@@ -383,7 +387,16 @@ class DockerBackend:
 
     def shell_argv(self, lab: LabRef, machine: str) -> list[str]:
         self._container(lab, machine)
-        return ["docker", "exec", "-it", "-e", "TERM", _name(lab, machine), "/bin/bash", "-l"]
+        return [
+            "docker",
+            "exec",
+            "-it",
+            "-e",
+            "TERM",
+            container_name(lab, machine),
+            "/bin/bash",
+            "-l",
+        ]
 
 
 def _ignore_missing(fn: Any, *args: Any, **kwargs: Any) -> None:

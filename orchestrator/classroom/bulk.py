@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from orchestrator import backends, teardown
 from orchestrator import lab as lifecycle
 from orchestrator.backends.base import Backend, LabRef
 from orchestrator.classroom import copies
@@ -267,7 +268,7 @@ def preflight(p: Plan, store: Store, *, build_images: bool = True) -> None:
     Also makes the scenario's images ready once, rather than each worker racing to build it.
     """
     for backend in {b.name: b for lab in p.labs.values() for b in lab.backends}.values():
-        lifecycle.require_available(backend)
+        backends.require_available(backend)
     pending = [s for s in p.roster if _needs_up(store, p.labs[s.id])]
     available, where = host_memory(p.backend)
     require_fit(p.per_lab, len(pending), available, where)
@@ -489,7 +490,7 @@ def down(
         try:
             record = own.lab(m.lab)
             names = list(record.backends) if record else [klass.backend]
-            removed = lifecycle.down(LabRef(class_id, m.student), names, own)
+            removed = teardown.down(LabRef(class_id, m.student), names, own)
             machines = sum(len(f.machines) for f in removed.values())
             ClassStore(own.db).set_member(class_id, m.student, status)
             detail = f"{machines} machine(s) removed" if machines else "nothing was left"

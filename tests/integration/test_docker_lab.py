@@ -15,6 +15,7 @@ import docker
 import pytest
 
 from orchestrator import lab as lifecycle
+from orchestrator import teardown
 from orchestrator.backends.base import LABEL_LAB, Backend, LabRef
 from orchestrator.state import Store, lab_lock
 from tests.integration.conftest import docker_leftovers, guestlab, student_id
@@ -39,7 +40,7 @@ def lab_up(docker_backend: Backend, store: Store) -> Iterator[lifecycle.Lab]:
         lifecycle.up(lab, store, lifecycle.Silent())
         yield lab
     finally:
-        lifecycle.down(lab.ref, ["docker"], store)
+        teardown.down(lab.ref, ["docker"], store)
     assert docker_leftovers(lab.ref.key) == []
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator import lab as lifecycle
+from orchestrator import teardown
 from orchestrator.scenario.catalog import discover
 from orchestrator.scenario.load import load_file
 from orchestrator.state import Store
@@ -52,7 +53,7 @@ def test_scenario_is_graded_and_solvable(path, backend_name) -> None:  # type: i
         again = lifecycle.check(lab, record, store)
         assert [t["id"] for t in again["tasks"] if t["passed"]] == [], again
     finally:
-        lifecycle.down(lab.ref, [b.name for b in lab.backends], store)
+        teardown.down(lab.ref, [b.name for b in lab.backends], store)
     for used in lab.backends:
         assert used.find(lab.ref) == {}, used.name
     assert store.lab(lab.ref.key) is None
