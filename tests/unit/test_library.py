@@ -98,3 +98,5 @@ def test_the_readme_lists_every_lab() -> None:
     table = re.findall(r"^\|\s*`([a-z0-9-]+)`\s*\|", readme, flags=re.M)
     missing = [p.stem for p in SCENARIOS if p.stem not in table]
     assert not missing, f"README lab table lacks: {', '.join(missing)}"
+    twice = sorted({t for t in table if table.count(t) > 1 and t in {p.stem for p in SCENARIOS}})
+    assert not twice, f"README lab table lists twice: {', '.join(twice)}"
