@@ -34,6 +34,11 @@ def no_progress(_line: str) -> None:
     """A Progress that says nothing."""
 
 
+#: blocks until systemd has finished booting, once its bus is up (systemd 240 and later);
+#: before that it fails at once, so callers poll it briefly
+SYSTEMD_READY = ("systemctl", "is-system-running", "--wait")
+
+
 def default_student() -> str:
     """Whose lab a command means when --student is not given."""
     return os.environ.get("GUESTLAB_STUDENT") or getpass.getuser()

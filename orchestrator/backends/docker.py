@@ -19,6 +19,7 @@ from orchestrator.backends.base import (
     LABEL_LAB,
     LABEL_MACHINE,
     LABEL_STORE,
+    SYSTEMD_READY,
     Availability,
     ExecResult,
     FoundResources,
@@ -212,11 +213,11 @@ class DockerBackend:
         deadline = time.monotonic() + READY_TIMEOUT
         state = ""
         while time.monotonic() < deadline:
-            res = self.exec(spec.lab, spec.name, ["systemctl", "is-system-running"], timeout=10)
+            res = self.exec(spec.lab, spec.name, list(SYSTEMD_READY), timeout=10)
             state = res.stdout.strip()
             if state in ("running", "degraded"):
                 return
-            time.sleep(0.25)
+            time.sleep(0.1)  # the bus is not up yet: --wait cannot wait for it
         raise ProvisioningError(
             f"systemd in {spec.name} did not finish booting in {READY_TIMEOUT:.0f} s"
             f" (state: {state or 'unknown'})"

@@ -31,6 +31,7 @@ from orchestrator.backends.base import (
     LABEL_LAB,
     LABEL_MACHINE,
     LABEL_STORE,
+    SYSTEMD_READY,
     Availability,
     ExecResult,
     FoundResources,
@@ -390,7 +391,7 @@ class LxdBackend:
                         return
                     last = res.stderr.strip() or f"exit {res.exit_code}"
                 else:
-                    res = self._execute(inst, ["systemctl", "is-system-running"], 10)
+                    res = self._execute(inst, list(SYSTEMD_READY), 10)
                     last = res.stdout.strip() or res.stderr.strip() or last
                     if last in ("running", "degraded"):
                         return
@@ -402,7 +403,7 @@ class LxdBackend:
                 break
             except (LXDAPIException, ProvisioningError) as exc:
                 last = str(exc)  # early in boot LXD may refuse exec: try again
-            time.sleep(0.25)
+            time.sleep(0.1)  # the bus is not up yet: --wait cannot wait for it
         raise ProvisioningError(
             f"LXD instance {inst.name} did not become ready (waited at most "
             f"{READY_TIMEOUT:g} s; last state: {last})",
