@@ -21,6 +21,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
@@ -546,14 +547,15 @@ class LxdBackend:
                 inst.snapshots.create(SNAPSHOT, stateful=False, wait=True)
 
     def restore(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
-        started = []
-        for spec in machines:
-            inst = self._instance(lab, spec.name)
+        insts = [(self._instance(lab, spec.name), spec) for spec in machines]
+        for inst, spec in insts:  # all of them checked before any is touched
             if SNAPSHOT not in {snap.name for snap in inst.snapshots.all()}:
                 raise ProvisioningError(
                     f"machine `{spec.name}` of lab `{lab.key}` has no starting snapshot",
                     hint="bring the lab up again: guestlab down && guestlab up",
                 )
+
+        def one(inst: Instance, spec: MachineSpec) -> None:
             progress(f"restoring {inst.name}")
             with self._errors(f"restore {inst.name}"):
                 # LXD would stop it itself; a forced stop is quicker than a clean shutdown
@@ -562,9 +564,11 @@ class LxdBackend:
                     inst.stop(force=True, wait=True)
                 inst.restore_snapshot(SNAPSHOT, wait=True)
                 inst.start(wait=True)
-            started.append((inst, spec))
-        for inst, spec in started:  # the machines boot side by side
             self._wait_ready(inst, spec.init, progress)
+
+        # side by side: each machine's stop, restore and boot is LXD waiting, not working
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(insts)))) as pool:
+            list(pool.map(lambda pair: one(*pair), insts))
 
     def destroy(self, lab: LabRef) -> FoundResources:
         from pylxd.exceptions import LXDAPIException, NotFound
