@@ -2,7 +2,7 @@
 
 For each size: wall time and guestlab's peak memory (max RSS of the command, from
 /usr/bin/time), and the memory the class's machines use (their cgroups) once up.
-Writes bench/results/class-scale.json.
+Writes bench/results/class-scale-BACKEND.json.
 
     python bench/class_scale.py [--backend docker] [--sizes 1 10 30] [--parallel 4]
 """
@@ -45,7 +45,7 @@ def machines_memory(backend: str) -> int:
             f = Path(f"/sys/fs/cgroup/memory/docker/{cid}/memory.usage_in_bytes")
             total += int(f.read_text()) if f.exists() else 0
     elif backend == "lxd":
-        for f in Path("/sys/fs/cgroup/memory/lxc.payload").glob("gl-*/memory.usage_in_bytes"):
+        for f in Path("/sys/fs/cgroup/memory").glob("lxc.payload.gl-*/memory.usage_in_bytes"):
             total += int(f.read_text())
     return total
 
