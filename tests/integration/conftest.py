@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from orchestrator import backends
 from orchestrator.backends.base import Backend
+from orchestrator.state import Store
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,3 +75,20 @@ def docker_leftovers(key: str) -> list[str]:
     found += [f"volume {x.name}" for x in c.volumes.list(filters=flt)]
     found += [f"image {x.tags}" for x in c.images.list(filters=flt)]
     return found
+
+
+def wait_for_step(
+    key: str, steps: set[str], proc: subprocess.Popen[str], limit: float = 300
+) -> str:
+    """Poll the state store until the lab's `up` is inside one of `steps`; return it."""
+    store = Store()
+    deadline = time.monotonic() + limit
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            record = store.lab(key)
+            if record and record.status == "provisioning" and record.step in steps:
+                return record.step
+            time.sleep(0.01)
+    finally:
+        store.close()
+    raise AssertionError(f"`up` never reached {steps} (exit {proc.poll()})")

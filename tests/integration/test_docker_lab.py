@@ -18,7 +18,7 @@ from orchestrator import lab as lifecycle
 from orchestrator import teardown
 from orchestrator.backends.base import LABEL_LAB, Backend, LabRef
 from orchestrator.state import Store, lab_lock
-from tests.integration.conftest import docker_leftovers, guestlab, student_id
+from tests.integration.conftest import docker_leftovers, guestlab, student_id, wait_for_step
 
 pytestmark = pytest.mark.docker
 
@@ -147,10 +147,9 @@ def test_ctrl_c_during_up_leaves_a_lab_that_down_removes(docker_backend: Backend
         cwd=ROOT,
     )
     try:
-        # interrupt as soon as the first machine exists, in the middle of provisioning
-        deadline = time.monotonic() + 120
-        while not docker_leftovers(key) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        # interrupt in the middle of provisioning, as the state store says: polling the
+        # engine for the first resource was too slow once `up` took under two seconds
+        wait_for_step(key, {"provision", "setup", "clone"}, proc)
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=120)
     finally:

@@ -15,27 +15,10 @@ import pytest
 from orchestrator import backends, paths
 from orchestrator.backends.base import LabRef
 from orchestrator.state import Store
-from tests.integration.conftest import GUESTLAB, ROOT, engine, guestlab, student_id
+from tests.integration.conftest import GUESTLAB, ROOT, engine, guestlab, student_id, wait_for_step
 
 SCENARIO = "machine-id-clone"
 CONTAINERS = [pytest.param(n, marks=getattr(pytest.mark, n)) for n in ("docker", "lxd", "nspawn")]
-
-
-def wait_for_step(
-    key: str, steps: set[str], proc: subprocess.Popen[str], limit: float = 300
-) -> str:
-    """Poll the state store until the lab's `up` is inside one of `steps`; return it."""
-    store = Store()
-    deadline = time.monotonic() + limit
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            record = store.lab(key)
-            if record and record.status == "provisioning" and record.step in steps:
-                return record.step
-            time.sleep(0.01)
-    finally:
-        store.close()
-    raise AssertionError(f"`up` never reached {steps} (exit {proc.poll()})")
 
 
 def nspawn_processes(ref: LabRef, machines: list[str]) -> list[str]:
