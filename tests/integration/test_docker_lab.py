@@ -145,6 +145,9 @@ def test_ctrl_c_during_up_leaves_a_lab_that_down_removes(docker_backend: Backend
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        # Ctrl-C as in a student's terminal: a job started in the background (CI) inherits
+        # SIGINT ignored, and Python then leaves it ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         # interrupt in the middle of provisioning, as the state store says: polling the
