@@ -157,16 +157,19 @@ def test_ctrl_c_during_up_leaves_a_lab_that_down_removes(docker_backend: Backend
         _out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err
-    store = Store()
-    record = store.lab(key)
-    assert record is not None and record.status == "failed"
-    # a second `up` finishes the job cleanly, then `down` removes everything
-    up = guestlab("up", SCENARIO, "--student", student)
-    assert up.returncode == 0, up.stderr
-    assert "did not finish" in up.stdout
-    assert guestlab("down", SCENARIO, "--student", student).returncode == 0
+    try:
+        assert proc.returncode == 130, err
+        assert "interrupted" in err and "Traceback" not in err
+        store = Store()
+        record = store.lab(key)
+        assert record is not None and record.status == "failed"
+        # a second `up` finishes the job cleanly, then `down` removes everything
+        up = guestlab("up", SCENARIO, "--student", student)
+        assert up.returncode == 0, up.stderr
+        assert "did not finish" in up.stdout
+        assert guestlab("down", SCENARIO, "--student", student).returncode == 0
+    finally:
+        guestlab("down", SCENARIO, "--student", student)  # a failed assertion leaves no lab
     assert docker_leftovers(key) == []
 
 
