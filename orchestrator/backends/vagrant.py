@@ -93,6 +93,7 @@ class VagrantBackend:
     def __init__(self) -> None:
         self._engine: _Engine | None = None
         self._version: str | None = None
+        self._usable: Availability | None = None
         self._lock = threading.Lock()  # meta.json and the Vagrantfile, between threads
 
     # -- what this host offers -----------------------------------------------------------
@@ -127,10 +128,17 @@ class VagrantBackend:
         return forced if forced in PROVIDERS else "libvirt"
 
     def availability(self) -> Availability:
+        # a usable answer is kept for the process: asking costs seconds of virsh calls
+        # (3.7 s here, measured), and a `reset` asked twice before this
+        if self._usable is not None:
+            return self._usable
         try:
-            return self._availability()
+            state = self._availability()
         except Exception as exc:  # availability never raises: say what went wrong instead
             return Availability(False, f"cannot check Vagrant: {exc}", INSTALL_FIX)
+        if state.usable:
+            self._usable = state
+        return state
 
     def _availability(self) -> Availability:
         if shutil.which("vagrant") is None:
@@ -192,7 +200,8 @@ class VagrantBackend:
         detail = f"{self._vagrant_version()}, libvirt {how}{hyper}"
         if libvirt.kvm_node_hidden():
             detail += (
-                "; slow: /dev/kvm is root-only, so libvirt probes QEMU again at every call "
+                "; slow: /dev/kvm is not open to the kvm group, so libvirt probes QEMU again at "
+                "every call "
                 "(fix: chgrp kvm /dev/kvm && chmod 660 /dev/kvm, as udev would)"
             )
         return Availability(True, detail)
