@@ -328,9 +328,11 @@ class DockerBackend:
             self._wait_ready(spec, progress)
 
     # -- cleanup --------------------------------------------------------------------------
-    def _labelled(self, lab: LabRef | None) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+    def _labelled(
+        self, lab: LabRef | None, also: Sequence[str] = ()
+    ) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
         label = [f"{LABEL_LAB}={lab.key}"] if lab else [LABEL_LAB, f"{LABEL_STORE}={store_id()}"]
-        flt = {"label": label}
+        flt = {"label": [*label, *also]}
         c = self.client
         return (
             c.containers.list(all=True, filters=flt),
@@ -339,10 +341,12 @@ class DockerBackend:
             c.volumes.list(filters=flt),
         )
 
-    def destroy(self, lab: LabRef) -> FoundResources:
+    def destroy(self, lab: LabRef, *, also: Sequence[str] = ()) -> FoundResources:
+        """Remove the lab's resources; `also`: labels they must carry too (Vagrant's docker
+        provider removes only its own this way)."""
         found = FoundResources()
         containers, networks, images, volumes = self._engine_call(
-            "listing the lab's resources", self._labelled, lab
+            "listing the lab's resources", self._labelled, lab, also
         )
         # side by side: each removal is mostly the engine stopping a container's processes
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(containers)))) as pool:
@@ -365,9 +369,11 @@ class DockerBackend:
             found.other.append(f"volume {vol.name}")
         return found
 
-    def find(self, lab: LabRef | None = None) -> dict[str, FoundResources]:
+    def find(
+        self, lab: LabRef | None = None, *, also: Sequence[str] = ()
+    ) -> dict[str, FoundResources]:
         containers, networks, images, volumes = self._engine_call(
-            "listing resources", self._labelled, lab
+            "listing resources", self._labelled, lab, also
         )
         out: dict[str, FoundResources] = {}
         for ct in containers:

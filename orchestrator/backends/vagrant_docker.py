@@ -11,14 +11,10 @@ and clones as commits, and finding and removing it all by label.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
 from docker.errors import DockerException, ImageNotFound, NotFound
 
 from orchestrator.backends.base import (
-    LABEL_LAB,
-    LABEL_MACHINE,
-    LABEL_STORE,
     FoundResources,
     LabRef,
     MachineSpec,
@@ -28,7 +24,6 @@ from orchestrator.backends.base import (
 from orchestrator.backends.docker import DockerBackend, container_name
 from orchestrator.backends.vagrant_host import lab_digest, network_name
 from orchestrator.errors import MachineUnavailable, ProvisioningError
-from orchestrator.paths import store_id
 
 #: marks this provider's containers, networks and images apart from the docker backend's
 #: (a lab with a `kind: vm` machine has both, under one lab label)
@@ -127,47 +122,8 @@ class DockerProvider:
         with contextlib.suppress(NotFound):
             self.engine.client.containers.get(container_name(lab, machine)).remove(force=True)
 
-    def _labelled(self, lab: LabRef | None) -> tuple[list[Any], list[Any], list[Any]]:
-        label = [LABEL_PROVIDER, f"{LABEL_LAB}={lab.key}" if lab else f"{LABEL_STORE}={store_id()}"]
-        flt = {"label": label}
-        c = self.engine.client
-        return (
-            c.containers.list(all=True, filters=flt),
-            c.networks.list(filters=flt),
-            c.images.list(filters=flt),
-        )
-
     def destroy(self, lab: LabRef) -> FoundResources:
-        found = FoundResources()
-        containers, networks, images = self._labelled(lab)
-        for ct in containers:
-            with contextlib.suppress(NotFound):
-                ct.remove(force=True, v=True)
-            found.machines.append(ct.labels.get(LABEL_MACHINE, ct.name))
-        for net in networks:
-            with contextlib.suppress(NotFound):
-                net.remove()
-            found.other.append(f"network {net.name}")
-        # newest first: a clone's disk is a child of the commit it was made from
-        for img in sorted(images, key=lambda i: i.attrs.get("Created", ""), reverse=True):
-            with contextlib.suppress(NotFound):
-                self.engine.client.images.remove(img.id, force=True)
-            found.other.append(f"image {', '.join(img.tags) or img.short_id}")
-        return found
+        return self.engine.destroy(lab, also=[LABEL_PROVIDER])
 
     def find(self, lab: LabRef | None) -> dict[str, FoundResources]:
-        containers, networks, images = self._labelled(lab)
-        out: dict[str, FoundResources] = {}
-        for ct in containers:
-            res = out.setdefault(ct.labels[LABEL_LAB], FoundResources())
-            res.machines.append(ct.labels.get(LABEL_MACHINE, ct.name))
-        for net in networks:
-            key = (net.attrs.get("Labels") or {}).get(LABEL_LAB)
-            if key:
-                out.setdefault(key, FoundResources()).other.append(f"network {net.name}")
-        for img in images:
-            key = (img.attrs.get("Config", {}).get("Labels") or {}).get(LABEL_LAB)
-            if key:
-                name = ", ".join(img.tags) or img.short_id
-                out.setdefault(key, FoundResources()).other.append(f"image {name}")
-        return out
+        return self.engine.find(lab, also=[LABEL_PROVIDER])
