@@ -19,6 +19,7 @@ from orchestrator import backends
 from orchestrator.backends import require_available
 from orchestrator.backends.base import (
     DEFAULT_CPUS,
+    DEFAULT_DISK,
     DEFAULT_MEMORY,
     DEFAULT_PIDS,
     Backend,
@@ -82,7 +83,9 @@ class Lab:
     def spec(self, name: str) -> MachineSpec:
         m = self.scenario.machine(name)
         root = self.scenario.root_of(name)
-        mem, cpus, pids = (self._limit(name, f) for f in ("memory", "cpus", "pids"))
+        mem, cpus, pids, disk = (
+            self._limit(name, f) for f in ("memory", "cpus", "pids", "disk")
+        )
         return MachineSpec(
             lab=self.ref,
             name=m.name,
@@ -92,6 +95,7 @@ class Lab:
             memory=parse_size(mem) if mem else DEFAULT_MEMORY,
             cpus=cpus or DEFAULT_CPUS,
             pids=pids or DEFAULT_PIDS,
+            disk=parse_size(disk) if disk else DEFAULT_DISK,
         )
 
     def _limit(self, name: str, field: str) -> Any:

@@ -17,6 +17,8 @@ from orchestrator import paths
 DEFAULT_MEMORY = 512 * 1024**2
 DEFAULT_CPUS = 1.0
 DEFAULT_PIDS = 1024
+#: what one machine may write to its disk, beyond its image
+DEFAULT_DISK = 2 * 1024**3
 
 #: every resource a backend creates carries these labels (or the engine's equivalent)
 LABEL_LAB = "guestlab.lab"
@@ -85,10 +87,16 @@ class MachineSpec:
     memory: int = DEFAULT_MEMORY  # bytes
     cpus: float = DEFAULT_CPUS
     pids: int = DEFAULT_PIDS
+    disk: int = DEFAULT_DISK  # bytes
 
     @property
     def labels(self) -> dict[str, str]:
         return self.lab.labels(self.name)
+
+
+#: the most guestlab keeps of one stream of one command run in a machine; a command that
+#: prints more is stopped there (what a machine prints is untrusted and may never end)
+OUTPUT_LIMIT = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,8 @@ class ExecResult:
     stdout: str = ""
     stderr: str = ""
     timed_out: bool = False
+    #: the command printed more than OUTPUT_LIMIT on a stream and was stopped
+    truncated: bool = False
 
     @property
     def ok(self) -> bool:
@@ -185,4 +195,9 @@ class Backend(Protocol):
 
     def shell_argv(self, lab: LabRef, machine: str) -> list[str]:
         """A host command that opens an interactive root shell in the machine."""
+        ...
+
+    def host_root_risk(self) -> str | None:
+        """None when root in a machine has no power over the host (a user namespace, an
+        unprivileged container); else one sentence that names the risk on this host."""
         ...

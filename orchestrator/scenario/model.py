@@ -75,6 +75,8 @@ class Resources(Strict):
     memory: Annotated[str, Field(pattern=SIZE)] | None = None
     cpus: Annotated[float, Field(gt=0, le=64)] | None = None
     pids: Annotated[int, Field(ge=16, le=65536)] | None = None
+    #: bound on what the machine may write to its disk (default 2G)
+    disk: Annotated[str, Field(pattern=SIZE)] | None = None
 
 
 class FileCopy(Strict):
