@@ -14,20 +14,34 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from orchestrator.backends.base import ExecResult, Executor, LabRef
+from orchestrator import textsafe
+from orchestrator.backends.base import OUTPUT_LIMIT, ExecResult, Executor, LabRef
 from orchestrator.errors import GuestlabError
 from orchestrator.scenario.model import Check, Task
 
-MAX_FILE_BYTES = 1024 * 1024
-# positional parameters keep paths and unit names out of the shell text
+#: the most of one stream of one probe that grading keeps; a probe printing more is stopped
+#: there (in its machine) and its check fails: what a machine prints is untrusted
+PROBE_OUTPUT_LIMIT = 64 * 1024
+STDERR_LIMIT = 8 * 1024  # only ever shown as a short tail
+#: the largest file a `file` check reads (its first line, mode and owner, fits beside it)
+MAX_FILE_BYTES = PROBE_OUTPUT_LIMIT - 1024
+MISSING, NOT_REGULAR, TOO_BIG = 3, 4, 5
+T = TypeVar("T")
+# positional parameters keep paths and unit names out of the shell text; only a regular
+# file is read (a FIFO could block or never end), and only when its size is within bounds
 FILE_PROBE = (
-    'if [ -e "$1" ] || [ -L "$1" ]; then stat -c "%a %U" -- "$1" && '
-    'head -c {max} -- "$1" 2>/dev/null; exit 0; else exit 3; fi'
-).replace("{max}", str(MAX_FILE_BYTES))
+    'if [ -e "$1" ] || [ -L "$1" ]; then stat -c "%a %U" -- "$1" || exit 1; '
+    f'if [ ! -f "$1" ]; then stat -L -c %F -- "$1" 2>/dev/null; exit {NOT_REGULAR}; fi; '
+    's=$(stat -L -c %s -- "$1") || exit 1; '
+    f'if [ "$s" -gt {MAX_FILE_BYTES} ]; then echo "$s"; exit {TOO_BIG}; fi; '
+    # one byte more than a check reads: a file growing, or one whose size says 0 (/proc)
+    f'exec head -c {MAX_FILE_BYTES + 1} -- "$1"; else exit {MISSING}; fi'
+)
 SERVICE_PROBE = 'systemctl is-active -- "$1"; systemctl is-enabled -- "$1"; exit 0'
-MISSING = 3
+#: the longest message a check result keeps
+MAX_MESSAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,11 @@ def _problem(check: Check, probe: Probe, outcome: Outcome) -> str | None:
         return f"could not run on {probe.machine}: {outcome.message}"
     if outcome.timed_out:
         return f"timed out after {check.timeout:g} s on {probe.machine}"
+    if outcome.truncated:
+        return (
+            f"printed more than {PROBE_OUTPUT_LIMIT // 1024} KiB on {probe.machine}, so it was"
+            " stopped and not judged"
+        )
     return None
 
 
@@ -112,12 +131,17 @@ def judge(check: Check, outcomes: Sequence[Outcome]) -> CheckResult:
     for probe, outcome in zip(plan, outcomes, strict=True):
         problem = _problem(check, probe, outcome)
         if problem:
-            return CheckResult(check.title, False, problem)
+            return _failed(check, problem)
     results = [o for o in outcomes if isinstance(o, ExecResult)]
     failure = _judge(check, results)
     if failure is None:
         return CheckResult(check.title, True)
-    return CheckResult(check.title, False, check.fail_message or failure)
+    return _failed(check, check.fail_message or failure)
+
+
+def _failed(check: Check, message: str) -> CheckResult:
+    """A failed result; its message quotes what a machine printed, so it is made clean."""
+    return CheckResult(check.title, False, textsafe.cap(textsafe.clean(message), MAX_MESSAGE))
 
 
 def _judge(check: Check, results: list[ExecResult]) -> str | None:
@@ -173,14 +197,27 @@ def _judge_file(check: Check, res: ExecResult) -> str | None:
         return f"{cond.path} exists" if exists else None
     if not exists:
         return f"{cond.path} does not exist"
-    if res.exit_code != 0:
+    if res.exit_code not in (0, NOT_REGULAR, TOO_BIG):
         return f"cannot read {cond.path}: {_tail(res.stderr)}"
     head, _, content = res.stdout.partition("\n")
-    mode, _, owner = head.partition(" ")
-    if cond.mode is not None and int(mode or "0", 8) != int(cond.mode, 8):
-        return f"{cond.path} has mode {int(mode, 8):04o}, expected {int(cond.mode, 8):04o}"
+    mode_text, _, owner = head.partition(" ")
+    try:
+        mode = int(mode_text, 8)
+    except ValueError:  # not what stat prints: the machine's tools are not to be trusted
+        return f"cannot read the mode of {cond.path}: {_tail(head, 40)!r}"
+    if cond.mode is not None and mode != int(cond.mode, 8):
+        return f"{cond.path} has mode {mode:04o}, expected {int(cond.mode, 8):04o}"
     if cond.owner is not None and owner != cond.owner:
         return f"{cond.path} is owned by {owner}, expected {cond.owner}"
+    reads = cond.contains is not None or cond.matches is not None
+    if reads and res.exit_code == NOT_REGULAR:
+        kind = _tail(content, 40) or "not a regular file"
+        return f"{cond.path} is not a regular file ({kind}), so it was not read"
+    if reads and res.exit_code == TOO_BIG:
+        size = _tail(content, 20)
+        return f"{cond.path} is {size} bytes, more than the {MAX_FILE_BYTES} a check reads"
+    if reads and len(content.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        return f"{cond.path} is more than {MAX_FILE_BYTES} bytes, more than a check reads"
     if cond.contains is not None and cond.contains not in content:
         return f"{cond.path} does not contain {cond.contains!r}"
     if cond.matches is not None and not re.search(cond.matches, content):
@@ -204,7 +241,7 @@ def _judge_service(check: Check, res: ExecResult) -> str | None:
 
 def _execute(runner: Executor, lab: LabRef, probe: Probe, timeout: float) -> Outcome:
     try:
-        return runner.exec(lab, probe.machine, probe.argv, timeout=timeout)
+        return bounded(runner.exec(lab, probe.machine, probe.argv, timeout=timeout))
     except GuestlabError as e:  # a machine that is gone fails its checks, it is no crash
         return Unreachable(str(e))
 
@@ -212,11 +249,24 @@ def _execute(runner: Executor, lab: LabRef, probe: Probe, timeout: float) -> Out
 # The probes of one machine run as one exec: an exec costs the engine far more than the
 # probes themselves (about 40 ms of dockerd's CPU each, measured), and a class's check runs
 # thousands. Each probe still gets its own process, timeout and empty stdin, side by side;
-# outputs come back in base64, a framing no probe's output can break.
+# its streams are cut at PROBE_OUTPUT_LIMIT and STDERR_LIMIT in the machine (a probe that
+# prints more is stopped by SIGPIPE), and come back in base64, a framing no probe's output
+# can break. The host trusts none of it: it cuts again, and a batch's whole output is
+# bounded by the backend's OUTPUT_LIMIT, which BATCH_SIZE probes always fit.
 BATCH_MARK = "guestlab-probe"
-BATCH_NEEDS = "command -v timeout && command -v base64 && command -v mktemp"
+BATCH_NEEDS = "command -v timeout && command -v base64 && command -v mktemp && command -v head"
 NOT_BATCHED = 125  # the machine cannot run a batch (no /tmp room, missing tools): one by one
-BATCH_ROOM_KIB = 16 * 1024  # a file probe reads up to 1 MiB; several may run at once
+BATCH_ROOM_KIB = 4 * 1024  # each probe keeps at most 72 KiB, several run at once
+
+
+def _b64_len(n: int) -> int:
+    return 4 * -(-n // 3)
+
+
+#: probes per exec, so that their framed lines never reach the backend's OUTPUT_LIMIT
+BATCH_SIZE = OUTPUT_LIMIT // (
+    _b64_len(PROBE_OUTPUT_LIMIT + 1) + _b64_len(STDERR_LIMIT + 1) + len(BATCH_MARK) + 32
+)
 
 
 def batch_script(items: Sequence[tuple[tuple[str, ...], float]]) -> str:
@@ -231,7 +281,12 @@ def batch_script(items: Sequence[tuple[tuple[str, ...], float]]) -> str:
     ]
     for i, (argv, timeout) in enumerate(items):
         cmd = shlex.join(["timeout", "--kill-after=2", f"{max(timeout, 0.1):g}", *argv])
-        lines.append(f'({cmd} </dev/null >"$d/{i}o" 2>"$d/{i}e"; echo $? >"$d/{i}c") &')
+        # stdout to the outer pipe (fd 3), stderr to the inner one; each through `head -c`
+        lines.append(
+            f'( {{ {{ {cmd} </dev/null; echo $? >"$d/{i}c"; }} 2>&1 1>&3 3>&- '
+            f'| head -c {STDERR_LIMIT + 1} >"$d/{i}e" 3>&-; }} 3>&1 '
+            f'| head -c {PROBE_OUTPUT_LIMIT + 1} >"$d/{i}o" ) &'
+        )
     lines.append("wait")
     lines.append(
         f"for i in {' '.join(str(i) for i in range(len(items)))}; do "
@@ -239,6 +294,20 @@ def batch_script(items: Sequence[tuple[tuple[str, ...], float]]) -> str:
         '"$(base64 -w0 <"$d/${i}o")" "$(base64 -w0 <"$d/${i}e")"; done'
     )
     return "\n".join(lines)
+
+
+def bounded(res: ExecResult) -> ExecResult:
+    """`res` with its streams cut at the probe limits (truncated when stdout was)."""
+    if len(res.stdout) <= PROBE_OUTPUT_LIMIT and len(res.stderr) <= STDERR_LIMIT:
+        return res
+    over = res.truncated or len(res.stdout) > PROBE_OUTPUT_LIMIT
+    return ExecResult(
+        res.exit_code,
+        res.stdout[:PROBE_OUTPUT_LIMIT],
+        res.stderr[:STDERR_LIMIT],
+        timed_out=res.timed_out,
+        truncated=over,
+    )
 
 
 def parse_batch(text: str, count: int) -> dict[int, ExecResult]:
@@ -255,8 +324,12 @@ def parse_batch(text: str, count: int) -> dict[int, ExecResult]:
         except (ValueError, binascii.Error):
             continue
         if 0 <= i < count:
-            text_out, text_err = (b.decode("utf-8", "replace") for b in (stdout, stderr))
-            out[i] = ExecResult(code, text_out, text_err, timed_out=code == 124)
+            over = len(stdout) > PROBE_OUTPUT_LIMIT
+            text_out, text_err = (
+                b.decode("utf-8", "replace")
+                for b in (stdout[:PROBE_OUTPUT_LIMIT], stderr[:STDERR_LIMIT])
+            )
+            out[i] = ExecResult(code, text_out, text_err, timed_out=code == 124, truncated=over)
     return out
 
 
@@ -277,9 +350,15 @@ def _execute_batch(
             outcomes.append(got[i])
         elif res.timed_out:
             outcomes.append(ExecResult(124, "", "", timed_out=True))
+        elif res.truncated:  # the batch printed more than it can: this machine is not honest
+            outcomes.append(ExecResult(1, "", "", truncated=True))
         else:  # no shell, no room in /tmp, ...: the probe alone may still tell something
             outcomes.append(_execute(runner, lab, probe, timeout))
     return outcomes
+
+
+def _chunks(items: list[T], size: int) -> list[list[T]]:
+    return [items[n : n + size] for n in range(0, len(items), size)]
 
 
 def grade(
@@ -293,12 +372,13 @@ def grade(
             by_machine.setdefault(p.machine, []).append((p, check.timeout))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
-            m: pool.submit(_execute_batch, runner, lab, m, items)
-            if len(items) > 1
-            else pool.submit(lambda items=items: [_execute(runner, lab, *items[0])])
+            m: [
+                pool.submit(_execute_batch, runner, lab, m, chunk)
+                for chunk in _chunks(items, BATCH_SIZE)
+            ]
             for m, items in by_machine.items()
         }
-        outcomes = {m: iter(f.result()) for m, f in futures.items()}
+        outcomes = {m: iter([o for f in fs for o in f.result()]) for m, fs in futures.items()}
     results: dict[str, TaskResult] = {t.id: TaskResult(t) for t in tasks}
     for task, check, plan in planned:
         results[task.id].checks.append(judge(check, [next(outcomes[p.machine]) for p in plan]))

@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from orchestrator import __version__, backends
+from orchestrator import __version__, backends, textsafe
 from orchestrator.classroom.cli import class_group, serve
 from orchestrator.errors import ExitCode, GuestlabError, ScenarioError
 
@@ -67,9 +67,9 @@ class ConsoleReporter:
 
     def line(self, text: str) -> None:
         if self._status is not None:
-            self._status.update(f"{self._label}: {escape(text)}")
+            self._status.update(f"{self._label}: {textsafe.markup(text)}")
         else:
-            self.console.print(f"[dim]{escape(text)}[/]")
+            self.console.print(f"[dim]{textsafe.markup(text)}[/]")
 
 
 def _store() -> Any:
@@ -375,7 +375,7 @@ def check(
     lab, record, store = _open(scenario, student, lang)
     report = lifecycle.check(lab, record, store, tasks)
     if fmt == "json":
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(textsafe.data(report), indent=2))
     elif fmt == "junit":
         click.echo(views.junit(report))
     else:
@@ -591,14 +591,14 @@ def main(argv: list[str] | None = None) -> None:
     except ScenarioError as e:
         for problem in e.problems:
             click.echo(str(problem), err=True)
-        err.print(f"error: {escape(str(e))}")
+        err.print(f"error: {textsafe.markup(str(e))}")
         sys.exit(e.exit_code)
     except GuestlabError as e:
         if debug:
             traceback.print_exc()
-        err.print(f"[bold red]error:[/] {escape(str(e))}")
+        err.print(f"[bold red]error:[/] {textsafe.markup(str(e))}")
         if e.hint:
-            err.print(f"[bold]hint:[/] {escape(e.hint)}")
+            err.print(f"[bold]hint:[/] {textsafe.markup(e.hint)}")
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err.print(
@@ -609,7 +609,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # a bug: say so plainly, details only with --debug
         if debug:
             traceback.print_exc()
-        err.print(f"[bold red]internal error:[/] {escape(type(e).__name__)}: {escape(str(e))}")
+        err.print(
+            f"[bold red]internal error:[/] {escape(type(e).__name__)}: {textsafe.markup(str(e))}"
+        )
         err.print("hint: run again with --debug for the traceback, and report it")
         sys.exit(ExitCode.PROVISIONING_FAILED)
     sys.exit(code if isinstance(code, int) else 0)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator import textsafe
 from orchestrator.scenario.model import Scenario
 from orchestrator.state import LabRecord
 
@@ -92,7 +92,11 @@ def scenario_view(sc: Scenario, *, instructions: bool = True) -> RenderableType:
 
 
 def report_table(report: dict[str, Any]) -> RenderableType:
-    table = Table(title=f"{report['scenario']} · {report['student']}", title_justify="left")
+    """The result of one check run; what machines printed is shown as plain, clean text."""
+    table = Table(
+        title=f"{textsafe.markup(report['scenario'])} · {textsafe.markup(report['student'])}",
+        title_justify="left",
+    )
     table.add_column("task")
     table.add_column("result")
     table.add_column("points", justify="right")
@@ -103,33 +107,36 @@ def report_table(report: dict[str, Any]) -> RenderableType:
             Text("PASS", style="bold green") if task["passed"] else Text("FAIL", style="bold red")
         )
         why = "\n".join(f"{c['name']}: {c['message']}" for c in failing)
-        table.add_row(task["id"], result, f"{task['points']}/{task['max_points']}", why)
+        table.add_row(
+            Text(textsafe.clean(task["id"])),
+            result,
+            f"{task['points']}/{task['max_points']}",
+            Text(textsafe.clean(why)),
+        )
     style = "bold green" if report["passed"] else "bold"
     total = Text(f"Score: {report['score']}/{report['max_score']}", style=style)
     return Group(table, total)
 
 
 def junit(report: dict[str, Any]) -> str:
-    checks = [(t, c) for t in report["tasks"] for c in t["checks"]]
-    suite = ET.Element(
-        "testsuite",
+    from orchestrator import junit as xml
+
+    cases = [
+        xml.Case(
+            classname=t["id"],
+            name=c["name"],
+            failure=None if c["passed"] else c["message"],
+        )
+        for t in report["tasks"]
+        for c in t["checks"]
+    ]
+    suite = xml.Suite(
         name=f"guestlab.{report['scenario']}",
-        tests=str(len(checks)),
-        failures=str(sum(1 for _, c in checks if not c["passed"])),
+        cases=cases,
         timestamp=dt.datetime.fromtimestamp(report["checked_at"]).isoformat(timespec="seconds"),
+        properties=[("student", report["student"])],
     )
-    ET.SubElement(
-        ET.SubElement(suite, "properties"),
-        "property",
-        name="student",
-        value=report["student"],
-    )
-    for task, c in checks:
-        case = ET.SubElement(suite, "testcase", classname=task["id"], name=c["name"])
-        if not c["passed"]:
-            ET.SubElement(case, "failure", message=c["message"]).text = c["message"]
-    ET.indent(suite)
-    return ET.tostring(suite, encoding="unicode", xml_declaration=True)
+    return xml.document([suite])
 
 
 def labs_table(records: Sequence[LabRecord], scores: dict[str, str]) -> Table:

@@ -394,8 +394,17 @@ def check(
         try:
             lab, record = lifecycle.open_lab(own, class_id, m.student)
             report = lifecycle.check(lab, record, own)
-            probes = copies.collect(lab)
-            results[m.student] = {"report": report, "probes": probes}
+            try:  # bounded reads: a hostile lab costs its own copy entry, not its grade
+                found = copies.gather(lab)
+            except Exception as e:
+                found = copies.Collected(
+                    problems=[f"copy detection failed: {_failed(m.student, e, started).detail}"]
+                )
+            results[m.student] = {
+                "report": report,
+                "probes": found.values,
+                "copy_problems": found.problems,
+            }
             params[m.student] = dict(record.params)
             detail = f"{report['score']}/{report['max_score']}"
             return Outcome(m.student, True, detail, time.monotonic() - started)
@@ -435,7 +444,10 @@ def check(
             klass.tasks,
             results[m.student]["report"],
             stats[m.lab],
-            flags.get(m.student, []),
+            [
+                *flags.get(m.student, []),
+                *copies.problem_flags(results[m.student].get("copy_problems", [])),
+            ],
             results[m.student].get("error", ""),
         )
         for m in members

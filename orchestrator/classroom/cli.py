@@ -20,7 +20,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from orchestrator import backends
+from orchestrator import backends, textsafe
 from orchestrator.errors import GuestlabError
 
 out = Console(highlight=False)
@@ -56,7 +56,7 @@ class ProgressBars:
 
     def finished(self, student: str, ok: bool, detail: str) -> None:
         task = self.tasks[student]
-        shown = escape(detail if len(detail) < 70 else detail[:67] + "...")
+        shown = textsafe.markup(detail if len(detail) < 70 else detail[:67] + "...")
         self.progress.start_task(task)
         self.progress.update(
             task,
@@ -80,7 +80,7 @@ class _BarReporter:
 
     def line(self, text: str) -> None:
         shown = text if len(text) < 60 else text[:57] + "..."
-        self.progress.update(self.task, detail=escape(shown))
+        self.progress.update(self.task, detail=textsafe.markup(shown))
 
 
 @contextlib.contextmanager
@@ -117,11 +117,11 @@ def _outcomes_table(title: str, outcomes: list[Any], names: dict[str, str]) -> A
         result = Text("ok", style="green") if o.ok else Text("FAILED", style="bold red")
         detail = o.detail + (f"\nhint: {o.hint}" if o.hint and not o.ok else "")
         table.add_row(
-            Text(o.student),
-            Text(names.get(o.student, "")),
+            Text(textsafe.clean(o.student)),
+            Text(textsafe.clean(names.get(o.student, ""))),
             result,
             f"{o.seconds:.1f} s",
-            Text(detail, style="" if o.ok else "red"),
+            Text(textsafe.clean(detail), style="" if o.ok else "red"),
         )
     return table
 
@@ -311,7 +311,7 @@ def class_check(class_id: str, fmt: str, parallel: int) -> None:
 
 def _print_book(book: dict[str, Any], fmt: str, gb: Any) -> None:
     if fmt == "json":
-        click.echo(json.dumps(book, indent=2))
+        click.echo(json.dumps(textsafe.data(book), indent=2))
     elif fmt == "csv":
         click.echo(gb.to_csv(book), nl=False)
     elif fmt == "junit":
@@ -409,7 +409,7 @@ def class_status(class_id: str | None, fmt: str) -> None:
         for r in book["students"]:
             rec = labs.get(r["student"])
             r["lab_status"] = rec.status if rec else "absent"
-        click.echo(json.dumps(book, indent=2))
+        click.echo(json.dumps(textsafe.data(book), indent=2))
         return
     table = Table(
         title=f"Class {class_id} · {klass.backend} · {klass.status}"
@@ -430,14 +430,14 @@ def class_status(class_id: str | None, fmt: str) -> None:
         style = "green" if lab == "up" else "yellow"
         checked = any(c["state"] != gb.UNCHECKED for c in r["tasks"].values())
         table.add_row(
-            Text(r["student"]),
-            Text(r["name"]),
-            Text(r["email"]),
+            Text(textsafe.clean(r["student"])),
+            Text(textsafe.clean(r["name"])),
+            Text(textsafe.clean(r["email"])),
             Text(lab, style=style),
             f"{r['total']}/{r['max_total']}" if checked else "-",
             gb.short_time(r["last_check"]),
             str(r["hints"]),
-            Text(r["error"], style="red"),
+            Text(textsafe.clean(r["error"]), style="red"),
         )
     out.print(table)
 
@@ -510,7 +510,7 @@ def serve(host: str, port: int, access_log: bool) -> None:
 
     def log(line: str) -> None:
         if access_log:
-            err.print(f"[dim]{escape(line)}[/]")
+            err.print(f"[dim]{textsafe.markup(line)}[/]")
 
     try:
         server = DashboardServer((host, port), path, token, log)

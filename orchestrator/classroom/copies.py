@@ -15,11 +15,14 @@ machine ID, which is nobody's doing.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from orchestrator import textsafe
 from orchestrator.errors import GuestlabError
 
 if TYPE_CHECKING:
@@ -30,29 +33,62 @@ PROBE_TIMEOUT = 15.0
 #: a parameter is a fingerprint only if two students share it by chance too rarely to matter
 MIN_PARAM_BITS = 32
 ALPHABET_BITS = {"hex": math.log2(16), "digits": math.log2(10), "word": math.log2(14 * 5) / 2}
+#: the most of one file a probe reads: a machine ID is 33 bytes, an RSA-16384 public key 2.8 KiB
+VALUE_LIMIT = 4096
+#: the most files one probe reads (a glob a student can fill with thousands of names)
+MAX_FILES = 16
 
 
 @dataclass(frozen=True)
 class StudentProbe:
-    """A command whose output lines should be the student's own."""
+    """Files whose values should be the student's own: what, in which machine, which files.
+
+    `column`: the value is that whitespace-separated field of each line (an SSH public key's
+    second field is its key material; the third, a comment, holds the hostname, equal by
+    design), or each whole line when None.
+    """
 
     what: str  # e.g. "machine-id"
     machine: str
-    argv: tuple[str, ...]
+    pattern: str  # a path or a shell glob, no spaces
+    column: int | None = None
 
     @property
     def label(self) -> str:
         return f"{self.what} of {self.machine}"
 
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return ("sh", "-c", read_script(self.pattern), "sh")
+
+
+def read_script(pattern: str) -> str:
+    """A shell script printing, for each file `pattern` names, one framed line.
+
+    Regular files are read with a bounded `head -c` (a 1 GB file costs nothing); anything
+    else (a FIFO that never ends, a device) is named, never read. Paths and contents travel
+    in base64, so no file name or content can break the framing.
+    """
+    return (
+        "n=0; for f in " + pattern + "; do "
+        '[ -e "$f" ] || [ -L "$f" ] || continue; '
+        "n=$((n + 1)); "
+        f'if [ "$n" -gt {MAX_FILES} ]; then echo more; break; fi; '
+        'p=$(printf %s "$f" | base64 -w0); '
+        'if [ -f "$f" ]; then '
+        f'printf "file %s %s-\n" "$p" "$(head -c {VALUE_LIMIT + 1} -- "$f" | base64 -w0)"; '
+        'else printf "other %s\n" "$p"; fi; '
+        "done; exit 0"
+    )
+
 
 def machine_ids(lab: Lab) -> list[StudentProbe]:
-    return [StudentProbe("machine-id", s.name, ("cat", "/etc/machine-id")) for s in lab.specs]
+    return [StudentProbe("machine-id", s.name, "/etc/machine-id") for s in lab.specs]
 
 
 def ssh_host_keys(lab: Lab) -> list[StudentProbe]:
-    # only the key material (field 2): the comment holds the hostname, equal by design
-    script = "cat /etc/ssh/ssh_host_*_key.pub 2>/dev/null | awk '{print $2}'; exit 0"
-    return [StudentProbe("ssh-host-key", s.name, ("sh", "-c", script)) for s in lab.specs]
+    pattern = "/etc/ssh/ssh_host_*_key.pub"
+    return [StudentProbe("ssh-host-key", s.name, pattern, column=1) for s in lab.specs]
 
 
 PROBE_SOURCES: list[Callable[[Lab], list[StudentProbe]]] = [machine_ids, ssh_host_keys]
@@ -62,22 +98,87 @@ def probes_of(lab: Lab) -> list[StudentProbe]:
     return [p for source in PROBE_SOURCES for p in source(lab)]
 
 
-def collect(lab: Lab) -> dict[str, list[str]]:
-    """Run every per-student probe in the lab: probe label -> the values it printed.
+@dataclass
+class Collected:
+    """What the per-student probes read in one lab, and what they refused to compare."""
 
-    A probe that cannot run yields nothing: copy detection must never fail a check.
+    values: dict[str, list[str]] = field(default_factory=dict)  # probe label -> values
+    problems: list[str] = field(default_factory=list)  # one sentence each
+
+
+def _b64(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)
+
+
+def parse(probe: StudentProbe, stdout: str) -> tuple[list[str], list[str]]:
+    """(values, problems) from what `read_script` printed."""
+    values: list[str] = []
+    problems: list[str] = []
+    for line in stdout.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "more":
+            problems.append(f"{probe.label}: more than {MAX_FILES} files")
+            continue
+        path_b64, _, content_b64 = rest.partition(" ")
+        try:
+            if kind not in ("file", "other") or (kind == "file") != content_b64.endswith("-"):
+                raise ValueError(line)
+            path = textsafe.clean(_b64(path_b64).decode("utf-8", "replace"))
+            raw = _b64(content_b64[:-1]) if kind == "file" else b""
+        except (ValueError, binascii.Error):
+            problems.append(f"{probe.label}: the probe printed something unreadable")
+            continue
+        if kind != "file":
+            problems.append(f"{probe.label}: {path} is not a regular file")
+        elif len(raw) > VALUE_LIMIT:
+            problems.append(f"{probe.label}: {path} is larger than {VALUE_LIMIT // 1024} KiB")
+        else:
+            for text in raw.decode("utf-8", "replace").splitlines():
+                parts = text.split()
+                if probe.column is None:
+                    value = text
+                elif len(parts) > probe.column:
+                    value = parts[probe.column]
+                else:
+                    continue
+                if _norm(value):
+                    values.append(_norm(value))
+    return values, problems
+
+
+def gather(lab: Lab) -> Collected:
+    """Run every per-student probe in the lab; a probe that cannot run yields a sentence.
+
+    Each read is bounded in size and time: a hostile machine costs this lab its copy
+    detection, never the class its check.
     """
-    out: dict[str, list[str]] = {}
+    out = Collected()
     for probe in probes_of(lab):
         try:
             res = lab.exec(lab.ref, probe.machine, probe.argv, timeout=PROBE_TIMEOUT)
-        except GuestlabError:
+        except GuestlabError as e:
+            out.problems.append(f"{probe.label} could not be read: {textsafe.cap(str(e), 200)}")
             continue
-        if res.ok:
-            values = [_norm(line) for line in res.stdout.splitlines() if line.strip()]
-            if values:
-                out[probe.label] = values
+        if res.timed_out or res.truncated or res.exit_code != 0:
+            why = (
+                f"no answer within {PROBE_TIMEOUT:g} s"
+                if res.timed_out
+                else "it printed too much"
+                if res.truncated
+                else f"exit {res.exit_code}"
+            )
+            out.problems.append(f"{probe.label} could not be read ({why})")
+            continue
+        values, problems = parse(probe, res.stdout)
+        out.problems.extend(problems)
+        if values:
+            out.values[probe.label] = values
     return out
+
+
+def collect(lab: Lab) -> dict[str, list[str]]:
+    """The values of `gather`: probe label -> the values it read (a lab's baseline)."""
+    return gather(lab).values
 
 
 def fingerprint_params(parameters: Mapping[str, Parameter]) -> list[str]:
@@ -102,14 +203,20 @@ class Observation:
 
 
 def _norm(value: str) -> str:
-    return value.strip().lower()
+    return textsafe.clean(value[: VALUE_LIMIT + 1]).strip().lower()
 
 
 def shared(observations: Sequence[Observation]) -> dict[str, list[dict[str, Any]]]:
-    """For each student who shares a value with others: what, and with whom.
+    """For each student whose lab holds a value that is not theirs: what, and whose it is.
+
+    A value is a student's own when it is one of their parameters or was in their lab when
+    it came up. When one student's lab holds a value that is another's own, only the one
+    holding what is not theirs is flagged: a planted value frames nobody, since nobody can
+    make a classmate's lab hold it. When no holder owns the value (two students reached it
+    after `up`), every holder is flagged: who copied from whom cannot be told.
 
     Each flag is {"what": label in this student's lab, "value": v,
-    "with": [{"student": s, "what": label in theirs}, ...]}.
+    "with": [{"student": s, "what": label in theirs, "own": whether it is theirs}, ...]}.
     """
     # value -> student -> labels where that student has it
     where: dict[str, dict[str, list[str]]] = {}
@@ -129,11 +236,12 @@ def shared(observations: Sequence[Observation]) -> dict[str, list[dict[str, Any]
     for value, holders in where.items():
         if len(holders) < 2 or not value:
             continue
-        if all(value in own[s] for s in holders):
-            continue  # each had it from the start: an image's value, or a derived collision
+        # each owner had it from the start: an image's value, or a derived collision
         for student, labels in holders.items():
+            if value in own[student]:
+                continue
             others = [
-                {"student": s, "what": ", ".join(dict.fromkeys(ls))}
+                {"student": s, "what": ", ".join(dict.fromkeys(ls)), "own": value in own[s]}
                 for s, ls in holders.items()
                 if s != student
             ]
@@ -143,7 +251,26 @@ def shared(observations: Sequence[Observation]) -> dict[str, list[dict[str, Any]
     return flags
 
 
+def problem_flags(problems: Sequence[str]) -> list[dict[str, Any]]:
+    """Entries for a student's copy column saying what was not compared, and why."""
+    return [{"problem": textsafe.clean(p)} for p in problems]
+
+
 def describe(flag: dict[str, Any]) -> str:
-    """One line for a table cell: `machine-id of clone = alice's machine-id of template`."""
-    others = "; ".join(f"{o['student']}'s {o['what']}" for o in flag["with"])
-    return f"{flag['what']} = {others}"
+    """One line for a table cell: whose value this student's lab holds, or why nothing was
+    compared. `machine-id of clone holds ann's parameter template_id`; where no holder owns
+    the value, `machine-id of clone = bob's machine-id of clone`."""
+    if "problem" in flag:
+        return f"not compared: {flag['problem']}"
+    owners = [o for o in flag["with"] if o.get("own")]
+    others = [o for o in flag["with"] if not o.get("own")]
+    shown = "; ".join(f"{o['student']}'s {o['what']}" for o in owners)
+    rest = "; ".join(f"{o['student']}'s {o['what']}" for o in others)
+    if not owners:
+        return f"{flag['what']} = {rest}"
+    return f"{flag['what']} holds {shown}" + (f" (also in {rest})" if rest else "")
+
+
+def is_copy(flag: dict[str, Any]) -> bool:
+    """Whether a copy-column entry is a flag (not a note of what was not compared)."""
+    return "problem" not in flag

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import html
 import json
+import re
 import secrets
 import socket
 import sqlite3
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.classroom import gradebook as gb
-from orchestrator.classroom.copies import describe
+from orchestrator.classroom.copies import describe, is_copy
 from orchestrator.classroom.store import list_classes, student_history
 
 REFRESH_SECONDS = 3
@@ -106,7 +107,9 @@ function render(book) {
     tr.append(el("td", {}, last));
     const notes = el("td");
     if (r.error) notes.append(el("div", {"class": "error"}, r.error));
-    for (const f of r.copies) notes.append(el("div", {"class": "copy"}, "copy? " + f.text));
+    for (const f of r.copies) {
+      notes.append(el("div", {"class": "copy"}, (f.problem ? "" : "copy? ") + f.text));
+    }
     tr.append(notes);
     fresh.push(tr);
   }
@@ -155,6 +158,10 @@ def _cell(student: str, task: str, c: dict[str, Any]) -> str:
     )
 
 
+def _note(flag: dict[str, Any]) -> str:
+    return ("copy? " if is_copy(flag) else "") + describe(flag)
+
+
 def _with_text(book: dict[str, Any]) -> dict[str, Any]:
     """The JSON the grid reads: copy flags come with their sentence ready to show."""
     for r in book["students"]:
@@ -173,7 +180,7 @@ def class_page(book: dict[str, Any], token: str, nonce: str) -> str:
     for r in book["students"]:
         cells = "".join(_cell(r["student"], t["id"], r["tasks"][t["id"]]) for t in book["tasks"])
         notes = f'<div class="error">{E(r["error"])}</div>' if r["error"] else ""
-        notes += "".join(f'<div class="copy">copy? {E(describe(f))}</div>' for f in r["copies"])
+        notes += "".join(f'<div class="copy">{E(_note(f))}</div>' for f in r["copies"])
         rows.append(
             f'<tr data-student="{E(r["student"])}">'
             f'<td><a href="{_link(base + "/student/" + urllib.parse.quote(r["student"]), token)}">'
@@ -219,7 +226,7 @@ def student_page(
         for a in reversed(history[-MAX_HISTORY:])
     )
     notes = f'<p class="error">{E(r["error"])}</p>' if r["error"] else ""
-    notes += "".join(f'<p class="copy">copy? {E(describe(f))}</p>' for f in r["copies"])
+    notes += "".join(f'<p class="copy">{E(_note(f))}</p>' for f in r["copies"])
     body = (
         f"<h1>{E(r['name'])} <small>({E(r['student'])})</small></h1>"
         f'<div class="meta">{E(r["email"])} · class <a href="'
@@ -248,6 +255,13 @@ class Handler(BaseHTTPRequestHandler):
     server: DashboardServer
     server_version = "guestlab"
     sys_version = ""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if isinstance(code, HTTPStatus):
+            code = code.value
+        method = self.command or "-"
+        path = (getattr(self, "path", "") or "-").split("?", 1)[0] if self.command else "-"
+        self.server.log(f"{self.address_string()} {method} {path} {code} {size}")
 
     def log_message(self, format: str, *args: Any) -> None:
         self.server.log(format % args)
@@ -345,16 +359,40 @@ class DashboardServer(ThreadingHTTPServer):
     ) -> None:
         self.db_path = db_path
         self.token = token
-        self.log = log
+        self._log = log
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
+
+    def log(self, line: str) -> None:
+        """Hand one access-log line on, without the token and with controls made visible."""
+        self._log(log_safe(line, self.token))
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         shown = f"[{host}]" if ":" in str(host) else str(host)
         return f"http://{shown}:{port}/"
+
+
+def log_safe(line: str, token: str) -> str:
+    """A log line that prints no token and no control character (request paths are
+    whatever a client sent: a terminal escape in one must not reach the instructor's)."""
+    line = _QUERY.sub(r"\1?…", line)  # query strings carry the token: none is logged
+    for form in {token, urllib.parse.quote(token, safe=""), html.escape(token)}:
+        if form:
+            line = line.replace(form, "[token]")
+    return "".join(
+        c
+        if c.isprintable() and not 0x80 <= ord(c) <= 0x9F
+        else f"\\x{ord(c):02x}"
+        if ord(c) < 0x100
+        else f"\\u{ord(c):04x}"
+        for c in line
+    )
+
+
+_QUERY = re.compile(r"(/[^\s?'\"]*)\?[^\s'\"]*")
 
 
 def class_ids(db_path: Path) -> list[str]:

@@ -11,11 +11,11 @@ import csv
 import datetime as dt
 import io
 import sqlite3
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from orchestrator.classroom.copies import describe
+from orchestrator import junit, textsafe
+from orchestrator.classroom.copies import describe, is_copy
 from orchestrator.classroom.store import (
     LabStats,
     Member,
@@ -70,7 +70,7 @@ def row(
             "points": result["points"] if result else 0,
             "max_points": task["points"],
             "hints": stats.hints.get(tid, 0),
-            "messages": [f"{c['name']}: {c['message']}" for c in failing],
+            "messages": [textsafe.clean(f"{c['name']}: {c['message']}") for c in failing],
         }
     return {
         "student": member.student,
@@ -78,14 +78,14 @@ def row(
         "email": member.email,
         "lab": member.lab,
         "status": member.status,
-        "error": error or member.error,
+        "error": textsafe.clean(error or member.error),
         "tasks": cells,
         "total": sum(c["points"] for c in cells.values()),
         "max_total": sum(t["points"] for t in tasks),
         "attempts": stats.own_attempts,
         "last_check": (report or {}).get("checked_at") or stats.last_check,
         "hints": sum(stats.hints.values()),
-        "copies": list(flags),
+        "copies": textsafe.data(list(flags)),
     }
 
 
@@ -106,7 +106,8 @@ def gradebook(
 
 # -- formats ---------------------------------------------------------------------------------
 def _safe_cell(text: str) -> str:
-    """Neutralise a value a spreadsheet would run as a formula (OWASP CSV injection)."""
+    """A clean value a spreadsheet will not run as a formula (OWASP CSV injection)."""
+    text = textsafe.clean(text)
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
@@ -153,40 +154,31 @@ def to_csv(book: Mapping[str, Any]) -> str:
 
 def to_junit(book: Mapping[str, Any]) -> str:
     """One test suite per student, one test case per task: for LMS and CI importers."""
-    suites = ET.Element("testsuites", name=f"guestlab.class.{book['class']}")
+    suites = []
     for r in book["students"]:
-        cases = list(r["tasks"].items())
-        suite = ET.SubElement(
-            suites,
-            "testsuite",
-            name=f"{book['class']}.{r['student']}",
-            tests=str(len(cases)),
-            failures=str(sum(1 for _, c in cases if c["state"] == FAIL)),
-            errors="1" if r["error"] else "0",
-            skipped=str(sum(1 for _, c in cases if c["state"] == UNCHECKED)),
-            timestamp=iso(r["last_check"]) or iso(book["checked_at"]),
-        )
-        props = ET.SubElement(suite, "properties")
-        for key in ("student", "name", "email"):
-            ET.SubElement(props, "property", name=key, value=r[key])
-        ET.SubElement(props, "property", name="score", value=f"{r['total']}/{r['max_total']}")
-        for f in r["copies"]:
-            ET.SubElement(props, "property", name="copy", value=describe(f))
-        if r["error"]:
-            ET.SubElement(
-                ET.SubElement(suite, "testcase", classname=r["student"], name="lab"),
-                "error",
-                message=r["error"],
+        cases = [junit.Case(r["student"], "lab", error=r["error"])] if r["error"] else []
+        for tid, c in r["tasks"].items():
+            text = "\n".join(c["messages"])
+            cases.append(
+                junit.Case(
+                    r["student"],
+                    tid,
+                    failure=text if c["state"] == FAIL else None,
+                    skipped="not checked" if c["state"] == UNCHECKED else None,
+                )
             )
-        for tid, c in cases:
-            case = ET.SubElement(suite, "testcase", classname=r["student"], name=tid)
-            if c["state"] == FAIL:
-                text = "\n".join(c["messages"])
-                ET.SubElement(case, "failure", message=text.split("\n")[0]).text = text
-            elif c["state"] == UNCHECKED:
-                ET.SubElement(case, "skipped", message="not checked")
-    ET.indent(suites)
-    return ET.tostring(suites, encoding="unicode", xml_declaration=True)
+        props = [(key, r[key]) for key in ("student", "name", "email")]
+        props.append(("score", f"{r['total']}/{r['max_total']}"))
+        props += [("copy" if is_copy(f) else "note", describe(f)) for f in r["copies"]]
+        suites.append(
+            junit.Suite(
+                name=f"{book['class']}.{r['student']}",
+                cases=cases,
+                timestamp=iso(r["last_check"]) or iso(book["checked_at"]),
+                properties=props,
+            )
+        )
+    return junit.document(suites, name=f"guestlab.class.{book['class']}")
 
 
 def to_table(book: Mapping[str, Any]) -> Any:
@@ -196,11 +188,12 @@ def to_table(book: Mapping[str, Any]) -> Any:
     from rich.text import Text
 
     when = iso(book["checked_at"]).replace("T", " ") or "never"
-    table = Table(title=f"Gradebook · {book['class']} · checked {when}", title_justify="left")
+    title = f"Gradebook · {textsafe.markup(book['class'])} · checked {when}"
+    table = Table(title=title, title_justify="left")
     table.add_column("student")
     table.add_column("name")
     for t in book["tasks"]:
-        table.add_column(t["id"], justify="right")
+        table.add_column(Text(textsafe.clean(t["id"])), justify="right")
     for col in ("total", "attempts", "last check", "hints"):
         table.add_column(col, justify="right" if col != "last check" else "left")
     table.add_column("notes")
@@ -214,14 +207,19 @@ def to_table(book: Mapping[str, Any]) -> Any:
             if c["hints"]:
                 text += f" ({c['hints']}h)"
             cells.append(Text(text, style=style[c["state"]]))
-        notes = [Text(r["error"], style="red")] if r["error"] else []
-        if r["copies"]:
+        notes = [Text(textsafe.clean(r["error"]), style="red")] if r["error"] else []
+        if any(is_copy(f) for f in r["copies"]):
             flagged += 1
-            notes += [Text("copy? " + describe(f), style="bold yellow") for f in r["copies"]]
+        notes += [
+            Text(textsafe.clean("copy? " + describe(f)), style="bold yellow")
+            if is_copy(f)
+            else Text(textsafe.clean(describe(f)), style="yellow")
+            for f in r["copies"]
+        ]
         total_style = "bold green" if r["total"] == r["max_total"] else "bold"
         table.add_row(
-            Text(r["student"]),
-            Text(r["name"]),
+            Text(textsafe.clean(r["student"])),
+            Text(textsafe.clean(r["name"])),
             *cells,
             Text(f"{r['total']}/{r['max_total']}", style=total_style),
             str(r["attempts"]),

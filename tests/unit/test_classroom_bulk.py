@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from base64 import b64encode
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from orchestrator.backends.base import (
     MachineSpec,
     Progress,
 )
-from orchestrator.classroom import bulk
+from orchestrator.classroom import bulk, copies
 from orchestrator.classroom.cli import class_group, serve
 from orchestrator.classroom.roster import Student
 from orchestrator.classroom.store import ClassStore
@@ -55,8 +56,8 @@ class FakeBackend:
 
     def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
         ids = self.machines.get(lab.key, {})
-        if list(argv) == ["cat", "/etc/machine-id"]:
-            return ExecResult(0, ids.get(machine, "") + "\n")
+        if list(argv[:3]) == ["sh", "-c", copies.read_script("/etc/machine-id")]:
+            return ExecResult(0, framed("/etc/machine-id", ids.get(machine, "").encode() + b"\n"))
         return ExecResult(0, "")
 
     def put_file(self, lab: LabRef, machine: str, dest: str, data: bytes, mode: int) -> None:
@@ -84,6 +85,11 @@ class FakeBackend:
 
     def shell_argv(self, lab: LabRef, machine: str) -> list[str]:
         return ["true"]
+
+
+def framed(path: str, content: bytes) -> str:
+    """One line as copies.read_script prints it for a regular file."""
+    return f"file {b64encode(path.encode()).decode()} {b64encode(content).decode()}-\n"
 
 
 @pytest.fixture
@@ -212,11 +218,15 @@ def test_check_records_each_class_check_and_flags_shared_values(
 ) -> None:
     p = bulk.plan(SCENARIO, roster("ann", "bob", "cid"), "docker", None)
     bulk.up(p, store)
-    # bob's clone now carries ann's template ID (her per-student parameter)
+    # bob's clone now carries ann's template ID (her per-student parameter): bob is flagged,
+    # ann is not (her own value, planted or given, cannot be held against her)
     fake.machines[f"{SCENARIO}--bob"]["clone"] = p.labs["ann"].params["template_id"]
     book = bulk.check(store, SCENARIO)
-    flagged = {r["student"] for r in book["students"] if r["copies"]}
-    assert flagged == {"ann", "bob"}
+    flagged = {r["student"]: r["copies"] for r in book["students"] if r["copies"]}
+    assert list(flagged) == ["bob"]
+    assert copies.describe(flagged["bob"][0]) == (
+        "machine-id of clone holds ann's parameter template_id"
+    )
     assert all(r["attempts"] == 0 for r in book["students"])  # the class's checks are not theirs
     again = bulk.check(store, SCENARIO)
     cstore = ClassStore(store.db)

@@ -151,7 +151,7 @@ def test_table_renders_with_a_summary() -> None:
 
 
 # -- copy detection ---------------------------------------------------------------------------
-def test_a_value_taken_from_another_students_lab_flags_both() -> None:
+def test_a_value_taken_from_another_students_lab_flags_only_the_taker() -> None:
     ann = Observation(
         "ann",
         {"template_id": "aaa1"},
@@ -171,11 +171,21 @@ def test_a_value_taken_from_another_students_lab_flags_both() -> None:
         {"machine-id of template": ["ccc3"]},
     )
     flags = shared([ann, bob, cid])
-    assert set(flags) == {"ann", "bob"}
+    # ann's value is her own: whether she gave it away or bob planted it, only bob's lab
+    # holds what is not its own
+    assert set(flags) == {"bob"}
     assert describe(flags["bob"][0]) == (
-        "machine-id of clone = ann's parameter template_id, machine-id of template, machine-id of clone"
+        "machine-id of clone holds ann's parameter template_id, machine-id of template,"
+        " machine-id of clone"
     )
-    assert flags["ann"][0]["with"] == [{"student": "bob", "what": "machine-id of clone"}]
+    assert flags["bob"][0]["value"] == "aaa1"
+    assert flags["bob"][0]["with"] == [
+        {
+            "student": "ann",
+            "what": "parameter template_id, machine-id of template, machine-id of clone",
+            "own": True,
+        }
+    ]
 
 
 def test_values_every_holder_had_from_the_start_are_not_copies() -> None:
