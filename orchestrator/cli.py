@@ -218,9 +218,20 @@ def schema() -> None:
     help="Engine to use (default: the scenario's first).",
 )
 @click.option("--no-build", is_flag=True, help="Fail instead of building a missing image.")
+@click.option(
+    "--unsafe-host-root",
+    is_flag=True,
+    help="Start systemd machines even where root in them is root on this host "
+    "(a Docker engine without user namespaces). Only for a lab of your own.",
+)
 @lang_option
 def up(
-    scenario: str, student: str | None, backend: str | None, no_build: bool, lang: str | None
+    scenario: str,
+    student: str | None,
+    backend: str | None,
+    no_build: bool,
+    unsafe_host_root: bool,
+    lang: str | None,
 ) -> None:
     """Bring a lab up: create its machines, apply the starting state, take the clones.
 
@@ -235,7 +246,13 @@ def up(
     out.print(
         f"[bold]{lab.scenario.metadata.title}[/] [dim]({lab.ref.key} on {lab.backend.name})[/]"
     )
-    result = lifecycle.up(lab, store, ConsoleReporter(out), build_images=not no_build)
+    result = lifecycle.up(
+        lab,
+        store,
+        ConsoleReporter(out),
+        build_images=not no_build,
+        unsafe_host_root=unsafe_host_root,
+    )
     if result.already_up:
         out.print(f"Lab {lab.scenario.id} is already up for {lab.ref.student}; nothing changed.")
     else:
@@ -476,6 +493,9 @@ def gc() -> None:
             )
 
 
+_CONFINE_FIX = "scripts/setup.sh confines it (user namespaces); until then `up` refuses"
+
+
 @cli.command()
 def doctor() -> None:
     """Say which backends work on this host, and how to fix the ones that do not."""
@@ -484,8 +504,13 @@ def doctor() -> None:
     rows = []
     for name in backends.names():
         try:
-            a = backends.get(name).availability()
-            rows.append((name, a.usable, a.detail, a.fix))
+            b = backends.get(name)
+            a = b.availability()
+            risk = b.host_root_risk() if a.usable else None
+            if risk:
+                rows.append((name, True, f"{a.detail}; UNSAFE: {risk}", a.fix or _CONFINE_FIX))
+            else:
+                rows.append((name, a.usable, a.detail, a.fix))
         except GuestlabError as e:
             rows.append((name, False, str(e), e.hint or ""))
         except ImportError as e:

@@ -30,6 +30,7 @@ from orchestrator.backends.base import (
 )
 from orchestrator.checks import TaskResult, grade, report
 from orchestrator.errors import (
+    BackendUnavailable,
     ProvisioningError,
     ScenarioError,
     UsageError,
@@ -83,9 +84,7 @@ class Lab:
     def spec(self, name: str) -> MachineSpec:
         m = self.scenario.machine(name)
         root = self.scenario.root_of(name)
-        mem, cpus, pids, disk = (
-            self._limit(name, f) for f in ("memory", "cpus", "pids", "disk")
-        )
+        mem, cpus, pids, disk = (self._limit(name, f) for f in ("memory", "cpus", "pids", "disk"))
         return MachineSpec(
             lab=self.ref,
             name=m.name,
@@ -259,6 +258,22 @@ def open_lab(
 
 
 # -- up -----------------------------------------------------------------------------------
+def refuse_host_root(lab: Lab, reporter: Reporter, *, accepted: bool) -> None:
+    """Refuse systemd machines on a backend where root in them is root on this host."""
+    for backend in lab.backends:
+        risk = backend.host_root_risk()
+        systemd = [s.name for s in lab.specs if s.init == "systemd"]
+        if risk is None or not systemd:
+            continue
+        if not accepted:
+            raise BackendUnavailable(
+                f"refusing to start {', '.join(systemd)} on {backend.name}: {risk}",
+                hint="`guestlab doctor` says how to confine it; --unsafe-host-root accepts "
+                "the risk for a lab of your own (never for a class)",
+            )
+        reporter.line(f"UNSAFE, as asked: {risk}")
+
+
 @dataclass
 class UpResult:
     lab: Lab
@@ -266,9 +281,18 @@ class UpResult:
     timings: dict[str, float]
 
 
-def up(lab: Lab, store: Store, reporter: Reporter, *, build_images: bool = True) -> UpResult:
+def up(
+    lab: Lab,
+    store: Store,
+    reporter: Reporter,
+    *,
+    build_images: bool = True,
+    unsafe_host_root: bool = False,
+) -> UpResult:
+    """Bring the lab up; `unsafe_host_root` accepts a backend whose root is the host's."""
     for backend in lab.backends:
         require_available(backend)
+    refuse_host_root(lab, reporter, accepted=unsafe_host_root)
     key = lab.ref.key
     with lab_lock(key):
         record = store.lab(key)

@@ -473,13 +473,12 @@ class VagrantBackend:
             from orchestrator.backends.docker import image_ref
             from orchestrator.backends.vagrant_docker import command, container_name, run_args
 
-            docker = self._docker()
             network = meta["network"]["name"]
             entry.update(
                 domain=container_name(spec.lab, spec.name),
                 docker_image=image_ref(spec.image),
-                docker_cmd=command(spec.init),
-                docker_args=run_args(spec, network, docker.engine.cgroup_version),
+                docker_cmd=command(spec, network),
+                docker_args=run_args(spec, network),
             )
         entry.update(extra)
         return entry
@@ -508,6 +507,7 @@ class VagrantBackend:
         """SSH as the lab's key only, the hostname when Vagrant did not set it, and ready."""
         if self._meta(lab)["provider"] == "docker":
             # Vagrant gave the container its hostname; there is no SSH to set up
+            self._docker().release_boot(lab, machine, init)
             self._wait_ready(lab, machine, init, progress)
             return
         Ssh(lab, machine).forget()
@@ -700,6 +700,7 @@ class VagrantBackend:
         with self._editing(lab) as m:
             m["machines"][spec.name]["docker_image"] = start
         self._up(lab, spec.name, progress)
+        docker.release_boot(lab, spec.name, spec.init)
 
     def destroy(self, lab: LabRef) -> FoundResources:
         found = FoundResources()
@@ -757,6 +758,12 @@ class VagrantBackend:
                     continue
                 _merge(out, key, FoundResources([labels.get(LABEL_MACHINE, dom)]))
         return out
+
+    def host_root_risk(self) -> str | None:
+        """A VM shares no kernel with the host; the docker provider is the docker backend."""
+        if self._provider() == "docker":
+            return self._docker().engine.host_root_risk()
+        return None
 
     def shell_argv(self, lab: LabRef, machine: str) -> list[str]:
         if self._meta(lab).get("provider") == "docker":

@@ -47,32 +47,14 @@ def image_repo(lab: LabRef) -> str:
     return f"guestlab/vagrant-{lab_digest(lab)}"
 
 
-def run_args(spec: MachineSpec, network: str, cgroup_version: str) -> list[str]:
-    """`docker run` options for Vagrant's `create_args`: the docker backend's confinement.
-
-    systemd as PID 1 without --privileged; on cgroup v1 a private cgroup namespace rather
-    than the host's tree mounted in (docs/security.md says why).
-    """
-    args = [
-        "--network", network,
-        "--memory", str(spec.memory), "--memory-swap", str(spec.memory),
-        "--cpus", f"{spec.cpus:g}", "--pids-limit", str(spec.pids),
-    ]  # fmt: skip
-    for key, value in sorted(_labels(spec.labels).items()):
-        args += ["--label", f"{key}={value}"]
-    if spec.init != "systemd":
-        return [*args, "--init"]
-    args += [
-        "--cap-add", "SYS_ADMIN", "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
-        "--env", "container=docker", "--stop-signal", "SIGRTMIN+3",
-    ]  # fmt: skip
-    if cgroup_version == "2":
-        return [*args, "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"]
-    return [*args, "--cgroupns", "private"]
+def run_args(spec: MachineSpec, network: str) -> list[str]:
+    """`docker run` options for Vagrant's `create_args`: the docker backend's confinement,
+    from the one description it uses itself (docs/security.md says what it holds)."""
+    return docker_backend().confinement(spec, network, _labels(spec.labels)).cli_args()
 
 
-def command(init: str) -> list[str]:
-    return ["/lib/systemd/systemd"] if init == "systemd" else ["sleep", "infinity"]
+def command(spec: MachineSpec, network: str) -> list[str]:
+    return docker_backend().confinement(spec, network, _labels(spec.labels)).command
 
 
 class DockerProvider:
@@ -84,16 +66,8 @@ class DockerProvider:
     def ensure_network(self, lab: LabRef) -> str:
         """The lab's internal network (its machines reach each other, nothing beyond); its
         subnet."""
-        name = network_name(lab)
-        client = self.engine.client
-        if not client.networks.list(names=[name]):
-            try:
-                client.networks.create(
-                    name, driver="bridge", internal=True, labels=_labels(lab.labels())
-                )
-            except DockerException as e:
-                raise ProvisioningError(f"creating the lab's network {name} failed: {e}") from None
-        ipam = client.networks.get(name).attrs.get("IPAM") or {}
+        name = self.engine.ensure_network(lab, _labels(lab.labels()), name=network_name(lab))
+        ipam = self.engine.client.networks.get(name).attrs.get("IPAM") or {}
         return str((ipam.get("Config") or [{}])[0].get("Subnet", name))
 
     def commit(self, lab: LabRef, machine: str, tag: str, labels: dict[str, str]) -> str:
@@ -110,6 +84,11 @@ class DockerProvider:
         except DockerException as e:
             raise ProvisioningError(f"saving {machine} failed: {e}") from None
         return f"{image_repo(lab)}:{tag}"
+
+    def release_boot(self, lab: LabRef, machine: str, init: str) -> None:
+        """Once Vagrant has started the container: its cgroups, then systemd."""
+        if init == "systemd":
+            self.engine.release_boot(lab, machine)
 
     def has_image(self, ref: str) -> bool:
         try:

@@ -1,33 +1,118 @@
 #!/usr/bin/env bash
-# Install and start the Docker engine (Debian's docker.io); idempotent.
+# Install, confine and start the Docker engine for guestlab (Debian's docker.io). Idempotent.
+#
+# - root in a lab machine must not be root on this host: the engine runs every container
+#   in a user namespace (`userns-remap`) whose ids belong to the `dockremap` user, in a
+#   range no other engine here uses;
+# - every machine gets a bound on what it writes (`--storage-opt size=`): the engine keeps
+#   its data on btrfs (a sparse loop file, $GUESTLAB_DOCKER_POOL_SIZE, 60G by default) whose
+#   quotas enforce it; overlay2 on ext4 cannot;
+# - lab networks reach nothing beyond their bridge, and a firewall rule keeps their bridges
+#   (named glb...) from the host's own services.
+# Changing these settings restarts the engine; images are imported again afterwards by the
+# set-up (a remapped engine has storage of its own).
 set -euo pipefail
-command -v dockerd >/dev/null || apt-get install -y -q docker.io
 
-# A class runs one bridge network per lab and one systemd per machine: Docker's default
-# address pools hold about 31 networks, and each systemd takes 7-8 inotify instances of
-# the kernel's default 128. Raise both (the pools only where no daemon.json exists yet).
-if [ ! -e /etc/docker/daemon.json ]; then
-  mkdir -p /etc/docker
-  cat >/etc/docker/daemon.json <<'JSON'
-{"default-address-pools": [{"base": "10.201.0.0/16", "size": 24}]}
-JSON
-  restart_needed=yes
+log() { printf 'docker-setup: %s\n' "$*" >&2; }
+
+POOL_FILE=${GUESTLAB_DOCKER_POOL_FILE:-/var/lib/guestlab/docker.btrfs}
+DATA_ROOT=${GUESTLAB_DOCKER_ROOT:-/var/lib/guestlab/docker}
+SIZE=${GUESTLAB_DOCKER_POOL_SIZE:-60G}
+# 65536 ids from here belong to dockremap: far above the ranges LXD hands out to root
+REMAP_START=${GUESTLAB_DOCKER_SUBID:-1500000000}
+
+missing=()
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v mkfs.btrfs >/dev/null || missing+=(btrfs-progs)
+command -v iptables >/dev/null || missing+=(iptables)
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing ${missing[*]}"
+  apt-get install -y -q "${missing[@]}"
 fi
-mkdir -p /etc/sysctl.d
+
+# the engine's storage: btrfs in a loop file, mounted again after a reboot
+mkdir -p "$(dirname "$POOL_FILE")" "$DATA_ROOT"
+if ! mountpoint -q "$DATA_ROOT"; then
+  if [ ! -e "$POOL_FILE" ]; then
+    log "making the engine's storage: btrfs in $POOL_FILE ($SIZE, sparse)"
+    truncate -s "$SIZE" "$POOL_FILE"
+    mkfs.btrfs -q "$POOL_FILE"
+  fi
+  mount -o loop "$POOL_FILE" "$DATA_ROOT"
+fi
+# quotas bound each machine's writes; accounting found inconsistent does not enforce them
+btrfs qgroup show "$DATA_ROOT" >/dev/null 2>&1 || btrfs quota enable "$DATA_ROOT"
+if btrfs qgroup show "$DATA_ROOT" 2>&1 | grep -q inconsistent; then
+  btrfs quota rescan -w "$DATA_ROOT" >/dev/null
+fi
+
+# the remapped root's ids
+if ! getent passwd dockremap >/dev/null; then
+  useradd --system --no-create-home --shell /usr/sbin/nologin dockremap
+fi
+for f in /etc/subuid /etc/subgid; do
+  touch "$f"
+  if ! grep -qx "dockremap:$REMAP_START:65536" "$f"; then
+    sed -i '/^dockremap:/d' "$f"
+    echo "dockremap:$REMAP_START:65536" >>"$f"
+  fi
+done
+
+mkdir -p /etc/docker /etc/sysctl.d
+changed=$(python3 - "$DATA_ROOT" <<'PY'
+import json, pathlib, sys
+path = pathlib.Path("/etc/docker/daemon.json")
+conf = json.loads(path.read_text()) if path.exists() and path.read_text().strip() else {}
+want = {
+    # a class runs one bridge network per lab: Docker's default pools hold about 31
+    "default-address-pools": conf.get("default-address-pools")
+    or [{"base": "10.201.0.0/16", "size": 24}],
+    "userns-remap": "dockremap",
+    "data-root": sys.argv[1],
+    "storage-driver": "btrfs",
+}
+new = {**conf, **want}
+if new != conf:
+    path.write_text(json.dumps(new, indent=2) + "\n")
+    print("yes")
+PY
+)
+
+# each systemd takes 7-8 inotify instances of the kernel's default 128
 printf 'fs.inotify.max_user_instances = 8192\nfs.inotify.max_user_watches = 1048576\n' \
   >/etc/sysctl.d/60-guestlab.conf
-sysctl -q -p /etc/sysctl.d/60-guestlab.conf || echo "setup: could not raise inotify limits" >&2
-if [ "${restart_needed:-no}" = yes ] && docker info >/dev/null 2>&1; then
-  echo "setup: /etc/docker/daemon.json written; restart the Docker engine to use its address pools" >&2
-fi
-if ! docker info >/dev/null 2>&1; then
+sysctl -q -p /etc/sysctl.d/60-guestlab.conf || log "could not raise inotify limits"
+
+start_engine() {
   if [ -d /run/systemd/system ]; then
-    systemctl start docker
+    systemctl restart docker
   else
     # no systemd as PID 1 (containers, CI sandboxes): run the daemon by hand
     nohup dockerd >/var/log/dockerd.log 2>&1 &
   fi
-  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && return 0; sleep 1; done
+  return 1
+}
+running_as_wanted() {
+  docker info --format '{{.Driver}} {{.DockerRootDir}} {{json .SecurityOptions}}' 2>/dev/null \
+    | grep -q "^btrfs $DATA_ROOT/$REMAP_START.$REMAP_START .*name=userns"
+}
+if docker info >/dev/null 2>&1 && { [ -n "$changed" ] || ! running_as_wanted; }; then
+  log "restarting the engine with user namespaces and its btrfs storage"
+  if [ -d /run/systemd/system ]; then
+    systemctl stop docker
+  else
+    pkill -x dockerd || true
+    for _ in $(seq 60); do pgrep -x dockerd >/dev/null || break; sleep 0.5; done
+  fi
 fi
-docker info >/dev/null 2>&1 || { echo "setup: the Docker engine did not start; see /var/log/dockerd.log" >&2; exit 1; }
-echo "setup: Docker engine $(docker version --format '{{.Server.Version}}') is running"
+docker info >/dev/null 2>&1 || start_engine \
+  || { log "the Docker engine did not start; see /var/log/dockerd.log"; exit 1; }
+running_as_wanted || { log "the engine runs without user namespaces or btrfs storage"; exit 1; }
+
+# lab bridges never reach the host's own services (guestlab adds it too, if missing)
+for tool in iptables ip6tables; do
+  command -v "$tool" >/dev/null || continue
+  "$tool" -w -C INPUT -i glb+ -j DROP 2>/dev/null || "$tool" -w -I INPUT -i glb+ -j DROP || true
+done
+log "ready: Docker engine $(docker version --format '{{.Server.Version}}'), user namespaces, btrfs storage in $DATA_ROOT"

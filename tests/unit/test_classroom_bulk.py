@@ -41,6 +41,7 @@ class FakeBackend:
     def __init__(self) -> None:
         self.machines: dict[str, dict[str, str]] = {}  # lab key -> machine -> machine-id
         self.created: list[MachineSpec] = []
+        self.risk: str | None = None
 
     def availability(self) -> Availability:
         return Availability(True, "fake")
@@ -85,6 +86,9 @@ class FakeBackend:
 
     def shell_argv(self, lab: LabRef, machine: str) -> list[str]:
         return ["true"]
+
+    def host_root_risk(self) -> str | None:
+        return self.risk
 
 
 def framed(path: str, content: bytes) -> str:
@@ -308,3 +312,33 @@ def test_every_class_command_has_help() -> None:
     for verb in ("up", "check", "export", "status", "reset", "down"):
         result = CliRunner().invoke(wired, ["class", verb, "--help"])
         assert result.exit_code == 0 and len(result.output.splitlines()) > 3, verb
+
+
+def test_a_class_never_starts_on_a_backend_whose_root_is_the_hosts(
+    fake: FakeBackend, store: Store
+) -> None:
+    fake.risk = "root in a machine is root on this host"
+    p = bulk.plan(SCENARIO, roster("ann", "bob"), "docker", None)
+    outcomes = bulk.up(p, store, parallel=2)
+    assert [o.ok for o in outcomes] == [False, False]
+    assert all("root on this host" in o.detail for o in outcomes)
+    assert fake.created == []
+
+
+def test_up_refuses_host_root_unless_accepted_and_says_so(fake: FakeBackend, store: Store) -> None:
+    from orchestrator import lab as lifecycle
+    from orchestrator.errors import BackendUnavailable
+
+    fake.risk = "root in a machine is root on this host"
+    lab = lifecycle.prepare(SCENARIO, "solo", "docker")
+    with pytest.raises(BackendUnavailable, match="refusing to start"):
+        lifecycle.up(lab, store, lifecycle.Silent())
+    assert fake.created == [] and store.lab(lab.ref.key) is None
+    lines: list[str] = []
+
+    class Lines(lifecycle.Silent):
+        def line(self, text: str) -> None:
+            lines.append(text)
+
+    lifecycle.up(lab, store, Lines(), unsafe_host_root=True)
+    assert fake.created and any(line.startswith("UNSAFE") for line in lines)

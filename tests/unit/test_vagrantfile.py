@@ -53,24 +53,35 @@ def test_top_level_vagrantfile_provisions_with_the_setup_script() -> None:
 def test_docker_provider_machines_are_confined_and_flagged() -> None:
     """Vagrant's docker provider gets the docker backend's confinement, never --privileged."""
     from orchestrator.backends.base import LabRef, MachineSpec
-    from orchestrator.backends.vagrant_docker import command, run_args
+    from orchestrator.backends.docker.confine import HOLD_THEN_BOOT, Confinement
     from orchestrator.backends.vagrant_host import render_vagrantfile
 
     spec = MachineSpec(LabRef("demo", "ana"), "web", "debian-12-systemd", memory=256 * 1024**2)
-    v1, v2 = run_args(spec, "gl-net", "1"), run_args(spec, "gl-net", "2")
-    assert "--privileged" not in v1 + v2
-    assert v1[-2:] == ["--cgroupns", "private"] and "/sys/fs/cgroup:/sys/fs/cgroup:rw" in v2
+    conf = Confinement(spec, "gl-net", spec.labels, disk=2 * 1024**3)
+    v1 = conf.cli_args()
+    assert "--privileged" not in v1 and "/sys/fs/cgroup" not in " ".join(v1)
     assert v1[:2] == ["--network", "gl-net"] and "guestlab.lab=demo--ana" in v1
+    assert v1[v1.index("--cgroupns") : v1.index("--cgroupns") + 2] == ["--cgroupns", "private"]
+    assert f"size={2 * 1024**3}" in v1 and "--storage-opt" in v1
+    assert (
+        Confinement(spec, "gl-net", spec.labels, disk=None).cli_args().count("--storage-opt") == 0
+    )
+    # the SDK form says the same
+    kw = conf.sdk_kwargs()
+    assert kw["cgroupns"] == "private" and kw["storage_opt"] == {"size": str(2 * 1024**3)}
+    assert kw["cap_add"] == ["SYS_ADMIN"] and kw["pids_limit"] == spec.pids
     plain = MachineSpec(spec.lab, "job", spec.image, init="none")
-    assert "--init" in run_args(plain, "gl-net", "1") and command("none") == ["sleep", "infinity"]
+    pconf = Confinement(plain, "gl-net", plain.labels, disk=None)
+    assert "--init" in pconf.cli_args() and pconf.command == ["sleep", "infinity"]
+    assert "cap_add" not in pconf.sdk_kwargs()
     machine = {
         "name": "web", "domain": "gl-demo--ana-web", "hostname": "web", "clone_of": None,
-        "docker_image": "guestlab/debian-12-systemd:latest", "docker_cmd": command("systemd"),
+        "docker_image": "guestlab/debian-12-systemd:latest", "docker_cmd": conf.command,
         "docker_args": v1, "disk": None,
     }  # fmt: skip
     text = render_vagrantfile(
         {"lab": spec.lab, "provider": "docker", "network": {"name": "gl-net"},
          "machines": [machine]}
     )  # fmt: skip
-    assert "NOT a real VM" in text and "d.cmd = ['/lib/systemd/systemd']" in text
+    assert "NOT a real VM" in text and HOLD_THEN_BOOT in text
     assert "'--cgroupns', 'private'" in text and "ssh.private_key_path" not in text

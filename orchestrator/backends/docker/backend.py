@@ -1,0 +1,298 @@
+"""Docker backend: machines are containers in a user namespace, systemd as their PID 1."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import posixpath
+import tarfile
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from orchestrator.backends.base import (
+    SYSTEMD_READY,
+    Availability,
+    ExecResult,
+    FoundResources,
+    LabRef,
+    MachineSpec,
+    Progress,
+)
+from orchestrator.backends.docker import cgroups, execution, firewall
+from orchestrator.backends.docker.confine import BOOT_FLAG, Confinement
+from orchestrator.backends.docker.engine import (
+    START_FIX,
+    EngineFacts,
+    container_name,
+    image_ref,
+    lab_repo,
+    network_name,
+    short,
+)
+from orchestrator.backends.docker.resources import Resources
+from orchestrator.errors import (
+    BackendUnavailable,
+    MachineUnavailable,
+    ProvisioningError,
+    UsageError,
+)
+from orchestrator.images.rootfs import ensure_tarball
+
+READY_TIMEOUT = 90.0
+#: the host stops waiting this much after a command's own timeout
+CLIENT_GRACE = 15.0
+
+
+class DockerBackend:
+    name = "docker"
+    capabilities = frozenset({"systemd", "clone", "snapshot"})
+    virtualization = "docker"
+
+    def __init__(self) -> None:
+        self._client: docker.DockerClient | None = None
+        self._facts: EngineFacts | None = None
+        self._network_lock = threading.Lock()
+
+    # -- engine ---------------------------------------------------------------------------
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                client = docker.from_env(timeout=120)
+                client.ping()
+            except DockerException as e:
+                raise BackendUnavailable(
+                    f"cannot reach the Docker engine ({short(e)})", hint=START_FIX
+                ) from None
+            self._client = client
+        return self._client
+
+    @property
+    def facts(self) -> EngineFacts:
+        if self._facts is None:
+            self._facts = EngineFacts.read(self.client.info())
+        return self._facts
+
+    @property
+    def cgroup_version(self) -> str:
+        return self.facts.cgroup_version
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(self.client)
+
+    def availability(self) -> Availability:
+        try:
+            version = self.client.version()
+            facts = self.facts
+        except BackendUnavailable as e:
+            return Availability(False, str(e), START_FIX)
+        except DockerException as e:
+            return Availability(False, f"the Docker engine failed: {short(e)}", START_FIX)
+        return Availability(True, f"Docker engine {version.get('Version', '?')}, {facts}")
+
+    def host_root_risk(self) -> str | None:
+        return self.facts.host_root_risk()
+
+    # -- images ---------------------------------------------------------------------------
+    def has_image(self, image: str) -> bool:
+        try:
+            self.client.images.get(image_ref(image))
+            return True
+        except ImageNotFound:
+            return False
+
+    def ensure_image(
+        self, image: str, progress: Progress, *, build: bool = True, mirror: str | None = None
+    ) -> None:
+        if self.has_image(image):
+            return
+        if not build:
+            raise UsageError(
+                f"the image `{image}` is not in the Docker engine",
+                hint=f"build it: guestlab image build {image} --backend docker",
+            )
+        self.import_image(image, ensure_tarball(image, mirror=mirror, progress=progress), progress)
+
+    def import_image(self, image: str, tarball: Any, progress: Progress) -> None:
+        progress(f"importing {image} into Docker")
+        repo, tag = image_ref(image).rsplit(":", 1)
+        try:
+            self.client.api.import_image(
+                src=str(tarball),
+                repository=repo,
+                tag=tag,
+                changes=[f"LABEL guestlab.image={image}", 'CMD ["/lib/systemd/systemd"]'],
+            )
+        except DockerException as e:
+            raise ProvisioningError(f"importing {image} into Docker failed: {short(e)}") from None
+        if not self.has_image(image):
+            raise ProvisioningError(f"Docker did not keep the imported image {image}")
+
+    # -- machines -------------------------------------------------------------------------
+    def ensure_network(self, lab: LabRef, labels: dict[str, str], name: str | None = None) -> str:
+        """The lab's internal network, on a bridge the host firewall keeps to itself."""
+        name = name or network_name(lab)
+        firewall.ensure_host_drop()
+        # machines of a lab are created in parallel threads: one of them makes the network
+        with self._network_lock:
+            self.resources.create_network(name, labels)
+        return name
+
+    def confinement(self, spec: MachineSpec, network: str, labels: dict[str, str]) -> Confinement:
+        disk = spec.disk if self.facts.bounds_disk else None
+        return Confinement(spec, network, labels, disk)
+
+    def _run(self, spec: MachineSpec, image: str) -> None:
+        conf = self.confinement(spec, self.ensure_network(spec.lab, spec.lab.labels()), spec.labels)
+        try:
+            self.client.containers.run(
+                image, name=container_name(spec.lab, spec.name), **conf.sdk_kwargs()
+            )
+        except DockerException as e:
+            raise ProvisioningError(f"starting machine {spec.name} failed: {short(e)}") from None
+        if conf.systemd:
+            self.release_boot(spec.lab, spec.name)
+
+    def release_boot(self, lab: LabRef, machine: str) -> None:
+        """Hand the machine its cgroups, then let its first process become systemd."""
+        name = container_name(lab, machine)
+        try:
+            pid = int(self.client.api.inspect_container(name)["State"]["Pid"])
+            cgroups.delegate(pid)
+        except (DockerException, OSError, ValueError) as e:
+            raise ProvisioningError(f"preparing {machine} for systemd failed: {e}") from None
+        res = self.exec(lab, machine, ["touch", BOOT_FLAG], timeout=30)
+        if not res.ok:
+            raise ProvisioningError(f"starting systemd in {machine} failed: {res.stderr[:300]}")
+
+    def wait_ready(self, lab: LabRef, machine: str, init: str, progress: Progress) -> None:
+        if init != "systemd":
+            return
+        progress(f"waiting for systemd in {machine}")
+        deadline = time.monotonic() + READY_TIMEOUT
+        state = ""
+        while time.monotonic() < deadline:
+            res = self.exec(lab, machine, list(SYSTEMD_READY), timeout=10)
+            state = res.stdout.strip()
+            if state in ("running", "degraded"):
+                return
+            time.sleep(0.1)  # the bus is not up yet: --wait cannot wait for it
+        raise ProvisioningError(
+            f"systemd in {machine} did not finish booting in {READY_TIMEOUT:.0f} s"
+            f" (state: {state or 'unknown'})"
+        )
+
+    def create(self, spec: MachineSpec, progress: Progress) -> None:
+        self._run(spec, image_ref(spec.image))
+        self.wait_ready(spec.lab, spec.name, spec.init, progress)
+
+    def container(self, lab: LabRef, machine: str) -> Any:
+        """The running container of a machine, or MachineUnavailable."""
+        try:
+            c = self.resources.call(
+                "finding " + machine, self.client.containers.get, container_name(lab, machine)
+            )
+        except NotFound:
+            raise MachineUnavailable(f"machine {machine} does not exist") from None
+        if c.status != "running":
+            raise MachineUnavailable(f"machine {machine} is not running (it is {c.status})")
+        return c
+
+    def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["result"] = execution.run(
+                    self.client.api, container_name(lab, machine), argv, timeout=timeout
+                )
+            except Exception as e:  # handed to the caller's thread below
+                box["error"] = e
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        worker.join(timeout + CLIENT_GRACE)
+        if worker.is_alive():
+            return ExecResult(124, "", f"no answer from the engine in {timeout:g} s", True)
+        if "error" in box:
+            err = box["error"]
+            if isinstance(err, NotFound | APIError):
+                self.container(lab, machine)  # says "does not exist" or "is not running"
+                raise MachineUnavailable(f"machine {machine}: {short(err)}") from None
+            raise BackendUnavailable(f"exec in {machine} failed: {short(err)}", hint=START_FIX)
+        result: ExecResult = box["result"]
+        return result
+
+    def put_file(self, lab: LabRef, machine: str, dest: str, data: bytes, mode: int) -> None:
+        container = self.container(lab, machine)
+        folder = posixpath.dirname(dest) or "/"
+        self.exec(lab, machine, ["mkdir", "-p", folder], timeout=30)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(posixpath.basename(dest))
+            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+        # Docker resolves `folder` inside the container's root, so a symlink cannot lead out
+        if not container.put_archive(folder, buf.getvalue()):
+            raise ProvisioningError(f"copying {dest} into {machine} failed")
+
+    def clone(self, source: MachineSpec, target: MachineSpec, progress: Progress) -> None:
+        progress(f"copying {source.name} into {target.name}")
+        image = self.commit(source, f"{target.name}-clone", labels=target.labels)
+        self._run(target, image)
+        self.wait_ready(target.lab, target.name, target.init, progress)
+
+    def commit(self, spec: MachineSpec, tag: str, labels: dict[str, str]) -> str:
+        container = self.container(spec.lab, spec.name)
+        repo = lab_repo(spec.lab)
+        label_line = " ".join(f'{k}="{v}"' for k, v in labels.items())
+        try:
+            container.commit(repository=repo, tag=tag, changes=[f"LABEL {label_line}"])
+        except DockerException as e:
+            raise ProvisioningError(f"saving {spec.name} failed: {short(e)}") from None
+        return f"{repo}:{tag}"
+
+    def snapshot(self, lab: LabRef, machines: Sequence[MachineSpec]) -> None:
+        for spec in machines:
+            self.commit(spec, f"{spec.name}-start", labels=spec.labels)
+
+    def restore(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
+        for spec in machines:
+            image = f"{lab_repo(lab)}:{spec.name}-start"
+            try:
+                self.client.images.get(image)
+            except ImageNotFound:
+                raise ProvisioningError(
+                    f"no starting state saved for {spec.name}",
+                    hint=f"bring the lab down and up again: guestlab down {lab.scenario}",
+                ) from None
+            progress(f"restoring {spec.name}")
+            with contextlib.suppress(NotFound):
+                self.client.containers.get(container_name(lab, spec.name)).remove(
+                    force=True, v=True
+                )
+            self._run(spec, image)
+        for spec in machines:
+            self.wait_ready(spec.lab, spec.name, spec.init, progress)
+
+    # -- cleanup --------------------------------------------------------------------------
+    def destroy(self, lab: LabRef, *, also: Sequence[str] = ()) -> FoundResources:
+        """Remove the lab's resources; `also`: labels they must carry too (Vagrant's docker
+        provider removes only its own this way)."""
+        return self.resources.destroy(lab, also)
+
+    def find(
+        self, lab: LabRef | None = None, *, also: Sequence[str] = ()
+    ) -> dict[str, FoundResources]:
+        return self.resources.find(lab, also)
+
+    def shell_argv(self, lab: LabRef, machine: str) -> list[str]:
+        self.container(lab, machine)
+        name = container_name(lab, machine)
+        return ["docker", "exec", "-it", "-e", "TERM", name, "/bin/bash", "-l"]

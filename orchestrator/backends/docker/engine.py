@@ -1,0 +1,85 @@
+"""Names of a lab's Docker resources, and what the engine says of itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.backends.base import LabRef
+
+START_FIX = "start it: `systemctl start docker`, or `dockerd &` where systemd is not PID 1"
+USERNS_FIX = (
+    "turn on user namespaces: `userns-remap` in /etc/docker/daemon.json "
+    "(scripts/setup/docker.sh does it), then restart the engine"
+)
+#: storage drivers that bound one container's writes (`--storage-opt size=`)
+DISK_DRIVERS = frozenset({"btrfs", "zfs"})
+
+
+def image_ref(image: str) -> str:
+    return f"guestlab/{image}:latest"
+
+
+def container_name(lab: LabRef, machine: str) -> str:
+    return f"gl-{lab.key}-{machine}"
+
+
+def network_name(lab: LabRef) -> str:
+    return f"gl-{lab.key}"
+
+
+def lab_repo(lab: LabRef) -> str:
+    return f"guestlab/lab-{lab.key}"
+
+
+def short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    """What the engine's `info` says that guestlab acts on."""
+
+    cgroup_version: str
+    userns: bool
+    apparmor: bool
+    storage_driver: str
+    backing_fs: str
+
+    @classmethod
+    def read(cls, info: dict[str, Any]) -> EngineFacts:
+        options = " ".join(info.get("SecurityOptions") or [])
+        status = dict(info.get("DriverStatus") or [])
+        return cls(
+            cgroup_version=str(info.get("CgroupVersion", "1")),
+            userns="name=userns" in options,
+            apparmor="name=apparmor" in options,
+            storage_driver=str(info.get("Driver", "")),
+            backing_fs=str(status.get("Backing Filesystem", "")),
+        )
+
+    @property
+    def bounds_disk(self) -> bool:
+        """Whether the storage driver can bound a container's writes."""
+        if self.storage_driver in DISK_DRIVERS:
+            return True
+        # overlay2 can, on xfs mounted with project quotas (not visible in `info`)
+        return self.storage_driver == "overlay2" and self.backing_fs == "xfs"
+
+    def host_root_risk(self) -> str | None:
+        if self.userns:
+            return None
+        return (
+            "this Docker engine runs containers without user namespaces, so root in a "
+            "systemd machine (which needs CAP_SYS_ADMIN) is root on this host"
+        )
+
+    def __str__(self) -> str:
+        userns = "user namespaces" if self.userns else "NO user namespaces (root is host root)"
+        disk = (
+            f"disk bound by {self.storage_driver}"
+            if self.bounds_disk
+            else f"no disk bound ({self.storage_driver} on {self.backing_fs or '?'})"
+        )
+        return f"{userns}, {disk}"

@@ -1,0 +1,122 @@
+"""A lab's Docker resources found, made and removed by their labels."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from docker.errors import APIError, DockerException, NotFound
+
+from orchestrator.backends.base import LABEL_LAB, LABEL_MACHINE, LABEL_STORE, FoundResources, LabRef
+from orchestrator.backends.docker.engine import START_FIX, short
+from orchestrator.backends.docker.firewall import bridge_name
+from orchestrator.errors import BackendUnavailable, ProvisioningError
+from orchestrator.paths import store_id
+
+
+class Resources:
+    """The engine's containers, networks, images and volumes of guestlab's labs."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call the SDK, turning a vanished engine into BackendUnavailable."""
+        try:
+            return fn(*args, **kwargs)
+        except APIError:
+            raise
+        except DockerException as e:
+            raise BackendUnavailable(
+                f"{what}: the Docker engine stopped answering ({short(e)})", hint=START_FIX
+            ) from None
+        except OSError as e:
+            raise BackendUnavailable(
+                f"{what}: lost the Docker engine ({e})", hint=START_FIX
+            ) from None
+
+    def create_network(self, name: str, labels: dict[str, str]) -> None:
+        """An internal bridge network (no route beyond the host) named for the firewall."""
+        if self.client.networks.list(names=[name]):
+            return
+        try:
+            self.client.networks.create(
+                name,
+                driver="bridge",
+                internal=True,
+                labels=labels,
+                options={"com.docker.network.bridge.name": bridge_name(name)},
+            )
+        except DockerException as e:
+            raise ProvisioningError(
+                f"creating the lab's network failed: {short(e)}",
+                hint="with many labs, give Docker more address pools: `default-address-pools`"
+                " in /etc/docker/daemon.json (scripts/setup/docker.sh writes one)",
+            ) from None
+
+    def labelled(
+        self, lab: LabRef | None, also: Sequence[str] = ()
+    ) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+        label = [f"{LABEL_LAB}={lab.key}"] if lab else [LABEL_LAB, f"{LABEL_STORE}={store_id()}"]
+        flt = {"label": [*label, *also]}
+        c = self.client
+        return (
+            c.containers.list(all=True, filters=flt),
+            c.networks.list(filters=flt),
+            c.images.list(filters=flt),
+            c.volumes.list(filters=flt),
+        )
+
+    def destroy(self, lab: LabRef, also: Sequence[str] = ()) -> FoundResources:
+        found = FoundResources()
+        containers, networks, images, volumes = self.call(
+            "listing the lab's resources", self.labelled, lab, also
+        )
+        # side by side: each removal is mostly the engine stopping a container's processes
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(containers)))) as pool:
+            list(pool.map(lambda ct: _ignore_missing(ct.remove, force=True, v=True), containers))
+        found.machines += [ct.labels.get(LABEL_MACHINE, ct.name) for ct in containers]
+        for net in networks:
+            _ignore_missing(net.remove)
+            found.other.append(f"network {net.name}")
+        # newest first: a clone's snapshot is a child of the image it was cloned from
+        for img in sorted(images, key=lambda i: i.attrs.get("Created", ""), reverse=True):
+            try:
+                _ignore_missing(self.client.images.remove, img.id, force=True)
+            except APIError as e:
+                raise ProvisioningError(
+                    f"removing image {img.short_id} failed: {short(e)}"
+                ) from None
+            found.other.append(f"image {', '.join(img.tags) or img.short_id}")
+        for vol in volumes:
+            _ignore_missing(vol.remove, force=True)
+            found.other.append(f"volume {vol.name}")
+        return found
+
+    def find(self, lab: LabRef | None, also: Sequence[str] = ()) -> dict[str, FoundResources]:
+        containers, networks, images, volumes = self.call(
+            "listing resources", self.labelled, lab, also
+        )
+        out: dict[str, FoundResources] = {}
+        for ct in containers:
+            key = ct.labels[LABEL_LAB]
+            out.setdefault(key, FoundResources()).machines.append(
+                ct.labels.get(LABEL_MACHINE, ct.name)
+            )
+        for kind, items in (("network", networks), ("image", images), ("volume", volumes)):
+            for item in items:
+                labels = (
+                    item.attrs.get("Labels") or item.attrs.get("Config", {}).get("Labels") or {}
+                )
+                key = labels.get(LABEL_LAB)
+                if key:
+                    name = getattr(item, "name", None) or item.short_id
+                    out.setdefault(key, FoundResources()).other.append(f"{kind} {name}")
+        return out
+
+
+def _ignore_missing(fn: Any, *args: Any, **kwargs: Any) -> None:
+    with contextlib.suppress(NotFound):  # already gone: removal is idempotent
+        fn(*args, **kwargs)
