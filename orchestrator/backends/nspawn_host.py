@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.backends.base import MachineSpec
-from orchestrator.errors import ProvisioningError
 
 IDLE_COMMAND = ["/bin/sleep", "infinity"]
 CGROUP_PARENT = "guestlab"
@@ -31,7 +30,7 @@ _JOIN_AND_EXEC = (
 )
 
 
-def _proc_stat(pid: int) -> tuple[str, int] | None:
+def proc_stat(pid: int) -> tuple[str, int] | None:
     """(state, ppid) of a process, None when it does not exist."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
@@ -41,8 +40,8 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[1])
 
 
-def _alive(pid: int) -> bool:
-    stat = _proc_stat(pid)
+def alive(pid: int) -> bool:
+    stat = proc_stat(pid)
     if stat is None:
         return False
     if stat[0] == "Z":
@@ -53,7 +52,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _cmdline(pid: int) -> list[str]:
+def cmdline(pid: int) -> list[str]:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
@@ -61,36 +60,36 @@ def _cmdline(pid: int) -> list[str]:
     return raw.decode(errors="replace").split("\0")
 
 
-def _is_nspawn_of(pid: int, unit: str) -> bool:
-    argv = _cmdline(pid)
+def is_nspawn_of(pid: int, unit: str) -> bool:
+    argv = cmdline(pid)
     return bool(argv) and argv[0].endswith("systemd-nspawn") and f"--machine={unit}" in argv
 
 
-def _nspawn_pids(meta: dict[str, Any]) -> list[int]:
+def nspawn_pids(meta: dict[str, Any]) -> list[int]:
     """Every live systemd-nspawn process of the machine: the recorded PID, checked by
     command line (PIDs are reused), plus a /proc scan in case the PID was never recorded."""
     unit = meta["unit"]
     pids: set[int] = set()
     recorded = meta.get("nspawn_pid")
-    if recorded and _alive(recorded) and _is_nspawn_of(recorded, unit):
+    if recorded and alive(recorded) and is_nspawn_of(recorded, unit):
         pids.add(recorded)
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             pid = int(entry.name)
-            if pid not in pids and _is_nspawn_of(pid, unit) and _alive(pid):
+            if pid not in pids and is_nspawn_of(pid, unit) and alive(pid):
                 pids.add(pid)
     return sorted(pids)
 
 
-def _live_nspawn(meta: dict[str, Any]) -> int | None:
+def live_nspawn(meta: dict[str, Any]) -> int | None:
     recorded = meta.get("nspawn_pid")
-    if recorded and _alive(recorded) and _is_nspawn_of(recorded, meta["unit"]):
+    if recorded and alive(recorded) and is_nspawn_of(recorded, meta["unit"]):
         return int(recorded)  # the common case, without a /proc scan
-    pids = _nspawn_pids(meta)
+    pids = nspawn_pids(meta)
     return pids[0] if pids else None
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     kids: list[int] = []
     try:
         for task in os.scandir(f"/proc/{pid}/task"):
@@ -102,11 +101,11 @@ def _children(pid: int) -> list[int]:
         return [
             int(e.name)
             for e in os.scandir("/proc")
-            if e.name.isdigit() and (_proc_stat(int(e.name)) or ("", 0))[1] == pid
+            if e.name.isdigit() and (proc_stat(int(e.name)) or ("", 0))[1] == pid
         ]
 
 
-def _container_init(nspawn: int, rootfs: Path) -> int | None:
+def container_init(nspawn: int, rootfs: Path) -> int | None:
     """The child of nspawn that is PID 1 of the container, once its root is the rootfs.
 
     During start-up nspawn has a helper child still in the host's namespaces; entering it
@@ -118,7 +117,7 @@ def _container_init(nspawn: int, rootfs: Path) -> int | None:
         want = os.stat(rootfs)
     except OSError:
         return None
-    for kid in _children(nspawn):
+    for kid in children(nspawn):
         try:
             if os.readlink(f"/proc/{kid}/ns/pid") == own_ns:
                 continue
@@ -130,12 +129,12 @@ def _container_init(nspawn: int, rootfs: Path) -> int | None:
     return None
 
 
-def _payload_started(init: int) -> bool:
+def payload_started(init: int) -> bool:
     """With --as-pid2, whether the stub init has exec'd the idle command as its child."""
-    return any(_cmdline(k)[:1] == IDLE_COMMAND[:1] for k in _children(init))
+    return any(cmdline(k)[:1] == IDLE_COMMAND[:1] for k in children(init))
 
 
-def _signal(pid: int, sig: int) -> None:
+def send_signal(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
 
@@ -143,7 +142,7 @@ def _signal(pid: int, sig: int) -> None:
 # -------------------------------------------------------------------- cgroups
 
 
-def _hierarchies() -> list[tuple[frozenset[str], Path]]:
+def hierarchies() -> list[tuple[frozenset[str], Path]]:
     """(controllers, directory of our own cgroup) per hierarchy guestlab uses.
 
     Machines are nested under the caller's own cgroup, so guestlab never escapes limits
@@ -178,7 +177,7 @@ def _hierarchies() -> list[tuple[frozenset[str], Path]]:
     return out
 
 
-def _make_cgroups(unit: str, spec: MachineSpec) -> tuple[list[str], list[str], dict[str, bool]]:
+def make_cgroups(unit: str, spec: MachineSpec) -> tuple[list[str], list[str], dict[str, bool]]:
     """Create the machine's cgroups and write its limits.
 
     Returns every cgroup dir, the ones a command run in the machine joins (v1 resource
@@ -189,7 +188,7 @@ def _make_cgroups(unit: str, spec: MachineSpec) -> tuple[list[str], list[str], d
     joinable: list[str] = []
     limits = {"memory": False, "cpus": False, "pids": False}
     quota = max(1000, round(spec.cpus * 100_000))
-    for ctrl, own in _hierarchies():
+    for ctrl, own in hierarchies():
         d = own / CGROUP_PARENT / unit
         try:
             d.mkdir(parents=True, exist_ok=True)
@@ -227,14 +226,14 @@ def _make_cgroups(unit: str, spec: MachineSpec) -> tuple[list[str], list[str], d
     return dirs, joinable, limits
 
 
-def _in_cgroups(dirs: Sequence[str], argv: list[str]) -> list[str]:
+def in_cgroups(dirs: Sequence[str], argv: list[str]) -> list[str]:
     """argv, started inside the cgroups `dirs` (a process's children inherit them)."""
     if not dirs:
         return argv
     return ["/bin/sh", "-c", _JOIN_AND_EXEC, "sh", *dirs, "--", *argv]
 
 
-def _own_cgroups(meta: dict[str, Any]) -> list[str]:
+def own_cgroups(meta: dict[str, Any]) -> list[str]:
     """The machine's cgroup dirs from its meta, only if they are really the machine's
     (killing every process of a wrong cgroup could take the host down)."""
     tail = f"/{CGROUP_PARENT}/{meta.get('unit')}"
@@ -243,16 +242,16 @@ def _own_cgroups(meta: dict[str, Any]) -> list[str]:
     ]
 
 
-def _cgroup_pids(meta: dict[str, Any]) -> list[int]:
+def cgroup_pids(meta: dict[str, Any]) -> list[int]:
     pids: set[int] = set()
-    for d in _own_cgroups(meta):
+    for d in own_cgroups(meta):
         for dirpath, _dirs, _files in os.walk(d):
             with contextlib.suppress(OSError):
                 pids.update(int(p) for p in Path(dirpath, "cgroup.procs").read_text().split())
-    return sorted(p for p in pids if _alive(p))
+    return sorted(p for p in pids if alive(p))
 
 
-def _remove_cgroups(dirs: Sequence[str]) -> None:
+def remove_cgroups(dirs: Sequence[str]) -> None:
     for d in dirs:
         if not os.path.isdir(d):
             continue
@@ -261,13 +260,13 @@ def _remove_cgroups(dirs: Sequence[str]) -> None:
                 os.rmdir(dirpath)  # cgroup dirs go with rmdir, deepest first
 
 
-def _remove_runtime_leftovers(meta: dict[str, Any]) -> None:
+def remove_runtime_leftovers(meta: dict[str, Any]) -> None:
     """Remove what a stopped nspawn can leave in /run: its propagation directory and the
     lock file of its root directory (left when the payload is killed rather than shut down)."""
     run = Path("/run/systemd/nspawn")
     propagate = run / "propagate" / meta["unit"]
     if propagate.is_dir() and not propagate.is_symlink():
-        _remove_tree(propagate)
+        shutil.rmtree(propagate, ignore_errors=True)
     with contextlib.suppress(OSError):
         st = os.stat(Path(meta["dir"]) / "rootfs")
         lock = run / "locks" / f"inode-{st.st_dev}:{st.st_ino}"
@@ -275,20 +274,20 @@ def _remove_runtime_leftovers(meta: dict[str, Any]) -> None:
             lock.unlink()
 
 
-def _freezer_dir(meta: dict[str, Any]) -> tuple[Path, str] | None:
+def freezer_dir(meta: dict[str, Any]) -> tuple[Path, str] | None:
     """(cgroup dir, v1|v2) that freezes the machine, if it has one."""
-    for d in _own_cgroups(meta):
+    for d in own_cgroups(meta):
         if Path(d, "freezer.state").exists():
             return Path(d), "v1"
-    for d in _own_cgroups(meta):
+    for d in own_cgroups(meta):
         if Path(d, "cgroup.freeze").exists():
             return Path(d), "v2"
     return None
 
 
-def _freeze(meta: dict[str, Any], nspawn: int) -> Callable[[], object]:
+def freeze(meta: dict[str, Any], nspawn: int) -> Callable[[], object]:
     """Freeze the machine; return the function that thaws it."""
-    found = _freezer_dir(meta)
+    found = freezer_dir(meta)
     if found is not None:
         d, version = found
         fname, on, off = (
@@ -305,7 +304,7 @@ def _freeze(meta: dict[str, Any], nspawn: int) -> Callable[[], object]:
                 break
             time.sleep(0.02)
         return lambda: (d / fname).write_text(off)
-    scope = _machined_scope(nspawn)
+    scope = machined_scope(nspawn)
     if scope and meta.get("route") == "machined":
         ok = subprocess.run(["systemctl", "freeze", scope], capture_output=True, check=False)
         if ok.returncode == 0:
@@ -315,8 +314,8 @@ def _freeze(meta: dict[str, Any], nspawn: int) -> Callable[[], object]:
     return lambda: None
 
 
-def _thaw_all(meta: dict[str, Any]) -> None:
-    found = _freezer_dir(meta)
+def thaw_all(meta: dict[str, Any]) -> None:
+    found = freezer_dir(meta)
     if found is not None:
         d, version = found
         with contextlib.suppress(OSError):
@@ -326,7 +325,7 @@ def _thaw_all(meta: dict[str, Any]) -> None:
                 (d / "cgroup.freeze").write_text("0")
 
 
-def _machined_scope(pid: int) -> str | None:
+def machined_scope(pid: int) -> str | None:
     """The machine-*.scope unit systemd-machined put an nspawn process in."""
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
@@ -336,48 +335,7 @@ def _machined_scope(pid: int) -> str | None:
     return None
 
 
-# ---------------------------------------------------------------------- files
-
-
-def _writers_into(path: Path) -> list[int]:
-    """Copies still writing under `path`: a `cp` or `tar` whose guestlab was killed -9."""
-    prefix = str(path)
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        argv = _cmdline(int(entry.name))
-        tool = Path(argv[0]).name if argv and argv[0] else ""
-        if tool in ("cp", "tar") and any(a.startswith(prefix) for a in argv[1:]):
-            found.append(int(entry.name))
-    return found
-
-
-def _remove_tree(path: Path) -> None:
-    """rm -rf that never crosses into another file system (say a bind mount left behind).
-
-    An orphaned copy would go on filling the tree while rm empties it, so it is stopped
-    first, and rm is tried again while the last of its writes land.
-    """
-    if not path.exists() and not path.is_symlink():
-        return
-    for pid in _writers_into(path):
-        _signal(pid, signal.SIGKILL)
-    for attempt in range(5):
-        try:
-            _run(["rm", "-rf", "--one-file-system", "--", str(path)], what=f"removing {path}")
-            return
-        except ProvisioningError:
-            if attempt == 4:
-                raise
-            time.sleep(0.5)
-
-
-def _run(argv: list[str], *, what: str) -> None:
-    proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", check=False)
-    if proc.returncode != 0:
-        raise ProvisioningError(f"{what} failed (exit {proc.returncode}): {proc.stderr.strip()}")
-
-
-def _wait_group_gone(pgid: int, *, limit: float) -> None:
+def wait_group_gone(pgid: int, *, limit: float) -> None:
     """Wait until no process (zombies included) of process group `pgid` is left."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:

@@ -18,8 +18,7 @@ from uuid import uuid4
 
 import pytest
 
-from orchestrator import paths
-from orchestrator.backends.base import Backend, LabRef, MachineSpec
+from orchestrator.backends.base import OUTPUT_LIMIT, Backend, LabRef, MachineSpec
 from orchestrator.backends.nspawn import NspawnBackend, unit_name
 from orchestrator.errors import MachineUnavailable, ProvisioningError
 from tests.integration.conftest import engine
@@ -39,7 +38,7 @@ def _new_lab() -> LabRef:
 
 
 def _machine_dir(lab: LabRef, machine: str) -> Path:
-    return paths.home() / "nspawn" / "machines" / lab.key / machine
+    return NspawnBackend().machine_dir(lab, machine)
 
 
 def _meta(lab: LabRef, machine: str) -> dict:
@@ -65,6 +64,17 @@ def _sh(backend: NspawnBackend, lab: LabRef, machine: str, script: str) -> str:
     result = backend.exec(lab, machine, ["sh", "-c", script], timeout=30)
     assert result.ok, result
     return result.stdout.strip()
+
+
+def _status(pid: int) -> dict[str, str]:
+    """The fields of /proc/PID/status, read on the host."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in lines)}
+
+
+def _host_uid_of_root(backend: NspawnBackend, lab: LabRef, machine: str) -> int:
+    """The host uid that root of the machine is (its init's uid seen from the host)."""
+    return int(_status(_meta(lab, machine)["init_pid"])["Uid"].split()[0])
 
 
 def _booted(backend: NspawnBackend, lab: LabRef, machine: str) -> str:
@@ -270,7 +280,7 @@ def test_destroy_leaves_nothing_and_is_idempotent(backend: NspawnBackend) -> Non
         found = backend.destroy(lab)
         print(f"destroy took {time.monotonic() - started:.1f} s")
         assert sorted(found.machines) == ["box", "web"]
-        assert not (paths.home() / "nspawn" / "machines" / lab.key).exists()
+        assert not _machine_dir(lab, "web").parent.exists()
         assert not [pid for u in units for pid in _procs_mentioning(u)]
         assert not [u for u in units if Path("/run/systemd/nspawn/propagate", u).exists()]
         assert lab.key not in backend.find()
@@ -301,12 +311,160 @@ def test_dead_machine_is_unavailable_and_still_destroyed(backend: NspawnBackend)
         backend.destroy(lab)
 
 
-def test_shell_argv_enters_the_machine(
+def test_shell_argv_enters_the_machine_confined(
     backend: NspawnBackend, lab: LabRef, box: MachineSpec
 ) -> None:
     argv = backend.shell_argv(lab, "box")
-    assert argv[:2] == ["nsenter", "-t"] and argv[-2:] == ["/bin/bash", "-l"]
+    assert argv[-2:] == ["/bin/bash", "-l"]
     out = subprocess.run(
-        [*argv, "-c", "hostname"], capture_output=True, text=True, timeout=20, check=True
+        [*argv, "-c", "hostname; cat /proc/self/uid_map; grep CapBnd /proc/self/status"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
     )
-    assert out.stdout.strip() == "box"
+    hostname, uid_map, capbnd = out.stdout.strip().splitlines()
+    assert hostname == "box"
+    assert uid_map.split()[:2] == ["0", str(_host_uid_of_root(backend, lab, "box"))]
+    assert capbnd.split()[1] == _status(_meta(lab, "box")["init_pid"])["CapBnd"]
+
+
+# ------------------------------------------------------------ root stays in the lab
+
+
+def test_machines_are_btrfs_snapshots_owned_by_an_unprivileged_range(
+    backend: NspawnBackend, lab: LabRef, web: MachineSpec
+) -> None:
+    # scripts/setup/nspawn.sh makes the pool; without it every machine is a full copy
+    assert backend.trees.btrfs, f"{backend.trees.root} is not btrfs: run scripts/setup/nspawn.sh"
+    rootfs = _machine_dir(lab, "web") / "rootfs"
+    assert os.stat(rootfs).st_ino == 256  # a subvolume's root directory
+    owner = os.stat(rootfs).st_uid
+    assert owner >= 65536 and owner == _host_uid_of_root(backend, lab, "web")
+    assert _meta(lab, "web")["disk_limit"] is True
+
+
+def test_root_in_the_machine_is_not_root_on_the_host(
+    backend: NspawnBackend, lab: LabRef, web: MachineSpec
+) -> None:
+    uid_map = _sh(backend, lab, "web", "cat /proc/self/uid_map").split()
+    assert uid_map != ["0", "0", "4294967295"]
+    assert uid_map[0] == "0" and int(uid_map[1]) >= 65536
+    marker = f"{uuid4().int % 1000}.{uuid4().int % 1000 + 1}"  # a unique sleep length
+    _sh(backend, lab, "web", f"setsid sleep {marker} >/dev/null 2>&1 < /dev/null &")
+    try:
+        deadline = time.monotonic() + 10
+        while not (pids := _procs_mentioning(f"sleep\0{marker}")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(pids) == 1, pids
+        status = _status(pids[0])
+        assert status["Uid"].split()[0] == uid_map[1]  # as seen from the host
+        # its capabilities belong to the machine's user namespace, not the host's
+        assert os.readlink(f"/proc/{pids[0]}/ns/user") != os.readlink("/proc/self/ns/user")
+        init = _status(_meta(lab, "web")["init_pid"])
+        assert status["CapBnd"] == init["CapBnd"]
+        assert status["Seccomp"] == "2"
+        assert status["Seccomp_filters"] == init["Seccomp_filters"] != "0"
+    finally:
+        for pid in _procs_mentioning(f"sleep\0{marker}"):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_fresh_procfs_cannot_write_the_host_core_pattern(
+    backend: NspawnBackend, lab: LabRef, web: MachineSpec
+) -> None:
+    before = Path("/proc/sys/kernel/core_pattern").read_text()
+    res = backend.exec(
+        lab,
+        "web",
+        [
+            "sh",
+            "-c",
+            "mkdir -p /mnt/p && mount -t proc proc /mnt/p && echo mounted && "
+            "cat /mnt/p/sys/kernel/core_pattern > /tmp/cp && "
+            "cat /tmp/cp > /mnt/p/sys/kernel/core_pattern && echo written",
+        ],
+        timeout=30,
+    )
+    backend.exec(lab, "web", ["umount", "/mnt/p"], timeout=10)
+    assert "mounted" in res.stdout  # the mount works: the write is what is refused
+    assert "written" not in res.stdout and res.exit_code != 0, res
+    assert Path("/proc/sys/kernel/core_pattern").read_text() == before
+
+
+def test_debugfs_cannot_be_mounted(backend: NspawnBackend, lab: LabRef, web: MachineSpec) -> None:
+    res = backend.exec(
+        lab, "web", ["sh", "-c", "mkdir -p /mnt/d && mount -t debugfs none /mnt/d"], timeout=30
+    )
+    assert res.exit_code != 0, res
+    assert _sh(backend, lab, "web", "grep -c ' /mnt/d ' /proc/mounts || true") == "0"
+
+
+@pytest.mark.parametrize(
+    ("hierarchy", "fname", "field"),
+    [("pids", "pids.max", "pids"), ("memory", "memory.limit_in_bytes", "memory")],
+)
+def test_cgroup_limits_hold_against_root_in_the_machine(
+    backend: NspawnBackend, lab: LabRef, web: MachineSpec, hierarchy: str, fname: str, field: str
+) -> None:
+    meta = _meta(lab, "web")
+    # the limit the host set, read on the host, is the spec's
+    mine = [d for d in meta["cgroups"] if f"/{hierarchy}/" in d]
+    assert len(mine) == 1, meta["cgroups"]
+    assert Path(mine[0], fname).read_text().strip() == str(getattr(web, field))
+    res = backend.exec(
+        lab,
+        "web",
+        [
+            "sh",
+            "-c",
+            f"mkdir -p /mnt/{hierarchy} && mount -t cgroup -o {hierarchy} none /mnt/{hierarchy}"
+            f" && echo mounted && v=$(cat /mnt/{hierarchy}/{fname}) && echo $v"
+            f" && echo $v > /mnt/{hierarchy}/{fname} && echo written",
+        ],
+        timeout=30,
+    )
+    backend.exec(lab, "web", ["umount", f"/mnt/{hierarchy}"], timeout=10)
+    assert "mounted" in res.stdout, res  # the hierarchy is there: the write is refused
+    assert "written" not in res.stdout and res.exit_code != 0, res
+    assert Path(mine[0], fname).read_text().strip() == str(getattr(web, field))
+
+
+def test_writes_beyond_the_disk_bound_fail(
+    backend: NspawnBackend, lab: LabRef, web: MachineSpec
+) -> None:
+    assert web.disk == 2 * 1024**3
+    small = backend.exec(lab, "web", ["fallocate", "-l", "200M", "/var/tmp/small"], timeout=60)
+    assert small.ok, small  # the bound is not simply "nothing"
+    big = backend.exec(lab, "web", ["fallocate", "-l", "3G", "/var/tmp/big"], timeout=60)
+    _sh(backend, lab, "web", "rm -f /var/tmp/small /var/tmp/big")
+    assert big.exit_code != 0, big
+    assert "quota" in big.stderr.lower() or "space" in big.stderr.lower(), big
+
+
+def test_output_flood_is_capped_quickly(
+    backend: NspawnBackend, lab: LabRef, box: MachineSpec
+) -> None:
+    started = time.monotonic()
+    res = backend.exec(lab, "box", ["sh", "-c", "yes | head -c 50M"], timeout=60)
+    assert time.monotonic() - started < 10
+    assert res.truncated and len(res.stdout) <= OUTPUT_LIMIT
+    assert res.stdout.startswith("y\ny\n")
+    ok = backend.exec(lab, "box", ["sh", "-c", "head -c 1000 /dev/zero | tr '\\0' x"], timeout=10)
+    assert ok.ok and not ok.truncated and len(ok.stdout) == 1000
+
+
+def test_timeout_is_enforced_from_the_host(
+    backend: NspawnBackend, lab: LabRef, box: MachineSpec
+) -> None:
+    # a student replaces timeout(1) with one that never stops anything
+    _sh(backend, lab, "box", "cp -p /usr/bin/timeout /usr/bin/timeout.real")
+    backend.put_file(lab, "box", "/usr/bin/timeout", b'#!/bin/sh\nshift\nexec "$@"\n', 0o755)
+    try:
+        started = time.monotonic()
+        res = backend.exec(lab, "box", ["timeout", "1", "sh", "-c", "sleep 41; :"], timeout=3)
+        assert time.monotonic() - started < 8
+        assert res.timed_out and not res.ok
+        assert _sh(backend, lab, "box", "pgrep -f 'sleep 4[1]' || true") == ""
+    finally:
+        _sh(backend, lab, "box", "mv -f /usr/bin/timeout.real /usr/bin/timeout")
