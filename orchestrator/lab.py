@@ -35,6 +35,7 @@ from orchestrator.errors import (
     ScenarioError,
     UsageError,
 )
+from orchestrator.images.catalog import DEFAULT_IMAGE
 from orchestrator.scenario.catalog import resolve
 from orchestrator.scenario.i18n import localize
 from orchestrator.scenario.load import load_file, source_path
@@ -42,7 +43,6 @@ from orchestrator.scenario.model import Machine, Scenario, Step
 from orchestrator.scenario.render import derive_params, render_scenario
 from orchestrator.state import LabRecord, Store, lab_lock
 
-DEFAULT_IMAGE = "debian-12-systemd"
 VM_BACKEND = "vagrant"
 UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 

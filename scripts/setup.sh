@@ -15,24 +15,34 @@ for arg in "$@"; do
   esac
 done
 
+# each step says how long it took, so that a slow one is seen the day it grows
+step() {
+  local name=$1 started
+  shift
+  started=$(date +%s)
+  "$@"
+  echo "setup: step $name took $(( $(date +%s) - started )) s"
+}
+
 export DEBIAN_FRONTEND=noninteractive
 echo "setup: installing packages"
-apt-get update -q
-apt-get install -y -q python3 python3-venv debootstrap
-for part in scripts/setup/*.sh; do
-  bash "$part"
+step apt apt-get update -q
+step base-packages apt-get install -y -q python3 python3-venv debootstrap
+for part in docker lxd nspawn vagrant browser; do
+  step "$part" bash "scripts/setup/$part.sh"
 done
 
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
-fi
+install_venv() {
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[test,lxd,vagrant]'
+  ln -sf "$PWD/.venv/bin/guestlab" /usr/local/bin/guestlab
+}
 echo "setup: installing guestlab into .venv"
-.venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[test,lxd,vagrant]'
-ln -sf "$PWD/.venv/bin/guestlab" /usr/local/bin/guestlab
+step venv install_venv
 
-echo "setup: base image"
-.venv/bin/guestlab image build debian-12-systemd --backend docker
+echo "setup: the library's images, on every backend, side by side"
+step images bash scripts/setup/images.sh
 .venv/bin/guestlab doctor || true
 
 if [ "$demo" = yes ]; then

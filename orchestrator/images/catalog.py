@@ -16,6 +16,9 @@ class ImageDef:
     variant: str = "minbase"
 
 
+#: the image of a machine whose scenario names none
+DEFAULT_IMAGE = "debian-12-systemd"
+
 BASE = ("systemd", "systemd-sysv", "dbus", "iproute2", "procps")
 
 CATALOG: dict[str, ImageDef] = {

@@ -73,7 +73,13 @@ def test_one_hostile_lab_never_fails_the_class(hostile: Store) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["table", "csv", "json", "junit"])
-def test_every_format_of_a_hostile_class_check_is_clean(hostile: Store, fmt: str) -> None:
+def test_every_format_of_a_hostile_class_check_is_clean(
+    hostile: Store, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.classroom import cli as class_cli
+
+    # the console's width is fixed when it first measures its terminal (none under xdist)
+    monkeypatch.setattr(class_cli.out, "_width", 500)
     result = CliRunner(env={"COLUMNS": "500"}).invoke(
         wired, ["class", "check", SCENARIO, "--format", fmt]
     )

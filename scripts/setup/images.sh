@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Build every image the scenario library uses, once, on every backend that uses it, before
+# any lab or test asks: one job per backend, side by side. A root file system shared by
+# several backends is built by whichever job comes first (the others wait on its lock);
+# each job starts at a different image so that their debootstraps run at once.
+# Run after the engines and .venv are set up (scripts/setup.sh calls it). Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+GUESTLAB=.venv/bin/guestlab
+export GUESTLAB_SCENARIOS=${GUESTLAB_SCENARIOS:-$PWD/scenarios}
+
+pairs=$(.venv/bin/python -m orchestrator.images.needed)
+backends=$(awk '{print $1}' <<<"$pairs" | sort -u)
+mkdir -p .setup-logs
+pids=() n=0
+for backend in $backends; do
+  mapfile -t images < <(awk -v b="$backend" '$1 == b {print $2}' <<<"$pairs")
+  count=${#images[@]}
+  (
+    started=$(date +%s)
+    for i in $(seq 0 $((count - 1))); do
+      image=${images[$(( (i + n) % count ))]}
+      "$GUESTLAB" image build "$image" --backend "$backend"
+    done
+    echo "images: $backend ready (${images[*]}) in $(( $(date +%s) - started )) s"
+  ) >".setup-logs/images-$backend.log" 2>&1 &
+  pids+=("$!:$backend")
+  n=$((n + 1))
+done
+failed=()
+for entry in "${pids[@]}"; do
+  if wait "${entry%%:*}"; then
+    tail -n1 ".setup-logs/images-${entry#*:}.log"
+  else
+    failed+=("${entry#*:}")
+  fi
+done
+if [ "${#failed[@]}" -gt 0 ]; then
+  for b in "${failed[@]}"; do
+    echo "images: building for $b failed; its log:" >&2
+    tail -n 30 ".setup-logs/images-$b.log" >&2
+  done
+  exit 1
+fi
