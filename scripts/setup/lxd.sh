@@ -31,12 +31,64 @@ if ! command -v mkfs.btrfs >/dev/null 2>&1; then
         || log "could not install btrfs-progs: guestlab will use the dir pool"
 fi
 
-# Every unprivileged container shares one host uid; at a classroom's scale its kernel
+# Many unprivileged containers run at once; at a classroom's scale the kernel's
 # keyring and inotify quotas run out (nspawn inside then fails with "Disk quota exceeded").
 # These are the values LXD's production set-up recommends.
 sysctl -q -w kernel.keys.maxkeys=2000 kernel.keys.maxbytes=2000000 \
     fs.inotify.max_user_instances=1024 fs.inotify.max_user_watches=1048576 \
     || log "could not raise kernel key/inotify limits (read-only /proc/sys?); large classes may fail"
+
+# Isolated id maps: guestlab gives every machine `security.idmap.isolated=true`, so each
+# one's root is a host uid range no other machine shares. LXD carves those ranges out of
+# root's FIRST range in /etc/subuid and /etc/subgid (LXD 5.0 reads only that one, at
+# start), so root needs one range big enough for a class: $GUESTLAB_LXD_SUBID_COUNT ids
+# (201326592 = 1024 machines of 196608 ids: a nested LXD needs more than 65536) from
+# $GUESTLAB_LXD_SUBID_BASE (0x70000000: above systemd-nspawn's --private-users=pick
+# range, 0x00080000-0x6FFFFFFF, and below the ids some tools read as negative).
+subid_base="${GUESTLAB_LXD_SUBID_BASE:-1879048192}"
+subid_count="${GUESTLAB_LXD_SUBID_COUNT:-201326592}"
+subids_changed=no
+for file in /etc/subuid /etc/subgid; do
+    touch "$file"
+    first_root="$(awk -F: '$1 == "root" && $3 >= 65536 {print $2 ":" $3; exit}' "$file")"
+    if [ "$first_root" = "$subid_base:$subid_count" ]; then
+        continue
+    fi
+    # root's other ranges go: LXD would take the first one; other users' lines stay
+    tmp="$(mktemp "$file.guestlab.XXXXXX")"
+    awk -F: '$1 != "root"' "$file" >"$tmp"
+    printf 'root:%s:%s\n' "$subid_base" "$subid_count" >>"$tmp"
+    chmod --reference="$file" "$tmp"
+    mv "$tmp" "$file"
+    log "$file: root now has $subid_count ids from $subid_base (was: ${first_root:-none})"
+    subids_changed=yes
+done
+
+# The process listening on LXD's socket: the daemon, and nothing else called lxd
+# (`lxd forkexec` helpers, or an LXD nested in a lab machine, carry the same name).
+lxd_daemon_pid() {
+    ss -xlpn 2>/dev/null | awk '$5 == "/var/lib/lxd/unix.socket"' \
+        | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1
+}
+
+if [ "$subids_changed" = yes ] && lxc info >/dev/null 2>&1; then
+    # LXD read the old ranges when it started. Stopping the daemon (SIGTERM, not
+    # `lxd shutdown`) leaves running instances running.
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        log "restarting the lxd service to read the new id ranges"
+        systemctl restart snap.lxd.daemon 2>/dev/null || systemctl restart lxd
+    else
+        pid="$(lxd_daemon_pid)"
+        if [ -n "$pid" ]; then
+            log "restarting lxd (pid $pid) to read the new id ranges"
+            kill -TERM "$pid"
+            for _ in $(seq 1 100); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.2
+            done
+        fi
+    fi
+fi
 
 if ! lxc info >/dev/null 2>&1; then
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then

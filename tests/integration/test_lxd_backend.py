@@ -6,14 +6,25 @@ since an engine test that never runs proves nothing.
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
 
-from orchestrator.backends import lxd as lxd_module
-from orchestrator.backends.base import Backend, LabRef, MachineSpec, no_progress
+from orchestrator.backends import lxd_config, lxd_host
+from orchestrator.backends.base import (
+    DEFAULT_DISK,
+    OUTPUT_LIMIT,
+    Backend,
+    LabRef,
+    MachineSpec,
+    no_progress,
+)
 from orchestrator.backends.lxd import LxdBackend, instance_name
 from orchestrator.errors import MachineUnavailable, UsageError
 from tests.integration.conftest import engine
@@ -75,7 +86,7 @@ def test_machine_has_no_network_device(backend: LxdBackend, web: MachineSpec) ->
 
 
 def test_limits_are_applied(backend: LxdBackend, web: MachineSpec) -> None:
-    inst = backend._client().instances.get(instance_name(web.lab, web.name))
+    inst = backend.client().instances.get(instance_name(web.lab, web.name))
     assert inst.config["limits.memory"] == str(384 * 1024**2)
     assert inst.config["limits.cpu"] == "2"  # 1.5 CPUs rounds up to a whole one
     assert inst.config["limits.processes"] == str(web.pids)
@@ -94,6 +105,21 @@ def test_limits_are_applied(backend: LxdBackend, web: MachineSpec) -> None:
         timeout=10,
     )
     assert res.stdout.strip() == str(384 * 1024**2)
+    # what the host's kernel applies is what the scenario asked: 384 MiB, 1024 PIDs, 1.5
+    # CPUs as a CFS quota over a set of two
+    applied = lxd_host.cgroup_limits(instance_name(web.lab, web.name))
+    assert applied["memory"] == str(384 * 1024**2)
+    assert applied["pids"] == str(web.pids)
+    assert int(applied["cpu_quota"]) / int(applied["cpu_period"]) == 1.5
+    assert cpuset_size(applied["cpus"]) == min(2, os.cpu_count() or 1)
+
+
+def cpuset_size(cpus: str) -> int:
+    count = 0
+    for part in cpus.split(","):
+        first, _, last = part.partition("-")
+        count += int(last or first) - int(first) + 1
+    return count
 
 
 def test_exec_returns_code_and_both_streams(backend: LxdBackend, web: MachineSpec) -> None:
@@ -142,8 +168,8 @@ def test_clone_keeps_machine_id_and_files(
     assert run(backend, copy, "hostname") == "copy-host"
     assert run(backend, web, "hostname") == "web-host"
     # the source kept running throughout
-    assert backend._client().instances.get(instance_name(lab, web.name)).status == "Running"
-    inst = backend._client().instances.get(instance_name(lab, copy.name))
+    assert backend.client().instances.get(instance_name(lab, web.name)).status == "Running"
+    inst = backend.client().instances.get(instance_name(lab, copy.name))
     assert inst.config["user.guestlab.machine"] == "web-copy"
     assert sorted(backend.find(lab)[lab.key].machines) == ["web", "web-copy"]
 
@@ -173,7 +199,7 @@ def test_destroy_removes_everything_and_is_idempotent(backend: LxdBackend) -> No
         assert lab.key in backend.find()
 
         # a stopped machine is unavailable, not an engine error
-        backend._client().instances.get(instance_name(lab, "doomed")).stop(force=True, wait=True)
+        backend.client().instances.get(instance_name(lab, "doomed")).stop(force=True, wait=True)
         with pytest.raises(MachineUnavailable):
             backend.exec(lab, "doomed", ["true"], timeout=5)
 
@@ -182,7 +208,7 @@ def test_destroy_removes_everything_and_is_idempotent(backend: LxdBackend) -> No
         assert gone.other == [f"{instance_name(lab, 'doomed')}/guestlab-start"]
         assert lab.key not in backend.find()
         assert backend.find(lab) == {}
-        assert not backend._client().instances.exists(instance_name(lab, "doomed"))
+        assert not backend.client().instances.exists(instance_name(lab, "doomed"))
         assert not backend.destroy(lab)  # nothing left: harmless
 
         with pytest.raises(MachineUnavailable):
@@ -194,7 +220,9 @@ def test_destroy_removes_everything_and_is_idempotent(backend: LxdBackend) -> No
 def test_missing_image_without_build_names_the_command(
     backend: LxdBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lxd_module, "image_alias", lambda image: f"guestlab/missing-{image}")
+    from orchestrator.backends import lxd_image
+
+    monkeypatch.setattr(lxd_image, "image_alias", lambda image: f"guestlab/missing-{image}")
     with pytest.raises(UsageError, match=f"guestlab image build {IMAGE} --backend lxd"):
         backend.ensure_image(IMAGE, no_progress, build=False)
 
@@ -214,3 +242,156 @@ def test_names_are_valid_for_lxd() -> None:
         "bash",
         "-l",
     ]
+
+
+# -- a student's root stays in the lab ------------------------------------------------
+
+
+def uid_map(backend: LxdBackend, spec: MachineSpec) -> tuple[int, int, int]:
+    first = run(backend, spec, "cat", "/proc/self/uid_map").splitlines()[0].split()
+    inside, host, count = (int(x) for x in first)
+    return inside, host, count
+
+
+def host_uid_of_init(backend: LxdBackend, spec: MachineSpec) -> int:
+    pid = backend.client().instances.get(instance_name(spec.lab, spec.name)).state().pid
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid line for pid {pid}")
+
+
+def test_each_machine_has_an_id_map_of_its_own(backend: LxdBackend, web: MachineSpec) -> None:
+    other_lab = new_lab()
+    other = MachineSpec(other_lab, "web", IMAGE, init="none")
+    try:
+        backend.create(other, no_progress)
+        ours, theirs = uid_map(backend, web), uid_map(backend, other)
+        for inside, host, count in (ours, theirs):
+            assert inside == 0 and host >= 65536 and count == lxd_config.IDMAP_SIZE
+        # the two ranges do not overlap: root of one lab is nobody in the other
+        (_, a, n), (_, b, m) = ours, theirs
+        assert a + n <= b or b + m <= a, (ours, theirs)
+        # and the kernel agrees: each machine's init runs as its own range's first uid
+        assert host_uid_of_init(backend, web) == a
+        assert host_uid_of_init(backend, other) == b
+        config = backend.client().instances.get(instance_name(web.lab, web.name)).config
+        assert lxd_config.is_isolated(config)
+        assert backend.host_root_risk() is None
+    finally:
+        backend.destroy(other_lab)
+
+
+def test_a_clone_gets_an_id_map_of_its_own(backend: LxdBackend, lab: LabRef) -> None:
+    src = MachineSpec(lab, "idsrc", IMAGE, init="none")
+    dst = MachineSpec(lab, "iddst", IMAGE, init="none")
+    backend.create(src, no_progress)
+    backend.clone(src, dst, no_progress)
+    (_, a, n), (_, b, m) = uid_map(backend, src), uid_map(backend, dst)
+    assert a + n <= b or b + m <= a
+    # the copy's files were shifted to its range: root inside still owns /etc
+    assert run(backend, dst, "stat", "-c", "%u", "/etc/passwd") == "0"
+
+
+def test_writing_beyond_the_disk_bound_is_refused(backend: LxdBackend, web: MachineSpec) -> None:
+    inst = backend.client().instances.get(instance_name(web.lab, web.name))
+    size = int(inst.devices["root"]["size"])
+    assert DEFAULT_DISK <= size < DEFAULT_DISK + 1024**3  # the bound plus the image
+    res = backend.exec(web.lab, web.name, ["fallocate", "-l", "3G", "/var/tmp/x"], timeout=60)
+    assert res.exit_code != 0 and "quota" in res.stderr.lower(), res
+    # below the bound, writing works: the refusal above is the bound, not a broken disk
+    run(backend, web, "fallocate", "-l", "256M", "/var/tmp/y", timeout=60)
+    run(backend, web, "rm", "-f", "/var/tmp/x", "/var/tmp/y")
+
+
+def running(backend: LxdBackend, spec: MachineSpec, *commands: str) -> list[str]:
+    """Processes running one of these command lines in the machine (zombies are dead)."""
+    table = run(backend, spec, "ps", "-eo", "stat=,args=")
+    rows = [line.split(None, 1) for line in table.splitlines()]
+    return [" ".join(r) for r in rows if len(r) == 2 and r[1] in commands and r[0][0] != "Z"]
+
+
+def log_dir_bytes() -> int:
+    total = 0
+    for root, _dirs, files in os.walk("/var/log/lxd"):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def test_an_output_flood_is_cut_and_never_reaches_the_host_disk(backend: LxdBackend) -> None:
+    lab = new_lab()
+    spec = MachineSpec(lab, "flood", IMAGE, init="none")
+    name = instance_name(lab, "flood")
+    try:
+        backend.create(spec, no_progress)
+        before = log_dir_bytes()
+        started = time.monotonic()
+        flood = "head -c 50000000 /dev/zero | tr '\\0' x; echo done"
+        res = backend.exec(lab, "flood", ["sh", "-c", flood], timeout=60)
+        elapsed = time.monotonic() - started
+        assert res.truncated and not res.ok
+        assert len(res.stdout) == OUTPUT_LIMIT and set(res.stdout) == {"x"}
+        assert elapsed < 20  # stopped at the limit, not after 50 MB
+        assert log_dir_bytes() - before < 1024**2
+        # the command was killed, not left writing into a pipe nobody reads
+        assert running(backend, spec, "head -c 50000000 /dev/zero", "tr \\0 x") == []
+        # the same on stderr
+        res = backend.exec(lab, "flood", ["sh", "-c", "yes >&2"], timeout=60)
+        assert res.truncated and len(res.stderr) == OUTPUT_LIMIT
+        assert Path("/var/log/lxd", name).is_dir()
+        backend.destroy(lab)
+        assert not Path("/var/log/lxd", name).exists()
+        assert not [p for p in Path("/var/log/lxd").iterdir() if p.name == name]
+    finally:
+        backend.destroy(lab)
+
+
+def test_the_time_limit_is_kept_from_the_host(backend: LxdBackend, web: MachineSpec) -> None:
+    # a student's timeout that never stops anything, and a command that ignores TERM
+    fake = b'#!/bin/sh\nwhile [ "${1#-}" != "$1" ]; do shift; done; shift; exec "$@"\n'
+    run(backend, web, "cp", "-a", "/usr/bin/timeout", "/root/timeout.orig")
+    backend.put_file(web.lab, web.name, "/usr/bin/timeout", fake, 0o755)
+    try:
+        started = time.monotonic()
+        stubborn = "trap '' TERM INT HUP; sleep 41 & sleep 42; echo never"
+        res = backend.exec(web.lab, web.name, ["sh", "-c", stubborn], timeout=2)
+        elapsed = time.monotonic() - started
+        assert res.timed_out and res.exit_code == 124 and "never" not in res.stdout
+        assert elapsed < 5
+        # its whole process tree is gone, the child started in the background too
+        assert running(backend, web, "sleep 41", "sleep 42") == []
+    finally:
+        run(backend, web, "mv", "-f", "/root/timeout.orig", "/usr/bin/timeout")
+
+
+MOUNT_AND_WRITE = """
+set -u
+for ctl in pids memory; do
+  mkdir -p /tmp/cg-$ctl
+  mountpoint -q /tmp/cg-$ctl || mount -t cgroup -o $ctl none /tmp/cg-$ctl || continue
+  echo "mounted $ctl"
+done
+own_pids=$(sed -n 's/^[0-9]*:pids:\\(.*\\)$/\\1/p' /proc/self/cgroup)
+for f in /tmp/cg-pids/pids.max "/tmp/cg-pids$own_pids/pids.max"; do
+  echo max > "$f" 2>/dev/null && echo "WROTE $f"
+done
+for f in /tmp/cg-memory/memory.limit_in_bytes; do
+  echo 8589934592 > "$f" 2>/dev/null && echo "WROTE $f"
+done
+cat /tmp/cg-pids/pids.max /tmp/cg-memory/memory.limit_in_bytes
+"""
+
+
+def test_the_machine_cannot_raise_its_own_cgroup_limits(
+    backend: LxdBackend, web: MachineSpec
+) -> None:
+    res = backend.exec(web.lab, web.name, ["sh", "-c", MOUNT_AND_WRITE], timeout=20)
+    lines = res.stdout.splitlines()
+    assert "mounted pids" in lines and "mounted memory" in lines, res
+    assert not [line for line in lines if line.startswith("WROTE")], res
+    assert lines[-2:] == [str(web.pids), str(384 * 1024**2)]
+    applied = lxd_host.cgroup_limits(instance_name(web.lab, web.name))
+    assert (applied["pids"], applied["memory"]) == (str(web.pids), str(384 * 1024**2))
+    assert math.isclose(int(applied["cpu_quota"]) / int(applied["cpu_period"]), 1.5)

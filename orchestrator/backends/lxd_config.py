@@ -1,0 +1,97 @@
+"""What an LXD instance of guestlab is made of: its name, its config keys, its devices.
+
+Pure functions of a MachineSpec and a few facts about the server (no engine calls), so
+that they can be tested without LXD.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+
+from orchestrator.backends.base import LabRef, MachineSpec
+
+#: LXD config keys are free-form only under `user.`
+CONFIG_PREFIX = "user."
+SNAPSHOT = "guestlab-start"
+OWN_POOL = "guestlab"  # made by scripts/setup/lxd.sh, preferred when present
+#: host ids each machine gets of its own (`security.idmap.size`): more than the 65536 of
+#: one Debian system, because a lab may run LXD inside (lxd-first-container), whose own
+#: unprivileged containers need a subordinate range of 65536 above id 100000
+IDMAP_SIZE = 196608
+#: storage drivers on which LXD enforces a root disk's `size` (btrfs through qgroups);
+#: `dir` only warns in its log and lets the machine fill the host's file system
+SIZE_ENFORCED = frozenset({"btrfs", "zfs", "lvm", "ceph", "cephfs"})
+#: the CPU scheduler period LXD's `limits.cpu.allowance` is given in
+CPU_PERIOD_MS = 100
+
+
+def instance_name(lab: LabRef, machine: str) -> str:
+    """A valid LXD name (<=63 chars, letter first, letters/digits/hyphens) for a machine.
+
+    The hash keeps names of different labs apart; the readable part is only a courtesy
+    to people running `lxc list`.
+    """
+    digest = hashlib.sha256(f"{lab.key}\0{machine}".encode()).hexdigest()[:8]
+    slug = re.sub(r"[^a-z0-9]+", "-", machine.lower()).strip("-")
+    return f"gl-{digest}-{slug}"[:63].rstrip("-") if slug else f"gl-{digest}"
+
+
+def image_alias(image: str) -> str:
+    return f"guestlab/{image}"
+
+
+def config_labels(labels: dict[str, str]) -> dict[str, str]:
+    return {CONFIG_PREFIX + key: value for key, value in labels.items()}
+
+
+def limits(spec: MachineSpec) -> dict[str, str]:
+    """The limits and security keys every machine gets, as LXD config."""
+    quota_ms = max(1, round(spec.cpus * CPU_PERIOD_MS))
+    return {
+        "limits.memory": str(spec.memory),  # bytes: LXD takes a bare number as bytes
+        # a count of CPUs (a cpuset), and the share of them as a CFS quota, so that the
+        # kernel's limit is the scenario's 1.5 CPUs and not two whole ones
+        "limits.cpu": str(max(1, math.ceil(spec.cpus))),
+        "limits.cpu.allowance": f"{quota_ms}ms/{CPU_PERIOD_MS}ms",
+        "limits.processes": str(spec.pids),
+        # the backend promises "nested": containers (or LXD) inside the machine
+        "security.nesting": "true",
+        # unprivileged, and root of this machine is a host uid range no other machine
+        # (of this lab or any other) shares
+        "security.privileged": "false",
+        "security.idmap.isolated": "true",
+        "security.idmap.size": str(IDMAP_SIZE),
+    }
+
+
+def root_disk(pool: str | None, size: int | None) -> dict[str, str]:
+    """The root disk device; `size` in bytes, None where the pool cannot enforce one."""
+    device = {"type": "disk", "path": "/", "pool": pool or ""}
+    if size is not None:
+        device["size"] = str(size)
+    return device
+
+
+def disk_size(spec: MachineSpec, image_bytes: int, driver: str | None) -> int | None:
+    """The root disk size for a machine: what it may write beyond its image, plus the image.
+
+    On btrfs, LXD limits the instance's qgroup by referenced bytes, which count the
+    image's files it shares with other machines; None where the driver cannot bound it.
+    """
+    if driver not in SIZE_ENFORCED:
+        return None
+    mib = 1024**2
+    return math.ceil((spec.disk + max(0, image_bytes)) / mib) * mib
+
+
+def instance_config(spec: MachineSpec) -> dict[str, str]:
+    return {**config_labels(spec.labels), **limits(spec)}
+
+
+def is_isolated(config: dict[str, str]) -> bool:
+    """Whether an instance's config makes it unprivileged with an id map of its own."""
+    privileged = config.get("security.privileged", "false").lower() in ("true", "1", "yes")
+    isolated = config.get("security.idmap.isolated", "false").lower() in ("true", "1", "yes")
+    return isolated and not privileged
