@@ -244,7 +244,8 @@ class LxdBackend:
         }
         progress(f"creating {name} from {image_alias(spec.image)}")
         with self._errors(f"create {name}"):
-            inst = client.instances.create(config, wait=True)
+            with lxd_host.create_lock():
+                inst = client.instances.create(config, wait=True)
             inst.start(wait=True)
         self._wait_ready(inst, spec.init, progress)
         self._set_hostname(inst, spec)
@@ -307,7 +308,8 @@ class LxdBackend:
         }
         progress(f"copying {src.name} to {name}")
         with self._errors(f"copy {src.name} to {name}"):
-            inst = client.instances.create(config, wait=True)
+            with lxd_host.create_lock():
+                inst = client.instances.create(config, wait=True)
             inst.start(wait=True)
             src.sync()
             if src.status != "Running":  # should not happen, but the source must stay up

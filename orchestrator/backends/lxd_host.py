@@ -8,12 +8,16 @@ under LXD's own log directory for guestlab's own instance names.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from orchestrator import paths
 
 #: where LXD keeps each instance's logs (lxc.log, console.log, exec output): Debian's
 #: package, then the snap
@@ -180,3 +184,16 @@ def cgroup_limits(instance: str, root: Path = Path("/sys/fs/cgroup")) -> dict[st
     out["cpu_quota"], out["cpu_period"] = quota, period
     out["cpus"] = _read(base / "cpuset.cpus").decode().strip()
     return out
+
+
+@contextmanager
+def create_lock() -> Iterator[None]:
+    """One instance creation at a time from this host.
+
+    LXD 5.0 records a new instance before it picks the instance's isolated id range, and
+    meanwhile counts it as holding range 0: a second creation at that moment gets a range
+    below root's /etc/subuid range, which fails to start, and every later one follows it.
+    """
+    with open(paths.locks_dir() / "lxd-create.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
