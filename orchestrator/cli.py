@@ -335,6 +335,8 @@ def exec_cmd(
     sys.stderr.write(res.stderr)
     if res.timed_out:
         err.print(f"error: the command was stopped after {timeout:g} s")
+    if res.truncated:
+        err.print("error: the command printed more than 1 MiB on a stream and was stopped there")
     sys.exit(res.exit_code)
 
 

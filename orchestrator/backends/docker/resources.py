@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -71,6 +72,7 @@ class Resources:
 
     def destroy(self, lab: LabRef, also: Sequence[str] = ()) -> FoundResources:
         found = FoundResources()
+        self.wait_out_commits(lab, also)
         containers, networks, images, volumes = self.call(
             "listing the lab's resources", self.labelled, lab, also
         )
@@ -94,6 +96,21 @@ class Resources:
             _ignore_missing(vol.remove, force=True)
             found.other.append(f"volume {vol.name}")
         return found
+
+    def wait_out_commits(self, lab: LabRef, also: Sequence[str], limit: float = 120) -> None:
+        """A killed guestlab may leave the engine committing a machine (it pauses the
+        container meanwhile); the image it makes must exist before the lab's are listed."""
+        deadline = time.monotonic() + limit
+        flt = {"label": [f"{LABEL_LAB}={lab.key}", *also]}
+        while time.monotonic() < deadline:
+            paused = self.call(
+                "listing the lab's machines",
+                self.client.containers.list,
+                filters={**flt, "status": "paused"},
+            )
+            if not paused:
+                return
+            time.sleep(0.2)
 
     def find(self, lab: LabRef | None, also: Sequence[str] = ()) -> dict[str, FoundResources]:
         containers, networks, images, volumes = self.call(
