@@ -254,6 +254,8 @@ class LxdBackend:
         """The root disk on the chosen pool, `spec.disk` beyond the image where LXD can
         enforce a size; where it cannot (a `dir` pool), a progress line says so."""
         conn = self._connection()
+        if conn.local and conn.driver == "btrfs":
+            lxd_host.heal_quota(conn.pool)  # a bound the kernel stopped enforcing is none
         if not conn.disk_bounded:
             progress(
                 f"storage pool `{conn.pool}` ({conn.driver}) cannot bound the disk of {name}:"
@@ -356,6 +358,7 @@ class LxdBackend:
         from pylxd.exceptions import LXDAPIException, NotFound
 
         found = FoundResources()
+        conn = self._connection()
         for inst in self._labelled():
             if inst.config.get(CONFIG_PREFIX + LABEL_LAB) != lab.key:
                 continue
@@ -367,11 +370,13 @@ class LxdBackend:
                 continue  # removed by someone else meanwhile: it is gone all the same
             except LXDAPIException as exc:
                 raise ProvisioningError(f"LXD could not delete {inst.name}: {exc}") from exc
-            if self._connection().local:
+            if conn.local:
                 # LXD 5.0 leaves /var/log/lxd/NAME behind; nothing of the lab stays
                 lxd_host.remove_logs(inst.name)
             found.machines.append(inst.config.get(CONFIG_PREFIX + LABEL_MACHINE, inst.name))
             found.other.extend(snaps)
+        if found.machines and conn.local and conn.driver == "btrfs":
+            lxd_host.heal_quota(conn.pool)  # deleting marks the pool's qgroups inconsistent
         return found
 
     def find(self, lab: LabRef | None = None) -> dict[str, FoundResources]:

@@ -12,6 +12,7 @@ import fcntl
 import os
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -197,3 +198,36 @@ def create_lock() -> Iterator[None]:
     with open(paths.locks_dir() / "lxd-create.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+#: where LXD mounts its storage pools: Debian's package, then the snap
+POOL_DIRS = (Path("/var/lib/lxd/storage-pools"), Path("/var/snap/lxd/common/lxd/storage-pools"))
+
+
+def heal_quota(pool: str) -> bool:
+    """Rescan a btrfs pool's qgroups when the kernel marked them inconsistent; whether it did.
+
+    Deleting an instance whose qgroup still counts bytes marks every qgroup of the file
+    system inconsistent (kernel 6.x), and the kernel then stops enforcing their limits:
+    a machine's disk bound would hold only until the first `down`. A rescan takes a
+    fraction of a second on a lab pool.
+    """
+    path = next((d / pool for d in POOL_DIRS if (d / pool).is_dir()), None)
+    if path is None or shutil.which("btrfs") is None:
+        return False
+    uuid = subprocess.run(
+        ["findmnt", "-no", "UUID", "--target", str(path)],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    flag = Path("/sys/fs/btrfs", uuid, "qgroups", "inconsistent")
+    if not uuid or _read(flag).strip() != b"1":
+        return False
+    with open(paths.locks_dir() / f"lxd-quota-{pool}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _read(flag).strip() != b"1":
+            return False  # another guestlab rescanned meanwhile
+        subprocess.run(
+            ["btrfs", "quota", "rescan", "-w", str(path)],
+            capture_output=True, timeout=600, check=False,
+        )  # fmt: skip
+    return True

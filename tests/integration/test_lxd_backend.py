@@ -299,6 +299,12 @@ def test_writing_beyond_the_disk_bound_is_refused(backend: LxdBackend, web: Mach
     assert DEFAULT_DISK <= size < DEFAULT_DISK + 1024**3  # the bound plus the image
     res = backend.exec(web.lab, web.name, ["fallocate", "-l", "3G", "/var/tmp/x"], timeout=60)
     assert res.exit_code != 0 and "quota" in res.stderr.lower(), res
+    # written, not only reserved: the kernel must still enforce the bound after other
+    # labs' machines were deleted (which marks the pool's qgroups inconsistent)
+    fill = "dd if=/dev/zero of=/var/tmp/x bs=1M count=4096 status=none && echo FILLED"
+    res = backend.exec(web.lab, web.name, ["sh", "-c", fill], timeout=300)
+    assert "FILLED" not in res.stdout and "quota" in res.stderr.lower(), res
+    run(backend, web, "sh", "-c", "rm -f /var/tmp/x && sync")
     # below the bound, writing works: the refusal above is the bound, not a broken disk
     run(backend, web, "fallocate", "-l", "256M", "/var/tmp/y", timeout=60)
     run(backend, web, "rm", "-f", "/var/tmp/x", "/var/tmp/y")
