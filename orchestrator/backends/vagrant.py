@@ -507,8 +507,9 @@ class VagrantBackend:
         """SSH as the lab's key only, the hostname when Vagrant did not set it, and ready."""
         if self._meta(lab)["provider"] == "docker":
             # Vagrant gave the container its hostname; there is no SSH to set up
+            # systemd starts only now: the docker backend's wait knows "offline" is early
             self._docker().release_boot(lab, machine, init)
-            self._wait_ready(lab, machine, init, progress)
+            self._docker().engine.wait_ready(lab, machine, init, progress)
             return
         Ssh(lab, machine).forget()
         self._wait_ssh(lab, machine)
@@ -683,8 +684,10 @@ class VagrantBackend:
             Ssh(lab, spec.name).forget()  # the guest's end of the connection goes back
             libvirt.revert_snapshot(dom)
         for spec in machines:
-            if not docker:
-                self._wait_ssh(lab, spec.name)
+            if docker:
+                self._docker().engine.wait_ready(lab, spec.name, spec.init, progress)
+                continue
+            self._wait_ssh(lab, spec.name)
             self._wait_ready(lab, spec.name, spec.init, progress)
 
     def _restore_container(self, lab: LabRef, spec: MachineSpec, progress: Progress) -> None:
