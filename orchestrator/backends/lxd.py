@@ -325,8 +325,8 @@ class LxdBackend:
             with self._errors(f"snapshot {inst.name}"):
                 # snapshots.all() gives name-only objects: .get() would warn about every
                 # field newer LXD returns that pylxd does not know
-                for snap in inst.snapshots.all():
-                    if snap.name == SNAPSHOT:
+                with lxd_host.pool_lock(self._connection().pool):
+                    for snap in (s for s in inst.snapshots.all() if s.name == SNAPSHOT):
                         snap.delete(wait=True)
                 inst.snapshots.create(SNAPSHOT, stateful=False, wait=True)
 
@@ -365,7 +365,8 @@ class LxdBackend:
             try:
                 snaps = [f"{inst.name}/{s.name}" for s in inst.snapshots.all()]
                 drop_exec_logs(self.client(), inst.name)
-                delete_instance(inst)
+                with lxd_host.pool_lock(conn.pool):
+                    delete_instance(inst)
             except NotFound:
                 continue  # removed by someone else meanwhile: it is gone all the same
             except LXDAPIException as exc:

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -195,8 +196,7 @@ def create_lock() -> Iterator[None]:
     meanwhile counts it as holding range 0: a second creation at that moment gets a range
     below root's /etc/subuid range, which fails to start, and every later one follows it.
     """
-    with open(paths.locks_dir() / "lxd-create.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _flock(host_lock_dir() / "guestlab-lxd-create.lock", fcntl.LOCK_EX):
         yield
 
 
@@ -222,8 +222,7 @@ def heal_quota(pool: str) -> bool:
     flag = Path("/sys/fs/btrfs", uuid, "qgroups", "inconsistent")
     if not uuid or _read(flag).strip() != b"1":
         return False
-    with open(paths.locks_dir() / f"lxd-quota-{pool}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with pool_lock(pool, exclusive=True):
         if _read(flag).strip() != b"1":
             return False  # another guestlab rescanned meanwhile
         subprocess.run(
@@ -231,3 +230,35 @@ def heal_quota(pool: str) -> bool:
             capture_output=True, timeout=600, check=False,
         )  # fmt: skip
     return True
+
+
+@contextmanager
+def pool_lock(pool: str, *, exclusive: bool = False) -> Iterator[None]:
+    """Deletions on a pool share this lock; a qgroup rescan takes it alone.
+
+    A snapshot deleted while btrfs rescans the pool's qgroups was seen half deleted (gone
+    from LXD's database, its subvolume still there), and its instance could not be deleted.
+    """
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    with _flock(host_lock_dir() / f"guestlab-lxd-pool-{pool}.lock", mode):
+        yield
+
+
+def host_lock_dir() -> Path:
+    """Locks every guestlab on this host shares, whatever its GUESTLAB_HOME (state stores
+    differ, LXD is one)."""
+    for base in (Path("/run/lock"), Path(tempfile.gettempdir())):
+        if base.is_dir() and os.access(base, os.W_OK):
+            return base
+    return paths.locks_dir()
+
+
+@contextmanager
+def _flock(path: Path, mode: int) -> Iterator[None]:
+    # a shared directory: never follow a link someone else left there, never truncate
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)
