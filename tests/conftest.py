@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENGINE_ORDER = ("docker", "lxd", "nspawn", "vagrant")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Put every engine test in its engine's xdist group: tests of one engine run in
     order on one worker (they share its daemon, networks and images), engines side by

@@ -1,0 +1,51 @@
+"""The suite's engine groups hold under xdist: one engine's tests share one worker.
+
+Tests of one engine share module fixtures (a lab made by one test, destroyed by the last);
+split over workers they fail. This runs a small suite with the project's grouping hook.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TESTS = """
+import pytest
+
+@pytest.mark.docker
+@pytest.mark.parametrize("i", range(6))
+def test_docker(i): pass
+
+@pytest.mark.lxd
+@pytest.mark.parametrize("i", range(6))
+def test_lxd(i): pass
+
+@pytest.mark.parametrize("i", range(6))
+def test_free(i): pass
+"""
+
+
+def test_each_engines_tests_run_on_one_worker(tmp_path: Path) -> None:
+    (tmp_path / "conftest.py").write_text(
+        "from tests.conftest import pytest_collection_modifyitems  # noqa: F401\n"
+    )
+    (tmp_path / "test_groups.py").write_text(TESTS)
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "3", "--dist", "loadgroup", "-v", "-p",
+         "no:cacheprovider", "-o", "addopts=", "--rootdir", str(tmp_path), str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    workers: dict[str, set[str]] = {}
+    for gw, name, group in re.findall(
+        r"\[(gw\d+)\].*PASSED \S+::(test_\w+)\[\d+\](@\w+)?", out.stdout
+    ):
+        workers.setdefault(name, set()).add(gw)
+        if name != "test_free":
+            assert group == "@" + name.removeprefix("test_"), out.stdout
+    assert len(workers["test_docker"]) == 1 and len(workers["test_lxd"]) == 1, workers
