@@ -18,8 +18,9 @@ log() { printf 'docker-setup: %s\n' "$*" >&2; }
 POOL_FILE=${GUESTLAB_DOCKER_POOL_FILE:-/var/lib/guestlab/docker.btrfs}
 DATA_ROOT=${GUESTLAB_DOCKER_ROOT:-/var/lib/guestlab/docker}
 SIZE=${GUESTLAB_DOCKER_POOL_SIZE:-60G}
-# 65536 ids from here belong to dockremap: far above the ranges LXD hands out to root
-REMAP_START=${GUESTLAB_DOCKER_SUBID:-1500000000}
+# 65536 ids from here belong to dockremap: above the ranges systemd-nspawn picks from
+# (0x80000-0x6fffffff) and the one LXD isolates its containers in (root's, 0x70000000 up)
+REMAP_START=${GUESTLAB_DOCKER_SUBID:-2080374784}
 
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
