@@ -40,6 +40,8 @@ install_venv() {
 }
 echo "setup: installing guestlab into .venv"
 step venv install_venv
+# the Docker engine's seccomp profile is derived with guestlab's code, now installed
+step docker-seccomp bash scripts/setup/docker.sh
 
 echo "setup: the library's images, on every backend, side by side"
 step images bash scripts/setup/images.sh

@@ -12,6 +12,7 @@
 # Changing these settings restarts the engine; images are imported again afterwards by the
 # set-up (a remapped engine has storage of its own).
 set -euo pipefail
+cd "$(dirname "$0")/../.."
 
 log() { printf 'docker-setup: %s\n' "$*" >&2; }
 
@@ -110,6 +111,35 @@ fi
 docker info >/dev/null 2>&1 || start_engine \
   || { log "the Docker engine did not start; see /var/log/dockerd.log"; exit 1; }
 running_as_wanted || { log "the engine runs without user namespaces or btrfs storage"; exit 1; }
+
+# the engine's default seccomp profile less btrfs's subvolume ioctls (a subvolume made in
+# a machine would be outside its disk quota): taken from Debian's package of the same
+# engine version, which ships the profile as data
+make_seccomp_profile() {
+  local version profile=/etc/guestlab/docker-seccomp.json tmp
+  version=$(dpkg-query -W -f='${source:Version}' docker.io 2>/dev/null) || {
+    log "not Debian's docker.io: no seccomp profile; a nested btrfs subvolume escapes the disk bound"
+    return 0
+  }
+  if [ -f "$profile" ] && [ "$(cat "$profile.version" 2>/dev/null)" = "$version" ]; then
+    return 0
+  fi
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -q "golang-github-docker-docker-dev=$version" >/dev/null)
+  dpkg-deb --fsys-tarfile "$tmp"/golang-github-docker-docker-dev_*.deb \
+    | tar -x -C "$tmp" --wildcards '*/profiles/seccomp/default.json'
+  "$PYTHON" -c 'import sys; from orchestrator.backends.docker.seccomp import main; main(sys.argv[1:])' \
+    "$(find "$tmp" -path '*/profiles/seccomp/default.json' | head -n1)" "$profile"
+  echo "$version" >"$profile.version"
+  rm -rf "$tmp"
+  log "seccomp profile $profile (the engine's default, less btrfs's subvolume ioctls)"
+}
+PYTHON=${GUESTLAB_PYTHON:-.venv/bin/python}
+if [ -x "$PYTHON" ]; then
+  make_seccomp_profile
+else
+  log "no .venv yet: the seccomp profile is made on the set-up's next step"
+fi
 
 # lab bridges never reach the host's own services (guestlab adds it too, if missing)
 for tool in iptables ip6tables; do

@@ -128,6 +128,28 @@ def test_the_disk_is_bounded(machine: Machine) -> None:
     assert "ALLOCATED" not in out and "FILLED" not in out, out
 
 
+# btrfs lets anyone who can write a folder make a subvolume there, and a new subvolume is
+# outside the quota group of the one it sits in: perl (in every Debian) makes one with the
+# ioctl, as a student would without btrfs-progs.
+SUBVOLUME = (
+    'perl -e \'opendir(my $d, "/var/tmp") or die; open(my $f, "<", "/var/tmp") or die;'
+    ' ioctl($f, {nr}, pack("q a4088", 0, "nested")) or die "refused: $!\\n";'
+    ' print "CREATED\\n"\''
+)
+
+
+def test_a_nested_subvolume_does_not_escape_the_disk_bound(machine: Machine) -> None:
+    over = machine.spec.disk // 1024**2 + 1024
+    out = machine.sh(
+        SUBVOLUME.format(nr=0x5000940E)
+        + f"; dd if=/dev/zero of=/var/tmp/nested/fill bs=1M count={over} status=none"
+        " 2>/dev/null && echo FILLED; rm -f /var/tmp/nested/fill; rmdir /var/tmp/nested"
+        " 2>/dev/null; true",
+        timeout=300,
+    )
+    assert "FILLED" not in out, out
+
+
 @pytest.fixture
 def host_listener() -> Iterator[tuple[int, list[str]]]:
     """A TCP listener on every host address (0.0.0.0) that records who connected."""

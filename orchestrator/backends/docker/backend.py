@@ -23,7 +23,7 @@ from orchestrator.backends.base import (
     MachineSpec,
     Progress,
 )
-from orchestrator.backends.docker import cgroups, execution, firewall
+from orchestrator.backends.docker import cgroups, execution, firewall, seccomp
 from orchestrator.backends.docker.confine import BOOT_FLAG, Confinement
 from orchestrator.backends.docker.engine import (
     START_FIX,
@@ -146,7 +146,7 @@ class DockerBackend:
 
     def confinement(self, spec: MachineSpec, network: str, labels: dict[str, str]) -> Confinement:
         disk = spec.disk if self.facts.bounds_disk else None
-        return Confinement(spec, network, labels, disk)
+        return Confinement(spec, network, labels, disk, seccomp.installed())
 
     def _run(self, spec: MachineSpec, image: str) -> None:
         conf = self.confinement(spec, self.ensure_network(spec.lab, spec.lab.labels()), spec.labels)

@@ -10,6 +10,7 @@ container's first process waits for BOOT_FLAG before it becomes systemd.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from orchestrator.backends.base import MachineSpec
@@ -29,6 +30,8 @@ class Confinement:
     labels: dict[str, str]
     #: bytes the machine may write, or None where the storage driver cannot bound it
     disk: int | None
+    #: the seccomp profile that keeps the bound (seccomp.py), when the set-up made one
+    seccomp: Path | None = None
 
     @property
     def systemd(self) -> bool:
@@ -59,6 +62,9 @@ class Confinement:
         )
         if self.disk is not None:
             kwargs["storage_opt"] = {"size": str(self.disk)}
+        if self.seccomp is not None:
+            # the API takes the profile itself; the command line, its file
+            kwargs["security_opt"] = [f"seccomp={self.seccomp.read_text()}"]
         if self.systemd:
             kwargs.update(
                 cap_add=["SYS_ADMIN"],
@@ -81,6 +87,8 @@ class Confinement:
         ]  # fmt: skip
         if self.disk is not None:
             args += ["--storage-opt", f"size={self.disk}"]
+        if self.seccomp is not None:
+            args += ["--security-opt", f"seccomp={self.seccomp}"]
         for key, value in sorted(self.labels.items()):
             args += ["--label", f"{key}={value}"]
         if not self.systemd:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.backends.base import LabRef
+from orchestrator.backends.docker import seccomp
 
 START_FIX = "start it: `systemctl start docker`, or `dockerd &` where systemd is not PID 1"
 USERNS_FIX = (
@@ -46,6 +47,7 @@ class EngineFacts:
     apparmor: bool
     storage_driver: str
     backing_fs: str
+    seccomp_profile: bool = False
 
     @classmethod
     def read(cls, info: dict[str, Any]) -> EngineFacts:
@@ -57,6 +59,7 @@ class EngineFacts:
             apparmor="name=apparmor" in options,
             storage_driver=str(info.get("Driver", "")),
             backing_fs=str(status.get("Backing Filesystem", "")),
+            seccomp_profile=seccomp.installed() is not None,
         )
 
     @property
@@ -77,9 +80,10 @@ class EngineFacts:
 
     def __str__(self) -> str:
         userns = "user namespaces" if self.userns else "NO user namespaces (root is host root)"
-        disk = (
-            f"disk bound by {self.storage_driver}"
-            if self.bounds_disk
-            else f"no disk bound ({self.storage_driver} on {self.backing_fs or '?'})"
-        )
+        if not self.bounds_disk:
+            disk = f"no disk bound ({self.storage_driver} on {self.backing_fs or '?'})"
+        elif self.storage_driver == "btrfs" and not self.seccomp_profile:
+            disk = "disk bound by btrfs, but a nested subvolume escapes it (no seccomp profile)"
+        else:
+            disk = f"disk bound by {self.storage_driver}"
         return f"{userns}, {disk}"
