@@ -67,12 +67,12 @@ def root_ids(pid: int, proc: str = "/proc") -> tuple[int, int]:
     return ids[0], ids[1]
 
 
-def delegate(pid: int) -> None:
+def delegate(pid: int, proc: str = "/proc") -> None:
     """Give root of `pid`'s user namespace its cgroup directories, not their limits."""
-    uid, gid = root_ids(pid)
+    uid, gid = root_ids(pid, proc)
     if uid == 0:
         return  # no user namespace: nothing to hand over (host_root_risk says so)
-    for group in groups(pid):
+    for group in groups(pid, proc):
         names = V2_DELEGATED if not group.controllers else V1_DELEGATED
         os.chown(group.path, uid, gid)
         for name in names:
