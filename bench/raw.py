@@ -16,7 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator import backends, paths
+from orchestrator import backends
+from orchestrator.backends.docker.cgroups import delegate
+from orchestrator.backends.docker.confine import BOOT_FLAG, HOLD_THEN_BOOT
+from orchestrator.backends.docker.seccomp import PROFILE as SECCOMP
+from orchestrator.backends.nspawn_store import is_subvolume, store_root
 from orchestrator.checks import probes
 from orchestrator.lab import Lab
 from orchestrator.scenario.load import source_path
@@ -70,8 +74,13 @@ class RawDocker(Raw):
             "--network", f"raw{self.tag}", "--memory", str(spec.memory), "--memory-swap", str(spec.memory),
             "--cpus", str(spec.cpus), "--pids-limit", str(spec.pids), "--cap-add", "SYS_ADMIN",
             "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
-            "--cgroupns", "private", "-e", "container=docker",
-            "--stop-signal", "SIGRTMIN+3", image, "/lib/systemd/systemd"])  # fmt: skip
+            "--cgroupns", "private", "-e", "container=docker", "--storage-opt", f"size={spec.disk}",
+            *(["--security-opt", f"seccomp={SECCOMP}"] if SECCOMP.is_file() else []),
+            "--stop-signal", "SIGRTMIN+3", image, "/bin/sh", "-c", HOLD_THEN_BOOT])  # fmt: skip
+        # in a user namespace systemd needs its cgroup folders: chown them, then boot
+        pid = sh(["docker", "inspect", "-f", "{{.State.Pid}}", self.name(machine)]).strip()
+        delegate(int(pid))
+        sh([*self.exec_prefix(machine), "touch", BOOT_FLAG])
         wait_running(self.exec_prefix(machine))
 
     def up(self) -> None:
@@ -151,11 +160,13 @@ class RawLxd(Raw):
 
 
 class RawNspawn(Raw):
-    """systemd-nspawn by hand: a directory per machine, nsenter for commands."""
+    """systemd-nspawn by hand, confined as guestlab confines it: private users, a btrfs
+    snapshot per machine where the pool is btrfs, nsenter (user namespace included)."""
 
     def __init__(self, lab: Lab, tag: str) -> None:
         super().__init__(lab, tag)
-        self.root = paths.home() / "raw-nspawn" / tag
+        self.store = store_root()
+        self.root = self.store / "raw" / tag
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.pids: dict[str, int] = {}
 
@@ -168,6 +179,7 @@ class RawNspawn(Raw):
     def start(self, machine: str) -> None:
         proc = subprocess.Popen(
             ["systemd-nspawn", "--register=no", "--keep-unit", "--private-network", "--quiet",
+             "--private-users=pick", "--private-users-chown",
              f"--machine={self.name(machine)}", "-D", str(self.tree(machine)), "--boot"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -184,11 +196,14 @@ class RawNspawn(Raw):
 
     def copy(self, src: Path, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        sh(["cp", "-a", "--reflink=auto", str(src), str(dest)])
+        if is_subvolume(src):
+            sh(["btrfs", "-q", "subvolume", "snapshot", str(src), str(dest)])
+        else:
+            sh(["cp", "-a", "--reflink=auto", str(src), str(dest)])
 
     def up(self) -> None:
         lab = self.lab
-        base = paths.home() / "nspawn" / "images"
+        base = self.store / "images"
         for m in lab.originals:
             spec = lab.spec(m.name)
             self.copy(base / spec.image, self.tree(m.name))
@@ -217,13 +232,21 @@ class RawNspawn(Raw):
     def reset(self) -> None:
         for s in self.lab.specs:
             self.stop(s.name)
-            shutil.rmtree(self.tree(s.name))
+            self.remove(self.tree(s.name))
             self.copy(self.tree(s.name, "snapshot"), self.tree(s.name))
             self.start(s.name)
+
+    def remove(self, path: Path) -> None:
+        if is_subvolume(path):
+            sh(["btrfs", "-q", "subvolume", "delete", str(path)])
+        else:
+            shutil.rmtree(path)
 
     def down(self) -> None:
         for s in self.lab.specs:
             self.stop(s.name)
+            for what in ("rootfs", "snapshot"):
+                self.remove(self.tree(s.name, what))
         shutil.rmtree(self.root)
 
 
