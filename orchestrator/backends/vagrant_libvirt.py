@@ -23,6 +23,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 from orchestrator import paths
+from orchestrator.backends import firewall
 from orchestrator.backends.base import LABEL_LAB, LABEL_MACHINE, FoundResources, LabRef, Progress
 from orchestrator.backends.vagrant_host import (
     DESCRIPTION_PREFIX,
@@ -256,6 +257,7 @@ def ensure_network(lab: LabRef) -> str:
     with open(paths.locks_dir() / "vagrant-networks.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two labs never pick the same subnet
         if virsh_ok("net-info", name):
+            firewall.ensure_host_drop()
             xml = ElementTree.fromstring(virsh("net-dumpxml", name))
             ip = xml.find("ip")
             assert ip is not None
@@ -265,11 +267,14 @@ def ensure_network(lab: LabRef) -> str:
             return str(net)
         subnet = _free_subnet(lab)
         host, first, last = subnet[1], subnet[2], subnet[-2]
-        # no <forward>: an isolated network, the VMs reach each other and this host only
+        # no <forward>: an isolated network, the VMs reach each other and this host only;
+        # of this host, its DHCP and the replies to its SSH (the firewall chain)
+        firewall.ensure_host_drop()
+        bridge = firewall.bridge_name(firewall.VM_PREFIX, name)
         xml = (
             f"<network><name>{name}</name>"
             f"<description>{DESCRIPTION_PREFIX}{json.dumps(lab.labels())}</description>"
-            "<bridge stp='on' delay='0'/>"
+            f"<bridge name='{bridge}' stp='on' delay='0'/>"
             f"<ip address='{host}' netmask='{subnet.netmask}'>"
             f"<dhcp><range start='{first}' end='{last}'/></dhcp></ip></network>"
         )

@@ -7,8 +7,8 @@
 # - every machine gets a bound on what it writes (`--storage-opt size=`): the engine keeps
 #   its data on btrfs (a sparse loop file, $GUESTLAB_DOCKER_POOL_SIZE, 60G by default) whose
 #   quotas enforce it; overlay2 on ext4 cannot;
-# - lab networks reach nothing beyond their bridge, and a firewall rule keeps their bridges
-#   (named glb...) from the host's own services.
+# - lab networks reach nothing beyond their bridge; guestlab's firewall chain
+#   (orchestrator/backends/firewall.py) keeps their bridges (glb...) from the host's services.
 # Changing these settings restarts the engine; images are imported again afterwards by the
 # set-up (a remapped engine has storage of its own).
 set -euo pipefail
@@ -141,9 +141,4 @@ else
   log "no .venv yet: the seccomp profile is made on the set-up's next step"
 fi
 
-# lab bridges never reach the host's own services (guestlab adds it too, if missing)
-for tool in iptables ip6tables; do
-  command -v "$tool" >/dev/null || continue
-  "$tool" -w -C INPUT -i glb+ -j DROP 2>/dev/null || "$tool" -w -I INPUT -i glb+ -j DROP || true
-done
 log "ready: Docker engine $(docker version --format '{{.Server.Version}}'), user namespaces, btrfs storage in $DATA_ROOT"

@@ -86,6 +86,33 @@ def test_vm_boots_systemd_under_a_hypervisor(backend: VagrantBackend, web: Machi
     assert 500 * 1024 < mem_kib <= 640 * 1024
 
 
+def test_the_vm_reaches_no_service_of_the_host(backend: VagrantBackend, web: MachineSpec) -> None:
+    """The lab network's host address answers DHCP and the host's SSH, nothing else."""
+    import ipaddress
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("0.0.0.0", 0))
+    srv.listen(4)
+    srv.settimeout(8)
+    seen: list[str] = []
+    threading.Thread(target=lambda: seen.append(str(srv.accept()[1])), daemon=True).start()
+    try:
+        # the lab network's first address is the host's (vagrant_libvirt.ensure_network)
+        cidr = run(backend, web, "sh", "-c", "ip -4 -o addr show scope global | awk '{print $4}'")
+        target = str(next(ipaddress.ip_interface(cidr.split()[0]).network.hosts()))
+        port = srv.getsockname()[1]
+        res = backend.exec(
+            web.lab, web.name,
+            ["timeout", "5", "bash", "-c", f"echo > /dev/tcp/{target}/{port}"], timeout=20,
+        )  # fmt: skip
+        assert not res.ok, f"the VM reached {target}:{port}"
+        assert seen == []
+    finally:
+        srv.close()
+
+
 def test_lab_directory_explains_itself(backend: VagrantBackend, web: MachineSpec) -> None:
     root = lab_dir(web.lab)
     vagrantfile = (root / "Vagrantfile").read_text()

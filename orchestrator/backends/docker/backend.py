@@ -14,6 +14,7 @@ from typing import Any
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
+from orchestrator.backends import firewall
 from orchestrator.backends.base import (
     SYSTEMD_READY,
     Availability,
@@ -23,7 +24,7 @@ from orchestrator.backends.base import (
     MachineSpec,
     Progress,
 )
-from orchestrator.backends.docker import cgroups, execution, firewall, seccomp
+from orchestrator.backends.docker import cgroups, execution, seccomp
 from orchestrator.backends.docker.confine import BOOT_FLAG, Confinement
 from orchestrator.backends.docker.engine import (
     START_FIX,

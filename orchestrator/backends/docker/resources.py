@@ -12,7 +12,7 @@ from docker.errors import APIError, DockerException, NotFound
 
 from orchestrator.backends.base import LABEL_LAB, LABEL_MACHINE, LABEL_STORE, FoundResources, LabRef
 from orchestrator.backends.docker.engine import START_FIX, short
-from orchestrator.backends.docker.firewall import bridge_name
+from orchestrator.backends.firewall import CONTAINER_PREFIX, bridge_name
 from orchestrator.errors import BackendUnavailable, ProvisioningError
 from orchestrator.paths import store_id
 
@@ -48,7 +48,7 @@ class Resources:
                 driver="bridge",
                 internal=True,
                 labels=labels,
-                options={"com.docker.network.bridge.name": bridge_name(name)},
+                options={"com.docker.network.bridge.name": bridge_name(CONTAINER_PREFIX, name)},
             )
         except DockerException as e:
             raise ProvisioningError(

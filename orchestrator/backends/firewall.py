@@ -1,0 +1,96 @@
+"""Lab machines never reach the host's own services: one chain of the host firewall.
+
+Lab networks route nowhere beyond the host, but each has a bridge on the host with an
+address, so any host service on a wildcard address would answer a machine. Every lab
+bridge is named with a prefix, and the chain GUESTLAB-INPUT, jumped to first from INPUT,
+drops what arrives on such a bridge for the host itself: everything from container labs;
+from VM labs all but the replies to the host's own connections (SSH into the VM) and
+DHCP. Traffic between machines of one lab is bridged, not delivered to the host.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import threading
+
+from orchestrator import paths
+from orchestrator.errors import ProvisioningError
+
+CHAIN = "GUESTLAB-INPUT"
+CONTAINER_PREFIX = "glb"  # Docker lab networks
+VM_PREFIX = "glv"  # libvirt lab networks
+#: written as `iptables -S` prints them, so that a chain already right is left alone
+RULES = (
+    ("-i", f"{CONTAINER_PREFIX}+", "-j", "DROP"),
+    ("-i", f"{VM_PREFIX}+", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
+    ("-i", f"{VM_PREFIX}+", "-p", "udp", "-m", "udp", "--dport", "67", "-j", "ACCEPT"),
+    ("-i", f"{VM_PREFIX}+", "-j", "DROP"),
+)
+_done = threading.Event()
+_lock = threading.Lock()
+
+
+def bridge_name(prefix: str, network: str) -> str:
+    """A lab network's host interface: the prefix and a digest (15 characters)."""
+    return prefix + hashlib.sha256(network.encode()).hexdigest()[:12]
+
+
+def ensure_host_drop() -> None:
+    """Make the chain as RULES says, for IPv4 and IPv6, once per process; raise if not."""
+    if _done.is_set():
+        return
+    with _lock, open(paths.locks_dir() / "firewall.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two guestlab processes never rewrite it at once
+        if _done.is_set():
+            return
+        tools = ["iptables"] + (["ip6tables"] if os.path.exists("/proc/net/if_inet6") else [])
+        for tool in tools:
+            _ensure(tool)
+        _done.set()
+
+
+def expected(tool: str = "iptables") -> list[str]:
+    """`TOOL -S CHAIN` as it reads when the chain is right."""
+    return [f"-N {CHAIN}", *(f"-A {CHAIN} {' '.join(r)}" for r in RULES)]
+
+
+def _ensure(tool: str) -> None:
+    path = shutil.which(tool)
+    if path is None:
+        raise ProvisioningError(
+            f"{tool} is missing: lab machines could reach this host's services",
+            hint="apt-get install -y iptables",
+        )
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([path, "-w", *args], capture_output=True, text=True, check=False)
+
+    if call("-S", CHAIN).stdout.splitlines() != expected(tool):
+        call("-N", CHAIN)  # fails harmlessly when it exists
+        call("-F", CHAIN)
+        for rule in RULES:
+            _must(call("-A", CHAIN, *rule), tool)
+    if call("-C", "INPUT", "-j", CHAIN).returncode != 0:
+        _must(call("-I", "INPUT", "1", "-j", CHAIN), tool)
+
+
+def _must(done: subprocess.CompletedProcess[str], tool: str) -> None:
+    if done.returncode != 0:
+        raise ProvisioningError(
+            f"could not keep lab machines away from the host ({tool}: {done.stderr.strip()[:200]})",
+            hint="guestlab must run as root on the host",
+        )
+
+
+def in_place() -> bool:
+    """Whether the IPv4 chain is there and jumped to (for `doctor`)."""
+    path = shutil.which("iptables")
+    if path is None:
+        return False
+    ok = subprocess.run([path, "-w", "-C", "INPUT", "-j", CHAIN], capture_output=True)
+    chain = subprocess.run([path, "-w", "-S", CHAIN], capture_output=True, text=True)
+    return ok.returncode == 0 and chain.stdout.splitlines() == expected()
