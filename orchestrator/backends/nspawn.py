@@ -45,6 +45,7 @@ from orchestrator.backends.base import (
     Progress,
 )
 from orchestrator.backends.nspawn_boot import MachineProcesses, meta_of, userns_available
+from orchestrator.backends.nspawn_seccomp import volume_ioctl_filter
 from orchestrator.backends.nspawn_store import Trees, base_tree, read_json, store_root
 from orchestrator.errors import MachineUnavailable, ProvisioningError, UsageError
 
@@ -136,6 +137,7 @@ class NspawnBackend(MachineProcesses):
 
     def availability(self) -> Availability:
         try:
+            volume_ioctl_filter(os.uname().machine)  # UnsupportedMachine: no filter, no machine
             nspawn = shutil.which("systemd-nspawn")
             if nspawn is None:
                 return Availability(

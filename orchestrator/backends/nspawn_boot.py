@@ -3,7 +3,9 @@
 Each machine is a directory (``meta.json``, ``rootfs``, ``snapshot``, ``nspawn.log``) and one
 systemd-nspawn process booting ``rootfs`` with private users (``--private-users=pick
 --private-users-chown``): root in the machine is a high, unprivileged uid on the host, and
-the first boot of a tree gives it to that uid range. Commands enter through
+the first boot of a tree gives it to that uid range. systemd-nspawn starts under
+guestlab's seccomp filter of btrfs volume ioctls (nspawn_seccomp.py), so that no process of
+the machine can make a subvolume outside its disk bound. Commands enter through
 nspawn_exec.py with the init's user namespace, capability bounding set and seccomp filters.
 """
 
@@ -23,6 +25,7 @@ from orchestrator.backends.base import ExecResult, MachineSpec, Progress
 from orchestrator.backends.nspawn_exec import (
     enter_argv,
     exec_cgroups,
+    launch_argv,
     run_bounded,
     seccomp_of,
     stopper,
@@ -44,6 +47,7 @@ from orchestrator.backends.nspawn_host import (
     send_signal,
     thaw_all,
 )
+from orchestrator.backends.nspawn_seccomp import UnsupportedMachine
 from orchestrator.backends.nspawn_store import read_json, write_json
 from orchestrator.errors import MachineUnavailable, ProvisioningError, UsageError
 
@@ -119,6 +123,12 @@ class MachineProcesses:
                 missing = ", ".join(k for k, v in meta["limits"].items() if not v)
                 progress(f"{spec.name}: cannot enforce {missing} on this host (no cgroup for it)")
         argv += ["--boot"] if spec.init == "systemd" else ["--as-pid2", *IDLE_COMMAND]
+        try:
+            # never --template, --ephemeral or --volatile: nspawn then needs no volume ioctl
+            argv = launch_argv(argv)
+        except (UnsupportedMachine, FileNotFoundError) as exc:
+            remove_cgroups(cgroups)
+            raise ProvisioningError(f"machine `{spec.name}`: {exc}") from exc
         meta.update(cgroups=cgroups, nspawn_pid=None, init_pid=None)
         meta["private_users"] = self._private_users
         self._save(mdir, meta)

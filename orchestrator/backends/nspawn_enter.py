@@ -11,8 +11,10 @@ libraries all come from the host, before anything of the machine is executed:
 2. enter every namespace of the machine's init, its user namespace first, and become uid 0
    of that namespace (a high, unprivileged uid on the host);
 3. fork into its PID namespace; the child drops every capability outside the init's
-   bounding set and installs the seccomp filters systemd-nspawn gave the init (dumped once
-   per boot with ptrace), then executes ARGV in the machine.
+   bounding set and installs the seccomp filters the init has (dumped once per boot with
+   ptrace): systemd-nspawn's, and guestlab's filter of btrfs volume ioctls, which the init
+   has from its launcher (nspawn_seccomp.py); without a dump, that filter alone. Then it
+   executes ARGV in the machine.
 
 The parent stays outside the machine's PID namespace, waits, and exits with the child's
 status (128+N for signal N). `--dump-seccomp` writes the filters of INIT that this process
@@ -27,11 +29,15 @@ import signal
 import struct
 import sys
 
+if __package__:
+    from orchestrator.backends.nspawn_seccomp import UnsupportedMachine, install, volume_filter
+else:  # run as a program (python -I -S): its sibling, from the same host directory
+    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
+    from nspawn_seccomp import UnsupportedMachine, install, volume_filter
+
 NAMESPACES = ("user", "cgroup", "ipc", "uts", "net", "pid", "mnt")
 PR_CAPBSET_DROP = 24
-PR_SET_SECCOMP = 22
 PR_SET_PDEATHSIG = 1
-SECCOMP_MODE_FILTER = 2
 PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
 PTRACE_DETACH = 17
@@ -43,10 +49,6 @@ libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ul
 libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
 libc.ptrace.restype = ctypes.c_long
 libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-
-
-class SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 def fail(what: str, code: int = 125) -> None:
@@ -143,7 +145,14 @@ def main(args: list[str]) -> None:
     keep = int(opts["--bounding"][0], 16)
     with open("/proc/sys/kernel/cap_last_cap") as f:
         last_cap = int(f.read())
-    filters = load_filters(opts["--seccomp"][0]) if "--seccomp" in opts else []
+    if "--seccomp" in opts:  # the init's filters: its launcher's included
+        filters = load_filters(opts["--seccomp"][0])
+    else:
+        try:
+            filters = [volume_filter(os.uname().machine)]
+        except UnsupportedMachine as exc:
+            sys.stderr.write(f"guestlab-enter: {exc}\n")
+            os._exit(125)
     env = dict(kv.split("=", 1) for kv in opts.get("--env", []))
     for d in opts.get("--cgroup", []):
         with open(os.path.join(d, "cgroup.procs"), "w") as f:
@@ -174,9 +183,9 @@ def main(args: list[str]) -> None:
             if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
                 fail(f"dropping capability {cap}")
         for prog in filters:
-            buf = ctypes.create_string_buffer(prog, len(prog))
-            fprog = SockFprog(len(prog) // 8, ctypes.cast(buf, ctypes.c_void_p))
-            if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0):
+            try:
+                install(prog)
+            except OSError:
                 fail("installing the machine's seccomp filter")
         execute(argv, env)
     for sig in (signal.SIGINT, signal.SIGQUIT):

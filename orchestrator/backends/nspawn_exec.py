@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,8 +25,10 @@ from pathlib import Path
 
 from orchestrator.backends.base import OUTPUT_LIMIT, ExecResult
 from orchestrator.backends.nspawn_host import proc_stat, remove_cgroups, wait_group_gone
+from orchestrator.backends.nspawn_seccomp import volume_ioctl_filter
 
 ENTER = Path(__file__).with_name("nspawn_enter.py")
+LAUNCH = Path(__file__).with_name("nspawn_seccomp.py")
 #: the interpreter runs the entering script isolated: no site, no PYTHON* variables
 PYTHON = [sys.executable, "-I", "-S"]
 _CHUNK = 65536
@@ -62,6 +65,20 @@ def enter_argv(
     for key, value in env.items():
         cmd += ["--env", f"{key}={value}"]
     return [*cmd, "--", *argv]
+
+
+def launch_argv(argv: Sequence[str]) -> list[str]:
+    """The host command that runs argv (systemd-nspawn) under guestlab's seccomp filter of
+    btrfs volume ioctls, which every process of the machine inherits.
+
+    UnsupportedMachine on an architecture the filter does not know; FileNotFoundError when
+    argv[0] is not installed.
+    """
+    volume_ioctl_filter(os.uname().machine)  # refuse here, in one sentence, not in a log
+    program = shutil.which(argv[0])
+    if program is None:
+        raise FileNotFoundError(f"{argv[0]} is not installed")
+    return [*PYTHON, str(LAUNCH), "--", os.path.abspath(program), *argv[1:]]
 
 
 def seccomp_of(init: int, store: Path) -> Path | None:

@@ -442,6 +442,52 @@ def test_writes_beyond_the_disk_bound_fail(
     assert "quota" in big.stderr.lower() or "space" in big.stderr.lower(), big
 
 
+# Makes a btrfs subvolume in /var/tmp with the ioctl named by $ARGV[0] (hex; the upper half
+# of a 64-bit request is dropped by the kernel), as a student would without btrfs-progs.
+# perl's ioctl writes its buffer back, so the buffer is a variable (pack()'s value is
+# read-only: perl would die before any ioctl).
+SUBVOLUME_PERL = r"""
+my ($req, $name) = @ARGV;
+open(my $f, "<", "/var/tmp") or die "open: $!\n";
+my $args = (hex($req) & 0xffffffff) == 0x50009418
+    ? pack("q q q a32 a4040", 0, 0, 0, "", $name)  # btrfs_ioctl_vol_args_v2
+    : pack("q a4088", 0, $name);                    # btrfs_ioctl_vol_args
+print "ppid ", getppid(), "\n";
+print ioctl($f, hex($req), $args) ? "CREATED\n" : "refused: $!\n";
+"""
+# SUBVOL_CREATE, the same with its upper half set, SUBVOL_CREATE_V2
+SUBVOLUME_REQUESTS = ("0x5000940e", "0x15000940e", "0x50009418")
+
+
+def test_no_process_of_the_machine_can_make_a_btrfs_subvolume(
+    backend: NspawnBackend, lab: LabRef, web: MachineSpec
+) -> None:
+    # a new subvolume would be outside the qgroup that bounds the machine's disk
+    meta = _meta(lab, "web")
+    for pid in (meta["nspawn_pid"], meta["init_pid"]):  # the filter is there from the start
+        assert _status(pid)["Seccomp"] == "2", pid
+    outputs = []
+    for i, req in enumerate(SUBVOLUME_REQUESTS):
+        name = f"nested{i}"
+        # through guestlab's exec, and as a service of the machine's own systemd: a child
+        # of its PID 1, which only has what the machine's init has
+        direct = ["perl", "-e", SUBVOLUME_PERL, req, f"{name}-exec"]
+        unit = ["systemd-run", "--wait", "--pipe", "--quiet", *direct[:-1], f"{name}-unit"]
+        for argv in (direct, unit):
+            res = backend.exec(lab, "web", argv, timeout=60)
+            outputs.append((req, argv[0], res))
+    made = _sh(backend, lab, "web", "ls /var/tmp | grep '^nested' || true")
+    _sh(backend, lab, "web", "rmdir /var/tmp/nested* 2>/dev/null || true")
+    for req, via, res in outputs:
+        assert "refused: Operation not permitted" in res.stdout, (req, via, res)
+        if via == "systemd-run":
+            assert "ppid 1\n" in res.stdout, res  # started by the machine's systemd
+    assert made == ""
+    # every other ioctl passes: a terminal still has a size
+    tty = backend.exec(lab, "web", ["script", "-qec", "stty size", "/dev/null"], timeout=30)
+    assert tty.ok and tty.stdout.split() == ["0", "0"], tty
+
+
 def test_output_flood_is_capped_quickly(
     backend: NspawnBackend, lab: LabRef, box: MachineSpec
 ) -> None:
