@@ -137,10 +137,14 @@ SUBVOLUME = (
 )
 
 
-def test_a_nested_subvolume_does_not_escape_the_disk_bound(machine: Machine) -> None:
+@pytest.mark.parametrize("request_nr", [0x5000940E, 0x1_5000940E], ids=["create", "high-bits"])
+def test_a_nested_subvolume_does_not_escape_the_disk_bound(
+    machine: Machine, request_nr: int
+) -> None:
+    """BTRFS_IOC_SUBVOL_CREATE, and the same with bits the kernel ignores above 32."""
     over = machine.spec.disk // 1024**2 + 1024
     out = machine.sh(
-        SUBVOLUME.format(nr=0x5000940E)
+        SUBVOLUME.format(nr=request_nr)
         + f"; dd if=/dev/zero of=/var/tmp/nested/fill bs=1M count={over} status=none"
         " 2>/dev/null && echo FILLED; rm -f /var/tmp/nested/fill; rmdir /var/tmp/nested"
         " 2>/dev/null; true",

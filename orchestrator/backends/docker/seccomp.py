@@ -38,6 +38,19 @@ def derive(default: dict[str, Any]) -> dict[str, Any]:
                 "args": [{"index": 1, "value": value, "valueTwo": 0, "op": op}],
             }
         )
+    # the kernel reads the request as 32 bits: 0x1_5000940e is 0x5000940e to it, and the
+    # rule above allows it; this one refuses the range whatever the upper half holds, and
+    # a refusal wins where rules of one call disagree
+    profile["syscalls"].append(
+        {
+            "names": ["ioctl"],
+            "action": "SCMP_ACT_ERRNO",
+            "errnoRet": 1,
+            "args": [
+                {"index": 1, "value": 0xFFFFFF00, "valueTwo": low, "op": "SCMP_CMP_MASKED_EQ"}
+            ],
+        }
+    )
     return profile
 
 
