@@ -2,7 +2,9 @@
 
 Every instance is created with an explicit device set (a root disk and nothing else) and
 no profile, so machines sit on no network and guestlab never touches the default profile.
-The `user.guestlab.*` config keys are the labels `find` and `destroy` trust.
+The `user.guestlab.*` config keys are the labels `find` and `destroy` trust. Every
+instance's seccomp policy refuses btrfs's subvolume ioctls (lxd_config.SECCOMP_DENY): a
+subvolume made inside would escape the disk bound.
 
 LXD system containers always boot the image's init: a machine whose spec says
 `init: none` still runs systemd inside; guestlab only skips waiting for it to settle.
@@ -35,6 +37,7 @@ from orchestrator.backends.base import (
 from orchestrator.backends.lxd_cleanup import delete_instance, drop_exec_logs
 from orchestrator.backends.lxd_config import (
     CONFIG_PREFIX,
+    INNER_DOCKER_SCRIPT,
     SNAPSHOT,
     disk_size,
     image_alias,
@@ -202,19 +205,24 @@ class LxdBackend:
             hint=f"look inside: lxc exec {inst.name} -- systemctl --failed",
         )
 
-    def _set_hostname(self, inst: Instance, spec: MachineSpec) -> None:
-        """LXD names the UTS namespace after the instance and the image says localhost.
+    def _settle(self, inst: Instance, spec: MachineSpec) -> None:
+        """Set the hostname, and keep an inner Docker off btrfs subvolumes, in one exec.
 
+        LXD names the UTS namespace after the instance and the image says localhost.
         Done once the machine is up, not by pushing /etc/hostname before the first start:
         a file written into a never-started instance costs LXD about a second at that
         start and half a second at delete (measured), more than the whole exec here.
+        The Docker part (lxd_config.INNER_DOCKER_SCRIPT) restarts dockerd where there
+        is one: about a second, in those machines only.
         """
         hostname = spec.hostname or spec.name
-        script = 'printf "%s\\n" "$1" > /etc/hostname && hostname "$1"'
-        res = self._execute(inst, ["sh", "-c", script, "sh", hostname], 10)
+        script = 'printf "%s\\n" "$1" > /etc/hostname && hostname "$1" || exit 1\n'
+        script += INNER_DOCKER_SCRIPT
+        res = self._execute(inst, ["sh", "-c", script, "sh", hostname], 60)
         if not res.ok:
             raise ProvisioningError(
-                f"cannot set the hostname of {inst.name}: {res.stderr.strip() or res.exit_code}"
+                f"cannot set the hostname of {inst.name} or configure its Docker engine:"
+                f" {res.stderr.strip() or res.exit_code}"
             )
 
     # -- images ------------------------------------------------------------------------
@@ -248,7 +256,7 @@ class LxdBackend:
                 inst = client.instances.create(config, wait=True)
             inst.start(wait=True)
         self._wait_ready(inst, spec.init, progress)
-        self._set_hostname(inst, spec)
+        self._settle(inst, spec)
 
     def _root_disk(self, spec: MachineSpec, name: str, progress: Progress) -> dict[str, str]:
         """The root disk on the chosen pool, `spec.disk` beyond the image where LXD can
@@ -317,7 +325,7 @@ class LxdBackend:
             if src.status != "Running":  # should not happen, but the source must stay up
                 src.start(wait=True)
         self._wait_ready(inst, target.init, progress)
-        self._set_hostname(inst, target)
+        self._settle(inst, target)
 
     def snapshot(self, lab: LabRef, machines: Sequence[MachineSpec]) -> None:
         for spec in machines:

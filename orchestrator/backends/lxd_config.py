@@ -26,6 +26,39 @@ SIZE_ENFORCED = frozenset({"btrfs", "zfs", "lvm", "ceph", "cephfs"})
 #: the CPU scheduler period LXD's `limits.cpu.allowance` is given in
 CPU_PERIOD_MS = 100
 
+#: btrfs's ioctls whose argument is a 4096-byte struct btrfs_ioctl_vol_args(_v2), i.e.
+#: _IOW(0x94, nr, 4096) = 0x50009400 | nr: SNAP_CREATE 0x01, SUBVOL_CREATE 0x0e,
+#: SNAP_CREATE_V2 0x17, SUBVOL_CREATE_V2 0x18 among them (and SNAP_DESTROY, the device
+#: ones, which root in a container cannot use anyway). A subvolume made in a machine is
+#: outside the quota group of the machine's volume: its bytes escape the disk bound.
+BTRFS_VOL_IOCTLS = 0x50009400
+#: the bits of the request that name the type (0x94), the size (4096) and the direction:
+#: only the low byte (nr) may vary. 32 bits wide on purpose: the kernel reads the
+#: request as an unsigned int, so a caller may set any of the upper 32 bits of the
+#: register and still reach btrfs; a masked compare ignores them, where `==` or a range
+#: on the 64-bit value would let 0xffffffff5000940e through
+BTRFS_VOL_MASK = 0xFFFFFF00
+EPERM = 1
+#: appended by LXD to the seccomp policy it generates (`security.syscalls.deny`), under
+#: its `[all]` section: native and compat (i386) system calls alike. Not `raw.seccomp`,
+#: which replaces LXD's whole policy (its default denials, its syscall interception).
+SECCOMP_DENY = (
+    f"ioctl errno {EPERM} [1,{BTRFS_VOL_IOCTLS:#x},SCMP_CMP_MASKED_EQ,{BTRFS_VOL_MASK:#x}]"
+)
+#: Docker in a machine (docker-basics) would pick its btrfs storage driver on a btrfs pool,
+#: which makes a subvolume per image layer: refused above, `docker load` fails. Where
+#: dockerd is installed and nobody configured it, it gets overlay2 (its default on other
+#: file systems; overlayfs mounts in a user namespace since Linux 5.11), restarted if it
+#: runs. Its layers are then plain files, inside the machine's bound. LXD (`dir` pool)
+#: and systemd-nspawn in a machine make no subvolume the labs need.
+INNER_DOCKER_SCRIPT = """
+command -v dockerd > /dev/null 2>&1 || exit 0
+[ -e /etc/docker/daemon.json ] && exit 0
+mkdir -p /etc/docker
+printf '{"storage-driver": "overlay2"}\\n' > /etc/docker/daemon.json
+systemctl try-restart docker.service
+"""
+
 
 def instance_name(lab: LabRef, machine: str) -> str:
     """A valid LXD name (<=63 chars, letter first, letters/digits/hyphens) for a machine.
@@ -63,6 +96,8 @@ def limits(spec: MachineSpec) -> dict[str, str]:
         "security.privileged": "false",
         "security.idmap.isolated": "true",
         "security.idmap.size": str(IDMAP_SIZE),
+        # no new btrfs subvolume: it would escape the disk bound (see SECCOMP_DENY)
+        "security.syscalls.deny": SECCOMP_DENY,
     }
 
 

@@ -401,3 +401,59 @@ def test_the_machine_cannot_raise_its_own_cgroup_limits(
     applied = lxd_host.cgroup_limits(instance_name(web.lab, web.name))
     assert (applied["pids"], applied["memory"]) == (str(web.pids), str(384 * 1024**2))
     assert math.isclose(int(applied["cpu_quota"]) / int(applied["cpu_period"]), 1.5)
+
+
+# Root in a machine makes a btrfs subvolume with the ioctl, as a student would without
+# btrfs-progs. The argument is a variable: perl dies before the call when given pack()'s
+# constant-folded, read-only result. The request goes through syscall() so that its upper
+# 32 bits can be set: the kernel ignores them (the request is an unsigned int), a 64-bit
+# compare in the filter would not. Snapshots name /var/tmp as their source: not a
+# subvolume, so btrfs itself says EINVAL, where the filter says EPERM before btrfs looks.
+SUBVOLUME_PROBE = r"""
+my ($sysno, $request, $layout, $name) = @ARGV;
+open(my $dir, "<", "/var/tmp") or die "open: $!\n";
+my $args = $layout eq "v2"
+  ? pack("q q q a32 a4040", fileno($dir), 0, 0, "", $name)  # btrfs_ioctl_vol_args_v2
+  : pack("q a4088", fileno($dir), $name);  # btrfs_ioctl_vol_args
+my $r = syscall($sysno, fileno($dir), hex($request), $args);
+print $r == 0 ? "CREATED\n" : "refused: $!\n";
+print -e "/var/tmp/$name" ? "EXISTS\n" : "ABSENT\n";
+"""
+IOCTL_SYSCALL = {"x86_64": 16, "aarch64": 29}
+
+
+@pytest.mark.parametrize(
+    ("request_hex", "layout"),
+    [
+        ("0x5000940e", "v1"),  # SUBVOL_CREATE
+        ("0x50009418", "v2"),  # SUBVOL_CREATE_V2
+        ("0x50009401", "v1"),  # SNAP_CREATE
+        ("0x50009417", "v2"),  # SNAP_CREATE_V2
+        ("0xffffffff5000940e", "v1"),  # SUBVOL_CREATE with the upper bits set
+    ],
+)
+def test_no_btrfs_subvolume_can_be_made_inside(
+    backend: LxdBackend, web: MachineSpec, request_hex: str, layout: str
+) -> None:
+    sysno = IOCTL_SYSCALL[os.uname().machine]
+    name = f"nested-{request_hex}"
+    argv = ["perl", "-e", SUBVOLUME_PROBE, str(sysno), request_hex, layout, name]
+    res = backend.exec(web.lab, web.name, argv, timeout=30)
+    assert res.stdout.split("\n")[:2] == ["refused: Operation not permitted", "ABSENT"], res
+    config = backend.client().instances.get(instance_name(web.lab, web.name)).config
+    assert config["security.syscalls.deny"] == lxd_config.SECCOMP_DENY
+
+
+def test_terminals_and_other_ioctls_still_work(backend: LxdBackend, web: MachineSpec) -> None:
+    # a pseudo-terminal: stty's TCGETS/TIOCGWINSZ, and a resize (TIOCSWINSZ)
+    out = run(backend, web, "script", "-qec", "stty rows 31 cols 97; stty size", "/dev/null")
+    assert out.split()[-2:] == ["31", "97"], out
+    # an ioctl of btrfs outside the refused range on the machine's btrfs root:
+    # FS_IOC_GETFLAGS (lsattr) and FIONREAD on a pipe
+    probe = (
+        'open(my $f, "<", "/etc/hostname") or die; my $v = pack("L", 0);'
+        ' ioctl($f, 0x80086601, $v) or die "GETFLAGS: $!\\n";'
+        ' pipe(my $r, my $w) or die; syswrite($w, "abc"); my $n = pack("L", 0);'
+        ' ioctl($r, 0x541B, $n) or die "FIONREAD: $!\\n"; print unpack("L", $n), "\\n"'
+    )
+    assert run(backend, web, "perl", "-e", probe) == "3"
