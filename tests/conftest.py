@@ -10,24 +10,39 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-#: which worker group a test joins when it carries several engine marks: a lab with a VM
-#: beside its containers goes with its containers' engine (a fault test stops the Docker
-#: engine, which only the docker group may see), so the vagrant group holds pure VM tests
-ENGINE_ORDER = ("docker", "lxd", "nspawn", "vagrant")
+def engine_group(marks: set[str]) -> str | None:
+    """The xdist group of a test with these marks.
+
+    A test that uses Docker stays with Docker's tests, a VM beside its containers
+    included: a fault test stops the Docker engine, which only that group may see. Every
+    other test that boots a VM goes to the vagrant group, so that VMs under software
+    emulation boot one at a time instead of fighting over two cores.
+    """
+    for engine in ("docker", "vagrant", "lxd", "nspawn"):
+        if engine in marks:
+            return engine
+    return None
+
+
+#: the groups in the order they start: the longest first, so that it is not the tail
+GROUP_ORDER = ("vagrant", "docker", "lxd", "nspawn")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Put every engine test in its engine's xdist group: tests of one engine run in
     order on one worker (they share its daemon, networks and images), engines side by
-    side. A test that names its group itself keeps it."""
+    side, the VM group first. A test that names its group itself keeps it."""
+    rank: dict[int, int] = {}
     for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        marks = {m.name for m in item.iter_markers()}
-        group = next((e for e in ENGINE_ORDER if e in marks), None)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
+        mark = item.get_closest_marker("xdist_group")
+        group = mark.args[0] if mark and mark.args else None
+        if mark is None:
+            group = engine_group({m.name for m in item.iter_markers()})
+            if group:
+                item.add_marker(pytest.mark.xdist_group(group))
+        rank[id(item)] = GROUP_ORDER.index(group) if group in GROUP_ORDER else len(GROUP_ORDER)
+    items.sort(key=lambda item: rank[id(item)])  # stable: each group keeps its order
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -180,12 +180,14 @@ class VagrantBackend:
             return Availability(False, "libvirt's client (virsh) is not installed", INSTALL_FIX)
         if not self._has_libvirt_plugin():
             return Availability(False, "the vagrant-libvirt plugin is missing", INSTALL_FIX)
+        # generous: a libvirtd busy with VMs under emulation can take long to answer, and a
+        # libvirt taken for absent would put this host on the docker provider
         try:
-            version = virsh("version", "--daemon", timeout=15)
+            version = virsh("version", "--daemon", timeout=90)
         except (ProvisioningError, BackendUnavailable) as exc:
             return Availability(False, f"libvirtd does not answer ({exc})", libvirt.LIBVIRTD_FIX)
         try:
-            state = virsh("pool-info", POOL, timeout=15)
+            state = virsh("pool-info", POOL, timeout=90)
         except ProvisioningError:
             return Availability(False, f"libvirt has no storage pool `{POOL}`", libvirt.POOL_FIX)
         if not re.search(r"^State:\s+running", state, re.M):
