@@ -56,3 +56,19 @@ def guestlab_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     os.environ["GUESTLAB_IMAGES"] = images
     os.environ["GUESTLAB_SCENARIOS"] = str(ROOT / "scenarios")
     return home
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The time each engine group took (its tests run one after another on one worker),
+    so that the group that sets the suite's length is seen in every run."""
+    totals: dict[str, float] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if not isinstance(report, pytest.TestReport):
+                continue
+            group = report.nodeid.rsplit("@", 1)[1] if "@" in report.nodeid else "ungrouped"
+            totals[group] = totals.get(group, 0.0) + report.duration
+    if totals:
+        terminalreporter.section("time per engine group")
+        for group, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
+            terminalreporter.write_line(f"{group:>10}: {seconds / 60:5.1f} min")
