@@ -1,10 +1,12 @@
 """How `class up` and `class check` grow with the class: 1, 10, 30 students.
 
 For each size: wall time and guestlab's peak memory (max RSS of the command, from
-/usr/bin/time), and the memory the class's machines use (their cgroups) once up.
+/usr/bin/time), and the memory the class's machines use (their cgroups) once up. With
+--hostile, `class check` runs again after one student's clone turned hostile (a 1 GB host
+key, a FIFO fed by `yes` as /etc/machine-id, escape codes in what it prints).
 Writes bench/results/class-scale-BACKEND.json.
 
-    python bench/class_scale.py [--backend docker] [--sizes 1 10 30] [--parallel 4]
+    python bench/class_scale.py [--backend docker] [--sizes 1 10 30] [--parallel 4] [--hostile]
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = "machine-id-clone"
+HOSTILE = (
+    "truncate -s 1G /etc/ssh/ssh_host_ed25519_key.pub; rm -f /etc/machine-id; "
+    "mkfifo /etc/machine-id; printf '\\033]52;c;cHduZWQ=\\007[/nope]\\n' > /etc/motd; "
+    "setsid sh -c 'while :; do yes > /etc/machine-id; done' >/dev/null 2>&1 </dev/null &"
+)
 
 
 def timed(argv: list[str]) -> tuple[float, int, int]:
@@ -55,6 +62,7 @@ def main() -> None:
     ap.add_argument("--backend", default="docker")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 30])
     ap.add_argument("--parallel", type=int, default=4)
+    ap.add_argument("--hostile", action="store_true", help="check again with one hostile lab")
     args = ap.parse_args()
     rows = []
     for size in args.sizes:
@@ -68,12 +76,21 @@ def main() -> None:
                         "--parallel", str(args.parallel)])  # fmt: skip
             used = machines_memory(args.backend)
             check = timed(["class", "check", SCENARIO, "--format", "json"])
+            hostile = (0.0, 0, 0)
+            if args.hostile:
+                first = f"s{size:02d}x00"
+                subprocess.run([sys.executable, "-m", "orchestrator.cli", "exec", SCENARIO, "clone",
+                                "--student", first, "--", "sh", "-c", HOSTILE],
+                               cwd=ROOT, capture_output=True, timeout=120)  # fmt: skip
+                hostile = timed(["class", "check", SCENARIO, "--format", "json"])
             down = timed(["class", "down", SCENARIO])
         rows.append({
             "students": size,
             "up_s": round(up[0], 2), "up_exit": up[1], "up_peak_rss_mib": round(up[2] / 1024, 1),
             "check_s": round(check[0], 2), "check_peak_rss_mib": round(check[2] / 1024, 1),
             "down_s": round(down[0], 2),
+            "hostile_check_s": round(hostile[0], 2), "hostile_check_exit": hostile[1],
+            "hostile_check_peak_rss_mib": round(hostile[2] / 1024, 1),
             "machines_memory_mib": round(used / 1024**2, 1),
             "up_s_per_lab": round(up[0] / size, 2),
         })  # fmt: skip
