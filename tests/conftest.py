@@ -10,22 +10,29 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def engine_group(marks: set[str]) -> str | None:
-    """The xdist group of a test with these marks.
+def engine_group(marks: set[str], module: str = "") -> str | None:
+    """The xdist group of a test with these marks, in this test module.
 
     A test that uses Docker stays with Docker's tests, a VM beside its containers
-    included: a fault test stops the Docker engine, which only that group may see. Every
-    other test that boots a VM goes to the vagrant group, so that VMs under software
-    emulation boot one at a time instead of fighting over two cores.
+    included: a fault test stops the Docker engine, which only that group may see. The
+    other tests that boot VMs go to two lanes of their own: VMs under software emulation
+    are CPU-bound, and two at a time is what two cores run without thrashing.
     """
-    for engine in ("docker", "vagrant", "lxd", "nspawn"):
+    if "docker" in marks:
+        return "docker"
+    if "vagrant" in marks:
+        # lane one: the contract and the VM lab; lane two: the backend's own tests and
+        # the VMs beside LXD and nspawn containers
+        mixed = "lxd" in marks or "nspawn" in marks
+        return "vagrant-b" if mixed or module == "test_vagrant_backend" else "vagrant"
+    for engine in ("lxd", "nspawn"):
         if engine in marks:
             return engine
     return None
 
 
-#: the groups in the order they start: the longest first, so that it is not the tail
-GROUP_ORDER = ("vagrant", "docker", "lxd", "nspawn")
+#: the groups in the order they start: the longest first, so that none is the tail
+GROUP_ORDER = ("vagrant", "vagrant-b", "docker", "lxd", "nspawn")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
@@ -38,7 +45,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         mark = item.get_closest_marker("xdist_group")
         group = mark.args[0] if mark and mark.args else None
         if mark is None:
-            group = engine_group({m.name for m in item.iter_markers()})
+            module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+            group = engine_group({m.name for m in item.iter_markers()}, module)
             if group:
                 item.add_marker(pytest.mark.xdist_group(group))
         rank[id(item)] = GROUP_ORDER.index(group) if group in GROUP_ORDER else len(GROUP_ORDER)
