@@ -74,7 +74,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         for report in reports:
             if not isinstance(report, pytest.TestReport):
                 continue
-            group = report.nodeid.rsplit("@", 1)[1] if "@" in report.nodeid else "ungrouped"
+            suffix = report.nodeid.rsplit("@", 1)[-1]
+            group = suffix if suffix in GROUP_ORDER else "ungrouped"
             totals[group] = totals.get(group, 0.0) + report.duration
     if totals:
         terminalreporter.section("time per engine group")
