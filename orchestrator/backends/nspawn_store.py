@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import paths
+from orchestrator.backends import btrfs_quota
 from orchestrator.backends.base import Progress
 from orchestrator.errors import ProvisioningError, UsageError
 from orchestrator.images import rootfs as rootfs_images
@@ -136,6 +137,7 @@ class Trees:
         """Bound what the subvolume `path` may hold beyond what it shares (its own writes)."""
         if not self.btrfs or not is_subvolume(path) or not self.quota():
             return False
+        btrfs_quota.heal(self.root)  # limits of an inconsistent pool are not enforced
         done = subprocess.run(
             ["btrfs", "qgroup", "limit", "-e", str(size), str(path)],
             capture_output=True,

@@ -9,12 +9,13 @@ import tarfile
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from orchestrator.backends import firewall
+from orchestrator.backends import btrfs_quota, firewall
 from orchestrator.backends.base import (
     SYSTEMD_READY,
     Availability,
@@ -151,6 +152,8 @@ class DockerBackend:
 
     def _run(self, spec: MachineSpec, image: str) -> None:
         conf = self.confinement(spec, self.ensure_network(spec.lab, spec.lab.labels()), spec.labels)
+        if conf.disk is not None and self.facts.data_root:
+            btrfs_quota.heal(Path(self.facts.data_root))  # or the bound would not hold
         try:
             self.client.containers.run(
                 image, name=container_name(spec.lab, spec.name), **conf.sdk_kwargs()

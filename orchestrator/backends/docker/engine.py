@@ -48,6 +48,7 @@ class EngineFacts:
     storage_driver: str
     backing_fs: str
     seccomp_profile: bool = False
+    data_root: str = ""
 
     @classmethod
     def read(cls, info: dict[str, Any]) -> EngineFacts:
@@ -60,6 +61,7 @@ class EngineFacts:
             storage_driver=str(info.get("Driver", "")),
             backing_fs=str(status.get("Backing Filesystem", "")),
             seccomp_profile=seccomp.installed() is not None,
+            data_root=str(info.get("DockerRootDir", "")),
         )
 
     @property
