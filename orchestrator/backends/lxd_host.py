@@ -12,7 +12,6 @@ import fcntl
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -20,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from orchestrator import paths
+from orchestrator.backends import btrfs_quota
 
 #: where LXD keeps each instance's logs (lxc.log, console.log, exec output): Debian's
 #: package, then the snap
@@ -213,23 +213,9 @@ def heal_quota(pool: str) -> bool:
     fraction of a second on a lab pool.
     """
     path = next((d / pool for d in POOL_DIRS if (d / pool).is_dir()), None)
-    if path is None or shutil.which("btrfs") is None:
+    if path is None:
         return False
-    uuid = subprocess.run(
-        ["findmnt", "-no", "UUID", "--target", str(path)],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip()  # fmt: skip
-    flag = Path("/sys/fs/btrfs", uuid, "qgroups", "inconsistent")
-    if not uuid or _read(flag).strip() != b"1":
-        return False
-    with pool_lock(pool, exclusive=True):
-        if _read(flag).strip() != b"1":
-            return False  # another guestlab rescanned meanwhile
-        subprocess.run(
-            ["btrfs", "quota", "rescan", "-w", str(path)],
-            capture_output=True, timeout=600, check=False,
-        )  # fmt: skip
-    return True
+    return btrfs_quota.heal(path, lambda _uuid: pool_lock(pool, exclusive=True))
 
 
 @contextmanager
