@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -181,6 +182,17 @@ def dashboard(students: list[str]) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
+def cell_state(browser: Any, selector: str) -> tuple[str | None, str | None]:
+    """A grid cell's state and colour, read in one script: the live grid replaces its
+    cells as it updates, so an element found first and read later can be gone."""
+    found = browser.execute_script(
+        "const c = document.querySelector(arguments[0]);"
+        "return c ? [c.dataset.state, getComputedStyle(c).backgroundColor] : [null, null];",
+        selector,
+    )
+    return found[0], found[1]
+
+
 def test_dashboard_cell_turns_green_when_a_student_solves(
     students: list[str], dashboard: str, tmp_path: Path
 ) -> None:
@@ -210,7 +222,7 @@ def test_dashboard_cell_turns_green_when_a_student_solves(
         assert not browser.find_elements(By.CSS_SELECTOR, "b")  # the name made no markup
         watched = students[0]
         selector = f'td.cell[data-student="{watched}"][data-task="find-id"]'
-        assert browser.find_element(By.CSS_SELECTOR, selector).get_attribute("data-state") != "pass"
+        assert cell_state(browser, selector)[0] != "pass"
 
         res = guestlab("solve", SCENARIO, "--student", watched, "--task", "find-id")
         assert res.returncode == 0, res.stdout + res.stderr
@@ -218,19 +230,14 @@ def test_dashboard_cell_turns_green_when_a_student_solves(
         assert "find-id" in res.stdout
 
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            cell = browser.find_element(By.CSS_SELECTOR, selector)
-            if cell.get_attribute("data-state") == "pass":
-                break
+        while time.monotonic() < deadline and cell_state(browser, selector)[0] != "pass":
             time.sleep(0.5)
-        cell = browser.find_element(By.CSS_SELECTOR, selector)
-        assert cell.get_attribute("data-state") == "pass"
-        assert cell.value_of_css_property("background-color") == "rgba(46, 125, 50, 1)"  # green
+        state, colour = cell_state(browser, selector)
+        assert state == "pass"
+        assert colour == "rgb(46, 125, 50)"  # green
         # the page was never reloaded: the grid follows by itself
-        other = browser.find_element(
-            By.CSS_SELECTOR, f'td.cell[data-student="{students[1]}"][data-task="find-id"]'
-        )
-        assert other.get_attribute("data-state") != "pass"
+        other = f'td.cell[data-student="{students[1]}"][data-task="find-id"]'
+        assert cell_state(browser, other)[0] != "pass"
         browser.get(dashboard.replace(f"class/{SCENARIO}", f"class/{SCENARIO}/student/{watched}"))
         assert "Ann <b>Bold</b>" in browser.find_element(By.TAG_NAME, "h1").text
     finally:
