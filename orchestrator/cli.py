@@ -20,7 +20,7 @@ from rich.markup import escape
 
 from orchestrator import __version__, backends, textsafe
 from orchestrator.classroom.cli import class_group, serve
-from orchestrator.errors import ExitCode, GuestlabError, ScenarioError
+from orchestrator.errors import ExitCode, GuestlabError, ScenarioError, UsageError
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -302,17 +302,42 @@ def status(scenario: str | None, student: str | None, fmt: str) -> None:
                 out.print(f"{r.key}: machines on {name}: {machines}")
 
 
+def _lab_id(given: str) -> str:
+    """The lab ID a command names: an ID as given, or the `metadata.id` of a scenario file
+    (a user who brought a lab up from its file names it the same way)."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    if re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", given):
+        return given
+    path = Path(given)
+    if path.is_file():
+        try:
+            found = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise UsageError(f"cannot read the scenario file {given}: {exc}") from exc
+        meta = found.get("metadata") if isinstance(found, dict) else None
+        if isinstance(meta, dict) and isinstance(meta.get("id"), str):
+            return meta["id"]
+    raise UsageError(
+        f"{given!r} is neither a lab ID nor a scenario file with an id",
+        hint="guestlab status lists the labs that are up, by ID",
+    )
+
+
 def _ref(scenario: str, student: str) -> Any:
     from orchestrator.backends.base import LabRef
 
-    return LabRef(scenario, student)
+    return LabRef(_lab_id(scenario), student)
 
 
 def _open(scenario: str, student: str | None, lang: str | None = None) -> tuple[Any, Any, Any]:
     from orchestrator.lab import open_lab
 
     store = _store()
-    lab, record = open_lab(store, scenario, _student(student), _lang(lang))
+    lab, record = open_lab(store, _lab_id(scenario), _student(student), _lang(lang))
     return lab, record, store
 
 

@@ -1,22 +1,76 @@
-"""btrfs quota groups that the kernel stopped enforcing, found and rescanned.
+"""btrfs quotas for the pools that bound each machine's writes.
 
-Deleting a subvolume whose qgroup still counts bytes marks every qgroup of the file
-system inconsistent (kernel 6.x), and the kernel then stops enforcing their limits: a
-machine's disk bound would hold only until the first `down`. The Docker and nspawn
-backends heal their pool before they bound a new machine.
+The pools use *simple quotas* where the kernel has them (6.7 and later): each extent is
+charged to the subvolume that wrote it, which is exactly "what a machine writes". Full
+qgroup accounting instead walks the back-references of every shared extent at each
+transaction: on Docker's pool, with a few images and their layers, one `docker commit`
+took 10 s against 0.7 s with simple quotas (measured here). It also marks every qgroup
+inconsistent when a subvolume is deleted, and the kernel then stops enforcing limits; where
+simple quotas are missing, `heal` rescans such a pool before a machine is bounded.
+
+`python3 -m orchestrator.backends.btrfs_quota simple PATH` (the set-up scripts) turns
+simple quotas on for the file system holding PATH and prints the quota mode in force.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import shutil
+import struct
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 from orchestrator import paths
+
+# _IOWR(0x94, 40, struct btrfs_ioctl_quota_ctl_args { __u64 cmd, status; })
+_QUOTA_CTL = 0xC0109428
+_CTL_DISABLE, _CTL_ENABLE_SIMPLE = 2, 4
+_SIMPLE_FEATURE = Path("/sys/fs/btrfs/features/simple_quota")
+
+
+def mode(path: Path) -> str | None:
+    """The quota mode of the btrfs file system holding `path` (`squota`, `qgroup`), or
+    None when quotas are off or it is not btrfs."""
+    try:
+        return (_sysfs(path) / "qgroups" / "mode").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def use_simple_quotas(path: Path) -> str:
+    """Turn on simple quotas for the file system holding `path` (replacing full qgroup
+    accounting and the limits it held); the mode now in force. A kernel without simple
+    quotas gets full accounting instead."""
+    current = mode(path)
+    if current == "squota":
+        return current
+    if not _SIMPLE_FEATURE.exists():
+        if current is None:
+            subprocess.run(["btrfs", "quota", "enable", str(path)], check=True)
+        return mode(path) or "off"
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if current is not None:
+            fcntl.ioctl(fd, _QUOTA_CTL, bytearray(struct.pack("QQ", _CTL_DISABLE, 0)))
+        fcntl.ioctl(fd, _QUOTA_CTL, bytearray(struct.pack("QQ", _CTL_ENABLE_SIMPLE, 0)))
+    finally:
+        os.close(fd)
+    return mode(path) or "off"
+
+
+def _sysfs(path: Path) -> Path:
+    uuid = subprocess.run(
+        ["findmnt", "-no", "UUID", "--target", str(path)],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    if not uuid:
+        raise OSError(f"no btrfs file system holds {path}")
+    return Path("/sys/fs/btrfs", uuid)
 
 
 def heal(path: Path, lock: Callable[[str], AbstractContextManager[object]] | None = None) -> bool:
@@ -25,12 +79,12 @@ def heal(path: Path, lock: Callable[[str], AbstractContextManager[object]] | Non
     lock per file system); an engine whose deletions must not meet a rescan passes its own."""
     if shutil.which("btrfs") is None or not path.exists():
         return False
-    uuid = subprocess.run(
-        ["findmnt", "-no", "UUID", "--target", str(path)],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip()  # fmt: skip
-    flag = Path("/sys/fs/btrfs", uuid, "qgroups", "inconsistent")
-    if not uuid or not _set(flag):
+    try:
+        fs = _sysfs(path)
+    except OSError:
+        return False
+    uuid, flag = fs.name, fs / "qgroups" / "inconsistent"
+    if not _set(flag):
         return False
     with (lock or _file_lock)(uuid):
         if not _set(flag):
@@ -54,3 +108,16 @@ def _set(flag: Path) -> bool:
         return flag.read_text().strip() == "1"
     except OSError:
         return False
+
+
+def main(argv: list[str]) -> int:
+    """`simple PATH`: turn simple quotas on, print the mode in force."""
+    if len(argv) != 2 or argv[0] != "simple":
+        print("usage: python3 -m orchestrator.backends.btrfs_quota simple PATH", file=sys.stderr)
+        return 2
+    print(use_simple_quotas(Path(argv[1])))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

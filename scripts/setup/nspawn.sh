@@ -14,6 +14,7 @@
 # No daemon to start: each machine is its own systemd-nspawn process. On hosts whose PID 1
 # is not systemd the backend runs nspawn with --register=no --keep-unit by itself.
 set -euo pipefail
+cd "$(dirname "$0")/../.."
 
 log() { printf 'nspawn-setup: %s\n' "$*" >&2; }
 
@@ -61,10 +62,11 @@ fi
 
 if pool_mounted; then
     chmod 0700 "$pool_dir"
-    # qgroups bound each machine's writes (MachineSpec.disk); enabling twice is harmless
-    btrfs quota enable "$pool_dir"
+    # quotas bound each machine's writes (MachineSpec.disk): simple quotas where the
+    # kernel has them (orchestrator/backends/btrfs_quota.py says why)
+    quota_mode=$(python3 -m orchestrator.backends.btrfs_quota simple "$pool_dir")
     log "ready: $(systemd-nspawn --version | head -n1), store $pool_dir" \
-        "($(df -h --output=size "$pool_dir" | tail -n1 | tr -d ' ') btrfs, quotas on)"
+        "($(df -h --output=size "$pool_dir" | tail -n1 | tr -d ' ') btrfs, quotas: $quota_mode)"
 else
     log "ready: $(systemd-nspawn --version | head -n1), no btrfs store"
 fi

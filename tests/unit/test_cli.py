@@ -128,6 +128,19 @@ def test_unknown_lab_is_a_usage_error_with_a_hint(tmp_path: Path) -> None:
     assert "guestlab up machine-id-clone" in err
 
 
+def test_a_scenario_file_names_its_lab() -> None:
+    code, _, err = run("check", "scenarios/machine-id-clone.yaml", "--student", "nobody-here")
+    assert code == 2
+    assert "no lab machine-id-clone for student nobody-here" in err
+
+
+@pytest.mark.parametrize("given", ["/etc/passwd", "no/such/file.yaml", "Bad ID"])
+def test_what_is_neither_an_id_nor_a_scenario_file_is_refused(given: str) -> None:
+    code, _, err = run("down", given, "--student", "nobody-here")
+    assert code == 2
+    assert "neither a lab ID nor a scenario file" in err and "Traceback" not in err
+
+
 def test_unknown_scenario_names_where_it_looked() -> None:
     code, _, err = run("show", "no-such-lab")
     assert code == 2 and "no-such-lab" in err and "Traceback" not in err

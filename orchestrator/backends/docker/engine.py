@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from orchestrator.backends.base import LabRef
@@ -88,4 +89,8 @@ class EngineFacts:
             disk = "disk bound by btrfs, but a nested subvolume escapes it (no seccomp profile)"
         else:
             disk = f"disk bound by {self.storage_driver}"
+            if self.storage_driver == "btrfs" and self.data_root:
+                from orchestrator.backends import btrfs_quota
+
+                disk += f" ({btrfs_quota.mode(Path(self.data_root)) or 'quotas off'})"
         return f"{userns}, {disk}"
