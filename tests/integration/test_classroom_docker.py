@@ -26,14 +26,8 @@ pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = "machine-id-clone"
-#: `guestlab` with the class commands registered, as orchestrator/cli.py will have them
-WIRED = (
-    "from orchestrator.cli import cli, main\n"
-    "from orchestrator.classroom.cli import class_group, serve\n"
-    "cli.add_command(class_group)\n"
-    "cli.add_command(serve)\n"
-    "main()\n"
-)
+#: `guestlab`, which carries the class commands and `serve`
+WIRED = "from orchestrator.cli import main\nmain()\n"
 
 
 def guestlab(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -76,10 +76,10 @@ def test_one_hostile_lab_never_fails_the_class(hostile: Store) -> None:
 def test_every_format_of_a_hostile_class_check_is_clean(
     hostile: Store, fmt: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orchestrator.classroom import cli as class_cli
+    from orchestrator.cli import console
 
     # the console's width is fixed when it first measures its terminal (none under xdist)
-    monkeypatch.setattr(class_cli.out, "_width", 500)
+    monkeypatch.setattr(console.out, "_width", 500)
     result = CliRunner(env={"COLUMNS": "500"}).invoke(
         wired, ["class", "check", SCENARIO, "--format", fmt]
     )

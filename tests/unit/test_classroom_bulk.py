@@ -22,9 +22,10 @@ from orchestrator.backends.base import (
     Progress,
 )
 from orchestrator.classroom import bulk, copies
-from orchestrator.classroom.cli import class_group, serve
 from orchestrator.classroom.roster import Student
 from orchestrator.classroom.store import ClassStore
+from orchestrator.cli.classroom import class_group
+from orchestrator.cli.serve import serve
 from orchestrator.errors import ProvisioningError, UsageError
 from orchestrator.state import Store
 

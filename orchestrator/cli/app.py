@@ -1,0 +1,98 @@
+"""The `guestlab` group, its commands, and `main`: the one place that prints errors and
+maps every outcome to an exit code.
+
+Command modules import engine SDKs only when a command runs, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import NoReturn
+
+import click
+from rich.markup import escape
+
+from orchestrator import __version__, textsafe
+from orchestrator.cli import catalog, classroom, host, images, labs, serve
+from orchestrator.cli.console import err
+from orchestrator.errors import ExitCode, GuestlabError, ScenarioError
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok, 1 checks failed, 2 usage or invalid scenario, 3 backend unavailable, "
+    "4 provisioning failed, 5 lab busy or state store unusable, 130 interrupted."
+)
+INTERRUPTED = (
+    "error: interrupted. What was done is recorded: run the same command again, "
+    "or `guestlab down ID` to remove the lab."
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+@click.version_option(__version__, prog_name="guestlab")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Hands-on Linux virtualization labs that grade themselves.
+
+    A student brings a lab up, works in its machines, runs `guestlab check` to see which
+    tasks pass, asks for hints, resets and tears it down:
+
+    \b
+      guestlab list
+      guestlab up machine-id-clone
+      guestlab shell machine-id-clone clone
+      guestlab check machine-id-clone
+      guestlab down machine-id-clone
+    """
+    ctx.obj = {"debug": debug}
+
+
+for command in (*catalog.COMMANDS, *labs.COMMANDS, *host.COMMANDS, images.image, serve.serve):
+    cli.add_command(command)
+classroom.register(cli)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Entry point: run the CLI and map every outcome to a documented exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        code = cli.main(args=args, prog_name="guestlab", standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("error: interrupted")
+        sys.exit(ExitCode.INTERRUPTED)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(ExitCode.USAGE)
+    except ScenarioError as e:
+        for problem in e.problems:
+            click.echo(str(problem), err=True)
+        err.print(f"error: {textsafe.markup(str(e))}")
+        sys.exit(e.exit_code)
+    except GuestlabError as e:
+        _show_error(e, debug="--debug" in args)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print(INTERRUPTED)
+        sys.exit(ExitCode.INTERRUPTED)
+    except Exception as e:  # a bug: say so plainly, details only with --debug
+        _show_bug(e, debug="--debug" in args)
+        sys.exit(ExitCode.PROVISIONING_FAILED)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _show_error(e: GuestlabError, *, debug: bool) -> None:
+    """`error: <sentence>` and its hint; the traceback too with --debug."""
+    if debug:
+        traceback.print_exc()
+    err.print(f"[bold red]error:[/] {textsafe.markup(str(e))}")
+    if e.hint:
+        err.print(f"[bold]hint:[/] {textsafe.markup(e.hint)}")
+
+
+def _show_bug(e: Exception, *, debug: bool) -> None:
+    """An error guestlab did not expect: its type and message; the traceback with --debug."""
+    if debug:
+        traceback.print_exc()
+    err.print(f"[bold red]internal error:[/] {escape(type(e).__name__)}: {textsafe.markup(str(e))}")
+    err.print("hint: run again with --debug for the traceback, and report it")

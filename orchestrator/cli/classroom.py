@@ -1,0 +1,291 @@
+"""`guestlab class ...`: one scenario for a whole class, a lab per student, a gradebook.
+
+`register` adds the group to `guestlab` and gives `guestlab gc` the classroom's own
+collector (labs whose class time is up), so the single-lab commands never import the
+classroom. What the commands print is built in `class_tables`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.markup import escape
+
+from orchestrator import textsafe
+from orchestrator.cli import class_tables as tables
+from orchestrator.cli import options
+from orchestrator.cli.console import UP_STEPS, ConsoleReporter, bars, err, out
+from orchestrator.cli.host import Collector, add_collector
+from orchestrator.errors import GuestlabError
+
+if TYPE_CHECKING:
+    from orchestrator.classroom.bulk import Outcome, Plan
+    from orchestrator.classroom.roster import Student
+    from orchestrator.state import Store
+
+parallel_option = options.parallel_option(4, "Labs worked on at the same time.")
+
+
+@click.group("class")
+def class_group() -> None:
+    """Run one scenario for a whole class: a lab per student, a gradebook.
+
+    A class is named by its scenario id. Students work in their own lab with the usual
+    verbs and `--student ID`; the instructor grades everyone with `class check` and
+    watches the live grid with `guestlab serve`.
+
+    \b
+      guestlab class up machine-id-clone --roster class.csv --expires 3h
+      guestlab class check machine-id-clone
+      guestlab class export machine-id-clone --format csv > grades.csv
+      guestlab class down machine-id-clone
+    """
+
+
+def _expire_class_time(store: Store) -> list[str]:
+    from orchestrator.classroom.bulk import expire
+
+    return [f"class time is up: removed lab {key}" for key in expire(store)]
+
+
+EXPIRE = Collector("labs whose class time is up", _expire_class_time)
+
+
+def register(root: click.Group) -> None:
+    """Add the class commands to `root`, and the expiry of class time to `guestlab gc`."""
+    root.add_command(class_group)
+    add_collector(EXPIRE)
+
+
+@class_group.command("up")
+@click.argument("scenario", metavar="ID|PATH")
+@click.option(
+    "--roster",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV file with the header id,name,email and one student per line.",
+)
+@parallel_option
+@options.backend_option()
+@click.option(
+    "--memory",
+    metavar="SIZE",
+    help="Memory limit of each lab (e.g. 768M), shared by its machines"
+    " (default: the scenario's limits).",
+)
+@click.option(
+    "--expires", metavar="DURATION", help="Remove the labs this long from now, at `guestlab gc`."
+)
+@options.no_build_option
+def class_up(
+    scenario: str,
+    roster: Path,
+    parallel: int,
+    backend: str | None,
+    memory: str | None,
+    expires: str | None,
+    no_build: bool,
+) -> None:
+    """Bring up one lab per student of the roster, in parallel.
+
+    The roster is checked first and refused whole, with every bad line, and so is a class
+    whose memory does not fit the host: nothing is created then. One student's failure
+    does not stop the others; the command exits non-zero if any lab failed. Running it
+    again retries the failed labs and leaves the others as they are.
+    """
+    from orchestrator.classroom import bulk
+
+    students = _roster(roster)
+    seconds = bulk.parse_duration(expires) if expires else None
+    per_lab = bulk.parse_memory(memory) if memory else None
+    p = bulk.plan(scenario, students, backend, per_lab)
+    store = options.store()
+    out.print(
+        f"[bold]Class {escape(p.class_id)}[/]: {len(students)} student(s) on {p.backend.name},"
+        f" {bulk.fmt_bytes(p.per_lab)} per lab, {parallel} at a time"
+    )
+    started = time.monotonic()
+    with out.status("checking the engine, the memory and the image..."):
+        bulk.preflight(p, store, build_images=not no_build)
+    with bars([s.id for s in students], len(UP_STEPS), out) as progress:
+        outcomes = bulk.up(
+            p,
+            store,
+            parallel=parallel,
+            expires=seconds,
+            progress=progress,
+            build_images=not no_build,
+            checked=True,
+        )
+    _report_up(store, p, students, outcomes, time.monotonic() - started, expires)
+
+
+def _report_up(
+    store: Store,
+    p: Plan,
+    students: list[Student],
+    outcomes: list[Outcome],
+    seconds: float,
+    expires: str | None,
+) -> None:
+    """After `class up`: each student's outcome, what to do next, and the failures raised."""
+    names = {s.id: s.name for s in students}
+    out.print(tables.outcomes_table(f"Class {p.class_id}", outcomes, names))
+    ok = sum(1 for o in outcomes if o.ok)
+    out.print(
+        f"{ok}/{len(outcomes)} lab(s) up in {seconds:.1f} s."
+        + (f" They expire in {expires} (at `guestlab gc`)." if expires else "")
+    )
+    _tell_earlier_roster(store, p, students)
+    if ok:
+        out.print(
+            f"Students: guestlab shell {p.class_id} --student ID · "
+            f"grade everyone: guestlab class check {p.class_id} · live grid: guestlab serve"
+        )
+    tables.raise_failures(outcomes, "come up")
+
+
+def _roster(path: Path) -> list[Student]:
+    """The roster's students; every bad line is printed before the roster is refused."""
+    from orchestrator.classroom.roster import RosterError, load
+
+    try:
+        return load(path)
+    except RosterError as e:
+        for problem in e.problems:
+            click.echo(problem, err=True)
+        raise
+
+
+def _tell_earlier_roster(store: Store, p: Plan, students: list[Student]) -> None:
+    """Say which students of an earlier roster, not in this one, still have a lab."""
+    from orchestrator.classroom.store import ClassStore
+
+    listed = {s.id for s in students}
+    earlier = [
+        m.student
+        for m in ClassStore(store.db).members(p.class_id)
+        if m.student not in listed and m.status == "up" and store.lab(m.lab)
+    ]
+    if earlier:
+        out.print(
+            f"[yellow]{len(earlier)} student(s) of an earlier roster keep their lab in the"
+            f" class:[/] {escape(', '.join(earlier))} (`guestlab down {p.class_id} --student ID`"
+            " removes a lab; the next `class up` then forgets its student)"
+        )
+
+
+@class_group.command("check")
+@click.argument("class_id", metavar="ID")
+@options.format_option("table", "csv", "json", "junit")
+@options.parallel_option(8, "Labs checked at the same time.")
+def class_check(class_id: str, fmt: str, parallel: int) -> None:
+    """Check every student's lab concurrently and print the gradebook.
+
+    Each class check is recorded with its time (`class export` prints the last one again).
+    Students who share a value that should be theirs alone (a parameter, a machine ID, a
+    host key) are flagged. Exits 0 when every lab could be checked, whatever the grades.
+    """
+    from orchestrator.classroom import bulk
+    from orchestrator.classroom.store import ClassStore
+
+    store = options.store()
+    members = ClassStore(store.db).members(bulk.require_class(ClassStore(store.db), class_id).id)
+    with bars([m.student for m in members], 1, err) as progress:
+        book = bulk.check(store, class_id, parallel=parallel, progress=progress)
+    tables.print_book(book, fmt)
+    broken = [r for r in book["students"] if r["error"]]
+    if broken:
+        raise bulk.ClassError(
+            f"{len(broken)} of {len(book['students'])} lab(s) could not be checked:"
+            f" {', '.join(r['student'] for r in broken[:10])}",
+            hint="`guestlab class status " + class_id + "` shows their state;"
+            " `guestlab class up` again brings missing labs back",
+        )
+
+
+@class_group.command("export")
+@click.argument("class_id", metavar="ID")
+@options.format_option("csv", "json", "junit")
+def class_export(class_id: str, fmt: str) -> None:
+    """Print the gradebook of the last `class check` (for an LMS), without checking again."""
+    from orchestrator.classroom import bulk
+    from orchestrator.classroom.store import ClassStore
+
+    cstore = ClassStore(options.store().db)
+    bulk.require_class(cstore, class_id)
+    book = cstore.last_gradebook(class_id)
+    if book is None:
+        raise GuestlabError(
+            f"class {class_id} has not been checked yet",
+            hint=f"guestlab class check {class_id}",
+        )
+    tables.print_book(book, fmt)
+
+
+@class_group.command("status")
+@click.argument("class_id", metavar="ID", required=False)
+@options.format_option("table", "json")
+def class_status(class_id: str | None, fmt: str) -> None:
+    """Show the classes, or one class's students with their lab and latest score."""
+    from orchestrator.classroom import bulk
+    from orchestrator.classroom import gradebook as gb
+    from orchestrator.classroom.store import ClassStore
+
+    store = options.store()
+    cstore = ClassStore(store.db)
+    if class_id is None:
+        rows = tables.classes_rows(cstore)
+        if fmt == "json":
+            click.echo(json.dumps(rows, indent=2))
+        elif not rows:
+            out.print("No classes. Bring one up: guestlab class up ID --roster class.csv")
+        else:
+            out.print(tables.classes_table(rows))
+        return
+    klass = bulk.require_class(cstore, class_id)
+    book = gb.live(store.db, class_id)
+    assert book is not None
+    labs = {m.student: store.lab(m.lab) for m in cstore.members(class_id)}
+    if fmt == "json":
+        for r in book["students"]:
+            rec = labs.get(r["student"])
+            r["lab_status"] = rec.status if rec else "absent"
+        click.echo(json.dumps(textsafe.data(book), indent=2))
+    else:
+        out.print(tables.class_table(klass, book, labs))
+
+
+@class_group.command("reset")
+@click.argument("class_id", metavar="ID")
+@options.student_option(required=True)
+def class_reset(class_id: str, student: str) -> None:
+    """Put one student's lab back into its starting state."""
+    from orchestrator.classroom import bulk
+
+    bulk.reset(options.store(), class_id, student, ConsoleReporter(out))
+    out.print(f"The lab of {escape(student)} in {escape(class_id)} is back at its starting state.")
+
+
+@class_group.command("down")
+@click.argument("class_id", metavar="ID")
+@parallel_option
+def class_down(class_id: str, parallel: int) -> None:
+    """Remove every student's lab. Safe to run twice; the roster and grades stay recorded."""
+    from orchestrator.classroom import bulk
+    from orchestrator.classroom.store import ClassStore
+
+    store = options.store()
+    members = ClassStore(store.db).members(class_id)
+    if not members:
+        out.print(f"No class {escape(class_id)} with students here; nothing to remove.")
+        return
+    with bars([m.student for m in members], 1, out) as progress:
+        outcomes = bulk.down(store, class_id, parallel=parallel, progress=progress)
+    names = {m.student: m.name for m in members}
+    out.print(tables.outcomes_table(f"Class {class_id} down", outcomes, names))
+    tables.raise_failures(outcomes, "be removed")

@@ -1,0 +1,110 @@
+"""This host: `doctor` (which engines work) and `gc` (remove what nobody needs any more).
+
+`gc` removes the resources of labs that the state store no longer knows, and whatever the
+registered collectors say is due. A layer above the single lab (the classroom) adds its
+own collector when its commands are registered, so this module never imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import click
+from rich.markup import escape
+
+from orchestrator import backends
+from orchestrator.cli import options
+from orchestrator.cli.console import out
+from orchestrator.errors import GuestlabError
+
+if TYPE_CHECKING:
+    from orchestrator.state import Store
+
+CONFINE_FIX = "scripts/setup.sh confines it (user namespaces); until then `up` refuses"
+ORPHANS = "resources of labs the state store no longer knows (after a crash)"
+
+
+@dataclass(frozen=True)
+class Collector:
+    """Something `guestlab gc` removes besides the labs nobody knows.
+
+    `what` completes "Remove ..." in gc's help; `collect` removes what is due and returns a
+    sentence per thing removed.
+    """
+
+    what: str
+    collect: Callable[[Store], list[str]]
+
+
+#: run by `gc` in the order added, before the labs nobody knows are looked for
+COLLECTORS: list[Collector] = []
+
+
+def add_collector(collector: Collector) -> None:
+    """Have `guestlab gc` run `collector` too (once, however often it is added)."""
+    if collector not in COLLECTORS:
+        COLLECTORS.append(collector)
+    gc.help = gc_help()
+
+
+def gc_help() -> str:
+    """gc's help: what each collector removes, then the labs nobody knows."""
+    first = "".join(f"{c.what}, " for c in COLLECTORS) + ("and " if COLLECTORS else "")
+    return f"Remove {first}{ORPHANS}."
+
+
+@click.command(help=gc_help())
+def gc() -> None:
+    from orchestrator import teardown
+
+    store = options.store()
+    collected = [sentence for c in COLLECTORS for sentence in c.collect(store)]
+    for sentence in collected:
+        out.print(f"[green]✓[/] {escape(sentence)}")
+    removed = teardown.gc(store)
+    if not removed and not collected:
+        out.print("Nothing to collect.")
+    for name, labs in removed.items():
+        for key, found in labs.items():
+            out.print(
+                f"[green]✓[/] {name}: removed {key}"
+                f" ({len(found.machines)} machine(s), {len(found.other)} other)"
+            )
+
+
+@click.command()
+def doctor() -> None:
+    """Say which backends work on this host, and how to fix the ones that do not."""
+    from orchestrator import paths, views
+
+    rows = [_diagnose(name) for name in backends.names()]
+    out.print(views.doctor_table(rows))
+    out.print(f"State and images: {paths.home()}")
+    if not any(r[1] for r in rows):
+        raise GuestlabError("no backend is usable on this host", hint="follow a fix above")
+
+
+def _diagnose(name: str) -> tuple[str, bool, str, str]:
+    """One row of `doctor`: the backend, whether it is usable, what was seen, the fix."""
+    try:
+        b = backends.get(name)
+        a = b.availability()
+        risk = b.host_root_risk() if a.usable else None
+        if risk:
+            return (name, True, f"{a.detail}; UNSAFE: {risk}", a.fix or CONFINE_FIX)
+        return (name, a.usable, a.detail, a.fix)
+    except GuestlabError as e:
+        return (name, False, str(e), e.hint or "")
+    except ImportError as e:
+        return (
+            name,
+            False,
+            f"its Python package is missing ({e.name})",
+            f"pip install 'guestlab[{name}]'",
+        )
+
+
+#: the commands this module adds to `guestlab`
+COMMANDS = (doctor, gc)

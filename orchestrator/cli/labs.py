@@ -1,0 +1,268 @@
+"""A lab's life: `up`, `status`, `exec`, `shell`, `check`, `hint`, `solve`, `reset`, `down`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import TYPE_CHECKING
+
+import click
+from rich.markup import escape
+
+from orchestrator import backends, textsafe
+from orchestrator.cli import options
+from orchestrator.cli.console import ConsoleReporter, err, out
+from orchestrator.errors import ExitCode, GuestlabError
+
+if TYPE_CHECKING:
+    from orchestrator.lab import Lab
+    from orchestrator.state import LabRecord, Store
+
+
+@click.command()
+@click.argument("scenario", metavar="ID|PATH")
+@options.student_option()
+@options.backend_option()
+@options.no_build_option
+@click.option(
+    "--unsafe-host-root",
+    is_flag=True,
+    help="Start systemd machines even where root in them is root on this host "
+    "(a Docker engine without user namespaces). Only for a lab of your own.",
+)
+@options.lang_option
+def up(
+    scenario: str,
+    student: str | None,
+    backend: str | None,
+    no_build: bool,
+    unsafe_host_root: bool,
+    lang: str | None,
+) -> None:
+    """Bring a lab up: create its machines, apply the starting state, take the clones.
+
+    Running it again on a lab that is up changes nothing. If an earlier `up` was
+    interrupted, it removes what that one left and starts over.
+    """
+    from orchestrator import lab as lifecycle
+    from orchestrator import views
+
+    lab = lifecycle.prepare(scenario, options.student(student), backend, options.lang(lang))
+    store = options.store()
+    out.print(
+        f"[bold]{lab.scenario.metadata.title}[/] [dim]({lab.ref.key} on {lab.backend.name})[/]"
+    )
+    result = lifecycle.up(
+        lab,
+        store,
+        ConsoleReporter(out),
+        build_images=not no_build,
+        unsafe_host_root=unsafe_host_root,
+    )
+    if result.already_up:
+        out.print(f"Lab {lab.scenario.id} is already up for {lab.ref.student}; nothing changed.")
+    else:
+        out.print(f"[green]Lab is up[/] in {sum(result.timings.values()):.1f} s.")
+    out.print(views.scenario_view(lab.scenario))
+    first = lab.specs[-1].name
+    out.print(
+        f"\nWork in a machine:  guestlab shell {lab.scenario.id} {first}\n"
+        f"See your progress:  guestlab check {lab.scenario.id}\n"
+        f"Stuck?              guestlab hint {lab.scenario.id} {lab.scenario.tasks[0].id}"
+    )
+
+
+@click.command()
+@click.argument("scenario", metavar="ID", required=False)
+@options.student_option()
+@options.format_option("table", "json")
+def status(scenario: str | None, student: str | None, fmt: str) -> None:
+    """Show labs: every lab, or one scenario's labs (with their machines)."""
+    from orchestrator import views
+
+    store = options.store()
+    records = store.labs(scenario)
+    if student:
+        records = [r for r in records if r.student == student]
+    scores = _last_scores(store, records)
+    if fmt == "json":
+        rows = [{**r.__dict__, "last_check": scores.get(r.key)} for r in records]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not records:
+        out.print("No labs." + ("" if scenario else " Bring one up with: guestlab up ID"))
+        return
+    out.print(views.labs_table(records, scores))
+    if scenario:
+        for r in records:
+            for name in r.backends:
+                found = backends.get(name).find(options.ref(r.scenario, r.student)).get(r.key)
+                machines = ", ".join(found.machines) if found else "none"
+                out.print(f"{r.key}: machines on {name}: {machines}")
+
+
+def _last_scores(store: Store, records: list[LabRecord]) -> dict[str, str]:
+    """Each lab's last score and when it was checked, for the labs checked at least once."""
+    from orchestrator import views
+
+    scores = {}
+    for r in records:
+        attempts = store.attempts(r.key)
+        if attempts:
+            a = attempts[-1]
+            scores[r.key] = f"{a['score']}/{a['max_score']} at {views.when(a['at'])}"
+    return scores
+
+
+@click.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("scenario", metavar="ID")
+@click.argument("machine")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@options.student_option()
+@click.option(
+    "--timeout", default=600.0, show_default=True, help="Seconds before the command is stopped."
+)
+def exec_cmd(
+    scenario: str, machine: str, command: tuple[str, ...], student: str | None, timeout: float
+) -> None:
+    """Run a command as root in a lab machine: guestlab exec ID MACHINE -- CMD..."""
+    lab, _record, _ = options.open_lab(scenario, student)
+    _require_machine(lab, machine)
+    res = lab.exec(lab.ref, machine, list(command), timeout=timeout)
+    sys.stdout.write(res.stdout)
+    sys.stderr.write(res.stderr)
+    if res.timed_out:
+        err.print(f"error: the command was stopped after {timeout:g} s")
+    if res.truncated:
+        err.print("error: the command printed more than 1 MiB on a stream and was stopped there")
+    sys.exit(res.exit_code)
+
+
+def _require_machine(lab: Lab, machine: str) -> None:
+    names = [m.name for m in lab.scenario.machines]
+    if machine not in names:
+        raise GuestlabError(
+            f"lab {lab.scenario.id} has no machine {machine}",
+            hint=f"its machines: {', '.join(names)}",
+        )
+
+
+@click.command()
+@click.argument("scenario", metavar="ID")
+@click.argument("machine", required=False)
+@options.student_option()
+def shell(scenario: str, machine: str | None, student: str | None) -> None:
+    """Open an interactive root shell in a lab machine (default: the last one)."""
+    lab, _record, _s = options.open_lab(scenario, student)
+    machine = machine or lab.specs[-1].name
+    _require_machine(lab, machine)
+    argv = lab.backend_for(machine).shell_argv(lab.ref, machine)
+    err.print(f"[dim]{machine} of {lab.ref.key}; leave with `exit`[/]")
+    sys.stdout.flush()
+    try:
+        os.execvp(argv[0], argv)
+    except FileNotFoundError:
+        raise GuestlabError(
+            f"`{argv[0]}` is needed for an interactive shell and is not installed"
+        ) from None
+
+
+@click.command()
+@click.argument("scenario", metavar="ID")
+@options.student_option()
+@click.option("--task", "-t", "tasks", multiple=True, help="Check only this task (repeatable).")
+@options.format_option("text", "json", "junit")
+@options.lang_option
+def check(
+    scenario: str, student: str | None, tasks: tuple[str, ...], fmt: str, lang: str | None
+) -> None:
+    """Grade the lab: which tasks pass, points, and what is still wrong.
+
+    Exits 0 only when every checked task passes. Every attempt is recorded.
+    """
+    from orchestrator import lab as lifecycle
+    from orchestrator import views
+
+    lab, record, store = options.open_lab(scenario, student, lang)
+    report = lifecycle.check(lab, record, store, tasks)
+    if fmt == "json":
+        click.echo(json.dumps(textsafe.data(report), indent=2))
+    elif fmt == "junit":
+        click.echo(views.junit(report))
+    else:
+        out.print(views.report_table(report))
+    if not report["passed"]:
+        sys.exit(ExitCode.CHECKS_FAILED)
+
+
+@click.command()
+@click.argument("scenario", metavar="ID")
+@click.argument("task")
+@options.student_option()
+@options.lang_option
+def hint(scenario: str, task: str, student: str | None, lang: str | None) -> None:
+    """Show the next hint for a task (hints taken are recorded)."""
+    from orchestrator import lab as lifecycle
+
+    lab, _record, store = options.open_lab(scenario, student, lang)
+    n, total, text = lifecycle.hint(lab, store, task)
+    if text is None:
+        out.print(f"Task {task} has no hints.")
+    else:
+        out.print(f"[bold]Hint {n}/{total}[/] for {task}: {escape(text)}")
+
+
+@click.command()
+@click.argument("scenario", metavar="ID")
+@options.student_option()
+@click.option("--task", "-t", "tasks", multiple=True, help="Solve only this task (repeatable).")
+def solve(scenario: str, student: str | None, tasks: tuple[str, ...]) -> None:
+    """Apply the reference solution (all tasks, or the ones named)."""
+    from orchestrator import lab as lifecycle
+
+    lab, record, store = options.open_lab(scenario, student)
+    for task in lifecycle.solve(lab, record, store, tasks):
+        out.print(f"[green]✓[/] solution of {task} applied")
+    out.print(f"See the result: guestlab check {scenario}")
+
+
+@click.command()
+@click.argument("scenario", metavar="ID")
+@options.student_option()
+def reset(scenario: str, student: str | None) -> None:
+    """Put every machine of the lab back into its starting state."""
+    from orchestrator import lab as lifecycle
+
+    lab, record, store = options.open_lab(scenario, student)
+    lifecycle.reset(lab, record, store, ConsoleReporter(out))
+    out.print(f"Lab {scenario} is back at its starting state.")
+
+
+@click.command()
+@click.argument("scenario", metavar="ID")
+@options.student_option()
+@options.backend_option("Also look on this backend.")
+def down(scenario: str, student: str | None, backend: str | None) -> None:
+    """Remove every resource of a lab and forget it. Safe to run twice."""
+    from orchestrator import teardown
+
+    store = options.store()
+    ref = options.ref(scenario, options.student(student))
+    record = store.lab(ref.key)
+    names = list(
+        dict.fromkeys([*(record.backends if record else []), *([backend] if backend else [])])
+    )
+    if not names:
+        names = [n for n in backends.names() if backends.get(n).availability().usable]
+    removed = teardown.down(ref, names, store)
+    if not removed:
+        out.print(f"Nothing of lab {ref.key} was left; it is down.")
+    for name, found in removed.items():
+        parts = [f"machines {', '.join(found.machines)}"] if found.machines else []
+        parts += found.other
+        out.print(f"[green]✓[/] removed from {name}: {'; '.join(parts)}")
+
+
+#: the commands this module adds to `guestlab`
+COMMANDS = (up, status, exec_cmd, shell, check, hint, solve, reset, down)

@@ -1,0 +1,146 @@
+"""The options that several commands share, defined once, and the small helpers that turn
+what a user typed into the objects a command needs (a lab ID, a lab, the state store).
+
+Helpers import what they need when they run, so that `guestlab --help` loads neither the
+scenario format nor any engine SDK.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from orchestrator import backends
+from orchestrator.errors import UsageError
+
+if TYPE_CHECKING:
+    from orchestrator.backends.base import LabRef
+    from orchestrator.lab import Lab
+    from orchestrator.state import LabRecord, Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+LAB_ID = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+
+
+def student_option(*, required: bool = False) -> Callable[[F], F]:
+    """`--student/-s ID`: whose lab; optional (with its default) unless `required`."""
+    default = "" if required else " (default: $GUESTLAB_STUDENT or your user name)"
+    return click.option(
+        "--student",
+        "-s",
+        required=required,
+        metavar="ID",
+        help=f"The student whose lab it is{default}.",
+    )
+
+
+lang_option = click.option(
+    "--lang",
+    metavar="TAG",
+    help="Language of the lab's texts, e.g. en or pt-BR"
+    " (default: $GUESTLAB_LANG, then the locale; English where a text is not translated).",
+)
+
+
+def backend_option(
+    help_text: str | None = "Engine to use (default: the scenario's first).",
+    default: str | None = None,
+) -> Callable[[F], F]:
+    """`--backend/-b NAME`, one of the registered engines."""
+    return click.option(
+        "--backend",
+        "-b",
+        type=click.Choice(backends.names()),
+        default=default,
+        show_default=default is not None,
+        help=help_text,
+    )
+
+
+def format_option(*choices: str) -> Callable[[F], F]:
+    """`--format`, passed to the command as `fmt`; the first choice is the default."""
+    return click.option(
+        "--format", "fmt", type=click.Choice(list(choices)), default=choices[0], show_default=True
+    )
+
+
+def parallel_option(default: int, help_text: str) -> Callable[[F], F]:
+    """`--parallel/-j N`: how many labs a class command works on at the same time."""
+    return click.option(
+        "--parallel",
+        "-j",
+        type=click.IntRange(1, 64),
+        default=default,
+        show_default=True,
+        help=help_text,
+    )
+
+
+no_build_option = click.option(
+    "--no-build", is_flag=True, help="Fail instead of building a missing image."
+)
+
+
+def store() -> Store:
+    """The state store, opened when a command needs it."""
+    from orchestrator.state import Store
+
+    return Store()
+
+
+def student(value: str | None) -> str:
+    """The student a command is about: the one given, else the default one."""
+    from orchestrator.backends.base import default_student
+
+    return value or default_student()
+
+
+def lang(option: str | None) -> str:
+    """The language of the lab's texts: the option, else the environment's."""
+    from orchestrator.scenario.i18n import pick_language
+
+    return pick_language(option)
+
+
+def lab_id(given: str) -> str:
+    """The lab ID a command names: an ID as given, or the `metadata.id` of a scenario file
+    (a user who brought a lab up from its file names it the same way)."""
+    import yaml
+
+    if LAB_ID.fullmatch(given):
+        return given
+    path = Path(given)
+    if path.is_file():
+        try:
+            found = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise UsageError(f"cannot read the scenario file {given}: {exc}") from exc
+        meta = found.get("metadata") if isinstance(found, dict) else None
+        if isinstance(meta, dict) and isinstance(meta.get("id"), str):
+            return meta["id"]
+    raise UsageError(
+        f"{given!r} is neither a lab ID nor a scenario file with an id",
+        hint="guestlab status lists the labs that are up, by ID",
+    )
+
+
+def ref(scenario: str, student_id: str) -> LabRef:
+    """The lab of `student_id` that `scenario` (an ID or a scenario file) names."""
+    from orchestrator.backends.base import LabRef
+
+    return LabRef(lab_id(scenario), student_id)
+
+
+def open_lab(
+    scenario: str, student_id: str | None, language: str | None = None
+) -> tuple[Lab, LabRecord, Store]:
+    """A lab that is up, its record, and the open state store."""
+    from orchestrator.lab import open_lab as open_recorded
+
+    opened = store()
+    lab, record = open_recorded(opened, lab_id(scenario), student(student_id), lang(language))
+    return lab, record, opened
