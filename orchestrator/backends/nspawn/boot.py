@@ -4,9 +4,10 @@ Each machine is a directory (``meta.json``, ``rootfs``, ``snapshot``, ``nspawn.l
 systemd-nspawn process booting ``rootfs`` with private users (``--private-users=pick
 --private-users-chown``): root in the machine is a high, unprivileged uid on the host, and
 the first boot of a tree gives it to that uid range. systemd-nspawn starts under
-guestlab's seccomp filter of btrfs volume ioctls (nspawn_seccomp.py), so that no process of
+guestlab's seccomp filter of btrfs volume ioctls (seccomp.py), so that no process of
 the machine can make a subvolume outside its disk bound. Commands enter through
-nspawn_exec.py with the init's user namespace, capability bounding set and seccomp filters.
+execution.py and enter.py with the init's user namespace, capability bounding set and
+seccomp filters.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.backends.base import ExecResult, MachineSpec, Progress
-from orchestrator.backends.nspawn_exec import (
+from orchestrator.backends.nspawn.execution import (
     enter_argv,
     exec_cgroups,
     launch_argv,
@@ -30,7 +31,7 @@ from orchestrator.backends.nspawn_exec import (
     seccomp_of,
     stopper,
 )
-from orchestrator.backends.nspawn_host import (
+from orchestrator.backends.nspawn.host import (
     IDLE_COMMAND,
     alive,
     cgroup_pids,
@@ -47,8 +48,8 @@ from orchestrator.backends.nspawn_host import (
     send_signal,
     thaw_all,
 )
-from orchestrator.backends.nspawn_seccomp import UnsupportedMachine
-from orchestrator.backends.nspawn_store import read_json, write_json
+from orchestrator.backends.nspawn.seccomp import UnsupportedMachine
+from orchestrator.backends.nspawn.store import read_json, write_json
 from orchestrator.errors import MachineUnavailable, ProvisioningError, UsageError
 
 CONTAINER_ENV = {

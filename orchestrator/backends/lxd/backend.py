@@ -3,7 +3,7 @@
 Every instance is created with an explicit device set (a root disk and nothing else) and
 no profile, so machines sit on no network and guestlab never touches the default profile.
 The `user.guestlab.*` config keys are the labels `find` and `destroy` trust. Every
-instance's seccomp policy refuses btrfs's subvolume ioctls (lxd_config.SECCOMP_DENY): a
+instance's seccomp policy refuses btrfs's subvolume ioctls (config.SECCOMP_DENY): a
 subvolume made inside would escape the disk bound.
 
 LXD system containers always boot the image's init: a machine whose spec says
@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from orchestrator import paths
-from orchestrator.backends import lxd_host
 from orchestrator.backends.base import (
     LABEL_LAB,
     LABEL_MACHINE,
@@ -34,8 +33,9 @@ from orchestrator.backends.base import (
     MachineSpec,
     Progress,
 )
-from orchestrator.backends.lxd_cleanup import delete_instance, drop_exec_logs
-from orchestrator.backends.lxd_config import (
+from orchestrator.backends.lxd import host
+from orchestrator.backends.lxd.cleanup import delete_instance, drop_exec_logs
+from orchestrator.backends.lxd.config import (
     CONFIG_PREFIX,
     INNER_DOCKER_SCRIPT,
     SNAPSHOT,
@@ -46,9 +46,9 @@ from orchestrator.backends.lxd_config import (
     is_isolated,
     root_disk,
 )
-from orchestrator.backends.lxd_connect import Connection, open_connection
-from orchestrator.backends.lxd_exec import ExecSession
-from orchestrator.backends.lxd_image import ensure_image
+from orchestrator.backends.lxd.connect import Connection, open_connection
+from orchestrator.backends.lxd.execution import ExecSession
+from orchestrator.backends.lxd.image import ensure_image
 from orchestrator.errors import (
     BackendUnavailable,
     MachineUnavailable,
@@ -157,11 +157,11 @@ class LxdBackend:
         return [i for i in instances if (i.config or {}).get(CONFIG_PREFIX + LABEL_LAB)]
 
     def _execute(self, inst: Instance, argv: Sequence[str], timeout: float) -> ExecResult:
-        """Run argv over LXD's exec websockets, bounded in time and output (lxd_exec)."""
+        """Run argv over LXD's exec websockets, bounded in time and output (execution.py)."""
         from pylxd.exceptions import LXDAPIException
 
         conn = self._connection()
-        session = ExecSession(conn.client, inst.name, argv, timeout, lxd_host.kill_exec, conn.tls)
+        session = ExecSession(conn.client, inst.name, argv, timeout, host.kill_exec, conn.tls)
         try:
             return session.run()
         except LXDAPIException as exc:
@@ -212,7 +212,7 @@ class LxdBackend:
         Done once the machine is up, not by pushing /etc/hostname before the first start:
         a file written into a never-started instance costs LXD about a second at that
         start and half a second at delete (measured), more than the whole exec here.
-        The Docker part (lxd_config.INNER_DOCKER_SCRIPT) restarts dockerd where there
+        The Docker part (config.INNER_DOCKER_SCRIPT) restarts dockerd where there
         is one: about a second, in those machines only.
         """
         hostname = spec.hostname or spec.name
@@ -252,7 +252,7 @@ class LxdBackend:
         }
         progress(f"creating {name} from {image_alias(spec.image)}")
         with self._errors(f"create {name}"):
-            with lxd_host.create_lock():
+            with host.create_lock():
                 inst = client.instances.create(config, wait=True)
             inst.start(wait=True)
         self._wait_ready(inst, spec.init, progress)
@@ -263,7 +263,7 @@ class LxdBackend:
         enforce a size; where it cannot (a `dir` pool), a progress line says so."""
         conn = self._connection()
         if conn.local and conn.driver == "btrfs":
-            lxd_host.heal_quota(conn.pool)  # a bound the kernel stopped enforcing is none
+            host.heal_quota(conn.pool)  # a bound the kernel stopped enforcing is none
         if not conn.disk_bounded:
             progress(
                 f"storage pool `{conn.pool}` ({conn.driver}) cannot bound the disk of {name}:"
@@ -318,7 +318,7 @@ class LxdBackend:
         }
         progress(f"copying {src.name} to {name}")
         with self._errors(f"copy {src.name} to {name}"):
-            with lxd_host.create_lock():
+            with host.create_lock():
                 inst = client.instances.create(config, wait=True)
             inst.start(wait=True)
             src.sync()
@@ -333,7 +333,7 @@ class LxdBackend:
             with self._errors(f"snapshot {inst.name}"):
                 # snapshots.all() gives name-only objects: .get() would warn about every
                 # field newer LXD returns that pylxd does not know
-                with lxd_host.pool_lock(self._connection().pool):
+                with host.pool_lock(self._connection().pool):
                     for snap in (s for s in inst.snapshots.all() if s.name == SNAPSHOT):
                         snap.delete(wait=True)
                 inst.snapshots.create(SNAPSHOT, stateful=False, wait=True)
@@ -373,7 +373,7 @@ class LxdBackend:
             try:
                 snaps = [f"{inst.name}/{s.name}" for s in inst.snapshots.all()]
                 drop_exec_logs(self.client(), inst.name)
-                with lxd_host.pool_lock(conn.pool):
+                with host.pool_lock(conn.pool):
                     delete_instance(inst)
             except NotFound:
                 continue  # removed by someone else meanwhile: it is gone all the same
@@ -381,11 +381,11 @@ class LxdBackend:
                 raise ProvisioningError(f"LXD could not delete {inst.name}: {exc}") from exc
             if conn.local:
                 # LXD 5.0 leaves /var/log/lxd/NAME behind; nothing of the lab stays
-                lxd_host.remove_logs(inst.name)
+                host.remove_logs(inst.name)
             found.machines.append(inst.config.get(CONFIG_PREFIX + LABEL_MACHINE, inst.name))
             found.other.extend(snaps)
         if found.machines and conn.local and conn.driver == "btrfs":
-            lxd_host.heal_quota(conn.pool)  # deleting marks the pool's qgroups inconsistent
+            host.heal_quota(conn.pool)  # deleting marks the pool's qgroups inconsistent
         return found
 
     def find(self, lab: LabRef | None = None) -> dict[str, FoundResources]:

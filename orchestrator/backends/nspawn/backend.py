@@ -20,7 +20,7 @@ Two routes, picked by whether the host runs systemd (``/run/systemd/system``):
 * systemd host: nspawn registers with systemd-machined, which creates ``machine-<name>.scope``;
   limits go through ``--property=``, freezing through ``systemctl freeze``.
 
-Machines boot with private users; commands enter through nspawn_enter.py (nspawn_boot.py).
+Machines boot with private users; commands enter through enter.py (boot.py, execution.py).
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ from orchestrator.backends.base import (
     MachineSpec,
     Progress,
 )
-from orchestrator.backends.nspawn_boot import MachineProcesses, meta_of, userns_available
-from orchestrator.backends.nspawn_seccomp import volume_ioctl_filter
-from orchestrator.backends.nspawn_store import Trees, base_tree, read_json, store_root
+from orchestrator.backends.nspawn.boot import MachineProcesses, meta_of, userns_available
+from orchestrator.backends.nspawn.seccomp import volume_ioctl_filter
+from orchestrator.backends.nspawn.store import Trees, base_tree, read_json, store_root
 from orchestrator.errors import MachineUnavailable, ProvisioningError, UsageError
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")

@@ -1,8 +1,8 @@
 """Enter an nspawn machine with no more power than its init: run as a program, not imported.
 
-    python -I -S nspawn_enter.py --pid INIT --bounding HEX [--seccomp FILE] [--cgroup DIR]...
+    python -I -S enter.py --pid INIT --bounding HEX [--seccomp FILE] [--cgroup DIR]...
         [--env K=V]... -- ARGV...
-    python -I -S nspawn_enter.py --dump-seccomp INIT FILE
+    python -I -S enter.py --dump-seccomp INIT FILE
 
 Every step that needs power happens here, in a fresh single-threaded process whose code and
 libraries all come from the host, before anything of the machine is executed:
@@ -13,7 +13,7 @@ libraries all come from the host, before anything of the machine is executed:
 3. fork into its PID namespace; the child drops every capability outside the init's
    bounding set and installs the seccomp filters the init has (dumped once per boot with
    ptrace): systemd-nspawn's, and guestlab's filter of btrfs volume ioctls, which the init
-   has from its launcher (nspawn_seccomp.py); without a dump, that filter alone. Then it
+   has from its launcher (seccomp.py); without a dump, that filter alone. Then it
    executes ARGV in the machine.
 
 The parent stays outside the machine's PID namespace, waits, and exits with the child's
@@ -30,10 +30,10 @@ import struct
 import sys
 
 if __package__:
-    from orchestrator.backends.nspawn_seccomp import UnsupportedMachine, install, volume_filter
+    from orchestrator.backends.nspawn.seccomp import UnsupportedMachine, install, volume_filter
 else:  # run as a program (python -I -S): its sibling, from the same host directory
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))
-    from nspawn_seccomp import UnsupportedMachine, install, volume_filter
+    from seccomp import UnsupportedMachine, install, volume_filter
 
 NAMESPACES = ("user", "cgroup", "ipc", "uts", "net", "pid", "mnt")
 PR_CAPBSET_DROP = 24

@@ -1,6 +1,6 @@
 """Running commands in an nspawn machine from the host: confined, bounded and killable.
 
-A command enters through nspawn_enter.py (run as its own process): the machine's user
+A command enters through enter.py (run as its own process): the machine's user
 namespace and every other namespace of its init, the init's capability bounding set, and
 the seccomp filters systemd-nspawn gave the init. Each command runs in cgroups of its own,
 below the machine's limit cgroups, so that the host can find and kill everything it
@@ -24,11 +24,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from orchestrator.backends.base import OUTPUT_LIMIT, ExecResult
-from orchestrator.backends.nspawn_host import proc_stat, remove_cgroups, wait_group_gone
-from orchestrator.backends.nspawn_seccomp import volume_ioctl_filter
+from orchestrator.backends.nspawn.host import proc_stat, remove_cgroups, wait_group_gone
+from orchestrator.backends.nspawn.seccomp import volume_ioctl_filter
 
-ENTER = Path(__file__).with_name("nspawn_enter.py")
-LAUNCH = Path(__file__).with_name("nspawn_seccomp.py")
+ENTER = Path(__file__).with_name("enter.py")
+LAUNCH = Path(__file__).with_name("seccomp.py")
 #: the interpreter runs the entering script isolated: no site, no PYTHON* variables
 PYTHON = [sys.executable, "-I", "-S"]
 _CHUNK = 65536

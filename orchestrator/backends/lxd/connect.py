@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.backends.base import Availability
-from orchestrator.backends.lxd_config import OWN_POOL, SIZE_ENFORCED
-from orchestrator.backends.lxd_exec import Tls
+from orchestrator.backends.lxd.config import OWN_POOL, SIZE_ENFORCED
+from orchestrator.backends.lxd.execution import Tls
 
 if TYPE_CHECKING:
     from pylxd import Client
