@@ -216,3 +216,14 @@ def _unreachable(reason: str) -> Availability:
             " GUESTLAB_LXD_CERT / GUESTLAB_LXD_KEY (a client certificate it trusts)",
         )
     return Availability(False, f"LXD does not answer on {where}: {reason}", START_FIX)
+
+
+def available_memory(client: Client) -> int:
+    """Bytes of memory the LXD server has free for new machines (total minus used), by its
+    own account (/1.0/resources): the host that counts when LXD runs elsewhere.
+
+    KeyError, ValueError or TypeError when the server does not say (an older LXD), and
+    pylxd's or requests' errors when it does not answer.
+    """
+    memory = client.api.resources.get().json()["metadata"]["memory"]
+    return int(memory["total"]) - int(memory["used"])
