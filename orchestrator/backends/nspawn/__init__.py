@@ -2,6 +2,7 @@
 and stopping, entering a machine, the host's processes and cgroups, the seccomp filter)
 behind NspawnBackend."""
 
-from orchestrator.backends.nspawn.backend import NspawnBackend, unit_name
+from orchestrator.backends.nspawn.backend import NspawnBackend
+from orchestrator.backends.nspawn.machines import unit_name
 
 __all__ = ["NspawnBackend", "unit_name"]

@@ -18,47 +18,34 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.backends.base import ExecResult, MachineSpec, Progress
-from orchestrator.backends.nspawn.execution import (
-    enter_argv,
-    exec_cgroups,
-    launch_argv,
-    run_bounded,
-    seccomp_of,
-    stopper,
+from orchestrator.backends.base import MachineSpec, Progress
+from orchestrator.backends.nspawn.cgroups import (
+    cgroup_pids,
+    in_cgroups,
+    make_cgroups,
+    own_cgroups,
+    remove_cgroups,
+    thaw_all,
 )
+from orchestrator.backends.nspawn.execution import launch_argv, run_in_machine
 from orchestrator.backends.nspawn.host import (
     IDLE_COMMAND,
     alive,
-    cgroup_pids,
     container_init,
-    freeze,
-    in_cgroups,
     live_nspawn,
-    make_cgroups,
     nspawn_pids,
-    own_cgroups,
     payload_started,
-    remove_cgroups,
     remove_runtime_leftovers,
     send_signal,
-    thaw_all,
 )
+from orchestrator.backends.nspawn.machines import save_meta
 from orchestrator.backends.nspawn.seccomp import UnsupportedMachine
-from orchestrator.backends.nspawn.store import read_json, write_json
 from orchestrator.errors import MachineUnavailable, ProvisioningError, UsageError
 
-CONTAINER_ENV = {
-    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    "HOME": "/root",
-    "USER": "root",
-    "LOGNAME": "root",
-    "LANG": "C.UTF-8",
-}
 READY_TIMEOUT = 60.0
 STOP_GRACE = 15.0  # a clean systemd poweroff takes about 2 s here
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -73,212 +60,185 @@ def userns_available() -> bool:
         return False
 
 
-class MachineProcesses:
-    """Start, wait for, enter, freeze and stop the systemd-nspawn process of a machine."""
+def hostname_of(spec: MachineSpec) -> str:
+    """The machine's hostname: its own, which must be valid, else one made of its name
+    (a machine called db_1 gets db-1)."""
+    hostname = spec.hostname or re.sub(r"[^A-Za-z0-9-]+", "-", spec.name).strip("-")[:63]
+    if not _HOSTNAME_RE.fullmatch(hostname):
+        raise UsageError(f"`{hostname}` is not a valid hostname for machine `{spec.name}`")
+    return hostname
 
-    def __init__(self, *, machined: bool, private_users: bool) -> None:
-        self._machined = machined
-        self._private_users = private_users
 
-    @staticmethod
-    def _save(mdir: Path, meta: dict[str, Any]) -> None:
-        write_json(mdir / "meta.json", meta)
-
-    def _start(
-        self, spec: MachineSpec, mdir: Path, meta: dict[str, Any], progress: Progress
-    ) -> None:
-        """Start systemd-nspawn for the machine in the background and record its PID."""
-        # A machine called db_1 gets the hostname db-1; an explicit hostname must be valid.
-        hostname = spec.hostname or re.sub(r"[^A-Za-z0-9-]+", "-", spec.name).strip("-")[:63]
-        if not _HOSTNAME_RE.fullmatch(hostname):
-            raise UsageError(f"`{hostname}` is not a valid hostname for machine `{spec.name}`")
-        rootfs = mdir / "rootfs"
-        # systemd in the machine takes its hostname from /etc/hostname, over --hostname.
-        write_inside(rootfs, "etc/hostname", f"{hostname}\n".encode())
-        argv = [
-            "systemd-nspawn",
-            "--quiet",
-            f"--machine={meta['unit']}",
-            f"--hostname={hostname}",
-            f"--directory={rootfs}",
-            "--private-network",
-            "--console=read-only",
-            "--link-journal=no",  # nothing of the machine ends up in the host's journal
+def nspawn_argv(
+    spec: MachineSpec,
+    meta: dict[str, Any],
+    rootfs: Path,
+    hostname: str,
+    progress: Progress,
+    *,
+    machined: bool,
+    private_users: bool,
+) -> tuple[list[str], list[str]]:
+    """The systemd-nspawn command of the machine, and the cgroups made for it (none on the
+    machined route). Records in `meta` which limits hold and the cgroups commands join."""
+    argv = [
+        "systemd-nspawn",
+        "--quiet",
+        f"--machine={meta['unit']}",
+        f"--hostname={hostname}",
+        f"--directory={rootfs}",
+        "--private-network",
+        "--console=read-only",
+        "--link-journal=no",  # nothing of the machine ends up in the host's journal
+    ]
+    if private_users:
+        # the first boot of a tree gives it to the picked range; the same machine keeps
+        # its range (the tree's owner) when free, so a restore needs no second chown
+        argv += ["--private-users=pick", "--private-users-chown"]
+    cgroups: list[str] = []
+    if machined:
+        argv += [
+            f"--property=MemoryMax={spec.memory}",
+            f"--property=TasksMax={spec.pids}",
+            f"--property=CPUQuota={round(spec.cpus * 100)}%",
         ]
-        if self._private_users:
-            # the first boot of a tree gives it to the picked range; the same machine keeps
-            # its range (the tree's owner) when free, so a restore needs no second chown
-            argv += ["--private-users=pick", "--private-users-chown"]
-        cgroups: list[str] = []
-        if self._machined:
-            argv += [
-                f"--property=MemoryMax={spec.memory}",
-                f"--property=TasksMax={spec.pids}",
-                f"--property=CPUQuota={round(spec.cpus * 100)}%",
-            ]
-            meta["limits"] = {"memory": True, "cpus": True, "pids": True}
-        else:
-            argv += ["--register=no", "--keep-unit"]
-            cgroups, meta["exec_cgroups"], meta["limits"] = make_cgroups(meta["unit"], spec)
-            if not all(meta["limits"].values()):
-                missing = ", ".join(k for k, v in meta["limits"].items() if not v)
-                progress(f"{spec.name}: cannot enforce {missing} on this host (no cgroup for it)")
-        argv += ["--boot"] if spec.init == "systemd" else ["--as-pid2", *IDLE_COMMAND]
-        try:
-            # never --template, --ephemeral or --volatile: nspawn then needs no volume ioctl
-            argv = launch_argv(argv)
-        except (UnsupportedMachine, FileNotFoundError) as exc:
-            remove_cgroups(cgroups)
-            raise ProvisioningError(f"machine `{spec.name}`: {exc}") from exc
-        meta.update(cgroups=cgroups, nspawn_pid=None, init_pid=None)
-        meta["private_users"] = self._private_users
-        self._save(mdir, meta)
-        progress(f"{spec.name}: starting systemd-nspawn")
-        with open(mdir / "nspawn.log", "ab") as log:
-            proc = subprocess.Popen(
-                in_cgroups(cgroups, argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # outlives guestlab, and no terminal signal reaches it
-            )
-        meta["nspawn_pid"] = proc.pid
-        meta["started"] = time.time()
-        self._save(mdir, meta)
+        meta["limits"] = {"memory": True, "cpus": True, "pids": True}
+    else:
+        argv += ["--register=no", "--keep-unit"]
+        cgroups, meta["exec_cgroups"], meta["limits"] = make_cgroups(meta["unit"], spec)
+        if not all(meta["limits"].values()):
+            missing = ", ".join(k for k, v in meta["limits"].items() if not v)
+            progress(f"{spec.name}: cannot enforce {missing} on this host (no cgroup for it)")
+    argv += ["--boot"] if spec.init == "systemd" else ["--as-pid2", *IDLE_COMMAND]
+    return argv, cgroups
 
-    def _wait_ready(
-        self, spec: MachineSpec, mdir: Path, meta: dict[str, Any], progress: Progress
-    ) -> None:
-        """Wait for the machine's init, then for systemd to finish booting."""
-        deadline = time.monotonic() + READY_TIMEOUT
-        state = "no init process yet"
-        while time.monotonic() < deadline:
-            nspawn = live_nspawn(meta)
-            if nspawn is None and alive(meta["nspawn_pid"]):
-                time.sleep(0.02)  # the cgroup wrapper has not exec'd systemd-nspawn yet
-                continue
-            if nspawn is None:
-                raise ProvisioningError(
-                    f"machine `{spec.name}`: systemd-nspawn exited during start-up:\n"
-                    f"{tail(mdir / 'nspawn.log')}"
-                )
-            init = container_init(nspawn, mdir / "rootfs")
-            # Only once the init has exec'd its program (or started the idle command) are
-            # its seccomp filters all in place; nothing of the machine runs before that.
-            if init is not None and _exec_done(init, nspawn, spec.init):
-                if meta.get("init_pid") != init:
-                    meta["init_pid"] = init
-                    self._save(mdir, meta)
-                if spec.init != "systemd":
-                    progress(f"{spec.name}: ready")
-                    return
-                res = self._enter(mdir, meta, init, ["systemctl", "is-system-running"], 10)
-                state = res.stdout.strip() or res.stderr.strip()[:200] or "no answer"
-                if state in ("running", "degraded"):
-                    progress(f"{spec.name}: systemd is {state}")
-                    return
-                if state == "maintenance":  # emergency or rescue mode: it will not recover
-                    break
-            time.sleep(0.1)
-        raise ProvisioningError(
-            f"machine `{spec.name}` was not ready after {READY_TIMEOUT:.0f} s "
-            f"(last state: {state}):\n{tail(mdir / 'nspawn.log')}"
+
+def start(
+    spec: MachineSpec,
+    mdir: Path,
+    meta: dict[str, Any],
+    progress: Progress,
+    *,
+    machined: bool,
+    private_users: bool,
+) -> None:
+    """Start systemd-nspawn for the machine in the background and record its PID."""
+    hostname = hostname_of(spec)
+    rootfs = mdir / "rootfs"
+    # systemd in the machine takes its hostname from /etc/hostname, over --hostname.
+    write_inside(rootfs, "etc/hostname", f"{hostname}\n".encode())
+    argv, cgroups = nspawn_argv(
+        spec, meta, rootfs, hostname, progress, machined=machined, private_users=private_users
+    )
+    try:
+        # never --template, --ephemeral or --volatile: nspawn then needs no volume ioctl
+        argv = launch_argv(argv)
+    except (UnsupportedMachine, FileNotFoundError) as exc:
+        remove_cgroups(cgroups)
+        raise ProvisioningError(f"machine `{spec.name}`: {exc}") from exc
+    meta.update(cgroups=cgroups, nspawn_pid=None, init_pid=None)
+    meta["private_users"] = private_users
+    save_meta(mdir, meta)
+    progress(f"{spec.name}: starting systemd-nspawn")
+    with open(mdir / "nspawn.log", "ab") as log:
+        proc = subprocess.Popen(
+            in_cgroups(cgroups, argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives guestlab, and no terminal signal reaches it
         )
+    meta["nspawn_pid"] = proc.pid
+    meta["started"] = time.time()
+    save_meta(mdir, meta)
 
-    def _enter(
-        self,
-        mdir: Path,
-        meta: dict[str, Any],
-        init: int,
-        argv: list[str],
-        timeout: float,
-        stdin: bytes | None = None,
-    ) -> ExecResult:
-        """Run argv in the machine, confined, in cgroups of its own; bounded in time and output."""
-        cgroups = exec_cgroups(meta.get("exec_cgroups", []))
-        cmd = enter_argv(
-            init,
-            argv,
-            env=CONTAINER_ENV,
-            seccomp=seccomp_of(init, mdir / "seccomp.bpf"),
-            cgroups=cgroups,
-        )
-        try:
-            return run_bounded(cmd, stdin=stdin, timeout=timeout, stop=stopper(cgroups))
-        finally:
-            remove_cgroups(cgroups)  # only empty ones go: what the command left runs on
 
-    def _shell(self, mdir: Path, meta: dict[str, Any], init: int) -> list[str]:
-        env = {**CONTAINER_ENV, "TERM": os.environ.get("TERM", "xterm")}
-        seccomp = seccomp_of(init, mdir / "seccomp.bpf")
-        return enter_argv(
-            init,
-            ["/bin/bash", "-l"],
-            env=env,
-            seccomp=seccomp,
-            cgroups=meta.get("exec_cgroups", []),
-        )
-
-    def _running_init(self, mdir: Path, meta: dict[str, Any]) -> int:
-        """The PID of the machine's init, checked to be that machine's, or MachineUnavailable."""
-        machine = mdir.name
-        lab = meta.get("labels", {}).get("guestlab.lab", mdir.parent.name)
+def wait_ready(spec: MachineSpec, mdir: Path, meta: dict[str, Any], progress: Progress) -> None:
+    """Wait for the machine's init, then for systemd to finish booting."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    state = "no init process yet"
+    while time.monotonic() < deadline:
         nspawn = live_nspawn(meta)
+        if nspawn is None and alive(meta["nspawn_pid"]):
+            time.sleep(0.02)  # the cgroup wrapper has not exec'd systemd-nspawn yet
+            continue
         if nspawn is None:
-            raise MachineUnavailable(
-                f"machine `{machine}` of lab `{lab}` is not running (its systemd-nspawn "
-                "process is gone)"
+            raise ProvisioningError(
+                f"machine `{spec.name}`: systemd-nspawn exited during start-up:\n"
+                f"{tail(mdir / 'nspawn.log')}"
             )
         init = container_init(nspawn, mdir / "rootfs")
-        if init is None:
-            raise MachineUnavailable(f"machine `{machine}` of lab `{lab}` is still starting")
-        return init
-
-    @contextlib.contextmanager
-    def _frozen(self, meta: dict[str, Any]) -> Iterator[None]:
-        """Pause every process of the machine for a consistent copy of its files."""
-        nspawn = live_nspawn(meta)
-        if nspawn is None:  # a stopped machine's files do not change
-            yield
-            return
-        thaw = freeze(meta, nspawn)
-        try:
-            yield
-        finally:
-            thaw()
-
-    def _stop_all(self, metas: Sequence[dict[str, Any]], progress: Progress) -> None:
-        """Stop machines: a clean poweroff first, SIGKILL for what is left; verify none remain."""
-        for meta in metas:
-            thaw_all(meta)  # frozen processes cannot act on SIGTERM
-            for pid in nspawn_pids(meta):
-                # nspawn turns SIGTERM into SIGRTMIN+3 (poweroff) for a booted systemd and
-                # into SIGKILL of the payload otherwise.
-                progress(f"{Path(meta['dir']).name}: stopping")
-                send_signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE
-        while time.monotonic() < deadline and any(nspawn_pids(m) for m in metas):
-            time.sleep(0.1)
-        for _ in range(50):
-            left = [pid for m in metas for pid in nspawn_pids(m) + cgroup_pids(m)]
-            if not left:
+        # Only once the init has exec'd its program (or started the idle command) are
+        # its seccomp filters all in place; nothing of the machine runs before that.
+        if init is not None and _exec_done(init, nspawn, spec.init):
+            if meta.get("init_pid") != init:
+                meta["init_pid"] = init
+                save_meta(mdir, meta)
+            if spec.init != "systemd":
+                progress(f"{spec.name}: ready")
+                return
+            res = run_in_machine(mdir, meta, init, ["systemctl", "is-system-running"], 10)
+            state = res.stdout.strip() or res.stderr.strip()[:200] or "no answer"
+            if state in ("running", "degraded"):
+                progress(f"{spec.name}: systemd is {state}")
+                return
+            if state == "maintenance":  # emergency or rescue mode: it will not recover
                 break
-            for pid in left:
-                send_signal(pid, signal.SIGKILL)
-            time.sleep(0.1)
-        else:
-            raise ProvisioningError(f"processes {left} survived SIGKILL; see `ps -p`")
-        for meta in metas:
-            if meta.get("route") == "machined":
-                # machined may keep a scope of a killed nspawn; ignore "no such machine"
-                subprocess.run(
-                    ["machinectl", "terminate", meta["unit"]], capture_output=True, check=False
-                )
-            remove_cgroups(own_cgroups(meta))
-            remove_runtime_leftovers(meta)
-            meta["nspawn_pid"] = meta["init_pid"] = None
-            if Path(meta["dir"], "meta.json").exists():
-                self._save(Path(meta["dir"]), meta)
+        time.sleep(0.1)
+    raise ProvisioningError(
+        f"machine `{spec.name}` was not ready after {READY_TIMEOUT:.0f} s "
+        f"(last state: {state}):\n{tail(mdir / 'nspawn.log')}"
+    )
+
+
+def running_init(mdir: Path, meta: dict[str, Any]) -> int:
+    """The PID of the machine's init, checked to be that machine's, or MachineUnavailable."""
+    machine = mdir.name
+    lab = meta.get("labels", {}).get("guestlab.lab", mdir.parent.name)
+    nspawn = live_nspawn(meta)
+    if nspawn is None:
+        raise MachineUnavailable(
+            f"machine `{machine}` of lab `{lab}` is not running (its systemd-nspawn "
+            "process is gone)"
+        )
+    init = container_init(nspawn, mdir / "rootfs")
+    if init is None:
+        raise MachineUnavailable(f"machine `{machine}` of lab `{lab}` is still starting")
+    return init
+
+
+def stop_all(metas: Sequence[dict[str, Any]], progress: Progress) -> None:
+    """Stop machines: a clean poweroff first, SIGKILL for what is left; verify none remain."""
+    for meta in metas:
+        thaw_all(meta)  # frozen processes cannot act on SIGTERM
+        for pid in nspawn_pids(meta):
+            # nspawn turns SIGTERM into SIGRTMIN+3 (poweroff) for a booted systemd and
+            # into SIGKILL of the payload otherwise.
+            progress(f"{Path(meta['dir']).name}: stopping")
+            send_signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    while time.monotonic() < deadline and any(nspawn_pids(m) for m in metas):
+        time.sleep(0.1)
+    for _ in range(50):
+        left = [pid for m in metas for pid in nspawn_pids(m) + cgroup_pids(m)]
+        if not left:
+            break
+        for pid in left:
+            send_signal(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    else:
+        raise ProvisioningError(f"processes {left} survived SIGKILL; see `ps -p`")
+    for meta in metas:
+        if meta.get("route") == "machined":
+            # machined may keep a scope of a killed nspawn; ignore "no such machine"
+            subprocess.run(
+                ["machinectl", "terminate", meta["unit"]], capture_output=True, check=False
+            )
+        remove_cgroups(own_cgroups(meta))
+        remove_runtime_leftovers(meta)
+        meta["nspawn_pid"] = meta["init_pid"] = None
+        if Path(meta["dir"], "meta.json").exists():
+            save_meta(Path(meta["dir"]), meta)
 
 
 def _exec_done(init: int, nspawn: int, kind: str) -> bool:
@@ -323,10 +283,3 @@ def tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # console colours
     return "\n".join(text.splitlines()[-lines:])
-
-
-def meta_of(mdir: Path) -> dict[str, Any] | None:
-    meta = read_json(mdir / "meta.json")
-    if meta is not None:
-        meta["dir"] = str(mdir)  # the store may have been moved
-    return meta

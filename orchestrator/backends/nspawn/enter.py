@@ -136,6 +136,29 @@ def parse(args: list[str]) -> tuple[dict[str, list[str]], list[str]]:
     return opts, args[1:]
 
 
+def enter_namespaces(pid: int) -> None:
+    """Enter every namespace of `pid` and its root directory, and become uid 0 there."""
+    # a namespace the machine shares with the host (no private users, say) is not entered
+    todo = [
+        ns
+        for ns in NAMESPACES
+        if os.stat(f"/proc/{pid}/ns/{ns}").st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino
+    ]
+    fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY) for ns in todo]
+    root = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY)
+    for ns, fd in zip(todo, fds, strict=True):
+        if libc.setns(fd, 0) != 0:
+            fail(f"entering the {ns} namespace of {pid}")
+        os.close(fd)
+    os.fchdir(root)
+    os.chroot(".")
+    os.chdir("/")
+    os.close(root)
+    os.setgroups([])
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)  # root of the machine's user namespace, not of the host
+
+
 def main(args: list[str]) -> None:
     if args[:1] == ["--dump-seccomp"]:
         print(dump_seccomp(int(args[1]), args[2]))
@@ -157,25 +180,7 @@ def main(args: list[str]) -> None:
     for d in opts.get("--cgroup", []):
         with open(os.path.join(d, "cgroup.procs"), "w") as f:
             f.write(str(os.getpid()))
-    # a namespace the machine shares with the host (no private users, say) is not entered
-    todo = [
-        ns
-        for ns in NAMESPACES
-        if os.stat(f"/proc/{pid}/ns/{ns}").st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino
-    ]
-    fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY) for ns in todo]
-    root = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY)
-    for ns, fd in zip(todo, fds, strict=True):
-        if libc.setns(fd, 0) != 0:
-            fail(f"entering the {ns} namespace of {pid}")
-        os.close(fd)
-    os.fchdir(root)
-    os.chroot(".")
-    os.chdir("/")
-    os.close(root)
-    os.setgroups([])
-    os.setresgid(0, 0, 0)
-    os.setresuid(0, 0, 0)  # root of the machine's user namespace, not of the host
+    enter_namespaces(pid)
     child = os.fork()
     if child == 0:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
