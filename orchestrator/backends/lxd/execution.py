@@ -41,10 +41,12 @@ STDIN, STDOUT, STDERR, CONTROL = "0", "1", "2", "control"
 
 
 def wrap(argv: Sequence[str], marker: str) -> list[str]:
+    """argv under the wrapper that prints its exit code after `marker` on stderr."""
     return ["sh", "-c", WRAPPER, "sh", marker, *argv]
 
 
 def new_marker() -> str:
+    """A random marker no command can guess, for one exec."""
     return f"guestlab-exit-{uuid.uuid4().hex}:"
 
 

@@ -49,6 +49,7 @@ def bounding_set(pid: int) -> str:
 
 
 def parse_bounding(status: str) -> str:
+    """The CapBnd hex digits of a /proc/PID/status text (ValueError when missing or bad)."""
     for line in status.splitlines():
         if line.startswith("CapBnd:"):
             value = line.split(":", 1)[1].strip()
@@ -216,6 +217,7 @@ class Pipes:
         self.truncated = self.truncated or len(chunk) > room
 
     def close(self) -> None:
+        """Close the selector and every pipe."""
         self.sel.close()
         for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if f is not None:

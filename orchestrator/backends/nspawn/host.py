@@ -27,6 +27,7 @@ def proc_stat(pid: int) -> tuple[str, int] | None:
 
 
 def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie does not, and is reaped when it is our child)."""
     stat = proc_stat(pid)
     if stat is None:
         return False
@@ -68,6 +69,7 @@ def nspawn_pids(meta: dict[str, Any]) -> list[int]:
 
 
 def live_nspawn(meta: dict[str, Any]) -> int | None:
+    """The PID of the machine's running systemd-nspawn, None when there is none."""
     recorded = meta.get("nspawn_pid")
     if recorded and alive(recorded) and is_nspawn_of(recorded, meta["unit"]):
         return int(recorded)  # the common case, without a /proc scan
@@ -121,6 +123,7 @@ def payload_started(init: int) -> bool:
 
 
 def send_signal(pid: int, sig: int) -> None:
+    """Send a signal, ignoring a process that is gone or not ours."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
 
