@@ -20,7 +20,7 @@ from orchestrator import backends
 from orchestrator.backends.docker.cgroups import delegate
 from orchestrator.backends.docker.confine import BOOT_FLAG, HOLD_THEN_BOOT
 from orchestrator.backends.docker.seccomp import PROFILE as SECCOMP
-from orchestrator.backends.nspawn_store import is_subvolume, store_root
+from orchestrator.backends.nspawn.store import is_subvolume, store_root
 from orchestrator.checks import probes
 from orchestrator.lab import Lab
 from orchestrator.scenario.load import source_path

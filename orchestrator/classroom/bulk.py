@@ -135,12 +135,13 @@ def lab_memory(lab: lifecycle.Lab) -> int:
 def host_memory(backend: Backend) -> tuple[int, str]:
     """Bytes of memory available for new labs on the backend's host, and which host that is."""
     endpoint = os.environ.get("GUESTLAB_LXD_ENDPOINT")
-    client_of = getattr(backend, "_client", None)
-    if backend.name == "lxd" and endpoint and callable(client_of):
+    if backend.name == "lxd" and endpoint:
+        from orchestrator.backends.lxd import LxdBackend  # lazy: only a class on LXD needs it
+
         # a remote LXD (or a cluster member): its own account of its memory
         try:
-            memory = client_of().api.resources.get().json()["metadata"]["memory"]
-            return int(memory["total"]) - int(memory["used"]), f"the LXD server at {endpoint}"
+            if isinstance(backend, LxdBackend):
+                return backend.available_memory(), f"the LXD server at {endpoint}"
         except (GuestlabError, KeyError, ValueError, TypeError):
             pass  # an older server without /resources: fall back to this host's
     return meminfo_available(), "this host"

@@ -16,7 +16,6 @@ from uuid import uuid4
 
 import pytest
 
-from orchestrator.backends import lxd_config, lxd_host
 from orchestrator.backends.base import (
     DEFAULT_DISK,
     OUTPUT_LIMIT,
@@ -26,6 +25,8 @@ from orchestrator.backends.base import (
     no_progress,
 )
 from orchestrator.backends.lxd import LxdBackend, instance_name
+from orchestrator.backends.lxd import config as lxd_config
+from orchestrator.backends.lxd import host as lxd_host
 from orchestrator.errors import MachineUnavailable, UsageError
 from tests.integration.conftest import engine
 
@@ -220,7 +221,7 @@ def test_destroy_removes_everything_and_is_idempotent(backend: LxdBackend) -> No
 def test_missing_image_without_build_names_the_command(
     backend: LxdBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orchestrator.backends import lxd_image
+    from orchestrator.backends.lxd import image as lxd_image
 
     monkeypatch.setattr(lxd_image, "image_alias", lambda image: f"guestlab/missing-{image}")
     with pytest.raises(UsageError, match=f"guestlab image build {IMAGE} --backend lxd"):

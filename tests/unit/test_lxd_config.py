@@ -7,7 +7,7 @@ import re
 import pytest
 
 from orchestrator.backends.base import LabRef, MachineSpec
-from orchestrator.backends.lxd_config import (
+from orchestrator.backends.lxd.config import (
     IDMAP_SIZE,
     INNER_DOCKER_SCRIPT,
     SECCOMP_DENY,

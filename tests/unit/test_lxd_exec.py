@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.backends.lxd_exec import Capped, new_marker, split_exit, wrap
-from orchestrator.backends.lxd_host import (
+from orchestrator.backends.lxd.execution import Capped, new_marker, split_exit, wrap
+from orchestrator.backends.lxd.host import (
     cgroup_limits,
     is_exec_helper,
     parse_stat_ppid,

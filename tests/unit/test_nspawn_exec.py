@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.backends import nspawn_enter
 from orchestrator.backends.base import OUTPUT_LIMIT
-from orchestrator.backends.nspawn_exec import parse_bounding, run_bounded
-from orchestrator.backends.nspawn_store import Trees, store_root
+from orchestrator.backends.nspawn import enter as nspawn_enter
+from orchestrator.backends.nspawn.execution import parse_bounding, run_bounded
+from orchestrator.backends.nspawn.store import Trees, store_root
 
 STATUS = "Name:\tsystemd\nCapEff:\t00000000fdecbfff\nCapBnd:\t00000000fdecbfff\nSeccomp:\t2\n"
 

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.backends import nspawn_seccomp as sc
+from orchestrator.backends.nspawn import seccomp as sc
 
 ROOT = Path(__file__).resolve().parents[2]
-LAUNCHER = ROOT / "orchestrator" / "backends" / "nspawn_seccomp.py"
+LAUNCHER = ROOT / "orchestrator" / "backends" / "nspawn" / "seccomp.py"
 ALLOW, DENY, KILL = sc.SECCOMP_RET_ALLOW, sc.SECCOMP_RET_ERRNO | 1, sc.SECCOMP_RET_KILL_PROCESS
 X86_64, I386 = sc.AUDIT_ARCH_X86_64, sc.AUDIT_ARCH_I386
 AARCH64, ARM = sc.AUDIT_ARCH_AARCH64, sc.AUDIT_ARCH_ARM
@@ -145,7 +145,7 @@ PROBE = r"""
 import ctypes, json, os, sys
 sys.path.insert(0, sys.argv[1])
 if sys.argv[2] == "filter":
-    from orchestrator.backends import nspawn_seccomp as sc
+    from orchestrator.backends.nspawn import seccomp as sc
     sc.install(sc.volume_filter(os.uname().machine), no_new_privs=True)
 libc = ctypes.CDLL(None, use_errno=True)
 libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]

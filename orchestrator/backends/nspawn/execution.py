@@ -1,6 +1,6 @@
 """Running commands in an nspawn machine from the host: confined, bounded and killable.
 
-A command enters through nspawn_enter.py (run as its own process): the machine's user
+A command enters through enter.py (run as its own process): the machine's user
 namespace and every other namespace of its init, the init's capability bounding set, and
 the seccomp filters systemd-nspawn gave the init. Each command runs in cgroups of its own,
 below the machine's limit cgroups, so that the host can find and kill everything it
@@ -19,16 +19,25 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from orchestrator.backends.base import OUTPUT_LIMIT, ExecResult
-from orchestrator.backends.nspawn_host import proc_stat, remove_cgroups, wait_group_gone
-from orchestrator.backends.nspawn_seccomp import volume_ioctl_filter
+from orchestrator.backends.nspawn.cgroups import exec_cgroups, kill_cgroups, remove_cgroups
+from orchestrator.backends.nspawn.host import wait_group_gone
+from orchestrator.backends.nspawn.seccomp import volume_ioctl_filter
 
-ENTER = Path(__file__).with_name("nspawn_enter.py")
-LAUNCH = Path(__file__).with_name("nspawn_seccomp.py")
+ENTER = Path(__file__).with_name("enter.py")
+LAUNCH = Path(__file__).with_name("seccomp.py")
+#: the environment every command run in a machine gets (nothing of the host's)
+CONTAINER_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root",
+    "USER": "root",
+    "LOGNAME": "root",
+    "LANG": "C.UTF-8",
+}
 #: the interpreter runs the entering script isolated: no site, no PYTHON* variables
 PYTHON = [sys.executable, "-I", "-S"]
 _CHUNK = 65536
@@ -40,6 +49,7 @@ def bounding_set(pid: int) -> str:
 
 
 def parse_bounding(status: str) -> str:
+    """The CapBnd hex digits of a /proc/PID/status text (ValueError when missing or bad)."""
     for line in status.splitlines():
         if line.startswith("CapBnd:"):
             value = line.split(":", 1)[1].strip()
@@ -65,6 +75,42 @@ def enter_argv(
     for key, value in env.items():
         cmd += ["--env", f"{key}={value}"]
     return [*cmd, "--", *argv]
+
+
+def run_in_machine(
+    mdir: Path,
+    meta: dict[str, Any],
+    init: int,
+    argv: list[str],
+    timeout: float,
+    stdin: bytes | None = None,
+) -> ExecResult:
+    """Run argv in the machine, confined, in cgroups of its own; bounded in time and output."""
+    cgroups = exec_cgroups(meta.get("exec_cgroups", []))
+    cmd = enter_argv(
+        init,
+        argv,
+        env=CONTAINER_ENV,
+        seccomp=seccomp_of(init, mdir / "seccomp.bpf"),
+        cgroups=cgroups,
+    )
+    try:
+        return run_bounded(cmd, stdin=stdin, timeout=timeout, stop=stopper(cgroups))
+    finally:
+        remove_cgroups(cgroups)  # only empty ones go: what the command left runs on
+
+
+def login_shell_argv(mdir: Path, meta: dict[str, Any], init: int) -> list[str]:
+    """The host command that opens a root login shell in the machine, confined."""
+    env = {**CONTAINER_ENV, "TERM": os.environ.get("TERM", "xterm")}
+    seccomp = seccomp_of(init, mdir / "seccomp.bpf")
+    return enter_argv(
+        init,
+        ["/bin/bash", "-l"],
+        env=env,
+        seccomp=seccomp,
+        cgroups=meta.get("exec_cgroups", []),
+    )
 
 
 def launch_argv(argv: Sequence[str]) -> list[str]:
@@ -106,42 +152,77 @@ def seccomp_of(init: int, store: Path) -> Path | None:
         return store
 
 
-def exec_cgroups(parents: Sequence[str]) -> list[str]:
-    """A fresh cgroup below each of the machine's limit cgroups, for one command."""
-    name = f"exec-{uuid.uuid4().hex[:12]}"
-    made = []
-    for parent in parents:
-        d = Path(parent, name)
-        with contextlib.suppress(OSError):
-            d.mkdir()
-            made.append(str(d))
-    return made
+class Pipes:
+    """The pipes of one host command: at most OUTPUT_LIMIT bytes kept of each output
+    stream, and its input (if any) written as the command reads it."""
 
+    def __init__(self, proc: subprocess.Popen[bytes], stdin: bytes | None) -> None:
+        assert proc.stdout is not None and proc.stderr is not None
+        self.proc = proc
+        self.out, self.err = bytearray(), bytearray()
+        self.bufs = {proc.stdout.fileno(): self.out, proc.stderr.fileno(): self.err}
+        self.truncated = False
+        self.sel = selectors.DefaultSelector()
+        for fd in self.bufs:
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ)
+        self.pending = memoryview(stdin or b"")
+        if proc.stdin is not None:
+            if self.pending:
+                os.set_blocking(proc.stdin.fileno(), False)
+                self.sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
+            else:
+                proc.stdin.close()
 
-def kill_cgroups(dirs: Sequence[str]) -> None:
-    """Kill every process of the cgroups (frozen first where a freezer is, so that none
-    forks while being killed), then remove the cgroups."""
-    freezer = next((Path(d) for d in dirs if Path(d, "freezer.state").exists()), None)
-    for _ in range(200):
-        pids: set[int] = set()
-        for d in dirs:
-            for dirpath, _dirs, _files in os.walk(d):
+    def pump(self, deadline: float) -> bool:
+        """Move bytes until every pipe is done, a stream overflows, or the deadline
+        (time.monotonic()) passes; whether it passed."""
+        while self.sel.get_map() and not self.truncated:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            for key, _events in self.sel.select(left):
+                fd = int(key.fd)
+                if fd in self.bufs:
+                    self.read(fd)
+                else:
+                    self.write(fd)
+        return False
+
+    def write(self, fd: int) -> None:
+        """Write what the command's stdin takes; close it once all is written."""
+        try:
+            self.pending = self.pending[os.write(fd, self.pending[:_CHUNK]) :]
+        except BrokenPipeError:
+            self.pending = self.pending[:0]
+        except BlockingIOError:
+            return
+        if not self.pending:
+            self.sel.unregister(fd)
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+
+    def read(self, fd: int) -> None:
+        """Keep what an output stream has, up to OUTPUT_LIMIT; note an overflow."""
+        try:
+            chunk = os.read(fd, _CHUNK)
+        except BlockingIOError:
+            return
+        if not chunk:
+            self.sel.unregister(fd)
+            return
+        buf = self.bufs[fd]
+        room = OUTPUT_LIMIT - len(buf)
+        buf += chunk[:room]
+        self.truncated = self.truncated or len(chunk) > room
+
+    def close(self) -> None:
+        """Close the selector and every pipe."""
+        self.sel.close()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if f is not None:
                 with contextlib.suppress(OSError):
-                    pids.update(int(p) for p in Path(dirpath, "cgroup.procs").read_text().split())
-        pids = {p for p in pids if (proc_stat(p) or ("Z", 0))[0] != "Z"}
-        if not pids:
-            break
-        if freezer is not None:
-            with contextlib.suppress(OSError):
-                (freezer / "freezer.state").write_text("FROZEN")
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        if freezer is not None:
-            with contextlib.suppress(OSError):
-                (freezer / "freezer.state").write_text("THAWED")
-        time.sleep(0.02)
-    remove_cgroups(dirs)
+                    f.close()
 
 
 def run_bounded(
@@ -164,54 +245,10 @@ def run_bounded(
         env={},
         start_new_session=True,  # its own process group
     )
-    assert proc.stdout is not None and proc.stderr is not None
-    out, err = bytearray(), bytearray()
-    bufs = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
-    sel = selectors.DefaultSelector()
-    for fd in bufs:
-        os.set_blocking(fd, False)
-        sel.register(fd, selectors.EVENT_READ)
-    pending = memoryview(stdin or b"")
-    if proc.stdin is not None:
-        if pending:
-            os.set_blocking(proc.stdin.fileno(), False)
-            sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE)
-        else:
-            proc.stdin.close()
-    deadline = time.monotonic() + timeout
-    timed_out = truncated = False
+    pipes = Pipes(proc, stdin)
     try:
-        while sel.get_map() and not truncated:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                timed_out = True
-                break
-            for key, _events in sel.select(left):
-                fd = int(key.fd)
-                if fd not in bufs:  # stdin
-                    try:
-                        pending = pending[os.write(fd, pending[:_CHUNK]) :]
-                    except BrokenPipeError:
-                        pending = pending[:0]
-                    except BlockingIOError:
-                        continue
-                    if not pending:
-                        sel.unregister(fd)
-                        assert proc.stdin is not None
-                        proc.stdin.close()
-                    continue
-                try:
-                    chunk = os.read(fd, _CHUNK)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    sel.unregister(fd)
-                    continue
-                buf = bufs[fd]
-                room = OUTPUT_LIMIT - len(buf)
-                buf += chunk[:room]
-                truncated = truncated or len(chunk) > room
-        if timed_out or truncated:
+        timed_out = pipes.pump(time.monotonic() + timeout)
+        if timed_out or pipes.truncated:
             stop(proc)
         try:
             code = proc.wait(timeout=10)
@@ -219,16 +256,11 @@ def run_bounded(
             stop(proc)
             code = proc.wait()
     finally:
-        sel.close()
-        for f in (proc.stdin, proc.stdout, proc.stderr):
-            if f is not None:
-                with contextlib.suppress(OSError):
-                    f.close()
+        pipes.close()
+    out, err, truncated = _text(pipes.out), _text(pipes.err), pipes.truncated
     if timed_out:
-        return ExecResult(124, _text(out), _text(err), timed_out=True, truncated=truncated)
-    return ExecResult(
-        code if code >= 0 else 128 - code, _text(out), _text(err), truncated=truncated
-    )
+        return ExecResult(124, out, err, timed_out=True, truncated=truncated)
+    return ExecResult(code if code >= 0 else 128 - code, out, err, truncated=truncated)
 
 
 def stopper(cgroups: Sequence[str]) -> Callable[[subprocess.Popen[bytes]], None]:

@@ -41,10 +41,12 @@ STDIN, STDOUT, STDERR, CONTROL = "0", "1", "2", "control"
 
 
 def wrap(argv: Sequence[str], marker: str) -> list[str]:
+    """argv under the wrapper that prints its exit code after `marker` on stderr."""
     return ["sh", "-c", WRAPPER, "sh", marker, *argv]
 
 
 def new_marker() -> str:
+    """A random marker no command can guess, for one exec."""
     return f"guestlab-exit-{uuid.uuid4().hex}:"
 
 
@@ -78,7 +80,6 @@ class Capped:
 
 def _ws_class() -> type:
     from ws4py.client import WebSocketBaseClient
-    from ws4py.exc import HandshakeError
 
     class Stream(WebSocketBaseClient):  # type: ignore[misc]
         """One exec websocket; messages go to `sink`, the end sets `ended`."""
@@ -94,32 +95,7 @@ def _ws_class() -> type:
             if self.scheme != "wss" or self.tls is None:
                 super().connect()
                 return
-            # ws4py would not check the server's certificate: TLS is done here
-            self.sock = self.tls.context.wrap_socket(self.sock, server_hostname=self.host)
-            self.sock.connect(self.bind_addr)
-            der = self.sock.getpeercert(binary_form=True) or b""
-            if self.tls.pin and fingerprint(der) != self.tls.pin:
-                self.close_connection()
-                raise ssl.SSLError("the LXD server's certificate is not the pinned one")
-            self._is_secure = True
-            self._write(self.handshake_request)
-            response = b""
-            while b"\r\n\r\n" not in response:
-                chunk = self.sock.recv(128)
-                if not chunk:
-                    break
-                response += chunk
-            headers, _, body = response.partition(b"\r\n\r\n")
-            status, _, headers = headers.partition(b"\r\n")
-            try:
-                self.process_response_line(status)
-                self.protocols, self.extensions = self.process_handshake_header(headers)
-            except HandshakeError:
-                self.close_connection()
-                raise
-            self.handshake_ok()
-            if body:
-                self.process(body)
+            connect_tls(self, self.tls)
 
         def received_message(self, message: Any) -> None:
             if message.is_binary and message.data:
@@ -147,6 +123,38 @@ def _ws_class() -> type:
                 self.ended = True
 
     return Stream
+
+
+def connect_tls(ws: Any, tls: Tls) -> None:
+    """Open a `wss` exec websocket (a ws4py client) with TLS done here: ws4py would not
+    check the server's certificate. A pinned certificate must match."""
+    from ws4py.exc import HandshakeError
+
+    ws.sock = tls.context.wrap_socket(ws.sock, server_hostname=ws.host)
+    ws.sock.connect(ws.bind_addr)
+    der = ws.sock.getpeercert(binary_form=True) or b""
+    if tls.pin and fingerprint(der) != tls.pin:
+        ws.close_connection()
+        raise ssl.SSLError("the LXD server's certificate is not the pinned one")
+    ws._is_secure = True
+    ws._write(ws.handshake_request)
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = ws.sock.recv(128)
+        if not chunk:
+            break
+        response += chunk
+    headers, _, body = response.partition(b"\r\n\r\n")
+    status, _, headers = headers.partition(b"\r\n")
+    try:
+        ws.process_response_line(status)
+        ws.protocols, ws.extensions = ws.process_handshake_header(headers)
+    except HandshakeError:
+        ws.close_connection()
+        raise
+    ws.handshake_ok()
+    if body:
+        ws.process(body)
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,27 @@
-"""Host-side helpers of the nspawn backend: processes in /proc, cgroups, the freezer.
+"""The cgroups of an nspawn machine and of each command run in it, and its freezer.
 
-Split from nspawn.py so that the backend reads as its lifecycle; these functions know
-Linux, not guestlab's contract.
+Where the host's PID 1 is not systemd, guestlab puts each systemd-nspawn process in
+cgroups of its own (below its own cgroup, under `guestlab/`): the machine's memory, CPU
+and PIDs limits, a freezer, and the list of every process to kill on destroy. Each
+command run in the machine gets a fresh cgroup below those, so that the host can find
+and kill all it started.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
+import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from orchestrator.backends.base import MachineSpec
+from orchestrator.backends.nspawn.host import alive, live_nspawn, machined_scope, proc_stat
 
-IDLE_COMMAND = ["/bin/sleep", "infinity"]
 CGROUP_PARENT = "guestlab"
 #: cgroup v1 hierarchies guestlab uses; cpuset and the others need setup it has no use for
 V1_HIERARCHIES = ("pids", "memory", "cpu", "freezer", "name=systemd")
@@ -28,118 +32,6 @@ _JOIN_AND_EXEC = (
     'while [ "$1" != -- ]; do { echo $$ > "$1/cgroup.procs"; } 2>/dev/null || :; shift; done;'
     ' shift; exec "$@"'
 )
-
-
-def proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, ppid) of a process, None when it does not exist."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    fields = raw[raw.rfind(")") + 2 :].split()  # comm may contain spaces and parentheses
-    return fields[0], int(fields[1])
-
-
-def alive(pid: int) -> bool:
-    stat = proc_stat(pid)
-    if stat is None:
-        return False
-    if stat[0] == "Z":
-        # A zombie is dead; reap it when it is our own child (we started it).
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)
-        return False
-    return True
-
-
-def cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return []
-    return raw.decode(errors="replace").split("\0")
-
-
-def is_nspawn_of(pid: int, unit: str) -> bool:
-    argv = cmdline(pid)
-    return bool(argv) and argv[0].endswith("systemd-nspawn") and f"--machine={unit}" in argv
-
-
-def nspawn_pids(meta: dict[str, Any]) -> list[int]:
-    """Every live systemd-nspawn process of the machine: the recorded PID, checked by
-    command line (PIDs are reused), plus a /proc scan in case the PID was never recorded."""
-    unit = meta["unit"]
-    pids: set[int] = set()
-    recorded = meta.get("nspawn_pid")
-    if recorded and alive(recorded) and is_nspawn_of(recorded, unit):
-        pids.add(recorded)
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            pid = int(entry.name)
-            if pid not in pids and is_nspawn_of(pid, unit) and alive(pid):
-                pids.add(pid)
-    return sorted(pids)
-
-
-def live_nspawn(meta: dict[str, Any]) -> int | None:
-    recorded = meta.get("nspawn_pid")
-    if recorded and alive(recorded) and is_nspawn_of(recorded, meta["unit"]):
-        return int(recorded)  # the common case, without a /proc scan
-    pids = nspawn_pids(meta)
-    return pids[0] if pids else None
-
-
-def children(pid: int) -> list[int]:
-    kids: list[int] = []
-    try:
-        for task in os.scandir(f"/proc/{pid}/task"):
-            kids += [int(k) for k in Path(task.path, "children").read_text().split()]
-        return kids
-    except FileNotFoundError:
-        return []
-    except OSError:  # kernel without CONFIG_PROC_CHILDREN: scan for the parent PID
-        return [
-            int(e.name)
-            for e in os.scandir("/proc")
-            if e.name.isdigit() and (proc_stat(int(e.name)) or ("", 0))[1] == pid
-        ]
-
-
-def container_init(nspawn: int, rootfs: Path) -> int | None:
-    """The child of nspawn that is PID 1 of the container, once its root is the rootfs.
-
-    During start-up nspawn has a helper child still in the host's namespaces; entering it
-    would run commands on the host. The container's init is the child in another PID
-    namespace whose root directory is the machine's rootfs (a bind mount: same inode).
-    """
-    try:
-        own_ns = os.readlink(f"/proc/{nspawn}/ns/pid")
-        want = os.stat(rootfs)
-    except OSError:
-        return None
-    for kid in children(nspawn):
-        try:
-            if os.readlink(f"/proc/{kid}/ns/pid") == own_ns:
-                continue
-            root = os.stat(f"/proc/{kid}/root")
-        except OSError:
-            continue
-        if (root.st_dev, root.st_ino) == (want.st_dev, want.st_ino):
-            return kid
-    return None
-
-
-def payload_started(init: int) -> bool:
-    """With --as-pid2, whether the stub init has exec'd the idle command as its child."""
-    return any(cmdline(k)[:1] == IDLE_COMMAND[:1] for k in children(init))
-
-
-def send_signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
-
-
-# -------------------------------------------------------------------- cgroups
 
 
 def hierarchies() -> list[tuple[frozenset[str], Path]]:
@@ -242,16 +134,23 @@ def own_cgroups(meta: dict[str, Any]) -> list[str]:
     ]
 
 
-def cgroup_pids(meta: dict[str, Any]) -> list[int]:
+def pids_in(dirs: Sequence[str]) -> set[int]:
+    """The PIDs listed in the cgroups `dirs` and every cgroup below them (zombies too)."""
     pids: set[int] = set()
-    for d in own_cgroups(meta):
+    for d in dirs:
         for dirpath, _dirs, _files in os.walk(d):
             with contextlib.suppress(OSError):
                 pids.update(int(p) for p in Path(dirpath, "cgroup.procs").read_text().split())
-    return sorted(p for p in pids if alive(p))
+    return pids
+
+
+def cgroup_pids(meta: dict[str, Any]) -> list[int]:
+    """The live processes in the machine's own cgroups."""
+    return sorted(p for p in pids_in(own_cgroups(meta)) if alive(p))
 
 
 def remove_cgroups(dirs: Sequence[str]) -> None:
+    """Remove the cgroups `dirs` and those below them, deepest first; busy ones stay."""
     for d in dirs:
         if not os.path.isdir(d):
             continue
@@ -260,18 +159,37 @@ def remove_cgroups(dirs: Sequence[str]) -> None:
                 os.rmdir(dirpath)  # cgroup dirs go with rmdir, deepest first
 
 
-def remove_runtime_leftovers(meta: dict[str, Any]) -> None:
-    """Remove what a stopped nspawn can leave in /run: its propagation directory and the
-    lock file of its root directory (left when the payload is killed rather than shut down)."""
-    run = Path("/run/systemd/nspawn")
-    propagate = run / "propagate" / meta["unit"]
-    if propagate.is_dir() and not propagate.is_symlink():
-        shutil.rmtree(propagate, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        st = os.stat(Path(meta["dir"]) / "rootfs")
-        lock = run / "locks" / f"inode-{st.st_dev}:{st.st_ino}"
-        if lock.is_file() and lock.stat().st_size == 0:
-            lock.unlink()
+def exec_cgroups(parents: Sequence[str]) -> list[str]:
+    """A fresh cgroup below each of the machine's limit cgroups, for one command."""
+    name = f"exec-{uuid.uuid4().hex[:12]}"
+    made = []
+    for parent in parents:
+        d = Path(parent, name)
+        with contextlib.suppress(OSError):
+            d.mkdir()
+            made.append(str(d))
+    return made
+
+
+def kill_cgroups(dirs: Sequence[str]) -> None:
+    """Kill every process of the cgroups (frozen first where a freezer is, so that none
+    forks while being killed), then remove the cgroups."""
+    freezer = next((Path(d) for d in dirs if Path(d, "freezer.state").exists()), None)
+    for _ in range(200):
+        pids = {p for p in pids_in(dirs) if (proc_stat(p) or ("Z", 0))[0] != "Z"}
+        if not pids:
+            break
+        if freezer is not None:
+            with contextlib.suppress(OSError):
+                (freezer / "freezer.state").write_text("FROZEN")
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        if freezer is not None:
+            with contextlib.suppress(OSError):
+                (freezer / "freezer.state").write_text("THAWED")
+        time.sleep(0.02)
+    remove_cgroups(dirs)
 
 
 def freezer_dir(meta: dict[str, Any]) -> tuple[Path, str] | None:
@@ -315,6 +233,8 @@ def freeze(meta: dict[str, Any], nspawn: int) -> Callable[[], object]:
 
 
 def thaw_all(meta: dict[str, Any]) -> None:
+    """Thaw the machine's freezer cgroup, if it has one (frozen processes cannot act on
+    SIGTERM)."""
     found = freezer_dir(meta)
     if found is not None:
         d, version = found
@@ -325,29 +245,15 @@ def thaw_all(meta: dict[str, Any]) -> None:
                 (d / "cgroup.freeze").write_text("0")
 
 
-def machined_scope(pid: int) -> str | None:
-    """The machine-*.scope unit systemd-machined put an nspawn process in."""
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-            for part in line.split(":", 2)[2].split("/"):
-                if part.startswith("machine-") and part.endswith(".scope"):
-                    return part
-    return None
-
-
-def wait_group_gone(pgid: int, *, limit: float) -> None:
-    """Wait until no process (zombies included) of process group `pgid` is left."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        members = False
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if len(fields) > 2 and fields[2] == str(pgid):
-                members = True
-                break
-        if not members:
-            return
-        time.sleep(0.05)
+@contextlib.contextmanager
+def frozen(meta: dict[str, Any]) -> Iterator[None]:
+    """Pause every process of the machine for a consistent copy of its files."""
+    nspawn = live_nspawn(meta)
+    if nspawn is None:  # a stopped machine's files do not change
+        yield
+        return
+    thaw = freeze(meta, nspawn)
+    try:
+        yield
+    finally:
+        thaw()

@@ -13,7 +13,7 @@ import yaml
 
 from orchestrator import paths
 from orchestrator.backends.base import Progress
-from orchestrator.backends.lxd_config import image_alias
+from orchestrator.backends.lxd.config import image_alias
 from orchestrator.errors import ProvisioningError, UsageError
 
 if TYPE_CHECKING:

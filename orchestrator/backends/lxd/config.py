@@ -72,6 +72,7 @@ def instance_name(lab: LabRef, machine: str) -> str:
 
 
 def image_alias(image: str) -> str:
+    """The LXD image alias of a catalog image."""
     return f"guestlab/{image}"
 
 
@@ -122,6 +123,7 @@ def disk_size(spec: MachineSpec, image_bytes: int, driver: str | None) -> int | 
 
 
 def instance_config(spec: MachineSpec) -> dict[str, str]:
+    """The whole config of a machine's instance: its labels as `user.` keys, its limits."""
     return {**config_labels(spec.labels), **limits(spec)}
 
 

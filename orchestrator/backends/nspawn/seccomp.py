@@ -1,6 +1,6 @@
 """The seccomp filter that keeps btrfs volume ioctls out of nspawn machines; also a program.
 
-    python -I -S nspawn_seccomp.py -- /usr/bin/systemd-nspawn ARGS...
+    python -I -S seccomp.py -- /usr/bin/systemd-nspawn ARGS...
 
 installs the filter in a fresh process and then becomes systemd-nspawn (same PID): every
 process of the machine descends from it and inherits the filter, its init and all that its
@@ -20,7 +20,7 @@ the 64-bit register (0x1_5000940e creates a subvolume like 0x5000940e). So the f
 judges the low half alone: a filter that let any request with a non-zero upper half pass
 would be bypassed (as Flatpak's TIOCSTI filter was, CVE-2019-10063).
 
-This module needs only the standard library: nspawn_enter.py loads it as a sibling when
+This module needs only the standard library: enter.py loads it as a sibling when
 run as a program, and installs the same filter before entering a machine.
 """
 
@@ -173,7 +173,7 @@ def volume_filter(machine: str) -> bytes:
 
 def main(args: list[str]) -> None:
     if len(args) < 2 or args[0] != "--" or not os.path.isabs(args[1]):
-        sys.stderr.write("usage: nspawn_seccomp.py -- /ABSOLUTE/PATH/OF/PROGRAM [ARGS...]\n")
+        sys.stderr.write("usage: seccomp.py -- /ABSOLUTE/PATH/OF/PROGRAM [ARGS...]\n")
         os._exit(2)
     try:
         install(volume_filter(os.uname().machine))

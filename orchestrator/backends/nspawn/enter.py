@@ -1,8 +1,8 @@
 """Enter an nspawn machine with no more power than its init: run as a program, not imported.
 
-    python -I -S nspawn_enter.py --pid INIT --bounding HEX [--seccomp FILE] [--cgroup DIR]...
+    python -I -S enter.py --pid INIT --bounding HEX [--seccomp FILE] [--cgroup DIR]...
         [--env K=V]... -- ARGV...
-    python -I -S nspawn_enter.py --dump-seccomp INIT FILE
+    python -I -S enter.py --dump-seccomp INIT FILE
 
 Every step that needs power happens here, in a fresh single-threaded process whose code and
 libraries all come from the host, before anything of the machine is executed:
@@ -13,7 +13,7 @@ libraries all come from the host, before anything of the machine is executed:
 3. fork into its PID namespace; the child drops every capability outside the init's
    bounding set and installs the seccomp filters the init has (dumped once per boot with
    ptrace): systemd-nspawn's, and guestlab's filter of btrfs volume ioctls, which the init
-   has from its launcher (nspawn_seccomp.py); without a dump, that filter alone. Then it
+   has from its launcher (seccomp.py); without a dump, that filter alone. Then it
    executes ARGV in the machine.
 
 The parent stays outside the machine's PID namespace, waits, and exits with the child's
@@ -30,10 +30,10 @@ import struct
 import sys
 
 if __package__:
-    from orchestrator.backends.nspawn_seccomp import UnsupportedMachine, install, volume_filter
+    from orchestrator.backends.nspawn.seccomp import UnsupportedMachine, install, volume_filter
 else:  # run as a program (python -I -S): its sibling, from the same host directory
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))
-    from nspawn_seccomp import UnsupportedMachine, install, volume_filter
+    from seccomp import UnsupportedMachine, install, volume_filter
 
 NAMESPACES = ("user", "cgroup", "ipc", "uts", "net", "pid", "mnt")
 PR_CAPBSET_DROP = 24
@@ -136,6 +136,29 @@ def parse(args: list[str]) -> tuple[dict[str, list[str]], list[str]]:
     return opts, args[1:]
 
 
+def enter_namespaces(pid: int) -> None:
+    """Enter every namespace of `pid` and its root directory, and become uid 0 there."""
+    # a namespace the machine shares with the host (no private users, say) is not entered
+    todo = [
+        ns
+        for ns in NAMESPACES
+        if os.stat(f"/proc/{pid}/ns/{ns}").st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino
+    ]
+    fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY) for ns in todo]
+    root = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY)
+    for ns, fd in zip(todo, fds, strict=True):
+        if libc.setns(fd, 0) != 0:
+            fail(f"entering the {ns} namespace of {pid}")
+        os.close(fd)
+    os.fchdir(root)
+    os.chroot(".")
+    os.chdir("/")
+    os.close(root)
+    os.setgroups([])
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)  # root of the machine's user namespace, not of the host
+
+
 def main(args: list[str]) -> None:
     if args[:1] == ["--dump-seccomp"]:
         print(dump_seccomp(int(args[1]), args[2]))
@@ -157,25 +180,7 @@ def main(args: list[str]) -> None:
     for d in opts.get("--cgroup", []):
         with open(os.path.join(d, "cgroup.procs"), "w") as f:
             f.write(str(os.getpid()))
-    # a namespace the machine shares with the host (no private users, say) is not entered
-    todo = [
-        ns
-        for ns in NAMESPACES
-        if os.stat(f"/proc/{pid}/ns/{ns}").st_ino != os.stat(f"/proc/self/ns/{ns}").st_ino
-    ]
-    fds = [os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY) for ns in todo]
-    root = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY)
-    for ns, fd in zip(todo, fds, strict=True):
-        if libc.setns(fd, 0) != 0:
-            fail(f"entering the {ns} namespace of {pid}")
-        os.close(fd)
-    os.fchdir(root)
-    os.chroot(".")
-    os.chdir("/")
-    os.close(root)
-    os.setgroups([])
-    os.setresgid(0, 0, 0)
-    os.setresuid(0, 0, 0)  # root of the machine's user namespace, not of the host
+    enter_namespaces(pid)
     child = os.fork()
     if child == 0:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

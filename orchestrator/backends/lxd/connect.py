@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.backends.base import Availability
-from orchestrator.backends.lxd_config import OWN_POOL, SIZE_ENFORCED
-from orchestrator.backends.lxd_exec import Tls
+from orchestrator.backends.lxd.config import OWN_POOL, SIZE_ENFORCED
+from orchestrator.backends.lxd.execution import Tls
 
 if TYPE_CHECKING:
     from pylxd import Client
@@ -216,3 +216,14 @@ def _unreachable(reason: str) -> Availability:
             " GUESTLAB_LXD_CERT / GUESTLAB_LXD_KEY (a client certificate it trusts)",
         )
     return Availability(False, f"LXD does not answer on {where}: {reason}", START_FIX)
+
+
+def available_memory(client: Client) -> int:
+    """Bytes of memory the LXD server has free for new machines (total minus used), by its
+    own account (/1.0/resources): the host that counts when LXD runs elsewhere.
+
+    KeyError, ValueError or TypeError when the server does not say (an older LXD), and
+    pylxd's or requests' errors when it does not answer.
+    """
+    memory = client.api.resources.get().json()["metadata"]["memory"]
+    return int(memory["total"]) - int(memory["used"])

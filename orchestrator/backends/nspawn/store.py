@@ -202,6 +202,7 @@ def _tar_id(tarball: Path) -> dict[str, int]:
 
 
 def is_subvolume(path: Path) -> bool:
+    """Whether `path` itself (not a link to it) is the root of a btrfs subvolume."""
     try:
         st = os.lstat(path)
     except OSError:
@@ -274,6 +275,7 @@ def run(argv: list[str], *, what: str) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """The JSON in a file, None when the file is missing or not JSON."""
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
@@ -281,6 +283,7 @@ def read_json(path: Path) -> Any:
 
 
 def write_json(path: Path, data: Any) -> None:
+    """Write JSON to a file atomically (a temporary file, then a rename)."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)  # a reader never sees half a file

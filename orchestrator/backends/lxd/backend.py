@@ -1,0 +1,270 @@
+"""LXD backend: system containers through pylxd.
+
+Every instance is created with an explicit device set (a root disk and nothing else) and
+no profile, so machines sit on no network and guestlab never touches the default profile.
+The `user.guestlab.*` config keys are the labels `find` and `destroy` trust. Every
+instance's seccomp policy refuses btrfs's subvolume ioctls (config.SECCOMP_DENY): a
+subvolume made inside would escape the disk bound.
+
+The lifecycle is here; what it stands on is a module each: the instance's config
+(config.py), reaching LXD (connect.py), finding, creating and exec-ing instances
+(machines.py, execution.py), waiting for boot (boot.py), images (image.py), removal
+(cleanup.py) and what guestlab does on the LXD host itself (host.py).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from orchestrator import paths
+from orchestrator.backends.base import (
+    LABEL_LAB,
+    LABEL_MACHINE,
+    LABEL_STORE,
+    Availability,
+    ExecResult,
+    FoundResources,
+    LabRef,
+    MachineSpec,
+    Progress,
+)
+from orchestrator.backends.lxd.boot import settle, wait_ready
+from orchestrator.backends.lxd.cleanup import delete_instance, drop_exec_logs
+from orchestrator.backends.lxd.config import (
+    CONFIG_PREFIX,
+    SNAPSHOT,
+    image_alias,
+    instance_name,
+    is_isolated,
+)
+from orchestrator.backends.lxd.connect import Connection, available_memory, open_connection
+from orchestrator.backends.lxd.host import heal_quota, pool_lock, remove_logs
+from orchestrator.backends.lxd.image import ensure_image
+from orchestrator.backends.lxd.machines import (
+    api_errors,
+    create_started,
+    execute,
+    get_instance,
+    instance_request,
+    labelled,
+    refuse_existing,
+    running_instance,
+)
+from orchestrator.errors import BackendUnavailable, ProvisioningError
+
+if TYPE_CHECKING:
+    from pylxd import Client
+    from pylxd.models import Instance
+
+
+class LxdBackend:
+    """Machines as LXD system containers."""
+
+    name = "lxd"
+    capabilities = frozenset({"systemd", "clone", "snapshot", "nested"})
+    virtualization = "lxc"
+
+    def __init__(self) -> None:
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def pool(self) -> str | None:
+        """The storage pool machines go to, once availability() has been asked."""
+        return self._conn.pool if self._conn else None
+
+    # -- connection ------------------------------------------------------------------
+
+    def client(self) -> Client:
+        """The shared pylxd client, or BackendUnavailable with the fix."""
+        return self._connection().client
+
+    def available_memory(self) -> int:
+        """Bytes of memory the LXD server has free for new machines, by its own account
+        (connect.available_memory)."""
+        return available_memory(self.client())
+
+    def _connection(self) -> Connection:
+        with self._lock:
+            if self._conn is None:
+                state = self.availability()
+                if not state.usable:
+                    raise BackendUnavailable(f"LXD: {state.detail}", hint=state.fix)
+            assert self._conn is not None
+            return self._conn
+
+    def availability(self) -> Availability:
+        state, conn = open_connection()
+        if conn is not None and self._conn is None:
+            self._conn = conn  # other threads may be using the current client: keep it
+        return state
+
+    def host_root_risk(self) -> str | None:
+        """None when every guestlab machine on this LXD is unprivileged with an id map of
+        its own (what `create` makes); else the machines that are not."""
+        try:
+            shared = [i.name for i in labelled(self.client()) if not is_isolated(i.config or {})]
+        except (BackendUnavailable, OSError):
+            return None  # no LXD here: no machine of it either
+        if not shared:
+            return None
+        names = ", ".join(sorted(shared)[:5]) + (" ..." if len(shared) > 5 else "")
+        return (
+            f"{len(shared)} LXD machine(s) ({names}) run privileged or share one uid map"
+            " with other labs (made by an older guestlab): root in one of them is the same"
+            " host uid as root in the others; recreate them (guestlab down, then up)"
+        )
+
+    # -- images ------------------------------------------------------------------------
+
+    def ensure_image(self, image: str, progress: Progress, *, build: bool = True) -> None:
+        ensure_image(self.client(), image, progress, build=build)
+
+    # -- machines ----------------------------------------------------------------------
+
+    def create(self, spec: MachineSpec, progress: Progress) -> None:
+        conn = self._connection()
+        name = instance_name(spec.lab, spec.name)
+        refuse_existing(conn.client, spec, name)
+        self.ensure_image(spec.image, progress, build=False)
+        request = instance_request(
+            conn,
+            spec,
+            name,
+            source={"type": "image", "alias": image_alias(spec.image)},
+            description=f"guestlab {spec.lab.key} {spec.name}",
+            progress=progress,
+        )
+        progress(f"creating {name} from {image_alias(spec.image)}")
+        with api_errors(f"create {name}"):
+            inst = create_started(conn.client, request)
+        wait_ready(conn, inst, spec.init, progress)
+        settle(conn, inst, spec)
+
+    def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
+        conn = self._connection()
+        return execute(conn, running_instance(conn.client, lab, machine), argv, timeout)
+
+    def put_file(self, lab: LabRef, machine: str, dest: str, data: bytes, mode: int) -> None:
+        from pylxd.exceptions import LXDAPIException
+
+        conn = self._connection()
+        inst = running_instance(conn.client, lab, machine)
+        try:
+            inst.files.put(dest, data, mode=mode, uid=0, gid=0)
+            return
+        except LXDAPIException:
+            pass  # most likely a missing parent directory: create it and try once more
+        parent = os.path.dirname(dest) or "/"
+        made = execute(conn, inst, ["mkdir", "-p", parent], 10)
+        if not made.ok:
+            raise ProvisioningError(f"cannot create {parent} in {machine}: {made.stderr.strip()}")
+        with api_errors(f"write {dest} in {inst.name}"):
+            inst.files.put(dest, data, mode=mode, uid=0, gid=0)
+
+    def clone(self, source: MachineSpec, target: MachineSpec, progress: Progress) -> None:
+        conn = self._connection()
+        src = running_instance(conn.client, source.lab, source.name)
+        name = instance_name(target.lab, target.name)
+        refuse_existing(conn.client, target, name)
+        request = instance_request(
+            conn,
+            target,
+            name,
+            # LXD 5.0 copies a running container without stopping it (a stateless copy),
+            # file for file, /etc/machine-id included: what `lxc copy` users get
+            source={"type": "copy", "source": src.name, "instance_only": True},
+            description=f"guestlab {target.lab.key} {target.name} (copy of {source.name})",
+            progress=progress,
+        )
+        progress(f"copying {src.name} to {name}")
+        with api_errors(f"copy {src.name} to {name}"):
+            inst = create_started(conn.client, request)
+            src.sync()
+            if src.status != "Running":  # should not happen, but the source must stay up
+                src.start(wait=True)
+        wait_ready(conn, inst, target.init, progress)
+        settle(conn, inst, target)
+
+    def snapshot(self, lab: LabRef, machines: Sequence[MachineSpec]) -> None:
+        conn = self._connection()
+        for spec in machines:
+            inst = get_instance(conn.client, lab, spec.name)
+            with api_errors(f"snapshot {inst.name}"):
+                # snapshots.all() gives name-only objects: .get() would warn about every
+                # field newer LXD returns that pylxd does not know
+                with pool_lock(conn.pool):
+                    for snap in (s for s in inst.snapshots.all() if s.name == SNAPSHOT):
+                        snap.delete(wait=True)
+                inst.snapshots.create(SNAPSHOT, stateful=False, wait=True)
+
+    def restore(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
+        conn = self._connection()
+        insts = [(get_instance(conn.client, lab, spec.name), spec) for spec in machines]
+        for inst, spec in insts:  # all of them checked before any is touched
+            if SNAPSHOT not in {snap.name for snap in inst.snapshots.all()}:
+                raise ProvisioningError(
+                    f"machine `{spec.name}` of lab `{lab.key}` has no starting snapshot",
+                    hint="bring the lab up again: guestlab down && guestlab up",
+                )
+
+        def one(inst: Instance, spec: MachineSpec) -> None:
+            progress(f"restoring {inst.name}")
+            with api_errors(f"restore {inst.name}"):
+                # LXD would stop it itself; a forced stop is quicker than a clean shutdown
+                # and the state is about to be thrown away anyway
+                if inst.status == "Running":
+                    inst.stop(force=True, wait=True)
+                inst.restore_snapshot(SNAPSHOT, wait=True)
+                inst.start(wait=True)
+            wait_ready(conn, inst, spec.init, progress)
+
+        # side by side: each machine's stop, restore and boot is LXD waiting, not working
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(insts)))) as pool:
+            list(pool.map(lambda pair: one(*pair), insts))
+
+    def destroy(self, lab: LabRef) -> FoundResources:
+        from pylxd.exceptions import LXDAPIException, NotFound
+
+        found = FoundResources()
+        conn = self._connection()
+        for inst in labelled(conn.client):
+            if inst.config.get(CONFIG_PREFIX + LABEL_LAB) != lab.key:
+                continue
+            try:
+                snaps = [f"{inst.name}/{s.name}" for s in inst.snapshots.all()]
+                drop_exec_logs(conn.client, inst.name)
+                with pool_lock(conn.pool):
+                    delete_instance(inst)
+            except NotFound:
+                continue  # removed by someone else meanwhile: it is gone all the same
+            except LXDAPIException as exc:
+                raise ProvisioningError(f"LXD could not delete {inst.name}: {exc}") from exc
+            if conn.local:
+                # LXD 5.0 leaves /var/log/lxd/NAME behind; nothing of the lab stays
+                remove_logs(inst.name)
+            found.machines.append(inst.config.get(CONFIG_PREFIX + LABEL_MACHINE, inst.name))
+            found.other.extend(snaps)
+        if found.machines and conn.local and conn.driver == "btrfs":
+            heal_quota(conn.pool)  # deleting marks the pool's qgroups inconsistent
+        return found
+
+    def find(self, lab: LabRef | None = None) -> dict[str, FoundResources]:
+        out: dict[str, FoundResources] = {}
+        mine = paths.store_id()
+        for inst in labelled(self.client()):
+            key = inst.config[CONFIG_PREFIX + LABEL_LAB]
+            if lab is not None and key != lab.key:
+                continue
+            if lab is None and inst.config.get(CONFIG_PREFIX + LABEL_STORE) != mine:
+                continue  # another state store's lab: never ours to collect
+            machine = inst.config.get(CONFIG_PREFIX + LABEL_MACHINE, inst.name)
+            out.setdefault(key, FoundResources()).machines.append(machine)
+        return out
+
+    def shell_argv(self, lab: LabRef, machine: str) -> list[str]:
+        return ["lxc", "exec", instance_name(lab, machine), "--", "bash", "-l"]

@@ -1,0 +1,147 @@
+"""Finding, creating and running commands in guestlab's LXD instances.
+
+Functions of a Connection (lxd/connect.py): the backend hands them the connection it
+opened once, so none of them reaches LXD on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.backends.base import LABEL_LAB, ExecResult, LabRef, MachineSpec, Progress
+from orchestrator.backends.lxd.config import (
+    CONFIG_PREFIX,
+    disk_size,
+    image_alias,
+    instance_config,
+    instance_name,
+    root_disk,
+)
+from orchestrator.backends.lxd.connect import Connection
+from orchestrator.backends.lxd.execution import ExecSession
+from orchestrator.backends.lxd.host import create_lock, heal_quota, kill_exec
+from orchestrator.errors import MachineUnavailable, ProvisioningError
+
+if TYPE_CHECKING:
+    from pylxd import Client
+    from pylxd.models import Instance
+
+
+@contextmanager
+def api_errors(action: str) -> Iterator[None]:
+    """Turn LXD's API errors into one-sentence ProvisioningErrors ("LXD could not <action>")."""
+    from pylxd.exceptions import LXDAPIException
+
+    try:
+        yield
+    except LXDAPIException as exc:
+        raise ProvisioningError(f"LXD could not {action}: {exc}") from exc
+
+
+def get_instance(client: Client, lab: LabRef, machine: str) -> Instance:
+    """The instance of a lab's machine, or MachineUnavailable saying to bring the lab up."""
+    from pylxd.exceptions import NotFound
+
+    name = instance_name(lab, machine)
+    try:
+        return client.instances.get(name)
+    except NotFound:
+        raise MachineUnavailable(
+            f"machine `{machine}` of lab `{lab.key}` does not exist (LXD instance {name})",
+            hint="bring the lab up first: guestlab up",
+        ) from None
+
+
+def running_instance(client: Client, lab: LabRef, machine: str) -> Instance:
+    """The instance of a lab's machine if it runs, else MachineUnavailable with the fix."""
+    inst = get_instance(client, lab, machine)
+    if inst.status != "Running":
+        raise MachineUnavailable(
+            f"machine `{machine}` of lab `{lab.key}` is {inst.status.lower()}",
+            hint=f"start it: lxc start {inst.name}",
+        )
+    return inst
+
+
+def labelled(client: Client) -> list[Instance]:
+    """Every instance carrying a guestlab lab label (one API call with config)."""
+    instances = client.instances.all(recursion=1)
+    return [i for i in instances if (i.config or {}).get(CONFIG_PREFIX + LABEL_LAB)]
+
+
+def refuse_existing(client: Client, spec: MachineSpec, name: str) -> None:
+    """ProvisioningError when the instance `name` for `spec` already exists."""
+    if client.instances.exists(name):
+        raise ProvisioningError(
+            f"machine `{spec.name}` of lab `{spec.lab.key}` already exists ({name})",
+            hint="remove the lab first: guestlab down",
+        )
+
+
+def instance_request(
+    conn: Connection,
+    spec: MachineSpec,
+    name: str,
+    *,
+    source: dict[str, Any],
+    description: str,
+    progress: Progress,
+) -> dict[str, Any]:
+    """What LXD is asked to create for `spec`: its source, root disk, labels and limits."""
+    return {
+        "name": name,
+        "description": description,
+        "source": source,
+        # no profile: its devices (a nic above all) are not ours to inherit
+        "profiles": [],
+        "devices": {"root": root_disk_for(conn, spec, name, progress)},
+        # given keys override a copied config: the machine's own labels and limits;
+        # volatile.idmap.* are not copied, so a copy gets an id range of its own
+        "config": instance_config(spec),
+    }
+
+
+def root_disk_for(
+    conn: Connection, spec: MachineSpec, name: str, progress: Progress
+) -> dict[str, str]:
+    """The root disk on the chosen pool, `spec.disk` beyond the image where LXD can
+    enforce a size; where it cannot (a `dir` pool), a progress line says so."""
+    if conn.local and conn.driver == "btrfs":
+        heal_quota(conn.pool)  # a bound the kernel stopped enforcing is none
+    if not conn.disk_bounded:
+        progress(
+            f"storage pool `{conn.pool}` ({conn.driver}) cannot bound the disk of {name}:"
+            " it may fill the host's file system"
+        )
+        return root_disk(conn.pool, None)
+    try:
+        image_bytes = int(conn.client.images.get_by_alias(image_alias(spec.image)).size)
+    except Exception:
+        image_bytes = 0  # a copy of a machine whose image went: its own bound only
+    return root_disk(conn.pool, disk_size(spec, image_bytes, conn.driver))
+
+
+def create_started(client: Client, request: dict[str, Any]) -> Instance:
+    """Create the instance (one creation at a time from this host: create_lock) and
+    start it; LXD's API errors pass through."""
+    with create_lock():
+        inst = client.instances.create(request, wait=True)
+    inst.start(wait=True)
+    return inst
+
+
+def execute(conn: Connection, inst: Instance, argv: Sequence[str], timeout: float) -> ExecResult:
+    """Run argv over LXD's exec websockets, bounded in time and output (lxd/execution.py)."""
+    from pylxd.exceptions import LXDAPIException
+
+    session = ExecSession(conn.client, inst.name, argv, timeout, kill_exec, conn.tls)
+    try:
+        return session.run()
+    except LXDAPIException as exc:
+        if "not running" in str(exc).lower():
+            raise MachineUnavailable(f"LXD instance {inst.name} is not running") from exc
+        raise ProvisioningError(f"exec in LXD instance {inst.name} failed: {exc}") from exc
+    except OSError as exc:  # a websocket that could not connect or broke
+        raise ProvisioningError(f"exec in LXD instance {inst.name} failed: {exc}") from exc
