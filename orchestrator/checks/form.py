@@ -4,6 +4,10 @@ A form is the field of a `Check` that holds its condition (`run`, `file`, `servi
 `distinct`, `equal`: `scenario.model.CHECK_FORMS`). Its `Form` says what the check runs in
 which machines (`probes`), how it judges what they printed (`judge`) and what the check is
 called when its author named it not (`title`). `registry.FORMS` holds each form once.
+
+The form modules share a shape on purpose (a typed accessor of the form's condition,
+`_probes`, `_judge`, `_title`): that is this contract written once per form, not logic
+repeated; what they have in common to compute lives here (`on_machine`, `text_problem`).
 """
 
 from __future__ import annotations
