@@ -150,7 +150,11 @@ class MachinesCommand(Strict):
     run: Text
 
 
+#: the check forms, each the field of a Check that holds its condition; what each runs and
+#: how it judges is in `orchestrator.checks` (one module per form, registered once there)
 CHECK_FORMS = ("run", "file", "service", "distinct", "equal")
+#: the forms that name their machines inside their condition; the others run on `machine`
+MULTI_MACHINE_FORMS = ("distinct", "equal")
 
 
 class Check(Strict):
@@ -172,33 +176,13 @@ class Check(Strict):
     def form(self) -> str:
         return next(f for f in CHECK_FORMS if getattr(self, f) is not None)
 
-    @property
-    def machines(self) -> list[str]:
-        """Every machine the check reads."""
-        multi = self.distinct or self.equal
-        return list(multi.machines) if multi else [self.machine or ""]
-
-    @property
-    def title(self) -> str:
-        if self.name:
-            return self.name
-        form = self.form
-        if form == "run":
-            return f"{self.machine}: {self.run}"
-        if form == "file":
-            return f"{self.machine}: {self.file.path}"  # type: ignore[union-attr]
-        if form == "service":
-            return f"{self.machine}: service {self.service.name}"  # type: ignore[union-attr]
-        multi = self.distinct or self.equal
-        return f"{form} on {', '.join(multi.machines)}: {multi.run}"  # type: ignore[union-attr]
-
     @model_validator(mode="after")
     def _one_form(self) -> Check:
         _exactly_one(self, CHECK_FORMS, "a check")
         form = self.form
-        if form in ("run", "file", "service") and self.machine is None:
+        if form not in MULTI_MACHINE_FORMS and self.machine is None:
             raise ValueError(f"a `{form}` check needs `machine`")
-        if form in ("distinct", "equal") and self.machine is not None:
+        if form in MULTI_MACHINE_FORMS and self.machine is not None:
             raise ValueError(f"a `{form}` check names its machines inside `{form}`")
         if form != "run" and (self.exit_code is not None or self.stdout is not None):
             raise ValueError("`exit_code` and `stdout` belong to a `run` check")

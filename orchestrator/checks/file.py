@@ -1,0 +1,89 @@
+"""The `file` form: whether a path exists, its mode and owner, and what a regular file holds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from orchestrator.backends.base import ExecResult
+from orchestrator.checks.form import (
+    PROBE_OUTPUT_LIMIT,
+    Form,
+    Probe,
+    on_machine,
+    sh,
+    tail,
+    text_problem,
+)
+from orchestrator.scenario.model import Check, FileCondition
+
+#: the largest file a `file` check reads (its first line, mode and owner, fits beside it)
+MAX_FILE_BYTES = PROBE_OUTPUT_LIMIT - 1024
+MISSING, NOT_REGULAR, TOO_BIG = 3, 4, 5
+# positional parameters keep paths out of the shell text; only a regular file is read (a
+# FIFO could block or never end), and only when its size is within bounds
+FILE_PROBE = (
+    'if [ -e "$1" ] || [ -L "$1" ]; then stat -c "%a %U" -- "$1" || exit 1; '
+    f'if [ ! -f "$1" ]; then stat -L -c %F -- "$1" 2>/dev/null; exit {NOT_REGULAR}; fi; '
+    's=$(stat -L -c %s -- "$1") || exit 1; '
+    f'if [ "$s" -gt {MAX_FILE_BYTES} ]; then echo "$s"; exit {TOO_BIG}; fi; '
+    # one byte more than a check reads: a file growing, or one whose size says 0 (/proc)
+    f'exec head -c {MAX_FILE_BYTES + 1} -- "$1"; else exit {MISSING}; fi'
+)
+
+
+def _condition(check: Check) -> FileCondition:
+    assert check.file is not None
+    return check.file
+
+
+def _probes(check: Check) -> list[Probe]:
+    return on_machine(check, sh(FILE_PROBE, _condition(check).path))
+
+
+def _judge(check: Check, results: Sequence[ExecResult]) -> str | None:
+    cond, res = _condition(check), results[0]
+    exists = res.exit_code != MISSING
+    if not cond.exists:
+        return f"{cond.path} exists" if exists else None
+    if not exists:
+        return f"{cond.path} does not exist"
+    if res.exit_code not in (0, NOT_REGULAR, TOO_BIG):
+        return f"cannot read {cond.path}: {tail(res.stderr)}"
+    head, _, content = res.stdout.partition("\n")
+    return _stat_problem(cond, head) or _content_problem(cond, res.exit_code, content)
+
+
+def _stat_problem(cond: FileCondition, head: str) -> str | None:
+    """What is wrong with the mode and owner that the probe's first line gives."""
+    mode_text, _, owner = head.partition(" ")
+    try:
+        mode = int(mode_text, 8)
+    except ValueError:  # not what stat prints: the machine's tools are not to be trusted
+        return f"cannot read the mode of {cond.path}: {tail(head, 40)!r}"
+    if cond.mode is not None and mode != int(cond.mode, 8):
+        return f"{cond.path} has mode {mode:04o}, expected {int(cond.mode, 8):04o}"
+    if cond.owner is not None and owner != cond.owner:
+        return f"{cond.path} is owned by {owner}, expected {cond.owner}"
+    return None
+
+
+def _content_problem(cond: FileCondition, code: int, content: str) -> str | None:
+    """What is wrong with the file's content, when the check reads it at all."""
+    if cond.contains is None and cond.matches is None:
+        return None
+    if code == NOT_REGULAR:
+        kind = tail(content, 40) or "not a regular file"
+        return f"{cond.path} is not a regular file ({kind}), so it was not read"
+    if code == TOO_BIG:
+        size = tail(content, 20)
+        return f"{cond.path} is {size} bytes, more than the {MAX_FILE_BYTES} a check reads"
+    if len(content.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        return f"{cond.path} is more than {MAX_FILE_BYTES} bytes, more than a check reads"
+    return text_problem(content, cond.contains, cond.matches, subject=cond.path)
+
+
+def _title(check: Check) -> str:
+    return f"{check.machine}: {_condition(check).path}"
+
+
+FORM = Form("file", _probes, _judge, _title)

@@ -1,0 +1,42 @@
+"""The lifecycle of one lab: open it, bring it up, check, hint, solve, reset.
+
+Nothing here prints: progress goes to a Reporter, results come back as values, problems
+as GuestlabError. Taking labs down (and collecting what nobody knows) is `teardown`.
+
+- `bound`: `Lab`, a scenario rendered for one student and bound to its backends.
+- `backend_choice`: which backend can hold a scenario, refused before anything is made.
+- `opening`: `prepare` a new lab, `open_lab` one from the state store.
+- `bring_up`: `up`, the lifecycle as named, timed, recorded steps.
+- `verbs`: the student's verbs on a lab that is up (grading is `orchestrator.checks`).
+- `reporter`: the `Reporter` protocol and `Silent`.
+"""
+
+from orchestrator.lab.backend_choice import choose_backend, required_capabilities
+from orchestrator.lab.bound import UNITS, VM_BACKEND, Lab, parse_size
+from orchestrator.lab.bring_up import UpResult, refuse_host_root, up
+from orchestrator.lab.opening import open_lab, prepare, scenario_errors
+from orchestrator.lab.reporter import Reporter, Silent
+from orchestrator.lab.verbs import check, hint, require_up, reset, select_tasks, solve
+
+__all__ = [
+    "UNITS",
+    "VM_BACKEND",
+    "Lab",
+    "Reporter",
+    "Silent",
+    "UpResult",
+    "check",
+    "choose_backend",
+    "hint",
+    "open_lab",
+    "parse_size",
+    "prepare",
+    "refuse_host_root",
+    "require_up",
+    "required_capabilities",
+    "reset",
+    "scenario_errors",
+    "select_tasks",
+    "solve",
+    "up",
+]

@@ -1,0 +1,59 @@
+"""Which backend a lab runs on, refused before anything is created if it cannot do the job."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from orchestrator import backends
+from orchestrator.backends.base import Backend
+from orchestrator.errors import UsageError
+from orchestrator.lab.bound import VM_BACKEND
+from orchestrator.scenario.model import Machine, Scenario
+
+
+def required_capabilities(
+    scenario: Scenario, machines: Sequence[Machine] | None = None
+) -> set[str]:
+    """What a backend must support to hold `machines` (default: all) of the scenario."""
+    chosen = scenario.machines if machines is None else machines
+    need = {"snapshot"}
+    if any(scenario.root_of(m.name).init in (None, "systemd") for m in chosen):
+        need.add("systemd")
+    if any(m.clone_of for m in chosen):
+        need.add("clone")
+    if any(scenario.root_of(m.name).kind == "vm" for m in chosen):
+        need.add("vm")
+    return need
+
+
+def choose_backend(scenario: Scenario, name: str | None) -> Backend:
+    """The backend to run on, refused before anything is created if it cannot do the job."""
+    chosen = name or scenario.backends[0]
+    if chosen not in scenario.backends:
+        raise UsageError(
+            f"scenario {scenario.id} does not support the {chosen} backend",
+            hint=f"it supports: {', '.join(scenario.backends)}",
+        )
+    backend = backends.get(chosen)
+    # `kind: vm` machines of a container lab go to the VM backend; the rest stay here
+    own = [m for m in scenario.machines if scenario.root_of(m.name).kind != "vm"]
+    if "vm" in backend.capabilities:
+        own = list(scenario.machines)
+    elif len(own) < len(scenario.machines):
+        vm = backends.get(VM_BACKEND)
+        if "vm" not in vm.capabilities:
+            # Vagrant's docker provider makes containers: a lab about telling a VM from a
+            # container would grade a container as the VM
+            raise UsageError(
+                f"{scenario.id} needs a real virtual machine, and the {VM_BACKEND} backend "
+                f"here makes {vm.virtualization} containers, not VMs",
+                hint="make libvirt usable (`guestlab doctor` says what is missing)",
+            )
+    missing = required_capabilities(scenario, own) - backend.capabilities
+    if missing:
+        others = [b for b in scenario.backends if not missing - backends.get(b).capabilities]
+        raise UsageError(
+            f"the {chosen} backend lacks {', '.join(sorted(missing))}, which {scenario.id} needs",
+            hint=f"use --backend {others[0]}" if others else None,
+        )
+    return backend

@@ -1,0 +1,177 @@
+"""`up`: the lifecycle as data (image, provision, setup, clone, snapshot), each step named,
+timed and recorded.
+
+The state store is written before any resource is created, so a crash at any point leaves
+a lab that `down` or a second `up` can finish.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.backends import require_available
+from orchestrator.backends.base import Backend, FoundResources, LabRef
+from orchestrator.errors import BackendUnavailable, ProvisioningError, UsageError
+from orchestrator.lab.bound import Lab
+from orchestrator.lab.reporter import Reporter
+from orchestrator.scenario.load import source_path
+from orchestrator.scenario.model import Machine
+from orchestrator.state import LabRecord, Store, lab_lock
+
+Steps = list[tuple[str, Callable[[], None]]]
+
+
+def refuse_host_root(lab: Lab, reporter: Reporter, *, accepted: bool) -> None:
+    """Refuse systemd machines on a backend where root in them is root on this host."""
+    for backend in lab.backends:
+        risk = backend.host_root_risk()
+        systemd = [s.name for s in lab.specs if s.init == "systemd"]
+        if risk is None or not systemd:
+            continue
+        if not accepted:
+            raise BackendUnavailable(
+                f"refusing to start {', '.join(systemd)} on {backend.name}: {risk}",
+                hint="`guestlab doctor` says how to confine it; --unsafe-host-root accepts "
+                "the risk for a lab of your own (never for a class)",
+            )
+        reporter.line(f"UNSAFE, as asked: {risk}")
+
+
+@dataclass
+class UpResult:
+    lab: Lab
+    already_up: bool
+    timings: dict[str, float]
+
+
+def up(
+    lab: Lab,
+    store: Store,
+    reporter: Reporter,
+    *,
+    build_images: bool = True,
+    unsafe_host_root: bool = False,
+) -> UpResult:
+    """Bring the lab up; `unsafe_host_root` accepts a backend whose root is the host's."""
+    for backend in lab.backends:
+        require_available(backend)
+    refuse_host_root(lab, reporter, accepted=unsafe_host_root)
+    key = lab.ref.key
+    with lab_lock(key):
+        record = store.lab(key)
+        if _is_up(lab, record):
+            return UpResult(lab, True, {})
+        if record or any(_found(b, lab.ref) for b in lab.backends):
+            reporter.line("a previous `up` did not finish: removing what it left")
+            for backend in lab.backends:
+                backend.destroy(lab.ref)
+        store.put_lab(
+            key,
+            scenario=lab.scenario.id,
+            student=lab.ref.student,
+            backends=[b.name for b in lab.backends],
+            scenario_path=str(lab.path),
+            params=lab.params,
+            status="provisioning",
+        )
+        timings = _run(key, store, reporter, _steps(lab, reporter, build_images))
+        store.set_status(key, "up")
+    return UpResult(lab, False, timings)
+
+
+def _is_up(lab: Lab, record: LabRecord | None) -> bool:
+    """Whether the lab is up with all its machines; an error when it is up but not so."""
+    key = lab.ref.key
+    if record and record.backend != lab.backend.name:
+        raise UsageError(
+            f"lab {key} is up on {record.backend}",
+            hint=f"bring it down first: guestlab down {lab.ref.scenario}",
+        )
+    if not (record and record.status == "up"):
+        return False
+    present = [m for b in lab.backends for m in _found(b, lab.ref).machines]
+    missing = [s.name for s in lab.specs if s.name not in present]
+    if not missing:
+        return True
+    raise ProvisioningError(
+        f"lab {key} is up but its machines {', '.join(missing)} are gone",
+        hint=f"guestlab reset {lab.ref.scenario} restores them",
+    )
+
+
+def _steps(lab: Lab, reporter: Reporter, build_images: bool) -> Steps:
+    """The steps of `up`, in order."""
+    return [
+        ("image", lambda: _images(lab, reporter, build_images)),
+        ("provision", lambda: _provision(lab, reporter)),
+        ("setup", lambda: lab.run_steps(lab.scenario.setup, "setup")),
+        ("clone", lambda: _clone(lab, reporter)),
+        ("snapshot", lambda: _snapshot(lab)),
+    ]
+
+
+def _run(key: str, store: Store, reporter: Reporter, steps: Steps) -> dict[str, float]:
+    """Run each step, recording in the store where the lab is; seconds per step."""
+    timings: dict[str, float] = {}
+    for name, fn in steps:
+        store.set_status(key, "provisioning", name)
+        started = time.monotonic()
+        try:
+            with reporter.step(name):
+                fn()
+        except BaseException as e:
+            store.set_status(key, "failed", name)
+            store.event(key, "step", step=name, ok=False, error=str(e) or type(e).__name__)
+            raise
+        timings[name] = time.monotonic() - started
+        store.event(key, "step", step=name, ok=True, seconds=round(timings[name], 3))
+    return timings
+
+
+def _found(backend: Backend, ref: LabRef) -> FoundResources:
+    return backend.find(ref).get(ref.key, FoundResources())
+
+
+def _images(lab: Lab, reporter: Reporter, build: bool) -> None:
+    for backend, specs in lab.by_backend(lab.specs):
+        for image in dict.fromkeys(s.image for s in specs):
+            backend.ensure_image(image, reporter.line, build=build)
+
+
+def _provision(lab: Lab, reporter: Reporter) -> None:
+    def one(machine: Machine) -> None:
+        backend = lab.backend_for(machine.name)
+        backend.create(lab.spec(machine.name), reporter.line)
+        for f in machine.files:
+            data = source_path(lab.path, lab.scenario, f.src).read_bytes()
+            mode = int(f.mode, 8) if f.mode else 0o644
+            backend.put_file(lab.ref, machine.name, f.dest, data, mode)
+
+    _parallel(one, lab.originals)
+
+
+def _clone(lab: Lab, reporter: Reporter) -> None:
+    for m in lab.clones:
+        assert m.clone_of is not None
+        lab.backend_for(m.name).clone(lab.spec(m.clone_of), lab.spec(m.name), reporter.line)
+
+
+def _snapshot(lab: Lab) -> None:
+    for backend, specs in lab.by_backend(lab.specs):
+        backend.snapshot(lab.ref, specs)
+
+
+def _parallel(fn: Callable[[Any], None], items: Sequence[Any]) -> None:
+    """Run fn over items in threads; the first error is raised once all have finished."""
+    if len(items) <= 1:
+        for item in items:
+            fn(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        for fut in futures:
+            fut.result()

@@ -1,0 +1,79 @@
+"""The student's verbs on a lab that is up: check, hint, solve, reset."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from orchestrator.backends import require_available
+from orchestrator.checks import TaskResult, grade, report
+from orchestrator.errors import ProvisioningError, UsageError
+from orchestrator.lab.bound import Lab
+from orchestrator.lab.reporter import Reporter
+from orchestrator.state import LabRecord, Store, lab_lock
+
+
+def require_up(lab: Lab, record: LabRecord) -> None:
+    if record.status != "up":
+        raise ProvisioningError(
+            f"lab {record.key} is not ready (its `up` stopped at step {record.step or '?'})",
+            hint=f"run `guestlab up {lab.ref.scenario}` again,"
+            f" or `guestlab down {lab.ref.scenario}`",
+        )
+
+
+def select_tasks(lab: Lab, task_ids: Sequence[str]) -> list[Any]:
+    known = {t.id: t for t in lab.scenario.tasks}
+    unknown = [t for t in task_ids if t not in known]
+    if unknown:
+        raise UsageError(
+            f"no task {', '.join(unknown)} in {lab.scenario.id}",
+            hint=f"its tasks: {', '.join(known)}",
+        )
+    return [known[t] for t in task_ids] if task_ids else list(known.values())
+
+
+def check(
+    lab: Lab, record: LabRecord, store: Store, task_ids: Sequence[str] = ()
+) -> dict[str, Any]:
+    require_up(lab, record)
+    for backend in lab.backends:
+        require_available(backend)
+    results: list[TaskResult] = grade(lab, lab.ref, select_tasks(lab, task_ids))
+    out = report(lab.scenario.id, lab.ref.student, lab.backend.name, results)
+    store.add_attempt(lab.ref.key, out)
+    return out
+
+
+def hint(lab: Lab, store: Store, task_id: str) -> tuple[int, int, str | None]:
+    """(number of this hint, hints in all, its text); records that it was taken."""
+    task = select_tasks(lab, [task_id])[0]
+    if not task.hints:
+        return 0, 0, None
+    taken = store.hints_taken(lab.ref.key, task.id)
+    idx = min(taken, len(task.hints) - 1)
+    store.add_hint(lab.ref.key, task.id, idx)
+    return idx + 1, len(task.hints), task.hints[idx]
+
+
+def solve(lab: Lab, record: LabRecord, store: Store, task_ids: Sequence[str] = ()) -> list[str]:
+    require_up(lab, record)
+    for backend in lab.backends:
+        require_available(backend)
+    done = []
+    with lab_lock(lab.ref.key):
+        for task in select_tasks(lab, task_ids):
+            lab.run_steps(task.solution, f"solution of {task.id},")
+            store.event(lab.ref.key, "solve", task=task.id)
+            done.append(task.id)
+    return done
+
+
+def reset(lab: Lab, record: LabRecord, store: Store, reporter: Reporter) -> None:
+    require_up(lab, record)
+    for backend in lab.backends:
+        require_available(backend)
+    with lab_lock(lab.ref.key), reporter.step("restore"):
+        for backend, specs in lab.by_backend(lab.specs):
+            backend.restore(lab.ref, specs, reporter.line)
+        store.event(lab.ref.key, "reset")

@@ -1,0 +1,189 @@
+"""What the model cannot see alone: references between the parts of a scenario file.
+
+Machine names and task ids are unique; every machine a clone, a step or a check names is
+defined; clones form no loop; setup targets no clone; every `files[].src` stays inside
+`labs/<id>/`. The checks read the file's plain data, whatever its shape, so that they run
+(and report) even when the model found problems.
+"""
+
+from __future__ import annotations
+
+import difflib
+import posixpath
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from orchestrator.scenario import render
+from orchestrator.scenario.located import Loc, Report
+from orchestrator.scenario.model import MULTI_MACHINE_FORMS, NAME
+
+Entries = list[tuple[int, dict[str, Any]]]
+
+
+def _items(value: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The mappings of a list, with their indexes; tolerant of any other shape."""
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, dict):
+                yield i, item
+
+
+def check_references(data: dict[str, Any], report: Report, labs_dir: Path | None) -> None:
+    """Report every broken reference of the file's data; `labs_dir` None reads no disk."""
+    machines = list(_items(data.get("machines")))
+    names = _Machines(report, _first_of(machines, "machines", "name", "machine name", report))
+    for i, machine in machines:
+        parent, name = machine.get("clone_of"), machine.get("name")
+        is_first = isinstance(name, str) and names.first.get(name) == i
+        if names.known(("machines", i, "clone_of"), parent) and is_first:
+            names.parent_of[name] = parent
+    _check_clone_cycles(names.parent_of, names.first, report)
+    for i, step in _items(data.get("setup")):
+        loc: Loc = ("setup", i, "machine")
+        name = step.get("machine")
+        if names.known(loc, name) and name in names.parent_of:
+            report.add(
+                loc,
+                f"setup runs before clones are taken, and `{name}` is a clone: "
+                f"run this step on `{names.root_of(name)}`",
+                unless_reported=True,
+            )
+    tasks = list(_items(data.get("tasks")))
+    _first_of(tasks, "tasks", "id", "task id", report)
+    for t, task in tasks:
+        _check_task_machines(t, task, names)
+    _check_sources(data, machines, report, labs_dir)
+
+
+class _Machines:
+    """The machines a file defines, and what its clones are copies of."""
+
+    def __init__(self, report: Report, first: dict[str, int]) -> None:
+        self.report = report
+        self.first = first  # name -> index of the first machine so named
+        self.parent_of: dict[str, str] = {}
+
+    def known(self, loc: Loc, name: Any) -> bool:
+        """Report `name` unless it is a defined machine."""
+        if not isinstance(name, str) or not self.first:
+            return False
+        if name in self.first:
+            return True
+        near = difflib.get_close_matches(name, list(self.first), n=1)
+        hint = f"; did you mean `{near[0]}`?" if near else ""
+        self.report.add(
+            loc,
+            f"unknown machine `{name}`{hint} (machines: {', '.join(self.first)})",
+            unless_reported=True,
+        )
+        return False
+
+    def root_of(self, name: str) -> str:
+        seen = {name}
+        while name in self.parent_of and self.parent_of[name] not in seen:
+            name = self.parent_of[name]
+            seen.add(name)
+        return name
+
+
+def _first_of(
+    entries: Entries, section: str, field: str, what: str, report: Report
+) -> dict[str, int]:
+    """The index of the first entry by its `field`; a later entry with the same is reported."""
+    first: dict[str, int] = {}
+    for i, entry in entries:
+        value = entry.get(field)
+        if not isinstance(value, str):
+            continue
+        if value in first:
+            line = report.where((section, first[value], field))[0]
+            report.add(
+                (section, i, field),
+                f"duplicate {what} `{value}` (first at line {line})",
+                unless_reported=True,
+            )
+        else:
+            first[value] = i
+    return first
+
+
+def _check_task_machines(t: int, task: dict[str, Any], names: _Machines) -> None:
+    """Every machine the task's checks and solution name is defined."""
+    for c, check in _items(task.get("checks")):
+        names.known(("tasks", t, "checks", c, "machine"), check.get("machine"))
+        for form in MULTI_MACHINE_FORMS:
+            multi = check.get(form)
+            if isinstance(multi, dict) and isinstance(multi.get("machines"), list):
+                for k, name in enumerate(multi["machines"]):
+                    names.known(("tasks", t, "checks", c, form, "machines", k), name)
+    for s, step in _items(task.get("solution")):
+        names.known(("tasks", t, "solution", s, "machine"), step.get("machine"))
+
+
+def _check_sources(
+    data: dict[str, Any], machines: Entries, report: Report, labs_dir: Path | None
+) -> None:
+    """Every `files[].src` is relative, stays inside labs/<id>/ and, given `labs_dir`, exists."""
+    metadata = data.get("metadata")
+    scenario_id = metadata.get("id") if isinstance(metadata, dict) else None
+    if not (isinstance(scenario_id, str) and re.match(NAME, scenario_id)):
+        scenario_id = None  # reported by the model; never joined into a path
+    for i, machine in machines:
+        for j, copy in _items(machine.get("files")):
+            src = copy.get("src")
+            if not isinstance(src, str) or not src:
+                continue
+            # A templated src is checked again once rendered, by source_path.
+            check_dir = None if render.has_template(src) or scenario_id is None else labs_dir
+            _, message = resolve_src(src, check_dir, scenario_id or "<id>")
+            if message:
+                report.add(("machines", i, "files", j, "src"), message, unless_reported=True)
+
+
+def _check_clone_cycles(parent_of: dict[str, str], first: dict[str, int], report: Report) -> None:
+    done: set[str] = set()
+    for start in parent_of:
+        chain: list[str] = []
+        name = start
+        while name in parent_of and name not in chain and name not in done:
+            chain.append(name)
+            name = parent_of[name]
+        done.update(chain)
+        if name in chain:
+            cycle = chain[chain.index(name) :]
+            head = min(cycle, key=lambda n: first[n])
+            at = cycle.index(head)
+            ordered = [*cycle[at:], *cycle[:at], head]
+            report.add(
+                ("machines", first[head], "clone_of"),
+                f"clone chain loops: {' -> '.join(ordered)}",
+                unless_reported=True,
+            )
+
+
+def resolve_src(src: str, labs_dir: Path | None, scenario_id: str) -> tuple[Path | None, str]:
+    """The file `src` names and "" when it is fine, else a message; no disk access
+    when `labs_dir` is None."""
+    folder = f"labs/{scenario_id}/"
+    if src.startswith(("/", "\\")) or Path(src).is_absolute():
+        return None, f"must be a path relative to {folder}, not absolute"
+    normal = posixpath.normpath(src)
+    if normal == ".." or normal.startswith("../"):
+        return None, f"leaves {folder} (through `..`)"
+    if labs_dir is None:
+        return None, ""
+    root = labs_dir / scenario_id
+    try:
+        base = root.resolve()
+        target = (root / src).resolve()
+    except (OSError, RuntimeError, ValueError) as e:
+        return None, f"cannot be resolved: {e}"
+    if not target.is_relative_to(base):
+        return None, f"leaves {folder} (resolves to {target})"
+    if not target.exists():
+        return None, f"no such file: {root / src}"
+    if not target.is_file():
+        return None, f"not a regular file: {root / src}"
+    return target, ""
