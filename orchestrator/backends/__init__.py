@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from orchestrator.errors import BackendUnavailable, UsageError
+from orchestrator.errors import UsageError
 
 if TYPE_CHECKING:
     from orchestrator.backends.base import Backend
@@ -38,6 +38,6 @@ def get(name: str) -> Backend:
 
 def require_available(backend: Backend) -> None:
     """Raise BackendUnavailable, with the fix, when the engine cannot be used now."""
-    avail = backend.availability()
-    if not avail.usable:
-        raise BackendUnavailable(f"{backend.name}: {avail.detail}", hint=avail.fix or None)
+    from orchestrator.backends.common import raise_unless_usable
+
+    raise_unless_usable(backend.name, backend.availability())

@@ -9,7 +9,6 @@ box gets its own machine ID and SSH host keys on first boot: none are baked in.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
 import json
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from orchestrator import paths
 from orchestrator.backends.base import Progress, no_progress
+from orchestrator.backends.common import build_once, lock_path
 from orchestrator.errors import ProvisioningError, UsageError
 from orchestrator.images.catalog import ImageDef, lookup
 from orchestrator.images.mirror import choose_mirror
@@ -343,12 +343,15 @@ def ensure_box_file(
     """The cached box file of a catalog image, built first when missing."""
     image = lookup(name)
     target = box_path(name)
-    with open(paths.locks_dir() / f"box-{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two builds of one box wait for each other
-        if target.exists() and not rebuild:
-            return target
+
+    def build() -> None:
         url = choose_mirror(mirror)
         tarball = ensure_tarball(name, mirror=url, progress=progress)
         progress(f"building the Vagrant box {box_name(name)}")
         build_box(image, tarball, target, url, progress)
+
+    # the lock lives beside the box: $GUESTLAB_IMAGES is shared by state stores, and two
+    # stores building one box would each spend minutes on it
+    lock = lock_path(f"box-{name}", paths.images_dir())
+    build_once(lock, lambda: target.exists() and not rebuild, build)
     return target

@@ -6,7 +6,6 @@ Every backend imports from the same cached tarball, so the slow part (debootstra
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from orchestrator import paths
 from orchestrator.backends.base import Progress, no_progress
+from orchestrator.backends.common import build_once, lock_path
 from orchestrator.errors import ProvisioningError, UsageError
 from orchestrator.images.catalog import ImageDef, lookup
 from orchestrator.images.mirror import choose_mirror
@@ -86,10 +86,8 @@ def ensure_tarball(
     """The cached rootfs tarball of a catalog image, built first when missing."""
     image = lookup(name)
     target = tarball_path(name)
-    with open(paths.images_dir() / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two builds of one image wait for each other
-        if target.exists() and not rebuild:
-            return target
+
+    def build() -> None:
         url = choose_mirror(mirror)
         work = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=paths.images_dir()))
         try:
@@ -105,4 +103,7 @@ def ensure_tarball(
             os.replace(partial, target)  # atomic: a crash never leaves half a tarball
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    # the lock lives beside the tarball: $GUESTLAB_IMAGES is shared by state stores
+    build_once(lock_path(name, paths.images_dir()), lambda: target.exists() and not rebuild, build)
     return target

@@ -25,6 +25,15 @@ from orchestrator.backends.base import (
     MachineSpec,
     Progress,
 )
+from orchestrator.backends.common import (
+    CONTAINER_BOOT_TIMEOUT,
+    connect_or_raise,
+    engine_error,
+    engine_errors,
+    short,
+    wait_for_answer,
+    wait_for_systemd,
+)
 from orchestrator.backends.docker import cgroups, execution, seccomp
 from orchestrator.backends.docker.confine import BOOT_FLAG, Confinement
 from orchestrator.backends.docker.engine import (
@@ -34,7 +43,6 @@ from orchestrator.backends.docker.engine import (
     image_ref,
     lab_repo,
     network_name,
-    short,
 )
 from orchestrator.backends.docker.resources import Resources
 from orchestrator.errors import (
@@ -45,7 +53,7 @@ from orchestrator.errors import (
 )
 from orchestrator.images.rootfs import ensure_tarball
 
-READY_TIMEOUT = 90.0
+READY_TIMEOUT = CONTAINER_BOOT_TIMEOUT
 #: the host stops waiting this much after a command's own timeout
 CLIENT_GRACE = 15.0
 
@@ -64,14 +72,9 @@ class DockerBackend:
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:
-            try:
-                client = docker.from_env(timeout=120)
-                client.ping()
-            except DockerException as e:
-                raise BackendUnavailable(
-                    f"cannot reach the Docker engine ({short(e)})", hint=START_FIX
-                ) from None
-            self._client = client
+            self._client = connect_or_raise(
+                "the Docker engine", _connect, DockerException, START_FIX
+            )
         return self._client
 
     @property
@@ -124,15 +127,13 @@ class DockerBackend:
     def import_image(self, image: str, tarball: Any, progress: Progress) -> None:
         progress(f"importing {image} into Docker")
         repo, tag = image_ref(image).rsplit(":", 1)
-        try:
+        with engine_errors(f"importing {image} into Docker", DockerException):
             self.client.api.import_image(
                 src=str(tarball),
                 repository=repo,
                 tag=tag,
                 changes=[f"LABEL guestlab.image={image}", 'CMD ["/lib/systemd/systemd"]'],
             )
-        except DockerException as e:
-            raise ProvisioningError(f"importing {image} into Docker failed: {short(e)}") from None
         if not self.has_image(image):
             raise ProvisioningError(f"Docker did not keep the imported image {image}")
 
@@ -154,43 +155,44 @@ class DockerBackend:
         conf = self.confinement(spec, self.ensure_network(spec.lab, spec.lab.labels()), spec.labels)
         if conf.disk is not None and self.facts.data_root:
             btrfs_quota.heal(Path(self.facts.data_root))  # or the bound would not hold
-        try:
+        with engine_errors(f"starting machine {spec.name}", DockerException):
             self.client.containers.run(
                 image, name=container_name(spec.lab, spec.name), **conf.sdk_kwargs()
             )
-        except DockerException as e:
-            raise ProvisioningError(f"starting machine {spec.name} failed: {short(e)}") from None
         if conf.systemd:
             self.release_boot(spec.lab, spec.name)
 
     def release_boot(self, lab: LabRef, machine: str) -> None:
         """Hand the machine its cgroups, then let its first process become systemd."""
         name = container_name(lab, machine)
-        try:
+        with engine_errors(
+            f"preparing {machine} for systemd", (DockerException, OSError, ValueError)
+        ):
             pid = int(self.client.api.inspect_container(name)["State"]["Pid"])
             cgroups.delegate(pid)
-        except (DockerException, OSError, ValueError) as e:
-            raise ProvisioningError(f"preparing {machine} for systemd failed: {e}") from None
         res = self.exec(lab, machine, ["touch", BOOT_FLAG], timeout=30)
         if not res.ok:
             raise ProvisioningError(f"starting systemd in {machine} failed: {res.stderr[:300]}")
 
     def wait_ready(self, lab: LabRef, machine: str, init: str, progress: Progress) -> None:
+        """Until systemd settled (common.wait_for_systemd), or for `init: none` until a
+        command answers."""
+        what = f"machine `{machine}` of lab `{lab.key}`"
+        hint = f"look inside: docker exec {container_name(lab, machine)} systemctl --failed"
         if init != "systemd":
+            wait_for_answer(what, lambda t: self._answers(lab, machine, t), timeout=READY_TIMEOUT)
             return
         progress(f"waiting for systemd in {machine}")
-        deadline = time.monotonic() + READY_TIMEOUT
-        state = ""
-        while time.monotonic() < deadline:
-            res = self.exec(lab, machine, list(SYSTEMD_READY), timeout=10)
-            state = res.stdout.strip()
-            if state in ("running", "degraded"):
-                return
-            time.sleep(0.1)  # the bus is not up yet: --wait cannot wait for it
-        raise ProvisioningError(
-            f"systemd in {machine} did not finish booting in {READY_TIMEOUT:.0f} s"
-            f" (state: {state or 'unknown'})"
-        )
+
+        def state(t: float) -> str:
+            res = self.exec(lab, machine, list(SYSTEMD_READY), timeout=t)
+            return res.stdout.strip() or ("no answer" if res.timed_out else res.stderr[:200])
+
+        wait_for_systemd(what, state, timeout=READY_TIMEOUT, hint=hint)
+
+    def _answers(self, lab: LabRef, machine: str, timeout: float) -> str | None:
+        res = self.exec(lab, machine, ["true"], timeout=timeout)
+        return None if res.ok else (res.stderr.strip()[:200] or f"exit {res.exit_code}")
 
     def create(self, spec: MachineSpec, progress: Progress) -> None:
         self._run(spec, image_ref(spec.image))
@@ -229,7 +231,7 @@ class DockerBackend:
             if isinstance(err, NotFound | APIError):
                 self.container(lab, machine)  # says "does not exist" or "is not running"
                 raise MachineUnavailable(f"machine {machine}: {short(err)}") from None
-            raise BackendUnavailable(f"exec in {machine} failed: {short(err)}", hint=START_FIX)
+            raise engine_error(err, f"exec in {machine}", kind=BackendUnavailable, hint=START_FIX)
         result: ExecResult = box["result"]
         return result
 
@@ -256,10 +258,8 @@ class DockerBackend:
         container = self.container(spec.lab, spec.name)
         repo = lab_repo(spec.lab)
         label_line = " ".join(f'{k}="{v}"' for k, v in labels.items())
-        try:
+        with engine_errors(f"saving {spec.name}", DockerException):
             container.commit(repository=repo, tag=tag, changes=[f"LABEL {label_line}"])
-        except DockerException as e:
-            raise ProvisioningError(f"saving {spec.name} failed: {short(e)}") from None
         return f"{repo}:{tag}"
 
     def snapshot(self, lab: LabRef, machines: Sequence[MachineSpec]) -> None:
@@ -300,3 +300,10 @@ class DockerBackend:
         self.container(lab, machine)
         name = container_name(lab, machine)
         return ["docker", "exec", "-it", "-e", "TERM", name, "/bin/bash", "-l"]
+
+
+def _connect() -> docker.DockerClient:
+    """A client whose engine answered a ping."""
+    client = docker.from_env(timeout=120)
+    client.ping()
+    return client

@@ -34,11 +34,6 @@ def lab_repo(lab: LabRef) -> str:
     return f"guestlab/lab-{lab.key}"
 
 
-def short(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:300] if text else type(e).__name__
-
-
 @dataclass(frozen=True)
 class EngineFacts:
     """What the engine's `info` says that guestlab acts on."""

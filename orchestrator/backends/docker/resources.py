@@ -11,7 +11,8 @@ from typing import Any
 from docker.errors import APIError, DockerException, NotFound
 
 from orchestrator.backends.base import LABEL_LAB, LABEL_MACHINE, LABEL_STORE, FoundResources, LabRef
-from orchestrator.backends.docker.engine import START_FIX, short
+from orchestrator.backends.common import short
+from orchestrator.backends.docker.engine import START_FIX
 from orchestrator.backends.firewall import CONTAINER_PREFIX, bridge_name
 from orchestrator.errors import BackendUnavailable, ProvisioningError
 from orchestrator.paths import store_id

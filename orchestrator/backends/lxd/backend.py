@@ -15,7 +15,6 @@ The lifecycle is here; what it stands on is a module each: the instance's config
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -32,6 +31,7 @@ from orchestrator.backends.base import (
     MachineSpec,
     Progress,
 )
+from orchestrator.backends.common import Connector
 from orchestrator.backends.lxd.boot import settle, wait_ready
 from orchestrator.backends.lxd.cleanup import delete_instance, drop_exec_logs
 from orchestrator.backends.lxd.config import (
@@ -69,13 +69,13 @@ class LxdBackend:
     virtualization = "lxc"
 
     def __init__(self) -> None:
-        self._conn: Connection | None = None
-        self._lock = threading.Lock()
+        self._connector = Connector("LXD", open_connection)
 
     @property
     def pool(self) -> str | None:
         """The storage pool machines go to, once availability() has been asked."""
-        return self._conn.pool if self._conn else None
+        conn = self._connector.current
+        return conn.pool if conn else None
 
     # -- connection ------------------------------------------------------------------
 
@@ -89,19 +89,10 @@ class LxdBackend:
         return available_memory(self.client())
 
     def _connection(self) -> Connection:
-        with self._lock:
-            if self._conn is None:
-                state = self.availability()
-                if not state.usable:
-                    raise BackendUnavailable(f"LXD: {state.detail}", hint=state.fix)
-            assert self._conn is not None
-            return self._conn
+        return self._connector.get()
 
     def availability(self) -> Availability:
-        state, conn = open_connection()
-        if conn is not None and self._conn is None:
-            self._conn = conn  # other threads may be using the current client: keep it
-        return state
+        return self._connector.check()
 
     def host_root_risk(self) -> str | None:
         """None when every guestlab machine on this LXD is unprivileged with an id map of

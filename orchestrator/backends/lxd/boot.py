@@ -7,19 +7,19 @@ LXD system containers always boot the image's init: a machine whose spec says
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from orchestrator.backends.base import SYSTEMD_READY, MachineSpec, Progress
+from orchestrator.backends.common import CONTAINER_BOOT_TIMEOUT, wait_for_answer, wait_for_systemd
 from orchestrator.backends.lxd.config import INNER_DOCKER_SCRIPT
 from orchestrator.backends.lxd.connect import Connection
 from orchestrator.backends.lxd.machines import execute
-from orchestrator.errors import MachineUnavailable, ProvisioningError
+from orchestrator.errors import ProvisioningError
 
 if TYPE_CHECKING:
     from pylxd.models import Instance
 
-READY_TIMEOUT = 60.0
+READY_TIMEOUT = CONTAINER_BOOT_TIMEOUT
 
 
 def wait_ready(conn: Connection, inst: Instance, init: str, progress: Progress) -> None:
@@ -27,34 +27,27 @@ def wait_ready(conn: Connection, inst: Instance, init: str, progress: Progress) 
     from pylxd.exceptions import LXDAPIException
 
     progress(f"waiting for {inst.name} to boot")
-    deadline = time.monotonic() + READY_TIMEOUT
-    last = "no answer"
-    while time.monotonic() < deadline:
+    what = f"LXD instance {inst.name}"
+    hint = f"look inside: lxc exec {inst.name} -- systemctl --failed"
+
+    def answers(timeout: float) -> str | None:
         try:
-            if init == "none":
-                res = execute(conn, inst, ["true"], 10)
-                if res.ok:
-                    return
-                last = res.stderr.strip() or f"exit {res.exit_code}"
-            else:
-                res = execute(conn, inst, list(SYSTEMD_READY), 10)
-                last = res.stdout.strip() or res.stderr.strip() or last
-                if last in ("running", "degraded"):
-                    return
-                # "offline" also means "PID 1 has not opened its socket yet": keep waiting
-                if last in ("maintenance", "stopping"):
-                    break
-        except MachineUnavailable:
-            last = "the instance stopped"
-            break
+            res = execute(conn, inst, ["true"], timeout)
         except (LXDAPIException, ProvisioningError) as exc:
-            last = str(exc)  # early in boot LXD may refuse exec: try again
-        time.sleep(0.1)  # the bus is not up yet: --wait cannot wait for it
-    raise ProvisioningError(
-        f"LXD instance {inst.name} did not become ready (waited at most "
-        f"{READY_TIMEOUT:g} s; last state: {last})",
-        hint=f"look inside: lxc exec {inst.name} -- systemctl --failed",
-    )
+            return str(exc)  # early in boot LXD may refuse exec: try again
+        return None if res.ok else (res.stderr.strip() or f"exit {res.exit_code}")
+
+    def state(timeout: float) -> str:
+        try:
+            res = execute(conn, inst, list(SYSTEMD_READY), timeout)
+        except (LXDAPIException, ProvisioningError) as exc:
+            return str(exc)  # early in boot LXD may refuse exec: try again
+        return res.stdout.strip() or res.stderr.strip()
+
+    if init == "none":
+        wait_for_answer(what, answers, timeout=READY_TIMEOUT, hint=hint)
+    else:
+        wait_for_systemd(what, state, timeout=READY_TIMEOUT, hint=hint)
 
 
 def settle(conn: Connection, inst: Instance, spec: MachineSpec) -> None:

@@ -8,7 +8,6 @@ under LXD's own log directory for guestlab's own instance names.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import signal
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from orchestrator import paths
 from orchestrator.backends import btrfs_quota
+from orchestrator.backends.common import file_lock
 
 #: where LXD keeps each instance's logs (lxc.log, console.log, exec output): Debian's
 #: package, then the snap
@@ -196,7 +196,7 @@ def create_lock() -> Iterator[None]:
     meanwhile counts it as holding range 0: a second creation at that moment gets a range
     below root's /etc/subuid range, which fails to start, and every later one follows it.
     """
-    with _flock(host_lock_dir() / "guestlab-lxd-create.lock", fcntl.LOCK_EX):
+    with file_lock(host_lock_dir() / "guestlab-lxd-create.lock"):
         yield
 
 
@@ -225,8 +225,7 @@ def pool_lock(pool: str, *, exclusive: bool = False) -> Iterator[None]:
     A snapshot deleted while btrfs rescans the pool's qgroups was seen half deleted (gone
     from LXD's database, its subvolume still there), and its instance could not be deleted.
     """
-    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-    with _flock(host_lock_dir() / f"guestlab-lxd-pool-{pool}.lock", mode):
+    with file_lock(host_lock_dir() / f"guestlab-lxd-pool-{pool}.lock", shared=not exclusive):
         yield
 
 
@@ -237,14 +236,3 @@ def host_lock_dir() -> Path:
         if base.is_dir() and os.access(base, os.W_OK):
             return base
     return paths.locks_dir()
-
-
-@contextmanager
-def _flock(path: Path, mode: int) -> Iterator[None]:
-    # a shared directory: never follow a link someone else left there, never truncate
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, mode)
-        yield
-    finally:
-        os.close(fd)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import io
 import platform
 import tarfile
@@ -11,10 +10,11 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from orchestrator import paths
 from orchestrator.backends.base import Progress
+from orchestrator.backends.common import build_once, lock_path
 from orchestrator.backends.lxd.config import image_alias
-from orchestrator.errors import ProvisioningError, UsageError
+from orchestrator.backends.lxd.machines import api_errors
+from orchestrator.errors import UsageError
 
 if TYPE_CHECKING:
     from pylxd import Client
@@ -22,13 +22,15 @@ if TYPE_CHECKING:
 
 def ensure_image(client: Client, image: str, progress: Progress, *, build: bool = True) -> None:
     """Make the catalog image usable in LXD, building and importing it when missing."""
-    from pylxd.exceptions import LXDAPIException
-
     from orchestrator.images.catalog import lookup
     from orchestrator.images.rootfs import ensure_tarball
 
     alias = image_alias(image)
-    if client.images.exists(alias, alias=True):
+
+    def present() -> bool:
+        return bool(client.images.exists(alias, alias=True))
+
+    if present():
         return
     definition = lookup(image)
     if not build:
@@ -37,24 +39,22 @@ def ensure_image(client: Client, image: str, progress: Progress, *, build: bool 
             f"build it with `guestlab image build {image} --backend lxd`",
             hint=f"guestlab image build {image} --backend lxd",
         )
-    with open(paths.locks_dir() / f"lxd-image-{image}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two imports of one image wait for each other
-        if client.images.exists(alias, alias=True):
-            return
+
+    def build_it() -> None:
         tarball = ensure_tarball(image, progress=progress)
         progress(f"importing {tarball.name} into LXD as {alias}")
         meta = metadata_tarball(image, definition.description, definition.suite)
-        try:
-            with open(tarball, "rb") as rootfs:
-                # a split image: LXD reads a plain (uncompressed) tar rootfs as well
-                img = client.images.create(rootfs, metadata=meta, public=False, wait=True)
+        with api_errors(f"import image {alias}"), open(tarball, "rb") as rootfs:
+            # a split image: LXD reads a plain (uncompressed) tar rootfs as well
+            img = client.images.create(rootfs, metadata=meta, public=False, wait=True)
             try:
                 img.add_alias(alias, definition.description)
             except Exception:
                 img.delete(wait=True)  # no orphan image without its alias
                 raise
-        except LXDAPIException as exc:
-            raise ProvisioningError(f"LXD could not import image {alias}: {exc}") from exc
+
+    # two imports of one image wait for each other
+    build_once(lock_path(f"lxd-image-{image}"), present, build_it)
 
 
 def metadata_tarball(image: str, description: str, release: str) -> bytes:

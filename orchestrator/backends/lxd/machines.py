@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.backends import common
 from orchestrator.backends.base import LABEL_LAB, ExecResult, LabRef, MachineSpec, Progress
 from orchestrator.backends.lxd.config import (
     CONFIG_PREFIX,
@@ -73,11 +74,7 @@ def labelled(client: Client) -> list[Instance]:
 
 def refuse_existing(client: Client, spec: MachineSpec, name: str) -> None:
     """ProvisioningError when the instance `name` for `spec` already exists."""
-    if client.instances.exists(name):
-        raise ProvisioningError(
-            f"machine `{spec.name}` of lab `{spec.lab.key}` already exists ({name})",
-            hint="remove the lab first: guestlab down",
-        )
+    common.refuse_existing(spec.lab, spec.name, exists=client.instances.exists(name), where=name)
 
 
 def instance_request(

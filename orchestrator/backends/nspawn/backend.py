@@ -45,6 +45,7 @@ from orchestrator.backends.base import (
     MachineSpec,
     Progress,
 )
+from orchestrator.backends.common import refuse_existing
 from orchestrator.backends.nspawn.boot import (
     running_init,
     start,
@@ -330,11 +331,7 @@ class NspawnBackend:
 
     def _new_machine_dir(self, spec: MachineSpec) -> Path:
         mdir = self.machine_dir(spec.lab, spec.name)
-        if mdir.exists():
-            raise ProvisioningError(
-                f"machine `{spec.name}` of lab `{spec.lab.key}` already exists",
-                hint="destroy the lab first",
-            )
+        refuse_existing(spec.lab, spec.name, exists=mdir.exists())
         paths.ensure(mdir.parent)
         mdir.mkdir()
         # Written before anything runs, so a crash at any later point leaves a findable lab.

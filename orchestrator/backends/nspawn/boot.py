@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.backends.base import MachineSpec, Progress
+from orchestrator.backends.common import CONTAINER_BOOT_TIMEOUT, wait_for_answer, wait_for_systemd
 from orchestrator.backends.nspawn.cgroups import (
     cgroup_pids,
     in_cgroups,
@@ -46,7 +47,7 @@ from orchestrator.backends.nspawn.machines import save_meta
 from orchestrator.backends.nspawn.seccomp import UnsupportedMachine
 from orchestrator.errors import MachineUnavailable, ProvisioningError, UsageError
 
-READY_TIMEOUT = 60.0
+READY_TIMEOUT = CONTAINER_BOOT_TIMEOUT
 STOP_GRACE = 15.0  # a clean systemd poweroff takes about 2 s here
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME_RE = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
@@ -154,41 +155,54 @@ def start(
 
 
 def wait_ready(spec: MachineSpec, mdir: Path, meta: dict[str, Any], progress: Progress) -> None:
-    """Wait for the machine's init, then for systemd to finish booting."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    state = "no init process yet"
-    while time.monotonic() < deadline:
-        nspawn = live_nspawn(meta)
-        if nspawn is None and alive(meta["nspawn_pid"]):
-            time.sleep(0.02)  # the cgroup wrapper has not exec'd systemd-nspawn yet
-            continue
-        if nspawn is None:
-            raise ProvisioningError(
-                f"machine `{spec.name}`: systemd-nspawn exited during start-up:\n"
-                f"{tail(mdir / 'nspawn.log')}"
+    """Wait for the machine's init to be in place, then for systemd to finish booting
+    (common.wait_for_systemd); for `init: none` the idle command started is the answer."""
+    what = f"machine `{spec.name}` of lab `{spec.lab.key}`"
+
+    def answers(_timeout: float) -> str | None:
+        return None if started_init(spec, mdir, meta) else "no init process yet"
+
+    def state(timeout: float) -> str:
+        init = started_init(spec, mdir, meta)
+        if init is None:
+            return "no init process yet"
+        res = run_in_machine(mdir, meta, init, ["systemctl", "is-system-running"], timeout)
+        return res.stdout.strip() or res.stderr.strip()[:200]
+
+    try:
+        if spec.init != "systemd":
+            wait_for_answer(what, answers, timeout=READY_TIMEOUT)
+            progress(f"{spec.name}: ready")
+        else:
+            progress(
+                f"{spec.name}: systemd is {wait_for_systemd(what, state, timeout=READY_TIMEOUT)}"
             )
-        init = container_init(nspawn, mdir / "rootfs")
-        # Only once the init has exec'd its program (or started the idle command) are
-        # its seccomp filters all in place; nothing of the machine runs before that.
-        if init is not None and _exec_done(init, nspawn, spec.init):
-            if meta.get("init_pid") != init:
-                meta["init_pid"] = init
-                save_meta(mdir, meta)
-            if spec.init != "systemd":
-                progress(f"{spec.name}: ready")
-                return
-            res = run_in_machine(mdir, meta, init, ["systemctl", "is-system-running"], 10)
-            state = res.stdout.strip() or res.stderr.strip()[:200] or "no answer"
-            if state in ("running", "degraded"):
-                progress(f"{spec.name}: systemd is {state}")
-                return
-            if state == "maintenance":  # emergency or rescue mode: it will not recover
-                break
-        time.sleep(0.1)
-    raise ProvisioningError(
-        f"machine `{spec.name}` was not ready after {READY_TIMEOUT:.0f} s "
-        f"(last state: {state}):\n{tail(mdir / 'nspawn.log')}"
-    )
+    except (ProvisioningError, MachineUnavailable) as exc:  # the log says why
+        raise type(exc)(f"{exc}:\n{tail(mdir / 'nspawn.log')}", hint=exc.hint) from None
+
+
+def started_init(spec: MachineSpec, mdir: Path, meta: dict[str, Any]) -> int | None:
+    """The machine's init once it has exec'd its program (or started the idle command):
+    only then are its seccomp filters all in place, and nothing of the machine runs
+    before that. None while starting; ProvisioningError when systemd-nspawn exited (the
+    caller adds the log's tail)."""
+    nspawn = live_nspawn(meta)
+    for _ in range(5):  # the cgroup wrapper execs systemd-nspawn within milliseconds
+        if nspawn is not None or not alive(meta["nspawn_pid"]):
+            break
+        time.sleep(0.02)
+        nspawn = live_nspawn(meta)
+    if nspawn is None:
+        if alive(meta["nspawn_pid"]):
+            return None
+        raise ProvisioningError(f"machine `{spec.name}`: systemd-nspawn exited during start-up")
+    init = container_init(nspawn, mdir / "rootfs")
+    if init is None or not _exec_done(init, nspawn, spec.init):
+        return None
+    if meta.get("init_pid") != init:
+        meta["init_pid"] = init
+        save_meta(mdir, meta)
+    return init
 
 
 def running_init(mdir: Path, meta: dict[str, Any]) -> int:

@@ -11,7 +11,6 @@ and its output is read up to OUTPUT_LIMIT per stream.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import selectors
 import shutil
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.backends.base import OUTPUT_LIMIT, ExecResult
+from orchestrator.backends.common import file_lock
 from orchestrator.backends.nspawn.cgroups import exec_cgroups, kill_cgroups, remove_cgroups
 from orchestrator.backends.nspawn.host import wait_group_gone
 from orchestrator.backends.nspawn.seccomp import volume_ioctl_filter
@@ -134,8 +134,7 @@ def seccomp_of(init: int, store: Path) -> Path | None:
     means another dump. A lock keeps two commands from ptrace-attaching at once.
     """
     stamp = store.with_name(store.name + ".pid")
-    with open(store.with_name(store.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(store.with_name(store.name + ".lock")):
         with contextlib.suppress(OSError, ValueError):
             if int(stamp.read_text()) == init and store.is_file():
                 return store

@@ -13,7 +13,6 @@ own): base images are shared, machines live under ``machines/<store id>/``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -26,6 +25,7 @@ from typing import Any
 from orchestrator import paths
 from orchestrator.backends import btrfs_quota
 from orchestrator.backends.base import Progress
+from orchestrator.backends.common import build_once, lock_path
 from orchestrator.errors import ProvisioningError, UsageError
 from orchestrator.images import rootfs as rootfs_images
 from orchestrator.images.catalog import lookup
@@ -164,10 +164,12 @@ def base_tree(trees: Trees, image: str, progress: Progress, *, build: bool) -> P
     tree = images / image
     stamp = images / f"{image}.source.json"
     tarball = rootfs_images.tarball_path(image)
-    with open(images / f"{image}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two guestlab processes extract once
-        if tree.is_dir() and (not tarball.exists() or _tar_id(tarball) == read_json(stamp)):
-            return tree
+
+    def present() -> bool:  # a newer tarball than the tree's makes a new tree
+        return tree.is_dir() and (not tarball.exists() or _tar_id(tarball) == read_json(stamp))
+
+    def extract() -> None:
+        nonlocal tarball
         if not tarball.exists():
             if not build:
                 raise UsageError(
@@ -193,6 +195,8 @@ def base_tree(trees: Trees, image: str, progress: Progress, *, build: bool) -> P
         finally:
             if work.exists():
                 trees.remove(work)
+
+    build_once(lock_path(image, images), present, extract)  # two guestlab processes extract once
     return tree
 
 
