@@ -30,6 +30,13 @@ class Suite:
     properties: Sequence[tuple[str, str]] = field(default_factory=tuple)
 
 
+def outcome_case(classname: str, name: str, passed: bool | None, text: str = "") -> Case:
+    """The case of one graded thing: passed, failed saying `text`, or None: not checked."""
+    if passed is None:
+        return Case(classname, name, skipped="not checked")
+    return Case(classname, name, failure=None if passed else text)
+
+
 def _el(parent: ET.Element | None, tag: str, **attrs: str) -> ET.Element:
     safe = {k: textsafe.xml(v) for k, v in attrs.items()}
     return ET.Element(tag, safe) if parent is None else ET.SubElement(parent, tag, safe)

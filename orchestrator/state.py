@@ -19,6 +19,7 @@ from typing import Any
 
 from orchestrator import paths
 from orchestrator.errors import LabBusy, StateError
+from orchestrator.report import Attempt, Report
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -188,15 +189,15 @@ class Store:
         rows = self._run("SELECT * FROM events WHERE lab=? ORDER BY id", (key,)).fetchall()
         return [{"at": r["at"], "kind": r["kind"], **json.loads(r["detail"])} for r in rows]
 
-    def add_attempt(self, key: str, report: dict[str, Any]) -> None:
+    def add_attempt(self, key: str, report: Report) -> None:
         self._run(
             "INSERT INTO attempts (lab, at, score, max_score, report) VALUES (?,?,?,?,?)",
-            (key, time.time(), report["score"], report["max_score"], json.dumps(report)),
+            (key, time.time(), report.score, report.max_score, report.to_json()),
         )
 
-    def attempts(self, key: str) -> list[dict[str, Any]]:
+    def attempts(self, key: str) -> list[Attempt]:
         rows = self._run("SELECT * FROM attempts WHERE lab=? ORDER BY id", (key,)).fetchall()
-        return [{"at": r["at"], **json.loads(r["report"])} for r in rows]
+        return [Attempt(r["at"], Report.from_json(r["report"])) for r in rows]
 
     def hints_taken(self, key: str, task: str) -> int:
         row = self._run("SELECT COUNT(*) FROM hints WHERE lab=? AND task=?", (key, task))

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator import textsafe
+from orchestrator.report import Report
 from orchestrator.scenario.model import Scenario
 from orchestrator.state import LabRecord
 
@@ -91,52 +92,28 @@ def scenario_view(sc: Scenario, *, instructions: bool = True) -> RenderableType:
     return Group(*parts)
 
 
-def report_table(report: dict[str, Any]) -> RenderableType:
+def report_table(report: Report) -> RenderableType:
     """The result of one check run; what machines printed is shown as plain, clean text."""
     table = Table(
-        title=f"{textsafe.markup(report['scenario'])} · {textsafe.markup(report['student'])}",
+        title=f"{textsafe.markup(report.scenario)} · {textsafe.markup(report.student)}",
         title_justify="left",
     )
     table.add_column("task")
     table.add_column("result")
     table.add_column("points", justify="right")
     table.add_column("what is wrong")
-    for task in report["tasks"]:
-        failing = [c for c in task["checks"] if not c["passed"]]
-        result = (
-            Text("PASS", style="bold green") if task["passed"] else Text("FAIL", style="bold red")
-        )
-        why = "\n".join(f"{c['name']}: {c['message']}" for c in failing)
+    for task in report.tasks:
+        result = Text("PASS", style="bold green") if task.passed else Text("FAIL", style="bold red")
+        why = "\n".join(f"{c.name}: {c.message}" for c in task.failing)
         table.add_row(
-            Text(textsafe.clean(task["id"])),
+            Text(textsafe.clean(task.id)),
             result,
-            f"{task['points']}/{task['max_points']}",
+            f"{task.points}/{task.max_points}",
             Text(textsafe.clean(why)),
         )
-    style = "bold green" if report["passed"] else "bold"
-    total = Text(f"Score: {report['score']}/{report['max_score']}", style=style)
+    style = "bold green" if report.passed else "bold"
+    total = Text(f"Score: {report.score}/{report.max_score}", style=style)
     return Group(table, total)
-
-
-def junit(report: dict[str, Any]) -> str:
-    from orchestrator import junit as xml
-
-    cases = [
-        xml.Case(
-            classname=t["id"],
-            name=c["name"],
-            failure=None if c["passed"] else c["message"],
-        )
-        for t in report["tasks"]
-        for c in t["checks"]
-    ]
-    suite = xml.Suite(
-        name=f"guestlab.{report['scenario']}",
-        cases=cases,
-        timestamp=dt.datetime.fromtimestamp(report["checked_at"]).isoformat(timespec="seconds"),
-        properties=[("student", report["student"])],
-    )
-    return xml.document([suite])
 
 
 def labs_table(records: Sequence[LabRecord], scores: dict[str, str]) -> Table:

@@ -7,7 +7,7 @@
   once) and its judgement. A new form: its module and one entry in `registry.FORMS`.
 - `batch`: the probes of one machine in one exec, bounded in the machine and on the host.
 - `grading`: `grade`, many checks' probes run concurrently, a batch per machine.
-- `results`: `CheckResult`, `TaskResult` and the JSON-able `report`.
+- what grading returns (`CheckResult`, `TaskResult`, `Report`) is `orchestrator.report`.
 
 Probes and judgements are pure functions of a check and of exec results, so every form is
 tested without an engine. This package's names below are the ones its callers import.
@@ -37,8 +37,8 @@ from orchestrator.checks.form import (
 )
 from orchestrator.checks.grading import grade
 from orchestrator.checks.registry import FORMS, MAX_MESSAGE, Plan, form_of, judge, plan, probes
-from orchestrator.checks.results import CheckResult, TaskResult, report
 from orchestrator.checks.service import SERVICE_PROBE
+from orchestrator.report import CheckResult, Report, TaskResult
 
 __all__ = [
     "BATCH_MARK",
@@ -61,6 +61,7 @@ __all__ = [
     "Outcome",
     "Plan",
     "Probe",
+    "Report",
     "TaskResult",
     "Unreachable",
     "batch_script",
@@ -73,6 +74,5 @@ __all__ = [
     "parse_batch",
     "plan",
     "probes",
-    "report",
     "sh",
 ]

@@ -10,7 +10,7 @@ from orchestrator.backends.base import Executor, LabRef
 from orchestrator.checks.batch import BATCH_SIZE, execute_batch
 from orchestrator.checks.form import Probe
 from orchestrator.checks.registry import plan
-from orchestrator.checks.results import TaskResult
+from orchestrator.report import TaskResult
 from orchestrator.scenario.model import Task
 
 T = TypeVar("T")
@@ -38,7 +38,7 @@ def grade(
             for m, items in by_machine.items()
         }
         outcomes = {m: iter([o for f in fs for o in f.result()]) for m, fs in futures.items()}
-    results: dict[str, TaskResult] = {t.id: TaskResult(t) for t in tasks}
+    results: dict[str, TaskResult] = {t.id: TaskResult.of(t) for t in tasks}
     for task, p in planned:
         results[task.id].checks.append(p.judge([next(outcomes[pr.machine]) for pr in p.probes]))
     return list(results.values())

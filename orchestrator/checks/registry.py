@@ -13,7 +13,7 @@ from orchestrator import textsafe
 from orchestrator.backends.base import ExecResult
 from orchestrator.checks import compare, file, run, service
 from orchestrator.checks.form import PROBE_OUTPUT_LIMIT, Form, Outcome, Probe, Unreachable
-from orchestrator.checks.results import CheckResult
+from orchestrator.report import CheckResult
 from orchestrator.scenario.model import CHECK_FORMS, Check
 
 #: the longest message a check result keeps

@@ -1,5 +1,9 @@
 """A class's lifecycle: every student's lab up, checked, reset and down, in parallel.
 
+Whether a class fits its host is `capacity`; the worker pool and each student's `Outcome`
+are `workers`; `class check` and its gradebook are `class_check`. Their public names are
+importable from here too, where the CLI and the tests have always found them.
+
 Each student's lab goes through the ordinary single-lab lifecycle (`orchestrator.lab`) in
 a worker thread with its own `Store` connection (SQLite connections stay in the thread
 that made them). One student's failure is recorded as that student's sentence and never
@@ -8,206 +12,81 @@ stops the others. Nothing here prints: progress goes to a `ClassProgress`.
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import re
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from orchestrator import backends, teardown
 from orchestrator import lab as lifecycle
 from orchestrator.backends.base import Backend, LabRef
 from orchestrator.classroom import copies
-from orchestrator.classroom import gradebook as gb
+from orchestrator.classroom.capacity import (
+    INOTIFY_PER_MACHINE,
+    MIN_MACHINE_MEMORY,
+    fmt_bytes,
+    host_memory,
+    inotify_limit,
+    lab_memory,
+    meminfo_available,
+    parse_duration,
+    parse_memory,
+    require_fit,
+    require_inotify,
+    with_memory,
+)
+from orchestrator.classroom.class_check import check, require_class
 from orchestrator.classroom.roster import Student, student_id_problem
-from orchestrator.classroom.store import ClassRecord, ClassStore, Member, lab_stats
-from orchestrator.errors import GuestlabError, ProvisioningError, UsageError
-from orchestrator.scenario.load import load_file
+from orchestrator.classroom.store import ClassStore, Member
+from orchestrator.classroom.workers import (
+    ClassError,
+    ClassProgress,
+    Outcome,
+    SilentProgress,
+    failed,
+    in_parallel,
+)
+from orchestrator.errors import UsageError
 from orchestrator.state import Store
 
 DEFAULT_PARALLEL = 4
-MIN_MACHINE_MEMORY = 64 * 1024**2
-#: inotify instances a booted systemd machine holds (systemd, journald, logind, dbus: 7-8 seen)
-INOTIFY_PER_MACHINE = 8
 #: engines whose containers count against root's own kernel quotas (no user namespace)
 ROOT_ENGINES = ("docker", "nspawn")
-DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-T = TypeVar("T")
 
-
-class ClassError(GuestlabError):
-    """A class-wide command could not do its work for some students (see its outcomes)."""
-
-    exit_code = ProvisioningError.exit_code
-
-
-class ClassProgress(Protocol):
-    """Where a class-wide command says how each student's lab is doing."""
-
-    def reporter(self, student: str) -> lifecycle.Reporter: ...
-
-    def finished(self, student: str, ok: bool, detail: str) -> None: ...
-
-
-class SilentProgress:
-    def reporter(self, student: str) -> lifecycle.Reporter:
-        return lifecycle.Silent()
-
-    def finished(self, student: str, ok: bool, detail: str) -> None:
-        pass
-
-
-@dataclass
-class Outcome:
-    """What happened to one student's lab."""
-
-    student: str
-    ok: bool
-    detail: str = ""  # "up", "already up", or the error sentence
-    seconds: float = 0.0
-    hint: str | None = None
-    error: BaseException | None = field(default=None, repr=False)
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in `90m`, `3h`, `1.5d`, `45s`."""
-    m = DURATION.match(text)
-    if not m or float(m.group(1)) <= 0:
-        raise UsageError(
-            f"--expires {text!r} is not a duration", hint="a number and a unit: 45m, 3h, 2d"
-        )
-    return float(m.group(1)) * SECONDS[m.group(2)]
-
-
-def parse_memory(text: str) -> int:
-    try:
-        value = lifecycle.parse_size(text.strip())
-    except (ValueError, KeyError, IndexError):
-        value = 0
-    if value <= 0:
-        raise UsageError(
-            f"--memory {text!r} is not a size", hint="bytes, or a number with K, M or G: 768M"
-        )
-    return value
-
-
-def fmt_bytes(n: float) -> str:
-    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.0f} MiB"
-
-
-# -- memory ----------------------------------------------------------------------------------
-def with_memory(lab: lifecycle.Lab, per_lab: int) -> lifecycle.Lab:
-    """The lab with `per_lab` bytes shared among its machines, in proportion to their limits."""
-    specs = lab.specs
-    base = sum(s.memory for s in specs)
-    sizes = {s.name: per_lab * s.memory // base // 1024**2 * 1024**2 for s in specs}
-    small = [n for n, size in sizes.items() if size < MIN_MACHINE_MEMORY]
-    if small:
-        raise UsageError(
-            f"--memory {fmt_bytes(per_lab)} leaves machine {small[0]} of {lab.scenario.id}"
-            f" {fmt_bytes(sizes[small[0]])}; each machine needs at least"
-            f" {fmt_bytes(MIN_MACHINE_MEMORY)}",
-            hint=f"at least --memory {len(specs) * MIN_MACHINE_MEMORY // 1024**2}M",
-        )
-    machines = [
-        m.model_copy(
-            update={
-                "resources": m.resources.model_copy(
-                    update={"memory": f"{sizes[m.name] // 1024**2}M"}
-                )
-            }
-        )
-        for m in lab.scenario.machines
-    ]
-    return dataclasses.replace(lab, scenario=lab.scenario.model_copy(update={"machines": machines}))
-
-
-def lab_memory(lab: lifecycle.Lab) -> int:
-    """The memory limit of a whole lab: the sum of its machines' limits."""
-    return sum(s.memory for s in lab.specs)
-
-
-def host_memory(backend: Backend) -> tuple[int, str]:
-    """Bytes of memory available for new labs on the backend's host, and which host that is."""
-    endpoint = os.environ.get("GUESTLAB_LXD_ENDPOINT")
-    if backend.name == "lxd" and endpoint:
-        from orchestrator.backends.lxd import LxdBackend  # lazy: only a class on LXD needs it
-
-        # a remote LXD (or a cluster member): its own account of its memory
-        try:
-            if isinstance(backend, LxdBackend):
-                return backend.available_memory(), f"the LXD server at {endpoint}"
-        except (GuestlabError, KeyError, ValueError, TypeError):
-            pass  # an older server without /resources: fall back to this host's
-    return meminfo_available(), "this host"
-
-
-def meminfo_available(path: str = "/proc/meminfo") -> int:
-    with open(path) as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    raise UsageError("cannot tell how much memory this host has (no MemAvailable in /proc)")
-
-
-def require_fit(per_lab: int, count: int, available: int, where: str) -> None:
-    """Refuse a class whose labs' memory limits add up to more than the host has free."""
-    need = per_lab * count
-    if need > available:
-        fits = available // per_lab if per_lab else 0
-        raise UsageError(
-            f"the class does not fit: {count} lab(s) x {fmt_bytes(per_lab)} ="
-            f" {fmt_bytes(need)} of memory, and {where} has {fmt_bytes(available)} available;"
-            " nothing was created",
-            hint=f"{fits} lab(s) of this size fit: a smaller roster, a smaller --memory,"
-            " or a remote LXD (GUESTLAB_LXD_ENDPOINT) with more memory",
-        )
-
-
-def inotify_limit() -> tuple[int, int]:
-    """(fs.inotify.max_user_instances, instances root holds now)."""
-    try:
-        limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
-    except (OSError, ValueError):
-        return 0, 0  # not Linux as we know it: no check
-    used = 0
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            if proc.stat().st_uid != 0:
-                continue
-            used += sum(
-                1 for fd in (proc / "fd").iterdir() if os.readlink(fd) == "anon_inode:inotify"
-            )
-        except OSError:
-            continue  # gone meanwhile, or not ours to read
-    return limit, used
-
-
-def require_inotify(machines: int, limit: int, used: int) -> None:
-    """Refuse a class whose systemd machines would run out of inotify instances.
-
-    Every container of an engine without user namespaces (Docker, nspawn) shares root's
-    quota, and systemd without one exits at boot with no word in its log: on a host left at
-    the kernel's default of 128 that is about 16 machines, long before memory runs out.
-    """
-    need = machines * INOTIFY_PER_MACHINE
-    if limit and need > limit - used:
-        fits = max(0, (limit - used) // INOTIFY_PER_MACHINE)
-        raise UsageError(
-            f"the class does not fit: {machines} new machine(s) running systemd need about"
-            f" {need} inotify instances ({INOTIFY_PER_MACHINE} each), and this host allows"
-            f" {limit} per user (fs.inotify.max_user_instances) with {used} in use;"
-            " nothing was created",
-            hint=f"room for {fits} machine(s) now; raise the limit as root: `sysctl -w"
-            " fs.inotify.max_user_instances=8192` (and in /etc/sysctl.d/ to keep it)",
-        )
+#: the names callers import from here (sizing, workers and the class check live apart)
+__all__ = [
+    "DEFAULT_PARALLEL",
+    "INOTIFY_PER_MACHINE",
+    "MIN_MACHINE_MEMORY",
+    "ROOT_ENGINES",
+    "ClassError",
+    "ClassProgress",
+    "Outcome",
+    "Plan",
+    "SilentProgress",
+    "check",
+    "down",
+    "enroll",
+    "expire",
+    "fmt_bytes",
+    "host_memory",
+    "inotify_limit",
+    "lab_memory",
+    "member",
+    "meminfo_available",
+    "parse_duration",
+    "parse_memory",
+    "plan",
+    "preflight",
+    "require_class",
+    "require_fit",
+    "require_inotify",
+    "reset",
+    "up",
+    "up_one",
+    "with_memory",
+]
 
 
 # -- plan ------------------------------------------------------------------------------------
@@ -241,27 +120,6 @@ def plan(scenario: str, roster: Sequence[Student], backend: str | None, memory: 
     return Plan(first.scenario.id, first.path, first.backend, memory, labs, list(roster))
 
 
-def _pool(parallel: int, items: Sequence[T], fn: Callable[[T], Outcome]) -> Iterator[Outcome]:
-    """fn over items in `parallel` threads, yielding outcomes as they finish."""
-    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(items) or 1))) as pool:
-        futures: list[Future[Outcome]] = [pool.submit(fn, item) for item in items]
-        try:
-            for fut in as_completed(futures):
-                yield fut.result()
-        except BaseException:
-            for fut in futures:  # Ctrl-C: start no more labs; those under way finish
-                fut.cancel()
-            raise
-
-
-def _failed(student: str, e: BaseException, started: float) -> Outcome:
-    if isinstance(e, GuestlabError):
-        detail, hint = str(e), e.hint
-    else:  # a bug: still this one student's failure, not the class's
-        detail, hint = f"internal error: {type(e).__name__}: {e}", None
-    return Outcome(student, False, detail, time.monotonic() - started, hint, e)
-
-
 # -- up --------------------------------------------------------------------------------------
 def preflight(p: Plan, store: Store, *, build_images: bool = True) -> None:
     """Everything that can refuse the class before a resource exists: engine, memory, inotify.
@@ -292,6 +150,55 @@ def _needs_up(store: Store, lab: lifecycle.Lab) -> bool:
     return record is None or record.status != "up"
 
 
+def enroll(p: Plan, store: Store, expires: float | None) -> dict[str, Member]:
+    """Record the class and its roster; students of an earlier roster whose labs are gone
+    leave it, live ones stay. Returns the members by student id."""
+    cstore = ClassStore(store.db)
+    cstore.put_class(
+        p.class_id,
+        scenario_path=str(p.path),
+        backend=p.backend.name,
+        memory=p.memory,
+        expires=None if expires is None else time.time() + expires,
+        tasks=p.tasks(),
+    )
+    listed = {s.id for s in p.roster}
+    cstore.remove_members(
+        p.class_id,
+        [
+            m.student
+            for m in cstore.members(p.class_id)
+            if m.student not in listed and (m.status != "up" or store.lab(m.lab) is None)
+        ],
+    )
+    for n, s in enumerate(p.roster):
+        cstore.put_member(p.class_id, s.id, s.name, s.email, p.labs[s.id].ref.key, n)
+    return {m.student: m for m in cstore.members(p.class_id)}
+
+
+def up_one(
+    p: Plan, db_path: Path, s: Student, m: Member, reporter: lifecycle.Reporter, build: bool
+) -> Outcome:
+    """Bring one student's lab up on a connection of its own; its baseline taken once."""
+    started = time.monotonic()
+    own = Store(db_path)
+    try:
+        lab = p.labs[s.id]
+        try:
+            result = lifecycle.up(lab, own, reporter, build_images=build)
+            baseline = None
+            if not result.already_up or not m.baseline:
+                baseline = copies.collect(lab)
+        except Exception as e:
+            ClassStore(own.db).set_member(p.class_id, s.id, "failed", str(e))
+            return failed(s.id, e, started)
+        ClassStore(own.db).set_member(p.class_id, s.id, "up", baseline=baseline)
+        detail = "already up" if result.already_up else "up"
+        return Outcome(s.id, True, detail, time.monotonic() - started)
+    finally:
+        own.close()
+
+
 def up(
     p: Plan,
     store: Store,
@@ -306,156 +213,20 @@ def up(
 
     `checked`: the caller already ran `preflight` (to say so before drawing progress bars).
     """
-    progress = progress or SilentProgress()
-    cstore = ClassStore(store.db)
+    shown = progress or SilentProgress()
     if not checked:
         preflight(p, store, build_images=build_images)
-
-    cstore.put_class(
-        p.class_id,
-        scenario_path=str(p.path),
-        backend=p.backend.name,
-        memory=p.memory,
-        expires=None if expires is None else time.time() + expires,
-        tasks=p.tasks(),
-    )
-    listed = {s.id for s in p.roster}
-    # students of an earlier roster whose labs are gone leave the class; live ones stay
-    cstore.remove_members(
-        p.class_id,
-        [
-            m.student
-            for m in cstore.members(p.class_id)
-            if m.student not in listed and (m.status != "up" or store.lab(m.lab) is None)
-        ],
-    )
-    for n, s in enumerate(p.roster):
-        cstore.put_member(p.class_id, s.id, s.name, s.email, p.labs[s.id].ref.key, n)
-    members = {m.student: m for m in cstore.members(p.class_id)}
+    members = enroll(p, store, expires)
 
     def one(s: Student) -> Outcome:
-        started = time.monotonic()
-        own = Store(store.path)
-        try:
-            lab = p.labs[s.id]
-            try:
-                result = lifecycle.up(lab, own, progress.reporter(s.id), build_images=build_images)
-                baseline = None
-                if not result.already_up or not members[s.id].baseline:
-                    baseline = copies.collect(lab)
-            except Exception as e:
-                ClassStore(own.db).set_member(p.class_id, s.id, "failed", str(e))
-                return _failed(s.id, e, started)
-            ClassStore(own.db).set_member(p.class_id, s.id, "up", baseline=baseline)
-            detail = "already up" if result.already_up else "up"
-            return Outcome(s.id, True, detail, time.monotonic() - started)
-        finally:
-            own.close()
+        return up_one(p, store.path, s, members[s.id], shown.reporter(s.id), build_images)
 
     outcomes = []
-    for out in _pool(parallel, p.roster, one):
-        progress.finished(out.student, out.ok, out.detail)
+    for out in in_parallel(parallel, p.roster, one):
+        shown.finished(out.student, out.ok, out.detail)
         outcomes.append(out)
     order = {s.id: n for n, s in enumerate(p.roster)}
     return sorted(outcomes, key=lambda o: order[o.student])
-
-
-# -- check -----------------------------------------------------------------------------------
-def require_class(cstore: ClassStore, class_id: str) -> ClassRecord:
-    klass = cstore.klass(class_id)
-    if klass is None:
-        known = ", ".join(c.id for c in cstore.classes()) or "none"
-        raise UsageError(
-            f"no class {class_id} (classes: {known})",
-            hint=f"bring one up: guestlab class up {class_id} --roster class.csv",
-        )
-    return klass
-
-
-def check(
-    store: Store,
-    class_id: str,
-    *,
-    parallel: int = 8,
-    progress: ClassProgress | None = None,
-) -> dict[str, Any]:
-    """Check every student's lab concurrently; record and return the gradebook."""
-    progress = progress or SilentProgress()
-    cstore = ClassStore(store.db)
-    klass = require_class(cstore, class_id)
-    members = cstore.members(class_id)
-    results: dict[str, dict[str, Any]] = {}
-    params: dict[str, dict[str, str]] = {}
-    # the scenario's own file says which parameters are fingerprints
-    fingerprints = copies.fingerprint_params(load_file(Path(klass.scenario_path)).parameters)
-
-    def one(m: Member) -> Outcome:
-        started = time.monotonic()
-        own = Store(store.path)
-        try:
-            lab, record = lifecycle.open_lab(own, class_id, m.student)
-            report = lifecycle.check(lab, record, own)
-            try:  # bounded reads: a hostile lab costs its own copy entry, not its grade
-                found = copies.gather(lab)
-            except Exception as e:
-                found = copies.Collected(
-                    problems=[f"copy detection failed: {_failed(m.student, e, started).detail}"]
-                )
-            results[m.student] = {
-                "report": report,
-                "probes": found.values,
-                "copy_problems": found.problems,
-            }
-            params[m.student] = dict(record.params)
-            detail = f"{report['score']}/{report['max_score']}"
-            return Outcome(m.student, True, detail, time.monotonic() - started)
-        except Exception as e:
-            out = _failed(m.student, e, started)
-            results[m.student] = {"report": None, "error": out.detail}
-            return out
-        finally:
-            own.close()
-
-    at = time.time()
-    outcomes = []
-    for out in _pool(parallel, members, one):
-        progress.finished(out.student, out.ok, out.detail)
-        outcomes.append(out)
-
-    observations = [
-        copies.Observation(
-            m.student,
-            {k: v for k, v in params.get(m.student, {}).items() if k in fingerprints},
-            results[m.student].get("probes", {}),
-            m.baseline,
-        )
-        for m in members
-        if results[m.student]["report"] is not None
-    ]
-    flags = copies.shared(observations)
-    check_id = cstore.add_check(
-        class_id,
-        at,
-        [{"student": m.student, "lab": m.lab, **results[m.student]} for m in members],
-    )
-    stats = lab_stats(store.db, [m.lab for m in members])
-    rows = [
-        gb.row(
-            m,
-            klass.tasks,
-            results[m.student]["report"],
-            stats[m.lab],
-            [
-                *flags.get(m.student, []),
-                *copies.problem_flags(results[m.student].get("copy_problems", [])),
-            ],
-            results[m.student].get("error", ""),
-        )
-        for m in members
-    ]
-    book = gb.gradebook(class_id, klass.tasks, rows, at)
-    cstore.set_gradebook(check_id, book)
-    return book
 
 
 # -- reset, down, expiry ---------------------------------------------------------------------
@@ -509,12 +280,12 @@ def down(
             detail = f"{machines} machine(s) removed" if machines else "nothing was left"
             return Outcome(m.student, True, detail, time.monotonic() - started)
         except Exception as e:
-            return _failed(m.student, e, started)
+            return failed(m.student, e, started)
         finally:
             own.close()
 
     outcomes = []
-    for out in _pool(parallel, members, one):
+    for out in in_parallel(parallel, members, one):
         progress.finished(out.student, out.ok, out.detail)
         outcomes.append(out)
     if all(o.ok for o in outcomes):

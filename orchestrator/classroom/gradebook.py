@@ -24,6 +24,7 @@ from orchestrator.classroom.store import (
     last_gradebook,
     list_members,
 )
+from orchestrator.report import Report
 
 #: a task's state in the grid
 PASS, FAIL, UNCHECKED = "pass", "fail", "unchecked"
@@ -48,7 +49,7 @@ def short_time(ts: float | None) -> str:
 def row(
     member: Member,
     tasks: Sequence[Mapping[str, Any]],
-    report: Mapping[str, Any] | None,
+    report: Report | None,
     stats: LabStats,
     flags: Sequence[Mapping[str, Any]] = (),
     error: str = "",
@@ -58,19 +59,18 @@ def row(
     `report` is the check report the row shows (the latest one); tasks it lacks (a check of
     only some tasks) are taken from the lab's last full report when it has them.
     """
-    by_id = {t["id"]: t for t in (report or {}).get("tasks", [])}
     cells: dict[str, dict[str, Any]] = {}
     for task in tasks:
         tid = task["id"]
-        result = by_id.get(tid)
-        state = UNCHECKED if result is None else (PASS if result["passed"] else FAIL)
-        failing = [c for c in (result or {}).get("checks", []) if not c["passed"]]
+        result = report.task(tid) if report else None
+        state = UNCHECKED if result is None else (PASS if result.passed else FAIL)
+        failing = result.failing if result else []
         cells[tid] = {
             "state": state,
-            "points": result["points"] if result else 0,
+            "points": result.points if result else 0,
             "max_points": task["points"],
             "hints": stats.hints.get(tid, 0),
-            "messages": [textsafe.clean(f"{c['name']}: {c['message']}") for c in failing],
+            "messages": [textsafe.clean(f"{c.name}: {c.message}") for c in failing],
         }
     return {
         "student": member.student,
@@ -83,7 +83,7 @@ def row(
         "total": sum(c["points"] for c in cells.values()),
         "max_total": sum(t["points"] for t in tasks),
         "attempts": stats.own_attempts,
-        "last_check": (report or {}).get("checked_at") or stats.last_check,
+        "last_check": (report.checked_at if report else None) or stats.last_check,
         "hints": sum(stats.hints.values()),
         "copies": textsafe.data(list(flags)),
     }
@@ -158,15 +158,8 @@ def to_junit(book: Mapping[str, Any]) -> str:
     for r in book["students"]:
         cases = [junit.Case(r["student"], "lab", error=r["error"])] if r["error"] else []
         for tid, c in r["tasks"].items():
-            text = "\n".join(c["messages"])
-            cases.append(
-                junit.Case(
-                    r["student"],
-                    tid,
-                    failure=text if c["state"] == FAIL else None,
-                    skipped="not checked" if c["state"] == UNCHECKED else None,
-                )
-            )
+            passed = None if c["state"] == UNCHECKED else c["state"] == PASS
+            cases.append(junit.outcome_case(r["student"], tid, passed, "\n".join(c["messages"])))
         props = [(key, r[key]) for key in ("student", "name", "email")]
         props.append(("score", f"{r['total']}/{r['max_total']}"))
         props += [("copy" if is_copy(f) else "note", describe(f)) for f in r["copies"]]

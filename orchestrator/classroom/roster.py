@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,14 +70,9 @@ def load(path: Path) -> list[Student]:
     return parse(text, str(path))
 
 
-def parse(text: str, source: str = "roster") -> list[Student]:
-    """The students of a roster, or RosterError with every problem found."""
-    problems: list[str] = []
+def read_rows(text: str, problem: Callable[[int, str], None]) -> list[tuple[int, list[str]]]:
+    """The CSV's non-blank rows, each with the line it starts on."""
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-
-    def problem(line: int, message: str) -> None:
-        problems.append(f"{source}:{line}: {message}")
-
     rows: list[tuple[int, list[str]]] = []
     last = 0
     try:
@@ -85,25 +81,66 @@ def parse(text: str, source: str = "roster") -> list[Student]:
             last = reader.line_num
     except csv.Error as e:
         problem(last + 1, f"not valid CSV: {e}")
-    rows = [(n, r) for n, r in rows if any(cell.strip() for cell in r)]
+    return [(n, r) for n, r in rows if any(cell.strip() for cell in r)]
+
+
+def header_problem(names: list[str]) -> str | None:
+    """What is wrong with a header of these column names, if anything."""
+    missing = [c for c in COLUMNS if c not in names]
+    unknown = [h for h in names if h not in COLUMNS]
+    doubled = sorted({h for h in names if names.count(h) > 1})
+    parts = []
+    if missing:
+        parts.append(f"missing column(s) {', '.join(missing)}")
+    if unknown:
+        parts.append(f"unknown column(s) {', '.join(repr(u) for u in unknown)}")
+    if doubled:
+        parts.append(f"column(s) given twice: {', '.join(doubled)}")
+    return f"the header must be `id,name,email` ({'; '.join(parts)})" if parts else None
+
+
+def student_problems(
+    sid: str, name: str, email: str, line: int, seen: dict[str, tuple[int, str]]
+) -> list[str]:
+    """What is wrong with one student's line; `seen`: lab key -> (line, id) so far."""
+    found = []
+    bad = student_id_problem(sid)
+    if bad:
+        found.append(bad)
+    if not name:
+        found.append("the name is empty")
+    elif len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
+        found.append(f"the name must be at most {MAX_NAME} printable characters")
+    if email and not EMAIL.match(email):
+        found.append(f"{email!r} is not an e-mail address")
+    if bad is None:
+        key = LabRef("x", sid).key
+        if key in seen:
+            first, other = seen[key]
+            clash = "" if other == sid else f" as {other!r}, which names the same lab"
+            found.append(f"student id {sid!r} is already on line {first}{clash}")
+        else:
+            seen[key] = (line, sid)
+    return found
+
+
+def parse(text: str, source: str = "roster") -> list[Student]:
+    """The students of a roster, or RosterError with every problem found."""
+    problems: list[str] = []
+
+    def problem(line: int, message: str) -> None:
+        problems.append(f"{source}:{line}: {message}")
+
+    rows = read_rows(text, problem)
     if not rows:
         raise RosterError(
             source, [f"{source}:1: empty roster: the header `id,name,email` is missing"]
         )
     header_line, header = rows[0]
     names = [h.strip().lower() for h in header]
-    missing = [c for c in COLUMNS if c not in names]
-    unknown = [h for h in names if h not in COLUMNS]
-    doubled = sorted({h for h in names if names.count(h) > 1})
-    if missing or unknown or doubled:
-        parts = []
-        if missing:
-            parts.append(f"missing column(s) {', '.join(missing)}")
-        if unknown:
-            parts.append(f"unknown column(s) {', '.join(repr(u) for u in unknown)}")
-        if doubled:
-            parts.append(f"column(s) given twice: {', '.join(doubled)}")
-        problem(header_line, f"the header must be `id,name,email` ({'; '.join(parts)})")
+    wrong = header_problem(names)
+    if wrong:
+        problem(header_line, wrong)
         raise RosterError(source, problems)
     if len(rows) - 1 > MAX_STUDENTS:
         problem(rows[MAX_STUDENTS + 1][0], f"more than {MAX_STUDENTS} students")
@@ -118,23 +155,8 @@ def parse(text: str, source: str = "roster") -> list[Student]:
             continue
         cells = dict(zip(names, (c.strip() for c in row), strict=True))
         sid, name, email = cells["id"], cells["name"], cells["email"]
-        bad = student_id_problem(sid)
-        if bad:
-            problem(line, bad)
-        if not name:
-            problem(line, "the name is empty")
-        elif len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
-            problem(line, f"the name must be at most {MAX_NAME} printable characters")
-        if email and not EMAIL.match(email):
-            problem(line, f"{email!r} is not an e-mail address")
-        if bad is None:
-            key = LabRef("x", sid).key
-            if key in seen:
-                first, other = seen[key]
-                clash = "" if other == sid else f" as {other!r}, which names the same lab"
-                problem(line, f"student id {sid!r} is already on line {first}{clash}")
-            else:
-                seen[key] = (line, sid)
+        for message in student_problems(sid, name, email, line, seen):
+            problem(line, message)
         students.append(Student(sid, name, email, line))
     if len(rows) == 1:
         problem(header_line, "the roster has a header but no student")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import StateError
+from orchestrator.report import Attempt, Report
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS classes (
@@ -97,12 +98,25 @@ class LabStats:
     attempts: int = 0  # every check, the student's and the class's
     class_attempts: int = 0  # those taken by `class check`
     last_check: float | None = None
-    last_report: dict[str, Any] | None = None
+    last_report: Report | None = None
     hints: dict[str, int] = field(default_factory=dict)  # task -> hints taken
 
     @property
     def own_attempts(self) -> int:
         return self.attempts - self.class_attempts
+
+
+@dataclass
+class StudentResult:
+    """What one class check found in one student's lab: its report, or why there is none."""
+
+    student: str
+    lab: str = ""
+    report: Report | None = None
+    error: str = ""
+    probes: dict[str, list[str]] = field(default_factory=dict)  # copy probe label -> values
+    copy_problems: list[str] = field(default_factory=list)
+    params: dict[str, str] = field(default_factory=dict)  # the lab's parameters
 
 
 class ClassStore:
@@ -194,7 +208,7 @@ class ClassStore:
         return list_members(self.db, class_id)
 
     # -- class checks -----------------------------------------------------------------------
-    def add_check(self, class_id: str, at: float, results: Sequence[dict[str, Any]]) -> int:
+    def add_check(self, class_id: str, at: float, results: Sequence[StudentResult]) -> int:
         """Record one class check's per-student results; returns its id."""
         cur = self._run(
             "INSERT INTO class_checks (class, at, gradebook) VALUES (?,?,'{}')", (class_id, at)
@@ -206,12 +220,12 @@ class ClassStore:
                 (
                     check_id,
                     class_id,
-                    r["student"],
-                    r["lab"],
+                    r.student,
+                    r.lab,
                     at,
-                    None if r.get("report") is None else json.dumps(r["report"]),
-                    r.get("error", ""),
-                    json.dumps(r.get("probes", {})),
+                    None if r.report is None else r.report.to_json(),
+                    r.error,
+                    json.dumps(r.probes),
                 ),
             )
         return check_id
@@ -296,7 +310,7 @@ def lab_stats(db: sqlite3.Connection, labs: Sequence[str]) -> dict[str, LabStats
         f" WHERE lab IN ({marks}) GROUP BY lab)",
         labs,
     ):
-        stats[lab].last_report = json.loads(report)
+        stats[lab].last_report = Report.from_json(report)
     for lab, count in run(
         db,
         f"SELECT lab, COUNT(*) FROM class_results WHERE report IS NOT NULL AND lab IN ({marks})"
@@ -313,7 +327,7 @@ def lab_stats(db: sqlite3.Connection, labs: Sequence[str]) -> dict[str, LabStats
     return stats
 
 
-def student_history(db: sqlite3.Connection, lab: str) -> list[dict[str, Any]]:
-    """Every check report of one lab, oldest first."""
+def student_history(db: sqlite3.Connection, lab: str) -> list[Attempt]:
+    """Every check of one lab, oldest first."""
     rows = run(db, "SELECT at, report FROM attempts WHERE lab=? ORDER BY id", (lab,)).fetchall()
-    return [{**json.loads(r[1]), "at": r[0]} for r in rows]
+    return [Attempt(r[0], Report.from_json(r[1])) for r in rows]

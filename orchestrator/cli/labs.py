@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.markup import escape
 
-from orchestrator import backends, textsafe
+from orchestrator import backends
 from orchestrator.cli import options
 from orchestrator.cli.console import ConsoleReporter, err, out
 from orchestrator.errors import ExitCode, GuestlabError
@@ -110,8 +110,8 @@ def _last_scores(store: Store, records: list[LabRecord]) -> dict[str, str]:
     for r in records:
         attempts = store.attempts(r.key)
         if attempts:
-            a = attempts[-1]
-            scores[r.key] = f"{a['score']}/{a['max_score']} at {views.when(a['at'])}"
+            last = attempts[-1]
+            scores[r.key] = f"{last.report.score}/{last.report.max_score} at {views.when(last.at)}"
     return scores
 
 
@@ -187,12 +187,12 @@ def check(
     lab, record, store = options.open_lab(scenario, student, lang)
     report = lifecycle.check(lab, record, store, tasks)
     if fmt == "json":
-        click.echo(json.dumps(textsafe.data(report), indent=2))
+        click.echo(report.to_json(indent=2, clean=True))
     elif fmt == "junit":
-        click.echo(views.junit(report))
+        click.echo(report.to_junit())
     else:
         out.print(views.report_table(report))
-    if not report["passed"]:
+    if not report.passed:
         sys.exit(ExitCode.CHECKS_FAILED)
 
 

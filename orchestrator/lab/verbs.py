@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.backends import require_available
-from orchestrator.checks import TaskResult, grade, report
+from orchestrator.checks import grade
 from orchestrator.errors import ProvisioningError, UsageError
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.reporter import Reporter
+from orchestrator.report import Report
 from orchestrator.state import LabRecord, Store, lab_lock
 
 
@@ -33,14 +34,12 @@ def select_tasks(lab: Lab, task_ids: Sequence[str]) -> list[Any]:
     return [known[t] for t in task_ids] if task_ids else list(known.values())
 
 
-def check(
-    lab: Lab, record: LabRecord, store: Store, task_ids: Sequence[str] = ()
-) -> dict[str, Any]:
+def check(lab: Lab, record: LabRecord, store: Store, task_ids: Sequence[str] = ()) -> Report:
     require_up(lab, record)
     for backend in lab.backends:
         require_available(backend)
-    results: list[TaskResult] = grade(lab, lab.ref, select_tasks(lab, task_ids))
-    out = report(lab.scenario.id, lab.ref.student, lab.backend.name, results)
+    results = grade(lab, lab.ref, select_tasks(lab, task_ids))
+    out = Report.now(lab.scenario.id, lab.ref.student, lab.backend.name, results)
     store.add_attempt(lab.ref.key, out)
     return out
 

@@ -95,7 +95,7 @@ def test_a_stopped_machine_fails_its_checks_with_a_sentence(
     record = store.lab(lab_up.ref.key)
     assert record is not None
     rep = lifecycle.check(lab_up, record, store, ["find-id"])
-    message = rep["tasks"][0]["checks"][0]["message"]
+    message = rep.tasks[0].checks[0].message
     assert message == "could not run on clone: machine clone is not running (it is exited)"
 
 

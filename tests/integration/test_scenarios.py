@@ -43,15 +43,15 @@ def test_scenario_is_graded_and_solvable(path, backend_name) -> None:  # type: i
         record = store.lab(lab.ref.key)
         assert record is not None
         fresh = lifecycle.check(lab, record, store)
-        assert [t["id"] for t in fresh["tasks"] if t["passed"]] == [], fresh
+        assert [t.id for t in fresh.tasks if t.passed] == [], fresh
         for task in lab.scenario.tasks:
             lifecycle.solve(lab, record, store, [task.id])
             after = lifecycle.check(lab, record, store, [task.id])
-            assert after["passed"], after
-        assert lifecycle.check(lab, record, store)["score"] == lab.scenario.max_score
+            assert after.passed, after
+        assert lifecycle.check(lab, record, store).score == lab.scenario.max_score
         lifecycle.reset(lab, record, store, lifecycle.Silent())
         again = lifecycle.check(lab, record, store)
-        assert [t["id"] for t in again["tasks"] if t["passed"]] == [], again
+        assert [t.id for t in again.tasks if t.passed] == [], again
     finally:
         teardown.down(lab.ref, [b.name for b in lab.backends], store)
     for used in lab.backends:

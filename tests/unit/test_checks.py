@@ -19,10 +19,10 @@ from orchestrator.checks import (
     judge,
     parse_batch,
     probes,
-    report,
     sh,
 )
 from orchestrator.errors import MachineUnavailable
+from orchestrator.report import Report
 from orchestrator.scenario.model import Check, Task
 
 LAB = LabRef("demo", "alice")
@@ -238,9 +238,9 @@ def test_grade_runs_every_probe_and_scores_tasks() -> None:
     results = grade(fake, LAB, tasks)
     assert [r.passed for r in results] == [True, False]
     assert len(fake.calls) == 4  # besides a batch per machine, which this fake refuses
-    rep = report("demo", "alice", "fake", results)
-    assert (rep["score"], rep["max_score"], rep["passed"]) == (2, 5, False)
-    failing = rep["tasks"][1]["checks"][0]
+    rep = Report.now("demo", "alice", "fake", results)
+    assert (rep.score, rep.max_score, rep.passed) == (2, 5, False)
+    failing = rep.to_dict()["tasks"][1]["checks"][0]
     assert failing == {
         "name": "b: false",
         "passed": False,

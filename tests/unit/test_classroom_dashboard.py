@@ -15,6 +15,7 @@ import pytest
 
 from orchestrator.classroom.dashboard import DashboardServer, new_token, token_ok
 from orchestrator.classroom.store import ClassStore
+from orchestrator.report import Report
 from orchestrator.state import Store
 
 EVIL = '<script>alert("x")</script>'
@@ -58,20 +59,22 @@ def get(
 def attempt(store: Store, lab: str, passed: bool, message: str = "") -> None:
     store.add_attempt(
         lab,
-        {
-            "score": int(passed),
-            "max_score": 1,
-            "checked_at": time.time(),
-            "tasks": [
-                {
-                    "id": "find-id",
-                    "passed": passed,
-                    "points": int(passed),
-                    "max_points": 1,
-                    "checks": [{"name": "c", "passed": passed, "message": message}],
-                }
-            ],
-        },
+        Report.from_dict(
+            {
+                "score": int(passed),
+                "max_score": 1,
+                "checked_at": time.time(),
+                "tasks": [
+                    {
+                        "id": "find-id",
+                        "passed": passed,
+                        "points": int(passed),
+                        "max_points": 1,
+                        "checks": [{"name": "c", "passed": passed, "message": message}],
+                    }
+                ],
+            }
+        ),
     )
 
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from orchestrator.classroom import gradebook as gb
 from orchestrator.classroom.copies import Observation, describe, fingerprint_params, shared
 from orchestrator.classroom.store import LabStats, Member
+from orchestrator.report import Report
 from orchestrator.scenario.model import Parameter
 
 TASKS = [
@@ -27,7 +28,7 @@ def member(student: str, name: str = "", email: str = "") -> Member:
     )
 
 
-def report(student: str, passed: dict[str, bool], at: float = 1000.0) -> dict[str, Any]:
+def report(student: str, passed: dict[str, bool], at: float = 1000.0) -> Report:
     tasks = [
         {
             "id": t["id"],
@@ -46,15 +47,17 @@ def report(student: str, passed: dict[str, bool], at: float = 1000.0) -> dict[st
         for t in TASKS
         if t["id"] in passed
     ]
-    return {
-        "scenario": "lab1",
-        "student": student,
-        "checked_at": at,
-        "tasks": tasks,
-        "score": sum(t["points"] for t in tasks),
-        "max_score": 4,
-        "passed": all(passed.values()),
-    }
+    return Report.from_dict(
+        {
+            "scenario": "lab1",
+            "student": student,
+            "checked_at": at,
+            "tasks": tasks,
+            "score": sum(t["points"] for t in tasks),
+            "max_score": 4,
+            "passed": all(passed.values()),
+        }
+    )
 
 
 def book() -> dict[str, Any]:

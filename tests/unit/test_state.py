@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import LabBusy, StateError
+from orchestrator.report import CheckResult, Report, TaskResult
 from orchestrator.state import Store, lab_lock
 
 
@@ -26,13 +27,24 @@ def test_labs_attempts_and_hints_round_trip(tmp_path: Path) -> None:
     store.set_status("k", "up")
     rec = store.lab("k")
     assert rec is not None and rec.status == "up" and rec.params == {"p": "1"}
-    store.add_attempt("k", {"score": 1, "max_score": 3, "tasks": []})
+    store.add_attempt(
+        "k",
+        Report.now(
+            "s",
+            "u",
+            "docker",
+            [
+                TaskResult("a", "A", 1, [CheckResult("c", True)]),
+                TaskResult("b", "B", 2, [CheckResult("c", False, "no")]),
+            ],
+        ),
+    )
     store.add_hint("k", "t", 0)
     assert store.hints_taken("k", "t") == 1
     store.delete_lab("k")
     assert store.lab("k") is None
     # history outlives the lab, so that a grade can be explained later
-    assert store.attempts("k")[0]["score"] == 1
+    assert store.attempts("k")[0].report.score == 1
 
 
 def test_a_corrupt_database_is_a_state_error_with_a_way_out(tmp_path: Path) -> None:

@@ -30,13 +30,13 @@ from orchestrator.checks import (
     PROBE_OUTPUT_LIMIT,
     grade,
     judge,
-    report,
 )
 from orchestrator.classroom import copies
 from orchestrator.classroom import gradebook as gb
 from orchestrator.classroom.dashboard import log_safe
 from orchestrator.classroom.store import LabStats, Member
 from orchestrator.errors import MachineUnavailable
+from orchestrator.report import Report
 from orchestrator.scenario.model import Check, Task
 
 LAB = LabRef("demo", "mallory")
@@ -173,9 +173,9 @@ def test_a_file_probe_whose_stat_lies_is_a_sentence_not_a_crash() -> None:
     assert "\x1b" not in r.message
 
 
-def hostile_report() -> dict[str, Any]:
+def hostile_report() -> Report:
     results = grade(Answers(ExecResult(1, "", HOSTILE)), LAB, tasks(chk(run="x")))
-    return report("demo", "mallory", "fake", results)
+    return Report.now("demo", "mallory", "fake", results)
 
 
 def test_the_check_table_shows_markup_and_escapes_as_text() -> None:
@@ -188,12 +188,13 @@ def test_the_check_table_shows_markup_and_escapes_as_text() -> None:
 
 
 def test_check_junit_and_json_stay_valid() -> None:
-    rep = hostile_report()
-    rep["tasks"][0]["checks"][0]["message"] = HOSTILE  # as an older store may hold it
-    root = ET.fromstring(views.junit(rep).split("?>", 1)[1])
+    stored = hostile_report().to_dict()
+    stored["tasks"][0]["checks"][0]["message"] = HOSTILE  # as an older store may hold it
+    rep = Report.from_json(json.dumps(stored))
+    root = ET.fromstring(rep.to_junit().split("?>", 1)[1])
     failure = root.find("testcase/failure")
     assert failure is not None and "[/nope]" in (failure.text or "")
-    dumped = json.dumps(textsafe.data(rep), ensure_ascii=False)
+    dumped = json.dumps(textsafe.data(rep.to_dict()), ensure_ascii=False)
     assert "\x1b" not in dumped and json.loads(dumped)["tasks"][0]["passed"] is False
 
 
@@ -304,18 +305,20 @@ def hostile_book() -> dict[str, Any]:
     m = Member(
         "lab1", "eve", f"Eve {HOSTILE}", "=cmd|' /C calc'!A0", "lab1--eve", 0, "up", "", {}, 0.0
     )
-    rep = {
-        "checked_at": 1000.0,
-        "tasks": [
-            {
-                "id": "t",
-                "passed": False,
-                "points": 0,
-                "max_points": 1,
-                "checks": [{"name": "c", "passed": False, "message": HOSTILE + "\x0c\ud800"}],
-            }
-        ],
-    }
+    rep = Report.from_dict(
+        {
+            "checked_at": 1000.0,
+            "tasks": [
+                {
+                    "id": "t",
+                    "passed": False,
+                    "points": 0,
+                    "max_points": 1,
+                    "checks": [{"name": "c", "passed": False, "message": HOSTILE + "\x0c\ud800"}],
+                }
+            ],
+        }
+    )
     flag = {
         "what": "machine-id of clone",
         "value": HOSTILE,

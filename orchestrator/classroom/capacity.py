@@ -1,0 +1,157 @@
+"""Whether a class fits its host: sizes and durations read, memory shared, quotas checked.
+
+Everything here refuses a class before any resource exists, with the numbers that say
+why and how many labs would fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+
+from orchestrator import lab as lifecycle
+from orchestrator.backends.base import Backend
+from orchestrator.errors import GuestlabError, UsageError
+
+MIN_MACHINE_MEMORY = 64 * 1024**2
+#: inotify instances a booted systemd machine holds (systemd, journald, logind, dbus: 7-8 seen)
+INOTIFY_PER_MACHINE = 8
+DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `90m`, `3h`, `1.5d`, `45s`."""
+    m = DURATION.match(text)
+    if not m or float(m.group(1)) <= 0:
+        raise UsageError(
+            f"--expires {text!r} is not a duration", hint="a number and a unit: 45m, 3h, 2d"
+        )
+    return float(m.group(1)) * SECONDS[m.group(2)]
+
+
+def parse_memory(text: str) -> int:
+    try:
+        value = lifecycle.parse_size(text.strip())
+    except (ValueError, KeyError, IndexError):
+        value = 0
+    if value <= 0:
+        raise UsageError(
+            f"--memory {text!r} is not a size", hint="bytes, or a number with K, M or G: 768M"
+        )
+    return value
+
+
+def fmt_bytes(n: float) -> str:
+    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.0f} MiB"
+
+
+def with_memory(lab: lifecycle.Lab, per_lab: int) -> lifecycle.Lab:
+    """The lab with `per_lab` bytes shared among its machines, in proportion to their limits."""
+    specs = lab.specs
+    base = sum(s.memory for s in specs)
+    sizes = {s.name: per_lab * s.memory // base // 1024**2 * 1024**2 for s in specs}
+    small = [n for n, size in sizes.items() if size < MIN_MACHINE_MEMORY]
+    if small:
+        raise UsageError(
+            f"--memory {fmt_bytes(per_lab)} leaves machine {small[0]} of {lab.scenario.id}"
+            f" {fmt_bytes(sizes[small[0]])}; each machine needs at least"
+            f" {fmt_bytes(MIN_MACHINE_MEMORY)}",
+            hint=f"at least --memory {len(specs) * MIN_MACHINE_MEMORY // 1024**2}M",
+        )
+    machines = [
+        m.model_copy(
+            update={
+                "resources": m.resources.model_copy(
+                    update={"memory": f"{sizes[m.name] // 1024**2}M"}
+                )
+            }
+        )
+        for m in lab.scenario.machines
+    ]
+    return dataclasses.replace(lab, scenario=lab.scenario.model_copy(update={"machines": machines}))
+
+
+def lab_memory(lab: lifecycle.Lab) -> int:
+    """The memory limit of a whole lab: the sum of its machines' limits."""
+    return sum(s.memory for s in lab.specs)
+
+
+def host_memory(backend: Backend) -> tuple[int, str]:
+    """Bytes of memory available for new labs on the backend's host, and which host that is."""
+    endpoint = os.environ.get("GUESTLAB_LXD_ENDPOINT")
+    if backend.name == "lxd" and endpoint:
+        from orchestrator.backends.lxd import LxdBackend  # lazy: only a class on LXD needs it
+
+        # a remote LXD (or a cluster member): its own account of its memory
+        try:
+            if isinstance(backend, LxdBackend):
+                return backend.available_memory(), f"the LXD server at {endpoint}"
+        except (GuestlabError, KeyError, ValueError, TypeError):
+            pass  # an older server without /resources: fall back to this host's
+    return meminfo_available(), "this host"
+
+
+def meminfo_available(path: str = "/proc/meminfo") -> int:
+    with open(path) as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise UsageError("cannot tell how much memory this host has (no MemAvailable in /proc)")
+
+
+def require_fit(per_lab: int, count: int, available: int, where: str) -> None:
+    """Refuse a class whose labs' memory limits add up to more than the host has free."""
+    need = per_lab * count
+    if need > available:
+        fits = available // per_lab if per_lab else 0
+        raise UsageError(
+            f"the class does not fit: {count} lab(s) x {fmt_bytes(per_lab)} ="
+            f" {fmt_bytes(need)} of memory, and {where} has {fmt_bytes(available)} available;"
+            " nothing was created",
+            hint=f"{fits} lab(s) of this size fit: a smaller roster, a smaller --memory,"
+            " or a remote LXD (GUESTLAB_LXD_ENDPOINT) with more memory",
+        )
+
+
+def inotify_limit() -> tuple[int, int]:
+    """(fs.inotify.max_user_instances, instances root holds now)."""
+    try:
+        limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
+    except (OSError, ValueError):
+        return 0, 0  # not Linux as we know it: no check
+    used = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if proc.stat().st_uid != 0:
+                continue
+            used += sum(
+                1 for fd in (proc / "fd").iterdir() if os.readlink(fd) == "anon_inode:inotify"
+            )
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return limit, used
+
+
+def require_inotify(machines: int, limit: int, used: int) -> None:
+    """Refuse a class whose systemd machines would run out of inotify instances.
+
+    Every container of an engine without user namespaces (Docker, nspawn) shares root's
+    quota, and systemd without one exits at boot with no word in its log: on a host left at
+    the kernel's default of 128 that is about 16 machines, long before memory runs out.
+    """
+    need = machines * INOTIFY_PER_MACHINE
+    if limit and need > limit - used:
+        fits = max(0, (limit - used) // INOTIFY_PER_MACHINE)
+        raise UsageError(
+            f"the class does not fit: {machines} new machine(s) running systemd need about"
+            f" {need} inotify instances ({INOTIFY_PER_MACHINE} each), and this host allows"
+            f" {limit} per user (fs.inotify.max_user_instances) with {used} in use;"
+            " nothing was created",
+            hint=f"room for {fits} machine(s) now; raise the limit as root: `sysctl -w"
+            " fs.inotify.max_user_instances=8192` (and in /etc/sysctl.d/ to keep it)",
+        )
