@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from orchestrator import backends
 from orchestrator.backends import require_available
-from orchestrator.backends.base import FoundResources, LabRef
+from orchestrator.backends.contract import FoundResources, LabRef
 from orchestrator.state import Store, lab_lock
 
 

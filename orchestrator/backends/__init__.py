@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from orchestrator.errors import UsageError
 
 if TYPE_CHECKING:
-    from orchestrator.backends.base import Backend
+    from orchestrator.backends.contract import Backend
 
 #: backend name -> "module:class"
 REGISTRY: dict[str, str] = {

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from orchestrator import paths
-from orchestrator.backends.base import Availability, LabRef
+from orchestrator.backends.contract import Availability, LabRef
 from orchestrator.errors import (
     BackendUnavailable,
     GuestlabError,

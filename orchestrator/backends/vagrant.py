@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator import paths
 from orchestrator.backends import vagrant_libvirt as libvirt
-from orchestrator.backends.base import (
+from orchestrator.backends.contract import (
     LABEL_LAB,
     LABEL_MACHINE,
     LABEL_STORE,

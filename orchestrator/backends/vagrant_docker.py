@@ -14,7 +14,7 @@ import contextlib
 
 from docker.errors import DockerException, ImageNotFound, NotFound
 
-from orchestrator.backends.base import (
+from orchestrator.backends.contract import (
     FoundResources,
     LabRef,
     MachineSpec,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import paths
-from orchestrator.backends.base import LabRef
+from orchestrator.backends.contract import LabRef
 from orchestrator.errors import BackendUnavailable, ProvisioningError
 
 PROVIDERS = ("libvirt", "virtualbox", "docker")

@@ -24,7 +24,13 @@ from xml.etree import ElementTree
 
 from orchestrator import paths
 from orchestrator.backends import firewall
-from orchestrator.backends.base import LABEL_LAB, LABEL_MACHINE, FoundResources, LabRef, Progress
+from orchestrator.backends.contract import (
+    LABEL_LAB,
+    LABEL_MACHINE,
+    FoundResources,
+    LabRef,
+    Progress,
+)
 from orchestrator.backends.vagrant_host import (
     DESCRIPTION_PREFIX,
     box_dir,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import paths
-from orchestrator.backends.base import ExecResult, LabRef
+from orchestrator.backends.contract import ExecResult, LabRef
 from orchestrator.backends.vagrant_host import lab_dir
 from orchestrator.errors import MachineUnavailable, ProvisioningError
 

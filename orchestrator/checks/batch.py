@@ -16,7 +16,7 @@ import binascii
 import shlex
 from collections.abc import Sequence
 
-from orchestrator.backends.base import OUTPUT_LIMIT, ExecResult, Executor, LabRef
+from orchestrator.backends.contract import OUTPUT_LIMIT, ExecResult, Executor, LabRef
 from orchestrator.checks.form import (
     PROBE_OUTPUT_LIMIT,
     STDERR_LIMIT,

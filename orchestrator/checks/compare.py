@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from orchestrator.backends.base import ExecResult
+from orchestrator.backends.contract import ExecResult
 from orchestrator.checks.form import Form, Probe, sh, tail
 from orchestrator.scenario.model import Check, MachinesCommand
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from orchestrator.backends.base import ExecResult
+from orchestrator.backends.contract import ExecResult
 from orchestrator.checks.form import (
     PROBE_OUTPUT_LIMIT,
     Form,

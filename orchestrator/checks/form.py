@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from orchestrator.backends.base import ExecResult
+from orchestrator.backends.contract import ExecResult
 from orchestrator.scenario.model import Check
 
 #: the most of one stream of one probe that grading keeps; a probe printing more is stopped

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from orchestrator.backends.base import Executor, LabRef
+from orchestrator.backends.contract import Executor, LabRef
 from orchestrator.checks.batch import BATCH_SIZE, execute_batch
 from orchestrator.checks.form import Probe
 from orchestrator.checks.registry import plan

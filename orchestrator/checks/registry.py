@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator import textsafe
-from orchestrator.backends.base import ExecResult
+from orchestrator.backends.contract import ExecResult
 from orchestrator.checks import compare, file, run, service
 from orchestrator.checks.form import PROBE_OUTPUT_LIMIT, Form, Outcome, Probe, Unreachable
 from orchestrator.report import CheckResult

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from orchestrator.backends.base import ExecResult
+from orchestrator.backends.contract import ExecResult
 from orchestrator.checks.form import Form, Probe, on_machine, sh, tail, text_problem
 from orchestrator.scenario.model import Check
 

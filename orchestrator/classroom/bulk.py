@@ -20,7 +20,7 @@ from typing import Any
 
 from orchestrator import backends, teardown
 from orchestrator import lab as lifecycle
-from orchestrator.backends.base import Backend, LabRef
+from orchestrator.backends.contract import Backend, LabRef
 from orchestrator.classroom import copies
 from orchestrator.classroom.capacity import (
     INOTIFY_PER_MACHINE,

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from orchestrator import lab as lifecycle
-from orchestrator.backends.base import Backend
+from orchestrator.backends.contract import Backend
 from orchestrator.errors import GuestlabError, UsageError
 
 MIN_MACHINE_MEMORY = 64 * 1024**2

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.backends.base import LabRef
+from orchestrator.backends.contract import LabRef
 from orchestrator.errors import UsageError
 
 COLUMNS = ("id", "name", "email")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from orchestrator import backends
+from orchestrator.backends.contract import ImageStore
 from orchestrator.cli import options
 from orchestrator.cli.console import ConsoleReporter, out
 from orchestrator.errors import GuestlabError
@@ -38,8 +39,9 @@ def _has(backend_name: str, image_name: str) -> str:
     try:
         backend = backends.get(backend_name)
         usable = backend.availability().usable
-        has = getattr(backend, "has_image", None)
-        return "-" if not usable or has is None else ("yes" if has(image_name) else "no")
+        if not usable or not isinstance(backend, ImageStore):
+            return "-"
+        return "yes" if backend.has_image(image_name) else "no"
     except (GuestlabError, ImportError):
         return "-"
 
@@ -68,9 +70,8 @@ def image_build(name: str, backend: str, mirror: str | None, rebuild: bool) -> N
     with reporter.step(f"root filesystem of {name}"):
         tar = ensure_tarball(name, mirror=mirror, progress=reporter.line, rebuild=rebuild)
     with reporter.step(f"import into {backend}"):
-        importer = getattr(engine, "import_image", None)
-        if rebuild and importer is not None:
-            importer(name, tar, reporter.line)
+        if rebuild and isinstance(engine, ImageStore):
+            engine.import_image(name, tar, reporter.line)
         else:
             engine.ensure_image(name, reporter.line)
     out.print(f"Image {name} is ready on {backend}.")

@@ -18,7 +18,7 @@ from orchestrator import backends
 from orchestrator.errors import UsageError
 
 if TYPE_CHECKING:
-    from orchestrator.backends.base import LabRef
+    from orchestrator.backends.contract import LabRef
     from orchestrator.lab import Lab
     from orchestrator.state import LabRecord, Store
 
@@ -94,7 +94,7 @@ def store() -> Store:
 
 def student(value: str | None) -> str:
     """The student a command is about: the one given, else the default one."""
-    from orchestrator.backends.base import default_student
+    from orchestrator.backends.contract import default_student
 
     return value or default_student()
 
@@ -130,7 +130,7 @@ def lab_id(given: str) -> str:
 
 def ref(scenario: str, student_id: str) -> LabRef:
     """The lab of `student_id` that `scenario` (an ID or a scenario file) names."""
-    from orchestrator.backends.base import LabRef
+    from orchestrator.backends.contract import LabRef
 
     return LabRef(lab_id(scenario), student_id)
 

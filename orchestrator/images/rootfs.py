@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 
 from orchestrator import paths
-from orchestrator.backends.base import Progress, no_progress
 from orchestrator.backends.common import build_once, lock_path
+from orchestrator.backends.contract import Progress, no_progress
 from orchestrator.errors import ProvisioningError, UsageError
 from orchestrator.images.catalog import ImageDef, lookup
 from orchestrator.images.mirror import choose_mirror

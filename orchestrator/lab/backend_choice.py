@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from orchestrator import backends
-from orchestrator.backends.base import Backend
+from orchestrator.backends.contract import Backend
 from orchestrator.errors import UsageError
 from orchestrator.lab.bound import VM_BACKEND
 from orchestrator.scenario.model import Machine, Scenario

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import backends
-from orchestrator.backends.base import (
+from orchestrator.backends.contract import (
     DEFAULT_CPUS,
     DEFAULT_DISK,
     DEFAULT_MEMORY,

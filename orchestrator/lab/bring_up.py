@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.backends import require_available
-from orchestrator.backends.base import Backend, FoundResources, LabRef
+from orchestrator.backends.contract import Backend, FoundResources, LabRef
 from orchestrator.errors import BackendUnavailable, ProvisioningError, UsageError
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.reporter import Reporter

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator import backends
-from orchestrator.backends.base import Backend, LabRef, default_student
+from orchestrator.backends.contract import Backend, LabRef, default_student
 from orchestrator.errors import ScenarioError, UsageError
 from orchestrator.lab.backend_choice import choose_backend
 from orchestrator.lab.bound import Lab

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import backends
-from orchestrator.backends.base import Backend
+from orchestrator.backends.contract import Backend
 from orchestrator.state import Store
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -66,7 +66,7 @@ def docker_leftovers(key: str) -> list[str]:
     """Every Docker resource that still carries the lab's label."""
     import docker
 
-    from orchestrator.backends.base import LABEL_LAB
+    from orchestrator.backends.contract import LABEL_LAB
 
     c = docker.from_env()
     flt = {"label": f"{LABEL_LAB}={key}"}

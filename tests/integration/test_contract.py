@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.backends.base import Backend, LabRef, MachineSpec, no_progress
+from orchestrator.backends.contract import Backend, LabRef, MachineSpec, no_progress
 from orchestrator.errors import MachineUnavailable
 from tests.integration.conftest import engine, student_id
 

@@ -16,7 +16,7 @@ import pytest
 
 from orchestrator import lab as lifecycle
 from orchestrator import teardown
-from orchestrator.backends.base import LABEL_LAB, Backend, LabRef
+from orchestrator.backends.contract import LABEL_LAB, Backend, LabRef
 from orchestrator.state import Store, lab_lock
 from tests.integration.conftest import docker_leftovers, guestlab, student_id, wait_for_step
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.backends.base import OUTPUT_LIMIT, Backend, LabRef, MachineSpec, no_progress
+from orchestrator.backends.contract import OUTPUT_LIMIT, Backend, LabRef, MachineSpec, no_progress
 from tests.integration.conftest import engine, student_id
 
 BACKENDS = [

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import backends, paths
-from orchestrator.backends.base import LabRef
+from orchestrator.backends.contract import LabRef
 from orchestrator.state import Store
 from tests.integration.conftest import GUESTLAB, ROOT, engine, guestlab, student_id, wait_for_step
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.backends.base import LabRef
+from orchestrator.backends.contract import LabRef
 from orchestrator.state import Store
 from tests.integration.conftest import (
     GUESTLAB,

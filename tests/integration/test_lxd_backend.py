@@ -16,7 +16,7 @@ from uuid import uuid4
 
 import pytest
 
-from orchestrator.backends.base import (
+from orchestrator.backends.contract import (
     DEFAULT_DISK,
     OUTPUT_LIMIT,
     Backend,

@@ -18,7 +18,7 @@ from uuid import uuid4
 
 import pytest
 
-from orchestrator.backends.base import OUTPUT_LIMIT, Backend, LabRef, MachineSpec
+from orchestrator.backends.contract import OUTPUT_LIMIT, Backend, LabRef, MachineSpec
 from orchestrator.backends.nspawn import NspawnBackend, unit_name
 from orchestrator.errors import MachineUnavailable, ProvisioningError
 from tests.integration.conftest import engine

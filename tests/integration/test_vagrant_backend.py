@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from orchestrator.backends import vagrant as vagrant_module
-from orchestrator.backends.base import Backend, LabRef, MachineSpec, no_progress
+from orchestrator.backends.contract import Backend, LabRef, MachineSpec, no_progress
 from orchestrator.backends.vagrant import VagrantBackend
 from orchestrator.backends.vagrant_host import domain_name, domain_prefix, lab_dir, network_name
 from orchestrator.backends.vagrant_libvirt import POOL

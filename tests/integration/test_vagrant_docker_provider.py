@@ -19,7 +19,7 @@ import pytest
 
 from orchestrator import backends
 from orchestrator import lab as lifecycle
-from orchestrator.backends.base import LabRef
+from orchestrator.backends.contract import LabRef
 from orchestrator.backends.vagrant import VagrantBackend
 from orchestrator.backends.vagrant_host import lab_dir
 from orchestrator.errors import UsageError
@@ -154,7 +154,7 @@ def test_a_lab_runs_end_to_end(provider: VagrantBackend, scenario_file: Path) ->
 
 def test_down_finds_a_lab_whose_directory_was_lost(provider: VagrantBackend) -> None:
     """Labels, not the lab's directory, are the source of truth (a crash can lose it)."""
-    from orchestrator.backends.base import MachineSpec, no_progress
+    from orchestrator.backends.contract import MachineSpec, no_progress
 
     lab = LabRef("vagrant-docker-lost", student_id())
     provider.ensure_image("debian-12-systemd", no_progress)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.backends import common
-from orchestrator.backends.base import Availability, LabRef
 from orchestrator.backends.common import Verdict
+from orchestrator.backends.contract import Availability, LabRef
 from orchestrator.errors import (
     BackendUnavailable,
     MachineUnavailable,

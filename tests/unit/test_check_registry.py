@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.backends.base import ExecResult, LabRef
+from orchestrator.backends.contract import ExecResult, LabRef
 from orchestrator.checks import (
     BATCH_MARK,
     FORMS,

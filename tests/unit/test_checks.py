@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.backends.base import ExecResult, LabRef
+from orchestrator.backends.contract import ExecResult, LabRef
 from orchestrator.checks import (
     BATCH_MARK,
     NOT_BATCHED,

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator import backends
-from orchestrator.backends.base import ExecResult, LabRef
+from orchestrator.backends.contract import ExecResult, LabRef
 from orchestrator.classroom import bulk, copies
 from orchestrator.state import Store
 from tests.unit.test_classroom_bulk import SCENARIO, FakeBackend, framed, roster, wired

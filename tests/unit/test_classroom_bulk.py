@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from orchestrator import backends
 from orchestrator import lab as lifecycle
-from orchestrator.backends.base import (
+from orchestrator.backends.contract import (
     Availability,
     ExecResult,
     FoundResources,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import lab as lifecycle
-from orchestrator.backends.base import LabRef
+from orchestrator.backends.contract import LabRef
 from orchestrator.errors import UsageError
 from orchestrator.scenario.model import Scenario
 

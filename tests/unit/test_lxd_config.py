@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from orchestrator.backends.base import LabRef, MachineSpec
+from orchestrator.backends.contract import LabRef, MachineSpec
 from orchestrator.backends.lxd.config import (
     IDMAP_SIZE,
     INNER_DOCKER_SCRIPT,

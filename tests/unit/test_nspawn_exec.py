@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.backends.base import OUTPUT_LIMIT
+from orchestrator.backends.contract import OUTPUT_LIMIT
 from orchestrator.backends.nspawn import enter as nspawn_enter
 from orchestrator.backends.nspawn.execution import parse_bounding, run_bounded
 from orchestrator.backends.nspawn.store import Trees, store_root

@@ -23,7 +23,7 @@ import pytest
 from rich.console import Console
 
 from orchestrator import textsafe, views
-from orchestrator.backends.base import OUTPUT_LIMIT, ExecResult, LabRef
+from orchestrator.backends.contract import OUTPUT_LIMIT, ExecResult, LabRef
 from orchestrator.checks import (
     BATCH_SIZE,
     MAX_FILE_BYTES,

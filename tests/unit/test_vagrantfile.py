@@ -52,7 +52,7 @@ def test_top_level_vagrantfile_provisions_with_the_setup_script() -> None:
 
 def test_docker_provider_machines_are_confined_and_flagged() -> None:
     """Vagrant's docker provider gets the docker backend's confinement, never --privileged."""
-    from orchestrator.backends.base import LabRef, MachineSpec
+    from orchestrator.backends.contract import LabRef, MachineSpec
     from orchestrator.backends.docker.confine import HOLD_THEN_BOOT, Confinement
     from orchestrator.backends.vagrant_host import render_vagrantfile
 

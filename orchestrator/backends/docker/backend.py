@@ -16,15 +16,6 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from orchestrator.backends import btrfs_quota, firewall
-from orchestrator.backends.base import (
-    SYSTEMD_READY,
-    Availability,
-    ExecResult,
-    FoundResources,
-    LabRef,
-    MachineSpec,
-    Progress,
-)
 from orchestrator.backends.common import (
     CONTAINER_BOOT_TIMEOUT,
     connect_or_raise,
@@ -33,6 +24,15 @@ from orchestrator.backends.common import (
     short,
     wait_for_answer,
     wait_for_systemd,
+)
+from orchestrator.backends.contract import (
+    SYSTEMD_READY,
+    Availability,
+    ExecResult,
+    FoundResources,
+    LabRef,
+    MachineSpec,
+    Progress,
 )
 from orchestrator.backends.docker import cgroups, execution, seccomp
 from orchestrator.backends.docker.confine import BOOT_FLAG, Confinement
@@ -124,7 +124,7 @@ class DockerBackend:
             )
         self.import_image(image, ensure_tarball(image, mirror=mirror, progress=progress), progress)
 
-    def import_image(self, image: str, tarball: Any, progress: Progress) -> None:
+    def import_image(self, image: str, tarball: Path, progress: Progress) -> None:
         progress(f"importing {image} into Docker")
         repo, tag = image_ref(image).rsplit(":", 1)
         with engine_errors(f"importing {image} into Docker", DockerException):

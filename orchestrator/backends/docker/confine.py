@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.backends.base import MachineSpec
+from orchestrator.backends.contract import MachineSpec
 
 #: written by the host once the machine's cgroups are delegated; /run is a fresh tmpfs
 BOOT_FLAG = "/run/.guestlab-boot"

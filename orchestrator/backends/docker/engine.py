@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.backends.base import LabRef
+from orchestrator.backends.contract import LabRef
 from orchestrator.backends.docker import seccomp
 
 START_FIX = "start it: `systemctl start docker`, or `dockerd &` where systemd is not PID 1"

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.backends.base import OUTPUT_LIMIT, ExecResult
+from orchestrator.backends.contract import OUTPUT_LIMIT, ExecResult
 
 #: how long a killed command may take to be reaped before we stop asking its exit code
 REAP_WAIT = 3.0

@@ -10,8 +10,14 @@ from typing import Any
 
 from docker.errors import APIError, DockerException, NotFound
 
-from orchestrator.backends.base import LABEL_LAB, LABEL_MACHINE, LABEL_STORE, FoundResources, LabRef
 from orchestrator.backends.common import short
+from orchestrator.backends.contract import (
+    LABEL_LAB,
+    LABEL_MACHINE,
+    LABEL_STORE,
+    FoundResources,
+    LabRef,
+)
 from orchestrator.backends.docker.engine import START_FIX
 from orchestrator.backends.firewall import CONTAINER_PREFIX, bridge_name
 from orchestrator.errors import BackendUnavailable, ProvisioningError

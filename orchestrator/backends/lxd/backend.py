@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from orchestrator import paths
-from orchestrator.backends.base import (
+from orchestrator.backends.common import Connector
+from orchestrator.backends.contract import (
     LABEL_LAB,
     LABEL_MACHINE,
     LABEL_STORE,
@@ -31,7 +32,6 @@ from orchestrator.backends.base import (
     MachineSpec,
     Progress,
 )
-from orchestrator.backends.common import Connector
 from orchestrator.backends.lxd.boot import settle, wait_ready
 from orchestrator.backends.lxd.cleanup import delete_instance, drop_exec_logs
 from orchestrator.backends.lxd.config import (

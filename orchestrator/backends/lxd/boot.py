@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from orchestrator.backends.base import SYSTEMD_READY, MachineSpec, Progress
 from orchestrator.backends.common import CONTAINER_BOOT_TIMEOUT, wait_for_answer, wait_for_systemd
+from orchestrator.backends.contract import SYSTEMD_READY, MachineSpec, Progress
 from orchestrator.backends.lxd.config import INNER_DOCKER_SCRIPT
 from orchestrator.backends.lxd.connect import Connection
 from orchestrator.backends.lxd.machines import execute

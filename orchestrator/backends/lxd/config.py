@@ -10,7 +10,7 @@ import hashlib
 import math
 import re
 
-from orchestrator.backends.base import LabRef, MachineSpec
+from orchestrator.backends.contract import LabRef, MachineSpec
 
 #: LXD config keys are free-form only under `user.`
 CONFIG_PREFIX = "user."

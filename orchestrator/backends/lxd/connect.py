@@ -12,7 +12,7 @@ import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.backends.base import Availability
+from orchestrator.backends.contract import Availability
 from orchestrator.backends.lxd.config import OWN_POOL, SIZE_ENFORCED
 from orchestrator.backends.lxd.execution import Tls
 

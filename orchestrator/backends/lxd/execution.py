@@ -27,7 +27,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.backends.base import OUTPUT_LIMIT, ExecResult
+from orchestrator.backends.contract import OUTPUT_LIMIT, ExecResult
 
 #: what guestlab still reads after a command ended while something else holds its output
 DRAIN_GRACE = 0.3

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from orchestrator.backends.base import Progress
 from orchestrator.backends.common import build_once, lock_path
+from orchestrator.backends.contract import Progress
 from orchestrator.backends.lxd.config import image_alias
 from orchestrator.backends.lxd.machines import api_errors
 from orchestrator.errors import UsageError

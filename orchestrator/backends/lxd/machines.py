@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.backends import common
-from orchestrator.backends.base import LABEL_LAB, ExecResult, LabRef, MachineSpec, Progress
+from orchestrator.backends.contract import LABEL_LAB, ExecResult, LabRef, MachineSpec, Progress
 from orchestrator.backends.lxd.config import (
     CONFIG_PREFIX,
     disk_size,

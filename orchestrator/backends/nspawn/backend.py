@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import paths
-from orchestrator.backends.base import (
+from orchestrator.backends.common import refuse_existing
+from orchestrator.backends.contract import (
     Availability,
     ExecResult,
     FoundResources,
@@ -45,7 +46,6 @@ from orchestrator.backends.base import (
     MachineSpec,
     Progress,
 )
-from orchestrator.backends.common import refuse_existing
 from orchestrator.backends.nspawn.boot import (
     running_init,
     start,

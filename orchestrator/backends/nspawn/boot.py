@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.backends.base import MachineSpec, Progress
 from orchestrator.backends.common import CONTAINER_BOOT_TIMEOUT, wait_for_answer, wait_for_systemd
+from orchestrator.backends.contract import MachineSpec, Progress
 from orchestrator.backends.nspawn.cgroups import (
     cgroup_pids,
     in_cgroups,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.backends.base import MachineSpec
+from orchestrator.backends.contract import MachineSpec
 from orchestrator.backends.nspawn.host import alive, live_nspawn, machined_scope, proc_stat
 
 CGROUP_PARENT = "guestlab"

@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.backends.base import OUTPUT_LIMIT, ExecResult
 from orchestrator.backends.common import file_lock
+from orchestrator.backends.contract import OUTPUT_LIMIT, ExecResult
 from orchestrator.backends.nspawn.cgroups import exec_cgroups, kill_cgroups, remove_cgroups
 from orchestrator.backends.nspawn.host import wait_group_gone
 from orchestrator.backends.nspawn.seccomp import volume_ioctl_filter

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import paths
-from orchestrator.backends.base import FoundResources, LabRef, MachineSpec
+from orchestrator.backends.contract import FoundResources, LabRef, MachineSpec
 from orchestrator.backends.nspawn.store import read_json, write_json
 from orchestrator.errors import MachineUnavailable, UsageError
 

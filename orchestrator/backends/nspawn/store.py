@@ -24,8 +24,8 @@ from typing import Any
 
 from orchestrator import paths
 from orchestrator.backends import btrfs_quota
-from orchestrator.backends.base import Progress
 from orchestrator.backends.common import build_once, lock_path
+from orchestrator.backends.contract import Progress
 from orchestrator.errors import ProvisioningError, UsageError
 from orchestrator.images import rootfs as rootfs_images
 from orchestrator.images.catalog import lookup

@@ -10,6 +10,7 @@ import getpass
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from orchestrator import paths
@@ -200,4 +201,18 @@ class Backend(Protocol):
     def host_root_risk(self) -> str | None:
         """None when root in a machine has no power over the host (a user namespace, an
         unprivileged container); else one sentence that names the risk on this host."""
+        ...
+
+
+@runtime_checkable
+class ImageStore(Protocol):
+    """Optional: an engine that keeps imported images it can be asked about and that
+    `guestlab image build --rebuild` imports again (Docker). Others build on demand."""
+
+    def has_image(self, image: str) -> bool:
+        """Whether the engine holds the catalog image `image` now."""
+        ...
+
+    def import_image(self, image: str, tarball: Path, progress: Progress) -> None:
+        """Import the root file system `tarball` as `image`, replacing what was there."""
         ...
