@@ -19,7 +19,7 @@ from typing import Any
 from raw import Raw, sh, wait_running
 
 from orchestrator import paths
-from orchestrator.backends.vagrant_libvirt import POOL, kvm_status
+from orchestrator.backends.vagrant.libvirt import POOL, kvm_status
 from orchestrator.checks import probes
 from orchestrator.images.box import box_name
 from orchestrator.lab import Lab

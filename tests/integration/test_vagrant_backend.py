@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.backends import vagrant as vagrant_module
 from orchestrator.backends.contract import Backend, LabRef, MachineSpec, no_progress
 from orchestrator.backends.vagrant import VagrantBackend
-from orchestrator.backends.vagrant_host import domain_name, domain_prefix, lab_dir, network_name
-from orchestrator.backends.vagrant_libvirt import POOL
+from orchestrator.backends.vagrant import backend as vagrant_module
+from orchestrator.backends.vagrant.host import domain_name, domain_prefix, lab_dir, network_name
+from orchestrator.backends.vagrant.libvirt import POOL
 from orchestrator.errors import MachineUnavailable, UsageError
 from tests.integration.conftest import engine, student_id
 

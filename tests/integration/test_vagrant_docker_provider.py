@@ -21,7 +21,7 @@ from orchestrator import backends
 from orchestrator import lab as lifecycle
 from orchestrator.backends.contract import LabRef
 from orchestrator.backends.vagrant import VagrantBackend
-from orchestrator.backends.vagrant_host import lab_dir
+from orchestrator.backends.vagrant.host import lab_dir
 from orchestrator.errors import UsageError
 from orchestrator.scenario.load import load_file
 from tests.integration.conftest import ROOT, docker_leftovers, engine, guestlab, student_id

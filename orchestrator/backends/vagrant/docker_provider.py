@@ -22,7 +22,7 @@ from orchestrator.backends.contract import (
 
 # the docker backend's names for the machines' containers: its exec and files then serve
 from orchestrator.backends.docker import DockerBackend, container_name
-from orchestrator.backends.vagrant_host import lab_digest, network_name
+from orchestrator.backends.vagrant.host import lab_digest, network_name
 from orchestrator.errors import MachineUnavailable, ProvisioningError
 
 #: marks this provider's containers, networks and images apart from the docker backend's

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from orchestrator import paths
 from orchestrator.backends.contract import ExecResult, LabRef
-from orchestrator.backends.vagrant_host import lab_dir
+from orchestrator.backends.vagrant.host import lab_dir
 from orchestrator.errors import MachineUnavailable, ProvisioningError
 
 #: commands run under coreutils `timeout` inside; this much longer we stop waiting outside

@@ -31,7 +31,7 @@ from orchestrator.backends.contract import (
     LabRef,
     Progress,
 )
-from orchestrator.backends.vagrant_host import (
+from orchestrator.backends.vagrant.host import (
     DESCRIPTION_PREFIX,
     box_dir,
     box_volume_name,

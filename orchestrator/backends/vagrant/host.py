@@ -115,7 +115,7 @@ def render_vagrantfile(context: dict[str, Any]) -> str:
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("orchestrator.backends", "templates"),
+        loader=jinja2.PackageLoader("orchestrator.backends.vagrant", "templates"),
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import paths
-from orchestrator.backends import vagrant_libvirt as libvirt
 from orchestrator.backends.contract import (
     LABEL_LAB,
     LABEL_MACHINE,
@@ -44,7 +43,8 @@ from orchestrator.backends.contract import (
     MachineSpec,
     Progress,
 )
-from orchestrator.backends.vagrant_host import (
+from orchestrator.backends.vagrant import libvirt
+from orchestrator.backends.vagrant.host import (
     DESCRIPTION_PREFIX,
     INSTALL_FIX,
     PROVIDERS,
@@ -57,8 +57,8 @@ from orchestrator.backends.vagrant_host import (
     run_host,
     vagrant_home,
 )
-from orchestrator.backends.vagrant_libvirt import POOL, virsh
-from orchestrator.backends.vagrant_ssh import Ssh
+from orchestrator.backends.vagrant.libvirt import POOL, virsh
+from orchestrator.backends.vagrant.ssh import Ssh
 from orchestrator.errors import (
     BackendUnavailable,
     MachineUnavailable,
@@ -67,7 +67,7 @@ from orchestrator.errors import (
 )
 
 if TYPE_CHECKING:
-    from orchestrator.backends.vagrant_docker import DockerProvider
+    from orchestrator.backends.vagrant.docker_provider import DockerProvider
 
 READY_TIMEOUT = 300.0  # a cold boot under software emulation takes about a minute
 _NOISE = re.compile(r" -- |version|metadata|https?://")
@@ -259,7 +259,7 @@ class VagrantBackend:
             return self._engine
 
     def _docker(self) -> DockerProvider:
-        from orchestrator.backends.vagrant_docker import DockerProvider
+        from orchestrator.backends.vagrant.docker_provider import DockerProvider
 
         return DockerProvider()
 
@@ -397,7 +397,7 @@ class VagrantBackend:
     def has_image(self, image: str) -> bool:
         provider = self._provider()
         if provider == "docker":
-            from orchestrator.backends.vagrant_docker import docker_backend
+            from orchestrator.backends.vagrant.docker_provider import docker_backend
 
             return docker_backend().has_image(image)
         return box_dir(image, provider) is not None
@@ -412,7 +412,7 @@ class VagrantBackend:
         eng = self._eng()
         if eng.provider == "docker":
             # no box: the docker provider runs the image the docker backend builds
-            from orchestrator.backends.vagrant_docker import docker_backend
+            from orchestrator.backends.vagrant.docker_provider import docker_backend
 
             docker_backend().ensure_image(image, progress, build=build, mirror=mirror)
             return
@@ -473,7 +473,11 @@ class VagrantBackend:
         }
         if meta["provider"] == "docker":
             from orchestrator.backends.docker import image_ref
-            from orchestrator.backends.vagrant_docker import command, container_name, run_args
+            from orchestrator.backends.vagrant.docker_provider import (
+                command,
+                container_name,
+                run_args,
+            )
 
             network = meta["network"]["name"]
             entry.update(
@@ -694,7 +698,7 @@ class VagrantBackend:
 
     def _restore_container(self, lab: LabRef, spec: MachineSpec, progress: Progress) -> None:
         """A new container from the starting commit, made by Vagrant like the first one."""
-        from orchestrator.backends.vagrant_docker import image_repo
+        from orchestrator.backends.vagrant.docker_provider import image_repo
 
         docker = self._docker()
         start = f"{image_repo(lab)}:{spec.name}-start"
