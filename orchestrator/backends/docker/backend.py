@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import posixpath
 import tarfile
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.errors import APIError, DockerException, NotFound
 
 from orchestrator.backends import btrfs_quota, firewall
 from orchestrator.backends.common import (
@@ -106,11 +105,7 @@ class DockerBackend:
 
     # -- images ---------------------------------------------------------------------------
     def has_image(self, image: str) -> bool:
-        try:
-            self.client.images.get(image_ref(image))
-            return True
-        except ImageNotFound:
-            return False
+        return self.resources.has_image(image_ref(image))
 
     def ensure_image(
         self, image: str, progress: Progress, *, build: bool = True, mirror: str | None = None
@@ -254,9 +249,13 @@ class DockerBackend:
         self._run(target, image)
         self.wait_ready(target.lab, target.name, target.init, progress)
 
-    def commit(self, spec: MachineSpec, tag: str, labels: dict[str, str]) -> str:
+    def commit(
+        self, spec: MachineSpec, tag: str, labels: dict[str, str], *, repo: str | None = None
+    ) -> str:
+        """The machine's file system as an image in the lab's repository (or `repo`: Vagrant's
+        docker provider keeps its own); the image's reference."""
         container = self.container(spec.lab, spec.name)
-        repo = lab_repo(spec.lab)
+        repo = repo or lab_repo(spec.lab)
         label_line = " ".join(f'{k}="{v}"' for k, v in labels.items())
         with engine_errors(f"saving {spec.name}", DockerException):
             container.commit(repository=repo, tag=tag, changes=[f"LABEL {label_line}"])
@@ -269,18 +268,13 @@ class DockerBackend:
     def restore(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
         for spec in machines:
             image = f"{lab_repo(lab)}:{spec.name}-start"
-            try:
-                self.client.images.get(image)
-            except ImageNotFound:
+            if not self.resources.has_image(image):
                 raise ProvisioningError(
                     f"no starting state saved for {spec.name}",
                     hint=f"bring the lab down and up again: guestlab down {lab.scenario}",
-                ) from None
-            progress(f"restoring {spec.name}")
-            with contextlib.suppress(NotFound):
-                self.client.containers.get(container_name(lab, spec.name)).remove(
-                    force=True, v=True
                 )
+            progress(f"restoring {spec.name}")
+            self.resources.remove_container(container_name(lab, spec.name))
             self._run(spec, image)
         for spec in machines:
             self.wait_ready(spec.lab, spec.name, spec.init, progress)

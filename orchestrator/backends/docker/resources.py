@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from docker.errors import APIError, DockerException, NotFound
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from orchestrator.backends.common import short
 from orchestrator.backends.contract import (
@@ -63,6 +63,27 @@ class Resources:
                 hint="with many labs, give Docker more address pools: `default-address-pools`"
                 " in /etc/docker/daemon.json (scripts/setup/docker.sh writes one)",
             ) from None
+
+    def subnet(self, network: str) -> str:
+        """The subnet the engine gave `network` (its name where the engine says none)."""
+        net = self.call("reading network " + network, self.client.networks.get, network)
+        ipam = net.attrs.get("IPAM") or {}
+        return str((ipam.get("Config") or [{}])[0].get("Subnet", network))
+
+    def has_image(self, ref: str) -> bool:
+        """Whether the engine holds the image `ref` (repository:tag)."""
+        try:
+            self.call("finding image " + ref, self.client.images.get, ref)
+        except ImageNotFound:
+            return False
+        return True
+
+    def remove_container(self, name: str) -> None:
+        """Remove the container `name` and its anonymous volumes, if it exists."""
+        with contextlib.suppress(NotFound):
+            self.call("finding " + name, self.client.containers.get, name).remove(
+                force=True, v=True
+            )
 
     def labelled(
         self, lab: LabRef | None, also: Sequence[str] = ()
