@@ -16,7 +16,7 @@ import pytest
 
 from orchestrator.backends.contract import Backend, LabRef, MachineSpec, no_progress
 from orchestrator.backends.vagrant import VagrantBackend
-from orchestrator.backends.vagrant import backend as vagrant_module
+from orchestrator.backends.vagrant import boxes as boxes_module
 from orchestrator.backends.vagrant.host import domain_name, domain_prefix, lab_dir, network_name
 from orchestrator.backends.vagrant.libvirt import POOL
 from orchestrator.errors import MachineUnavailable, UsageError
@@ -105,7 +105,7 @@ def test_the_vm_reaches_no_service_of_the_host(backend: VagrantBackend, web: Mac
 
     threading.Thread(target=accept, daemon=True).start()
     try:
-        # the lab network's first address is the host's (vagrant_libvirt.ensure_network)
+        # the lab network's first address is the host's (vagrant/libvirt.py, ensure_network)
         cidr = run(backend, web, "sh", "-c", "ip -4 -o addr show scope global | awk '{print $4}'")
         target = str(next(ipaddress.ip_interface(cidr.split()[0]).network.hosts()))
         port = srv.getsockname()[1]
@@ -237,7 +237,7 @@ def test_destroy_leaves_nothing_and_is_idempotent(
 def test_missing_box_without_build_names_the_command(
     backend: VagrantBackend, monkeypatch: pytest.MonkeyPatch, tmp_path: object
 ) -> None:
-    monkeypatch.setattr(vagrant_module, "box_dir", lambda image, provider: None)
+    monkeypatch.setattr(boxes_module, "box_dir", lambda image, provider: None)
     monkeypatch.setenv("GUESTLAB_IMAGES", str(tmp_path))  # no cached box file either
     with pytest.raises(UsageError, match=f"guestlab image build {IMAGE} --backend vagrant"):
         backend.ensure_image(IMAGE, no_progress, build=False)

@@ -54,7 +54,7 @@ def test_docker_provider_machines_are_confined_and_flagged() -> None:
     """Vagrant's docker provider gets the docker backend's confinement, never --privileged."""
     from orchestrator.backends.contract import LabRef, MachineSpec
     from orchestrator.backends.docker.confine import HOLD_THEN_BOOT, Confinement
-    from orchestrator.backends.vagrant.host import render_vagrantfile
+    from orchestrator.backends.vagrant.vagrantfile import render_vagrantfile
 
     spec = MachineSpec(LabRef("demo", "ana"), "web", "debian-12-systemd", memory=256 * 1024**2)
     conf = Confinement(spec, "gl-net", spec.labels, disk=2 * 1024**3)

@@ -5,25 +5,24 @@ Its machines are containers, NOT virtual machines: the backend's `virtualization
 Vagrant creates and starts each container from the Vagrantfile; the container carries
 the name the docker backend gives its own, so commands and files go through that backend.
 What Vagrant's provider cannot do is here: the lab's internal network, the starting state
-and clones as commits, and finding and removing it all by label.
+and clones as commits, and finding and removing it all by label. All of it goes through
+the docker package's public functions, and the containers are confined by the one
+description the docker backend uses for its own (docker/confine.py).
+
+The docker package (and with it the engine's SDK) loads only when a function here is
+called: a host on libvirt never needs it.
 """
 
 from __future__ import annotations
 
-import contextlib
+from typing import TYPE_CHECKING
 
-from docker.errors import DockerException, ImageNotFound, NotFound
-
-from orchestrator.backends.contract import (
-    FoundResources,
-    LabRef,
-    MachineSpec,
-)
-
-# the docker backend's names for the machines' containers: its exec and files then serve
-from orchestrator.backends.docker import DockerBackend, container_name
+from orchestrator.backends.contract import FoundResources, LabRef, MachineSpec
 from orchestrator.backends.vagrant.host import lab_digest, network_name
-from orchestrator.errors import MachineUnavailable, ProvisioningError
+
+if TYPE_CHECKING:
+    from orchestrator.backends.docker import DockerBackend
+    from orchestrator.backends.docker.confine import Confinement
 
 #: marks this provider's containers, networks and images apart from the docker backend's
 #: (a lab with a `kind: vm` machine has both, under one lab label)
@@ -31,14 +30,17 @@ LABEL_PROVIDER = "guestlab.vagrant-provider"
 
 
 def docker_backend() -> DockerBackend:
+    """The docker backend, whose exec, files, boot and clean-up serve this provider."""
     from orchestrator.backends import get
+    from orchestrator.backends.docker import DockerBackend
 
     backend = get("docker")
     assert isinstance(backend, DockerBackend)
     return backend
 
 
-def _labels(labels: dict[str, str]) -> dict[str, str]:
+def provider_labels(labels: dict[str, str]) -> dict[str, str]:
+    """`labels` and the mark of this provider's resources."""
     return {**labels, LABEL_PROVIDER: "docker"}
 
 
@@ -47,14 +49,18 @@ def image_repo(lab: LabRef) -> str:
     return f"guestlab/vagrant-{lab_digest(lab)}"
 
 
-def run_args(spec: MachineSpec, network: str) -> list[str]:
-    """`docker run` options for Vagrant's `create_args`: the docker backend's confinement,
-    from the one description it uses itself (docs/security.md says what it holds)."""
-    return docker_backend().confinement(spec, network, _labels(spec.labels)).cli_args()
+def container_name(lab: LabRef, machine: str) -> str:
+    """The docker backend's name for the machine's container: its exec and files serve."""
+    from orchestrator.backends.docker import container_name as docker_name
+
+    return docker_name(lab, machine)
 
 
-def command(spec: MachineSpec, network: str) -> list[str]:
-    return docker_backend().confinement(spec, network, _labels(spec.labels)).command
+def confinement(spec: MachineSpec, network: str) -> Confinement:
+    """The docker backend's confinement of the machine, from the one description it uses
+    itself: `command` and `cli_args()` are Vagrant's `cmd` and `create_args`
+    (docs/security.md says what it holds)."""
+    return docker_backend().confinement(spec, network, provider_labels(spec.labels))
 
 
 class DockerProvider:
@@ -66,24 +72,14 @@ class DockerProvider:
     def ensure_network(self, lab: LabRef) -> str:
         """The lab's internal network (its machines reach each other, nothing beyond); its
         subnet."""
-        name = self.engine.ensure_network(lab, _labels(lab.labels()), name=network_name(lab))
-        ipam = self.engine.client.networks.get(name).attrs.get("IPAM") or {}
-        return str((ipam.get("Config") or [{}])[0].get("Subnet", name))
+        name = self.engine.ensure_network(
+            lab, provider_labels(lab.labels()), name=network_name(lab)
+        )
+        return self.engine.resources.subnet(name)
 
-    def commit(self, lab: LabRef, machine: str, tag: str, labels: dict[str, str]) -> str:
+    def commit(self, spec: MachineSpec, tag: str, labels: dict[str, str]) -> str:
         """The machine's file system as an image of the lab; its reference."""
-        try:
-            container = self.engine.client.containers.get(container_name(lab, machine))
-        except NotFound:
-            raise MachineUnavailable(
-                f"machine `{machine}` of lab `{lab.key}` does not exist"
-            ) from None
-        line = " ".join(f'{k}="{v}"' for k, v in _labels(labels).items())
-        try:
-            container.commit(repository=image_repo(lab), tag=tag, changes=[f"LABEL {line}"])
-        except DockerException as e:
-            raise ProvisioningError(f"saving {machine} failed: {e}") from None
-        return f"{image_repo(lab)}:{tag}"
+        return self.engine.commit(spec, tag, provider_labels(labels), repo=image_repo(spec.lab))
 
     def release_boot(self, lab: LabRef, machine: str, init: str) -> None:
         """Once Vagrant has started the container: its cgroups, then systemd."""
@@ -91,18 +87,17 @@ class DockerProvider:
             self.engine.release_boot(lab, machine)
 
     def has_image(self, ref: str) -> bool:
-        try:
-            self.engine.client.images.get(ref)
-        except ImageNotFound:
-            return False
-        return True
+        """Whether the engine holds `ref`, one of the lab's commits."""
+        return self.engine.resources.has_image(ref)
 
     def remove(self, lab: LabRef, machine: str) -> None:
-        with contextlib.suppress(NotFound):
-            self.engine.client.containers.get(container_name(lab, machine)).remove(force=True)
+        """The machine's container, gone if it was there."""
+        self.engine.resources.remove_container(container_name(lab, machine))
 
     def destroy(self, lab: LabRef) -> FoundResources:
+        """Every container, network and commit of the lab that this provider made."""
         return self.engine.destroy(lab, also=[LABEL_PROVIDER])
 
     def find(self, lab: LabRef | None) -> dict[str, FoundResources]:
+        """This provider's resources of `lab` (or of every lab of this store), by label."""
         return self.engine.find(lab, also=[LABEL_PROVIDER])

@@ -1,8 +1,7 @@
-"""Host-side pieces of the Vagrant backend: names, where things live, host commands, and
-the Vagrantfile.
+"""Host-side pieces of the Vagrant backend: names, where things live, host commands.
 
-Split from vagrant.py so that the backend reads as its lifecycle; nothing here knows a
-provider's engine (libvirt is in vagrant_libvirt.py, docker in vagrant_docker.py).
+Nothing here knows a provider's engine (libvirt is in libvirt.py, docker in
+docker_provider.py) or the Vagrantfile (vagrantfile.py).
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import re
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from orchestrator import paths
 from orchestrator.backends.contract import LabRef
@@ -98,30 +96,8 @@ def run_host(argv: Sequence[str], *, timeout: float = 120, input: bytes | None =
     return proc.stdout.decode("utf-8", "replace")
 
 
-# -- the Vagrantfile ----------------------------------------------------------------------
-def _ruby(value: Any) -> str:
-    """A Ruby literal: single-quoted strings, so `#{...}` in a name is never interpolated."""
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_ruby(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
-    return f"'{text}'"
-
-
-def render_vagrantfile(context: dict[str, Any]) -> str:
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("orchestrator.backends.vagrant", "templates"),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,  # Ruby, not HTML: values go through the `ruby` filter instead
-    )
-    env.filters["ruby"] = _ruby
-    env.filters["oneline"] = lambda v: " ".join(str(v).split())
-    return env.get_template("Vagrantfile.j2").render(**context)
+def write_whole(path: Path, text: str) -> None:
+    """Write a file whole, so that a reader never sees half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -1,0 +1,81 @@
+"""A machine's image as Vagrant wants it: guestlab's box for libvirt, built once under a
+lock and put into libvirt's pool; a box the user added for VirtualBox; the docker backend's
+image for the docker provider (no box).
+"""
+
+from __future__ import annotations
+
+import fcntl
+from pathlib import Path
+
+from orchestrator import paths
+from orchestrator.backends.contract import Progress
+from orchestrator.backends.vagrant import libvirt
+from orchestrator.backends.vagrant.docker_provider import docker_backend
+from orchestrator.backends.vagrant.host import box_dir, run_host
+from orchestrator.backends.vagrant.preflight import Preflight
+from orchestrator.errors import UsageError
+
+
+def has_image(image: str, provider: str) -> bool:
+    """Whether `provider` has what a machine of `image` boots from."""
+    if provider == "docker":
+        return docker_backend().has_image(image)
+    return box_dir(image, provider) is not None
+
+
+def ensure_image(
+    image: str,
+    progress: Progress,
+    preflight: Preflight,
+    *,
+    build: bool = True,
+    mirror: str | None = None,
+) -> None:
+    """The image ready for the provider, built (when `build`) or refused with the command."""
+    from orchestrator.images.box import box_name, box_path, ensure_box_file
+    from orchestrator.images.catalog import lookup
+
+    lookup(image)
+    eng = preflight.engine()
+    if eng.provider == "docker":
+        # no box: the docker provider runs the image the docker backend builds
+        docker_backend().ensure_image(image, progress, build=build, mirror=mirror)
+        return
+    if eng.provider == "virtualbox":
+        if box_dir(image, "virtualbox") is None:
+            raise UsageError(
+                f"no VirtualBox box {box_name(image)}: guestlab builds libvirt boxes only",
+                hint=f"add one: vagrant box add {box_name(image)} FILE --provider virtualbox",
+            )
+        return
+    with open(paths.locks_dir() / f"vagrant-box-{image}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if box_dir(image, "libvirt") is None:
+            if not box_path(image).exists() and not build:
+                raise UsageError(
+                    f"the Vagrant box {box_name(image)} does not exist yet: build it with "
+                    f"`guestlab image build {image} --backend vagrant`",
+                    hint=f"guestlab image build {image} --backend vagrant",
+                )
+            add_box(image, ensure_box_file(image, mirror=mirror, progress=progress))
+        libvirt.upload_box(image, progress)
+
+
+def import_image(image: str, progress: Progress) -> None:
+    """`image build --rebuild`: build the box again from the fresh rootfs and add it."""
+    from orchestrator.images.box import ensure_box_file
+
+    add_box(image, ensure_box_file(image, progress=progress, rebuild=True))
+    libvirt.upload_box(image, progress)
+
+
+def add_box(image: str, box_file: Path) -> None:
+    """`vagrant box add` the box file for libvirt, replacing one of the same name."""
+    from orchestrator.images.box import box_name
+
+    run_host(
+        ["vagrant", "box", "add", "--force", "--name", box_name(image),
+         "--provider", "libvirt", str(box_file)],
+        timeout=600,
+    )  # fmt: skip

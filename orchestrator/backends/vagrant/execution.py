@@ -1,0 +1,128 @@
+"""Commands and files in a machine, and the waits for a booting one.
+
+A VM is reached over plain ssh (ssh.py) with the address `vagrant ssh-config` gave; a
+container of Vagrant's docker provider through the docker backend, which named it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from orchestrator.backends.contract import ExecResult, LabRef, Progress
+from orchestrator.backends.vagrant import command, libvirt
+from orchestrator.backends.vagrant.docker_provider import docker_backend
+from orchestrator.backends.vagrant.host import domain_name, lab_dir
+from orchestrator.backends.vagrant.labdir import read_meta
+from orchestrator.backends.vagrant.ssh import Ssh
+from orchestrator.errors import MachineUnavailable, ProvisioningError
+
+READY_TIMEOUT = 300.0  # a cold boot under software emulation takes about a minute
+
+
+def _missing(lab: LabRef, machine: str) -> MachineUnavailable:
+    return MachineUnavailable(
+        f"machine `{machine}` of lab `{lab.key}` does not exist",
+        hint="bring the lab up first: guestlab up",
+    )
+
+
+def ssh_for(lab: LabRef, machine: str) -> Ssh:
+    """The machine over ssh, asking Vagrant for its ssh-config the first time."""
+    ssh = Ssh(lab, machine)
+    if ssh.config.exists():
+        return ssh
+    if machine not in read_meta(lab).get("machines", {}):
+        raise _missing(lab, machine)
+    ssh.save_config(command.ssh_config(lab, machine))
+    return ssh
+
+
+def domain_running(lab: LabRef, machine: str) -> bool:
+    """Whether the machine's libvirt domain runs (always true for other providers)."""
+    if read_meta(lab).get("provider") != "libvirt":
+        return True
+    return libvirt.domain_state(domain_name(lab, machine)) == "running"
+
+
+def exec_in(lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
+    """Run argv as root in the machine: the backend's `exec`."""
+    meta = read_meta(lab)
+    if machine not in meta.get("machines", {}):
+        raise _missing(lab, machine)
+    if meta["provider"] == "docker":
+        return docker_backend().exec(lab, machine, argv, timeout=timeout)
+    not_running = MachineUnavailable(
+        f"machine `{machine}` of lab `{lab.key}` is not running",
+        hint=f"start it: cd {lab_dir(lab)} && vagrant up {machine}",
+    )
+    if not domain_running(lab, machine):
+        # asked first (20 ms): ssh to a VM that vanished would wait for its timeouts
+        raise not_running
+    try:
+        return ssh_for(lab, machine).run(argv, timeout=timeout)
+    except MachineUnavailable:
+        if not domain_running(lab, machine):
+            raise not_running from None
+        # the VM runs: its address may have changed; ask Vagrant again, once
+        Ssh(lab, machine).forget()
+        return ssh_for(lab, machine).run(argv, timeout=timeout)
+
+
+def put_file(lab: LabRef, machine: str, dest: str, data: bytes, mode: int) -> None:
+    """Write `data` to `dest` in the machine, owned by root, with `mode`."""
+    if read_meta(lab).get("provider") == "docker":
+        docker_backend().put_file(lab, machine, dest, data, mode)
+        return
+    ssh_for(lab, machine).put_file(dest, data, mode)
+
+
+def shell_argv(lab: LabRef, machine: str) -> list[str]:
+    """The host command that opens a root shell in the machine."""
+    if read_meta(lab).get("provider") == "docker":
+        return docker_backend().shell_argv(lab, machine)
+    return Ssh(lab, machine).shell_argv()
+
+
+def wait_ssh(lab: LabRef, machine: str) -> None:
+    """Until `vagrant ssh-config` knows an address and a command runs over it."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            res = ssh_for(lab, machine).run(["true"], timeout=20)
+            if res.ok:
+                return
+            last = (res.stderr or res.stdout).strip()[-200:] or f"exit {res.exit_code}"
+        except MachineUnavailable as exc:
+            last = str(exc)
+            Ssh(lab, machine).forget()
+            if not domain_running(lab, machine):
+                break
+        time.sleep(2)
+    raise ProvisioningError(
+        f"machine `{machine}` of lab `{lab.key}` does not answer over SSH (last: {last})",
+        hint=f"look at its console: virsh console {domain_name(lab, machine)}",
+    )
+
+
+def wait_ready(lab: LabRef, machine: str, init: str, progress: Progress) -> None:
+    """Until systemd in the VM has finished booting (running or degraded)."""
+    if init == "none":
+        return
+    progress(f"waiting for systemd in {machine}")
+    deadline = time.monotonic() + READY_TIMEOUT
+    state = ""
+    while time.monotonic() < deadline:
+        left = max(5.0, deadline - time.monotonic())
+        res = exec_in(lab, machine, ["systemctl", "is-system-running", "--wait"], timeout=left)
+        state = res.stdout.strip()
+        if state in ("running", "degraded"):
+            return
+        if state in ("maintenance", "stopping", "offline"):
+            break
+        time.sleep(1)
+    raise ProvisioningError(
+        f"systemd in `{machine}` did not finish booting (state: {state or 'unknown'})",
+        hint=f"look inside: guestlab exec ... {machine} -- systemctl --failed",
+    )
