@@ -5,10 +5,9 @@ image for the docker provider (no box).
 
 from __future__ import annotations
 
-import fcntl
 from pathlib import Path
 
-from orchestrator import paths
+from orchestrator.backends.common import file_lock, lock_path
 from orchestrator.backends.contract import Progress
 from orchestrator.backends.vagrant import libvirt
 from orchestrator.backends.vagrant.docker_provider import docker_backend
@@ -49,8 +48,8 @@ def ensure_image(
                 hint=f"add one: vagrant box add {box_name(image)} FILE --provider virtualbox",
             )
         return
-    with open(paths.locks_dir() / f"vagrant-box-{image}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    # the box is built and uploaded once, whoever asks at the same time
+    with file_lock(lock_path(f"vagrant-box-{image}")):
         if box_dir(image, "libvirt") is None:
             if not box_path(image).exists() and not build:
                 raise UsageError(

@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from orchestrator.backends.contract import ExecResult, LabRef, Progress
+from orchestrator.backends.common import VM_BOOT_TIMEOUT, wait_for_systemd
+from orchestrator.backends.contract import SYSTEMD_READY, ExecResult, LabRef, Progress
 from orchestrator.backends.vagrant import command, libvirt
 from orchestrator.backends.vagrant.docker_provider import docker_backend
 from orchestrator.backends.vagrant.host import domain_name, lab_dir
@@ -17,7 +18,8 @@ from orchestrator.backends.vagrant.labdir import read_meta
 from orchestrator.backends.vagrant.ssh import Ssh
 from orchestrator.errors import MachineUnavailable, ProvisioningError
 
-READY_TIMEOUT = 300.0  # a cold boot under software emulation takes about a minute
+#: between two tries of ssh while a VM boots: each try costs the emulated guest a login
+SSH_RETRY = 2.0
 
 
 def _missing(lab: LabRef, machine: str) -> MachineUnavailable:
@@ -85,8 +87,12 @@ def shell_argv(lab: LabRef, machine: str) -> list[str]:
 
 
 def wait_ssh(lab: LabRef, machine: str) -> None:
-    """Until `vagrant ssh-config` knows an address and a command runs over it."""
-    deadline = time.monotonic() + READY_TIMEOUT
+    """Until `vagrant ssh-config` knows an address and a command runs over it.
+
+    Not common.wait_for_answer: its pace (a tenth of a second) suits an exec into a
+    container, while every try here is an ssh login to a guest under emulation.
+    """
+    deadline = time.monotonic() + VM_BOOT_TIMEOUT
     last = "no answer"
     while time.monotonic() < deadline:
         try:
@@ -99,7 +105,7 @@ def wait_ssh(lab: LabRef, machine: str) -> None:
             Ssh(lab, machine).forget()
             if not domain_running(lab, machine):
                 break
-        time.sleep(2)
+        time.sleep(SSH_RETRY)
     raise ProvisioningError(
         f"machine `{machine}` of lab `{lab.key}` does not answer over SSH (last: {last})",
         hint=f"look at its console: virsh console {domain_name(lab, machine)}",
@@ -107,22 +113,19 @@ def wait_ssh(lab: LabRef, machine: str) -> None:
 
 
 def wait_ready(lab: LabRef, machine: str, init: str, progress: Progress) -> None:
-    """Until systemd in the VM has finished booting (running or degraded)."""
+    """Until systemd in the VM has finished booting: common.wait_for_systemd's reading of
+    each state, with a VM's deadline."""
     if init == "none":
-        return
+        return  # wait_ssh has seen a command answer
     progress(f"waiting for systemd in {machine}")
-    deadline = time.monotonic() + READY_TIMEOUT
-    state = ""
-    while time.monotonic() < deadline:
-        left = max(5.0, deadline - time.monotonic())
-        res = exec_in(lab, machine, ["systemctl", "is-system-running", "--wait"], timeout=left)
-        state = res.stdout.strip()
-        if state in ("running", "degraded"):
-            return
-        if state in ("maintenance", "stopping", "offline"):
-            break
-        time.sleep(1)
-    raise ProvisioningError(
-        f"systemd in `{machine}` did not finish booting (state: {state or 'unknown'})",
+
+    def state(t: float) -> str:
+        res = exec_in(lab, machine, list(SYSTEMD_READY), timeout=t)
+        return res.stdout.strip() or ("no answer" if res.timed_out else res.stderr[:200])
+
+    wait_for_systemd(
+        f"machine `{machine}` of lab `{lab.key}`",
+        state,
+        timeout=VM_BOOT_TIMEOUT,
         hint=f"look inside: guestlab exec ... {machine} -- systemctl --failed",
     )

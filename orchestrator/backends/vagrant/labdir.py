@@ -6,13 +6,13 @@ lab's SSH key pair and the cached `vagrant ssh-config` of each machine.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 from orchestrator import paths
+from orchestrator.backends.common import file_lock, lock_path
 from orchestrator.backends.contract import LabRef
 from orchestrator.backends.vagrant import libvirt
 from orchestrator.backends.vagrant.docker_provider import DockerProvider
@@ -38,8 +38,7 @@ class LabFiles:
     @contextlib.contextmanager
     def editing(self, lab: LabRef) -> Iterator[dict[str, Any]]:
         """meta.json for changing, then the Vagrantfile rendered again from it."""
-        with self._lock, open(paths.locks_dir() / f"vagrant-{lab.key}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with self._lock, file_lock(lock_path(f"vagrant-{lab.key}")):
             meta = read_meta(lab)
             yield meta
             write_whole(lab_dir(lab) / "meta.json", json.dumps(meta, indent=2) + "\n")

@@ -8,7 +8,6 @@ disk for a clone, snapshots, finding a lab's leftovers by label) is here.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import grp
 import ipaddress
 import json
@@ -24,6 +23,7 @@ from xml.etree import ElementTree
 
 from orchestrator import paths
 from orchestrator.backends import firewall
+from orchestrator.backends.common import file_lock, lock_path
 from orchestrator.backends.contract import (
     LABEL_LAB,
     LABEL_MACHINE,
@@ -260,8 +260,7 @@ def destroy_lab(lab: LabRef, meta: dict[str, Any], found: FoundResources) -> Non
 def ensure_network(lab: LabRef) -> str:
     """Define and start the lab's isolated network; return its address (a /24)."""
     name = network_name(lab)
-    with open(paths.locks_dir() / "vagrant-networks.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two labs never pick the same subnet
+    with file_lock(lock_path("vagrant-networks")):  # two labs never pick the same subnet
         if virsh_ok("net-info", name):
             firewall.ensure_host_drop()
             xml = ElementTree.fromstring(virsh("net-dumpxml", name))

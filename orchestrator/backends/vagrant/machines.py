@@ -9,6 +9,7 @@ import json
 import math
 from typing import Any
 
+from orchestrator.backends.common import refuse_existing
 from orchestrator.backends.contract import LabRef, MachineSpec, Progress
 from orchestrator.backends.vagrant import boxes, command, docker_provider, libvirt
 from orchestrator.backends.vagrant.docker_provider import DockerProvider
@@ -60,11 +61,7 @@ def machine_entry(spec: MachineSpec, meta: dict[str, Any], **extra: Any) -> dict
 def create(spec: MachineSpec, progress: Progress, preflight: Preflight, files: LabFiles) -> None:
     """A new machine of the lab, up and ready (the backend's `create`)."""
     lab = spec.lab
-    if libvirt.domain_exists(domain_name(lab, spec.name)):
-        raise ProvisioningError(
-            f"machine `{spec.name}` of lab `{lab.key}` already exists",
-            hint="remove the lab first: guestlab down",
-        )
+    refuse_existing(lab, spec.name, exists=libvirt.domain_exists(domain_name(lab, spec.name)))
     boxes.ensure_image(spec.image, progress, preflight, build=False)
     files.init_lab(lab, preflight.engine())
     with files.editing(lab) as meta:
@@ -138,11 +135,7 @@ def _copy_disk(source: MachineSpec, target: MachineSpec, progress: Progress) -> 
     """The source VM's disk copied for the target; the target's settings that say so."""
     src = domain_name(source.lab, source.name)
     dst = domain_name(target.lab, target.name)
-    if libvirt.domain_exists(dst):
-        raise ProvisioningError(
-            f"machine `{target.name}` of lab `{target.lab.key}` already exists ({dst})",
-            hint="remove the lab first: guestlab down",
-        )
+    refuse_existing(target.lab, target.name, exists=libvirt.domain_exists(dst), where=dst)
     # data still in the guest's page cache must reach its disk before the copy
     exec_in(source.lab, source.name, ["sync"], timeout=60)
     progress(f"copying the disk of {source.name} (paused for the copy)")

@@ -12,6 +12,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 
+from orchestrator.backends.common import raise_unless_usable
 from orchestrator.backends.contract import Availability
 from orchestrator.backends.vagrant import libvirt
 from orchestrator.backends.vagrant.host import INSTALL_FIX, PROVIDERS, run_host, vagrant_home
@@ -59,9 +60,7 @@ class Preflight:
         """The usable provider, or BackendUnavailable with the fix."""
         with self._lock:
             if self._engine is None:
-                state = self._availability()
-                if not state.usable:
-                    raise BackendUnavailable(f"vagrant: {state.detail}", hint=state.fix)
+                raise_unless_usable("vagrant", self._availability())
             assert self._engine is not None
             return self._engine
 
