@@ -21,10 +21,9 @@ def engine_group(marks: set[str], module: str = "") -> str | None:
     if "docker" in marks:
         return "docker"
     if "vagrant" in marks:
-        # lane one: the contract and the VM lab; lane two: the backend's own tests and
-        # the VMs beside LXD and nspawn containers
-        mixed = "lxd" in marks or "nspawn" in marks
-        return "vagrant-b" if mixed or module == "test_vagrant_backend" else "vagrant"
+        # lane one: the backend's own tests, which run the contract on their VMs; lane
+        # two: the VM lab and the VMs beside LXD and nspawn containers
+        return "vagrant" if module == "test_vagrant_backend" else "vagrant-b"
     for engine in ("lxd", "nspawn"):
         if engine in marks:
             return engine

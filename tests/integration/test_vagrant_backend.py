@@ -1,8 +1,10 @@
 """The Vagrant backend against real VMs (scripts/setup/vagrant.sh prepares the host).
 
-Every VM boot costs about 40 s under QEMU software emulation, so one lab is shared by the
-whole module: one VM, one clone of it, a snapshot restored without a boot. Skipped with
-the reason when Vagrant cannot be used here; under CI=true that is a failure.
+Every VM boot costs about a minute under QEMU software emulation, so the module boots as
+few as it can: one VM, `base`, serves the backend contract (test_contract.py's tests,
+run here in order) and this module's VM-only tests; the contract's clone is the second
+VM, a machine without systemd the third; snapshots are restored without a boot. Under
+CI=true a host where Vagrant cannot run is a failure.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from orchestrator.backends.vagrant import boxes as boxes_module
 from orchestrator.backends.vagrant.host import domain_name, domain_prefix, lab_dir, network_name
 from orchestrator.backends.vagrant.libvirt import POOL
 from orchestrator.errors import MachineUnavailable, UsageError
+from tests.integration import test_contract as contract
 from tests.integration.conftest import engine, student_id
 
 pytestmark = pytest.mark.vagrant
@@ -42,17 +45,22 @@ def backend() -> VagrantBackend:
 
 
 @pytest.fixture(scope="module")
-def lab(backend: VagrantBackend) -> Iterator[LabRef]:
-    ref = LabRef("vagrant-test", student_id())
-    yield ref
-    backend.destroy(ref)
+def bench(backend: VagrantBackend) -> Iterator[contract.Bench]:
+    """The contract's bench on a VM: `base`, 640 MiB, shared by every test here."""
+    b = contract.Bench(backend, memory=640 * 1024**2)
+    backend.create(b.base, no_progress)
+    yield b
+    backend.destroy(b.lab)
 
 
 @pytest.fixture(scope="module")
-def web(backend: VagrantBackend, lab: LabRef) -> MachineSpec:
-    spec = MachineSpec(lab, "web", IMAGE, hostname="web-host", memory=640 * 1024**2, cpus=1)
-    backend.create(spec, no_progress)
-    return spec
+def lab(bench: contract.Bench) -> LabRef:
+    return bench.lab
+
+
+@pytest.fixture(scope="module")
+def web(bench: contract.Bench) -> MachineSpec:
+    return bench.base
 
 
 def run(backend: VagrantBackend, spec: MachineSpec, *argv: str, timeout: float = 30) -> str:
@@ -72,12 +80,25 @@ def test_availability_says_how_vms_run(backend: VagrantBackend) -> None:
     assert "vm" in backend.capabilities
 
 
+# the contract, on this module's VM, before the VM-only tests
+test_a_systemd_machine_boots_with_its_hostname_and_labels = (
+    contract.test_a_systemd_machine_boots_with_its_hostname_and_labels
+)
+test_exec_returns_code_stdout_and_stderr_separately = (
+    contract.test_exec_returns_code_stdout_and_stderr_separately
+)
+test_exec_stops_a_command_at_its_timeout = contract.test_exec_stops_a_command_at_its_timeout
+test_put_file_writes_content_mode_and_owner_as_the_contract_says = (
+    contract.test_put_file_writes_content_mode_and_owner
+)
+
+
 def test_vm_boots_systemd_under_a_hypervisor(backend: VagrantBackend, web: MachineSpec) -> None:
     virt = run(backend, web, "systemd-detect-virt")
     assert virt in ("qemu", "kvm")
     assert virt == backend.virtualization
     assert "hypervisor" in run(backend, web, "grep", "-m1", "^flags", "/proc/cpuinfo").split()
-    assert run(backend, web, "hostname") == "web-host"
+    assert run(backend, web, "hostname") == web.hostname
     res = backend.exec(web.lab, web.name, ["systemctl", "is-system-running"], timeout=30)
     assert res.stdout.strip() in ("running", "degraded")
     # a kernel of its own, not the host's: the difference the syllabus starts from
@@ -122,13 +143,13 @@ def test_the_vm_reaches_no_service_of_the_host(backend: VagrantBackend, web: Mac
 def test_lab_directory_explains_itself(backend: VagrantBackend, web: MachineSpec) -> None:
     root = lab_dir(web.lab)
     vagrantfile = (root / "Vagrantfile").read_text()
-    assert "config.vm.define 'web'" in vagrantfile
+    assert f"config.vm.define '{web.name}'" in vagrantfile
     assert 'management_network_mode = "none"' in vagrantfile
     meta = json.loads((root / "meta.json").read_text())
     assert meta["labels"]["guestlab.lab"] == web.lab.key
-    assert meta["machines"]["web"]["memory"] == 640
-    desc = virsh("desc", domain_name(web.lab, "web")).stdout
-    assert json.loads(desc.removeprefix("guestlab "))["guestlab.machine"] == "web"
+    assert meta["machines"][web.name]["memory"] == 640
+    desc = virsh("desc", domain_name(web.lab, web.name)).stdout
+    assert json.loads(desc.removeprefix("guestlab "))["guestlab.machine"] == web.name
     # the lab's network forwards nothing: VM traffic stays on this host
     net = virsh("net-dumpxml", network_name(web.lab)).stdout
     assert "<forward" not in net
@@ -169,28 +190,33 @@ def test_put_file_writes_content_mode_and_owner(backend: VagrantBackend, web: Ma
     assert run(backend, web, "/opt/lab/bin/run.sh") == "hi"
 
 
-def test_clone_keeps_machine_id_and_host_keys(
+# the contract's clone makes the second VM, `copy`, from `base`
+test_clone_copies_the_filesystem_and_keeps_the_source_running = (
+    contract.test_clone_copies_the_filesystem_and_keeps_the_source_running
+)
+
+
+def test_the_clone_is_a_vm_of_its_own_with_the_sources_identity(
     backend: VagrantBackend, lab: LabRef, web: MachineSpec
 ) -> None:
-    backend.put_file(web.lab, web.name, "/root/before-clone", b"written before\n", 0o644)
+    copy = MachineSpec(lab, "copy", IMAGE, hostname="copy-host")
     keys = "cat /etc/ssh/ssh_host_*_key.pub | sort"
-    copy = MachineSpec(lab, "web-copy", IMAGE, hostname="copy-host")
-    backend.clone(web, copy, no_progress)
-
     assert run(backend, copy, "cat", "/etc/machine-id") == run(
         backend, web, "cat", "/etc/machine-id"
     )
     assert run(backend, copy, "sh", "-c", keys) == run(backend, web, "sh", "-c", keys)
-    assert run(backend, copy, "cat", "/root/before-clone") == "written before"
     assert run(backend, copy, "hostname") == "copy-host"
-    assert run(backend, web, "hostname") == "web-host"
+    assert run(backend, web, "hostname") == web.hostname
     # two VMs, two disks: the copy does not write to the source's disk
     run(backend, copy, "touch", "/root/only-in-copy")
     assert (
         backend.exec(lab, web.name, ["test", "-e", "/root/only-in-copy"], timeout=20).exit_code == 1
     )
-    assert virsh("domstate", domain_name(lab, "web")).stdout.strip() == "running"
-    assert sorted(backend.find(lab)[lab.key].machines) == ["web", "web-copy"]
+    assert virsh("domstate", domain_name(lab, web.name)).stdout.strip() == "running"
+    assert virsh("domstate", domain_name(lab, "copy")).stdout.strip() == "running"
+
+
+test_restore_returns_to_the_snapshot = contract.test_restore_returns_to_the_snapshot
 
 
 def test_snapshot_then_restore_brings_a_file_back(
@@ -206,22 +232,23 @@ def test_snapshot_then_restore_brings_a_file_back(
 
     assert run(backend, web, "cat", "/root/precious") == "original"
     assert backend.exec(lab, web.name, ["test", "-e", "/root/junk"], timeout=20).exit_code == 1
-    assert run(backend, web, "hostname") == "web-host"
+    assert run(backend, web, "hostname") == web.hostname
 
 
 def test_destroy_leaves_nothing_and_is_idempotent(
     backend: VagrantBackend, lab: LabRef, web: MachineSpec
 ) -> None:
     # a VM that is not running is unavailable, not an engine error
-    assert virsh("destroy", domain_name(lab, "web-copy")).returncode == 0
+    assert virsh("destroy", domain_name(lab, "copy")).returncode == 0
     with pytest.raises(MachineUnavailable):
-        backend.exec(lab, "web-copy", ["true"], timeout=10)
+        backend.exec(lab, "copy", ["true"], timeout=10)
     assert lab.key in backend.find()
 
     gone = backend.destroy(lab)
 
-    assert sorted(gone.machines) == ["web", "web-copy"]
-    assert f"{domain_name(lab, 'web')}/guestlab-start" in gone.other
+    # what the contract's destroy test asserts, on a VM, and what libvirt kept besides
+    assert sorted(gone.machines) == [web.name, "copy"]
+    assert f"{domain_name(lab, web.name)}/guestlab-start" in gone.other
     names = virsh("list", "--all", "--name").stdout.split()
     assert not [n for n in names if n.startswith(domain_prefix(lab))]
     volumes = virsh("vol-list", POOL).stdout
@@ -231,7 +258,11 @@ def test_destroy_leaves_nothing_and_is_idempotent(
     assert backend.find(lab) == {} and lab.key not in backend.find()
     assert not backend.destroy(lab)  # nothing left: harmless
     with pytest.raises(MachineUnavailable):
-        backend.exec(lab, "web", ["true"], timeout=10)
+        backend.exec(lab, web.name, ["true"], timeout=10)
+
+
+# a third VM, without systemd, in a lab of its own
+test_a_machine_without_systemd_idles = contract.test_a_machine_without_systemd_idles
 
 
 def test_missing_box_without_build_names_the_command(
@@ -245,5 +276,5 @@ def test_missing_box_without_build_names_the_command(
 
 def test_shell_argv_uses_ssh_with_sudo(backend: VagrantBackend) -> None:
     lab = LabRef("vagrant-test", student_id())
-    argv = backend.shell_argv(lab, "web")
+    argv = backend.shell_argv(lab, "base")
     assert "vagrant ssh" in " ".join(argv) and "sudo -i" in " ".join(argv)
