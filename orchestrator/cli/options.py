@@ -120,8 +120,10 @@ def lab_id(given: str) -> str:
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise UsageError(f"cannot read the scenario file {given}: {exc}") from exc
         meta = found.get("metadata") if isinstance(found, dict) else None
-        if isinstance(meta, dict) and isinstance(meta.get("id"), str):
-            return meta["id"]
+        found_id = meta.get("id") if isinstance(meta, dict) else None
+        # the id names files under the state store: only a valid one is taken
+        if isinstance(found_id, str) and LAB_ID.fullmatch(found_id):
+            return found_id
     raise UsageError(
         f"{given!r} is neither a lab ID nor a scenario file with an id",
         hint="guestlab status lists the labs that are up, by ID",

@@ -141,6 +141,13 @@ def test_what_is_neither_an_id_nor_a_scenario_file_is_refused(given: str) -> Non
     assert "neither a lab ID nor a scenario file" in err and "Traceback" not in err
 
 
+def test_a_scenario_file_with_an_invalid_id_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("metadata:\n  id: ../../escape\n")
+    code, _, err = run("down", str(bad), "--student", "nobody-here")
+    assert code == 2 and "neither a lab ID nor a scenario file" in err
+
+
 def test_unknown_scenario_names_where_it_looked() -> None:
     code, _, err = run("show", "no-such-lab")
     assert code == 2 and "no-such-lab" in err and "Traceback" not in err
