@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from orchestrator import backends
 from orchestrator.backends import require_available
 from orchestrator.backends.contract import FoundResources, LabRef
+from orchestrator.seat.credentials import Seats
 from orchestrator.state import Store, lab_lock
 
 
@@ -26,6 +27,7 @@ def down(ref: LabRef, backend_names: Sequence[str], store: Store) -> dict[str, F
             if found:
                 removed[name] = found
         store.delete_lab(ref.key)
+        Seats(store.db).forget(ref.key)  # a later `up` gets a new secret
         store.event(ref.key, "down")
     return removed
 

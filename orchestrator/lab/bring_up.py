@@ -20,6 +20,7 @@ from orchestrator.lab.bound import Lab
 from orchestrator.lab.reporter import Reporter
 from orchestrator.scenario.load import source_path
 from orchestrator.scenario.model import Machine
+from orchestrator.seat.credentials import Seats
 from orchestrator.state import LabRecord, Store, lab_lock
 
 Steps = list[tuple[str, Callable[[], None]]]
@@ -78,6 +79,7 @@ def up(
             params=lab.params,
             status="provisioning",
         )
+        Seats(store.db).issue(key)  # the student's credential, printed by `guestlab link`
         timings = _run(key, store, reporter, _steps(lab, reporter, build_images))
         store.set_status(key, "up")
     return UpResult(lab, False, timings)

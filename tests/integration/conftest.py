@@ -35,8 +35,24 @@ def guestlab(
     )
 
 
+#: the marks of the test being set up or run, fixtures of a wider scope included
+RUNNING_MARKS: set[str] = set()
+
+
+@pytest.hookimpl(tryfirst=True)  # before any fixture of the test is set up
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    RUNNING_MARKS.clear()
+    RUNNING_MARKS.update(m.name for m in item.iter_markers())
+
+
 def engine(name: str) -> Backend:
-    """The named backend if its engine answers; otherwise skip, or fail under CI."""
+    """The named backend if its engine answers; otherwise skip, or fail under CI.
+
+    A test must carry its engine's mark: the mark puts it in that engine's xdist group,
+    and a Docker test outside Docker's group can run while another test stops Docker.
+    """
+    if name not in RUNNING_MARKS:
+        pytest.fail(f"this test uses {name} without @pytest.mark.{name}")
     try:
         backend = backends.get(name)
         avail = backend.availability()

@@ -78,6 +78,7 @@ def test_kill_9_during_up_then_down_leaves_nothing(backend_name: str, step: str)
     store.close()
 
 
+@pytest.mark.docker
 def test_two_ups_of_one_lab_at_once_provision_it_once() -> None:
     backend = engine("docker")
     student = student_id()
@@ -99,6 +100,7 @@ def test_two_ups_of_one_lab_at_once_provision_it_once() -> None:
         assert guestlab("down", SCENARIO, "--student", student).returncode == 0
 
 
+@pytest.mark.docker
 def test_down_during_a_check_ends_the_check_with_sentences(tmp_path: Path) -> None:
     engine("docker")
     root = tmp_path / "course"
@@ -141,6 +143,7 @@ def test_a_corrupt_state_store_is_one_sentence_and_exit_5(tmp_path: Path) -> Non
     assert "guestlab gc" in res.stderr
 
 
+@pytest.mark.docker
 def test_a_locked_state_store_is_one_sentence_and_exit_5() -> None:
     engine("docker")
     student = student_id()
@@ -169,6 +172,7 @@ BREAKAGES = {
 }
 
 
+@pytest.mark.docker
 @pytest.mark.parametrize("breakage", list(BREAKAGES))
 def test_a_student_who_breaks_a_machine_still_gets_check_reset_and_down(breakage: str) -> None:
     backend = engine("docker")
