@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from orchestrator import backends
 from orchestrator.backends import require_available
 from orchestrator.backends.contract import FoundResources, LabRef
-from orchestrator.seat.credentials import Seats
+from orchestrator.credentials import Seats
 from orchestrator.state import Store, lab_lock
 
 

@@ -15,12 +15,12 @@ from typing import Any
 
 from orchestrator.backends import require_available
 from orchestrator.backends.contract import Backend, FoundResources, LabRef
+from orchestrator.credentials import Seats
 from orchestrator.errors import BackendUnavailable, ProvisioningError, UsageError
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.reporter import Reporter
 from orchestrator.scenario.load import source_path
 from orchestrator.scenario.model import Machine
-from orchestrator.seat.credentials import Seats
 from orchestrator.state import LabRecord, Store, lab_lock
 
 Steps = list[tuple[str, Callable[[], None]]]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.seat.credentials import Seats, load_key
+from orchestrator.credentials import Seats, load_key
 
 
 @pytest.fixture
