@@ -1,0 +1,1 @@
+"""The serve process: the instructor's dashboard and the students' seats (web and SSH)."""
