@@ -28,7 +28,7 @@ export DEBIAN_FRONTEND=noninteractive
 echo "setup: installing packages"
 step apt apt-get update -q
 step base-packages apt-get install -y -q python3 python3-venv debootstrap
-for part in docker lxd nspawn vagrant browser; do
+for part in docker lxd nspawn vagrant browser seat; do
   step "$part" bash "scripts/setup/$part.sh"
 done
 
