@@ -35,24 +35,32 @@ def _catalog_rows(lang: str = "en") -> list[tuple[str, Scenario | None, str]]:
 
 @click.command("list")
 @options.format_option("table", "json")
+@click.option("--long", "-l", is_flag=True, help="Also show each file and the search path.")
 @options.lang_option
-def list_cmd(fmt: str, lang: str | None) -> None:
+def list_cmd(fmt: str, long: bool, lang: str | None) -> None:
     """List the scenarios guestlab can bring up.
 
-    Scenarios are looked up in $GUESTLAB_SCENARIOS (folders separated by ':'), else in
-    ./scenarios, and in the scenarios shipped with guestlab.
+    An id is looked up along a search path, first match wins: `guestlab --path DIR`
+    (repeatable), $GUESTLAB_PATH (folders separated by ':'), ./scenarios,
+    ~/.config/guestlab/scenarios, then the library shipped with guestlab. `--long` shows
+    the path and which scenarios another of the same id shadows.
     """
     from orchestrator import views
+    from orchestrator.scenario.catalog import search_folders, shadowed
 
     rows = _catalog_rows(options.lang(lang))
     if fmt == "json":
         click.echo(json.dumps(views.catalog_json(rows), indent=2))
-    else:
-        out.print(views.catalog_table(rows))
+        return
+    out.print(views.catalog_table(rows, long=long))
+    if long:
+        folders = [(str(f.path), f.source) for f in search_folders()]
+        hidden = {str(w): [str(x) for x in losers] for w, losers in shadowed().items()}
+        out.print(views.search_path_table(folders, hidden))
 
 
 @click.command()
-@click.argument("scenario", metavar="ID|PATH")
+@click.argument("scenario", metavar="ID|PATH", shell_complete=options.complete_scenario)
 @options.lang_option
 def show(scenario: str, lang: str | None) -> None:
     """Show a scenario: description, machines, and each task's instructions."""
