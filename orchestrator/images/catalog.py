@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from orchestrator.errors import UsageError
 
@@ -14,6 +15,8 @@ class ImageDef:
     suite: str
     packages: tuple[str, ...]
     variant: str = "minbase"
+    os_id: str = "debian"  # the ID of its os-release: `{{ machines.NAME.os }}`
+    imported: bool = False  # from `guestlab image import`: no recipe, only its tarball
 
 
 #: the image of a machine whose scenario names none
@@ -75,8 +78,24 @@ CATALOG: dict[str, ImageDef] = {
 
 
 def lookup(name: str) -> ImageDef:
-    try:
+    """A catalog image, else one imported with `guestlab image import`."""
+    from orchestrator.images.imported import imported
+
+    if name in CATALOG:
         return CATALOG[name]
-    except KeyError:
-        known = ", ".join(CATALOG)
-        raise UsageError(f"unknown image `{name}` (the catalog has: {known})") from None
+    found = imported().get(name)
+    if found is None:
+        known = ", ".join([*CATALOG, *imported()])
+        raise UsageError(
+            f"unknown image `{name}` (known: {known})",
+            hint="`guestlab image list` shows them; `guestlab image import` adds your own",
+        )
+    facts = found.facts
+    return ImageDef(
+        name=name,
+        description=f"{facts.pretty} ({facts.arch}, imported from {Path(found.source).name})",
+        suite=facts.os_version,
+        packages=(),
+        os_id=facts.os_id,
+        imported=True,
+    )

@@ -88,6 +88,11 @@ def ensure_tarball(
     target = tarball_path(name)
 
     def build() -> None:
+        if image.imported:  # nothing to build it from: its tarball was removed by hand
+            raise UsageError(
+                f"the imported image `{name}` has lost its tarball {target}",
+                hint=f"import it again: guestlab image import {name} FILE",
+            )
         url = choose_mirror(mirror)
         work = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=paths.images_dir()))
         try:

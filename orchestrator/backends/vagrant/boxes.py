@@ -35,8 +35,14 @@ def ensure_image(
     from orchestrator.images.box import box_name, box_path, ensure_box_file
     from orchestrator.images.catalog import lookup
 
-    lookup(image)
+    definition = lookup(image)
     eng = preflight.engine()
+    if definition.imported and eng.provider != "docker":
+        raise UsageError(
+            f"`{image}` is an imported root file system: it serves docker, lxd and nspawn,"
+            " and a VM boots from a disk with a kernel",
+            hint="run the scenario with --backend docker, lxd or nspawn",
+        )
     if eng.provider == "docker":
         # no box: the docker provider runs the image the docker backend builds
         docker_backend().ensure_image(image, progress, build=build, mirror=mirror)
