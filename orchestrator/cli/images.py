@@ -1,37 +1,129 @@
-"""The base images: `image list` and `image build`."""
+"""The base images: `image list`, `build`, `import` and `rm`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+from rich.markup import escape
 
 from orchestrator import backends
-from orchestrator.backends.contract import ImageStore
+from orchestrator.backends import require_available
+from orchestrator.backends.contract import ImageRemoval, ImageStore
 from orchestrator.cli import options
 from orchestrator.cli.console import ConsoleReporter, out
 from orchestrator.errors import GuestlabError
 
+#: the engines a root file system serves (a VM boots from a disk with a kernel)
+ROOTFS_BACKENDS = ("docker", "lxd", "nspawn")
+
 
 @click.group()
 def image() -> None:
-    """Build and list the base images that scenarios name (no container hub needed)."""
+    """Build, import, list and remove the base images that scenarios name (no container
+    hub needed)."""
 
 
 @image.command("list")
 def image_list() -> None:
-    """List catalog images, the cached root filesystem, and which engines have each."""
+    """List built-in and imported images: distribution, root filesystem size, and which
+    engines hold each now."""
     from rich.table import Table
 
-    from orchestrator.images.catalog import CATALOG
+    from orchestrator.images.catalog import CATALOG, lookup
+    from orchestrator.images.imported import imported
     from orchestrator.images.rootfs import tarball_path
 
     table = Table(title="Images", title_justify="left")
-    for col in ("image", "description", "root filesystem", *backends.names()):
-        table.add_column(col)
-    for name, img in CATALOG.items():
+    for col in ("image", "from", "distribution", "root filesystem", *backends.names()):
+        table.add_column(col, overflow="fold")
+    for name in [*CATALOG, *sorted(imported())]:
+        img = lookup(name)
         tar = tarball_path(name)
         cached = f"{tar.stat().st_size / 1e6:.0f} MB" if tar.exists() else "not built"
-        table.add_row(name, img.description, cached, *[_has(b, name) for b in backends.names()])
+        origin = "imported" if img.imported else "built-in"
+        distro = f"{img.os_id} {img.suite}".strip()
+        holders = [_has(b, name) for b in backends.names()]
+        table.add_row(escape(name), origin, escape(distro), cached, *holders)
     out.print(table)
+
+
+@image.command("import")
+@click.argument("name")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--backend",
+    "targets",
+    multiple=True,
+    type=click.Choice(ROOTFS_BACKENDS),
+    help="Also put it into this engine now (repeatable); otherwise each engine takes it"
+    " the first time a lab asks.",
+)
+def image_import(name: str, file: Path, targets: tuple[str, ...]) -> None:
+    """Import a root file system tarball (.tar, .tar.gz, .tar.xz) as the image NAME.
+
+    The archive is checked first (members inside the root, device nodes only in /dev, no
+    link escaping it, an init system, an os-release, this host's architecture). Scenarios
+    then name it as `image: NAME` on docker, lxd and nspawn; `{{ machines.M.os }}` is its
+    distribution's ID. Importing a name again replaces the image everywhere.
+    """
+    from orchestrator.images.imported import import_rootfs
+
+    reporter = ConsoleReporter(out)
+    _drop_from_engines(name, ROOTFS_BACKENDS)  # a stale copy would shadow the new tarball
+    with reporter.step(f"import {file.name} as {name}"):
+        record = import_rootfs(name, file, reporter.line)
+    for backend in targets:
+        engine = backends.get(backend)
+        require_available(engine)
+        with reporter.step(f"into {backend}"):
+            engine.ensure_image(name, reporter.line)
+    facts = record.facts
+    out.print(
+        f"Image {escape(name)}: {escape(facts.pretty)}, {facts.arch}, init {facts.init},"
+        f" {facts.size / 1e6:.0f} MB of files. Scenarios use it as `image: {escape(name)}`."
+    )
+
+
+@image.command("rm")
+@click.argument("name")
+@click.option(
+    "--backend",
+    "targets",
+    multiple=True,
+    type=click.Choice(ROOTFS_BACKENDS),
+    help="Remove it from this engine only (repeatable); otherwise from every engine and,"
+    " for an imported image, from guestlab's image store.",
+)
+def image_rm(name: str, targets: tuple[str, ...]) -> None:
+    """Remove an image from the engines (and an imported one from the image store).
+
+    Machines already made from it keep running. A built-in image is built again the next
+    time a lab needs it.
+    """
+    from orchestrator.images.catalog import lookup
+    from orchestrator.images.imported import forget
+
+    img = lookup(name)
+    removed = _drop_from_engines(name, targets or ROOTFS_BACKENDS)
+    if not targets and img.imported and forget(name):
+        removed.append("the image store")
+    where = ", ".join(removed) or "nowhere (no engine held it)"
+    out.print(f"Removed {escape(name)} from {where}.")
+
+
+def _drop_from_engines(name: str, names: tuple[str, ...]) -> list[str]:
+    """Remove `name` from every usable engine among `names`; the engines that held it."""
+    removed = []
+    for backend_name in names:
+        try:
+            engine = backends.get(backend_name)
+            usable = engine.availability().usable
+        except ImportError:
+            continue
+        if usable and isinstance(engine, ImageRemoval) and engine.remove_image(name):
+            removed.append(backend_name)
+    return removed
 
 
 def _has(backend_name: str, image_name: str) -> str:
@@ -59,7 +151,6 @@ def _has(backend_name: str, image_name: str) -> str:
 )
 def image_build(name: str, backend: str, mirror: str | None, rebuild: bool) -> None:
     """Build a catalog image from Debian packages with debootstrap and import it."""
-    from orchestrator.backends import require_available
     from orchestrator.images.catalog import lookup
     from orchestrator.images.rootfs import ensure_tarball
 

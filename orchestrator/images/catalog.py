@@ -31,6 +31,20 @@ CATALOG: dict[str, ImageDef] = {
         suite="bookworm",
         packages=BASE,
     ),
+    # other Debian releases: the proof that a scenario runs on a distribution it was not
+    # written on, and the path an imported image takes (build, export, import)
+    "debian-11-systemd": ImageDef(
+        name="debian-11-systemd",
+        description="Debian 11 (bullseye) with systemd, dbus, iproute2 and procps",
+        suite="bullseye",
+        packages=BASE,
+    ),
+    "debian-13-systemd": ImageDef(
+        name="debian-13-systemd",
+        description="Debian 13 (trixie) with systemd, dbus, iproute2 and procps",
+        suite="trixie",
+        packages=BASE,
+    ),
     # The 102.6 lab library: every tool a lab needs is in its image, because lab machines
     # have no network to install anything at run time.
     "debian-12-lab": ImageDef(

@@ -82,3 +82,13 @@ def metadata_tarball(image: str, description: str, release: str, os_id: str = "d
         info.mtime = int(time.time())
         tar.addfile(info, io.BytesIO(body))
     return out.getvalue()
+
+
+def remove_image(client: Client, image: str) -> bool:
+    """Delete the LXD image behind `image`'s alias; instances made from it keep running."""
+    alias = image_alias(image)
+    if not client.images.exists(alias, alias=True):
+        return False
+    with api_errors(f"delete image {alias}"):
+        client.images.get_by_alias(alias).delete(wait=True)
+    return True
