@@ -30,15 +30,18 @@ def image_list() -> None:
     engines hold each now."""
     from rich.table import Table
 
-    from orchestrator.images.catalog import CATALOG, lookup
+    from orchestrator.images.catalog import CATALOG
     from orchestrator.images.imported import imported
     from orchestrator.images.rootfs import tarball_path
 
     table = Table(title="Images", title_justify="left")
-    for col in ("image", "from", "distribution", "root filesystem", *backends.names()):
+    table.add_column("image", no_wrap=True)  # a name is what one types: never cut it
+    for col in ("from", "os", "rootfs", *backends.names()):
         table.add_column(col, overflow="fold")
-    for name in [*CATALOG, *sorted(imported())]:
-        img = lookup(name)
+    # one read of the record: an image removed meanwhile is listed as it was, not an error
+    found = imported()
+    for img in [*CATALOG.values(), *(found[n].definition() for n in sorted(found))]:
+        name = img.name
         tar = tarball_path(name)
         cached = f"{tar.stat().st_size / 1e6:.0f} MB" if tar.exists() else "not built"
         origin = "imported" if img.imported else "built-in"

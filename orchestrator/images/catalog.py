@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from orchestrator.errors import UsageError
 
@@ -97,19 +96,11 @@ def lookup(name: str) -> ImageDef:
 
     if name in CATALOG:
         return CATALOG[name]
-    found = imported().get(name)
-    if found is None:
-        known = ", ".join([*CATALOG, *imported()])
+    found = imported()
+    if name not in found:
+        known = ", ".join([*CATALOG, *found])
         raise UsageError(
             f"unknown image `{name}` (known: {known})",
             hint="`guestlab image list` shows them; `guestlab image import` adds your own",
         )
-    facts = found.facts
-    return ImageDef(
-        name=name,
-        description=f"{facts.pretty} ({facts.arch}, imported from {Path(found.source).name})",
-        suite=facts.os_version,
-        packages=(),
-        os_id=facts.os_id,
-        imported=True,
-    )
+    return found[name].definition()

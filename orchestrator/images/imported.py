@@ -21,6 +21,7 @@ from orchestrator import paths
 from orchestrator.backends.common import file_lock, lock_path
 from orchestrator.backends.contract import Progress, no_progress
 from orchestrator.errors import UsageError
+from orchestrator.images.catalog import ImageDef
 from orchestrator.images.tarcheck import RootfsFacts, check_member, inspect_rootfs
 
 NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -34,6 +35,18 @@ class Imported:
     source: str  # the file it came from
     imported: float
     facts: RootfsFacts
+
+    def definition(self) -> ImageDef:
+        """The image as scenarios and engines see it: no recipe, its tarball only."""
+        facts = self.facts
+        return ImageDef(
+            name=self.name,
+            description=f"{facts.pretty} ({facts.arch}, imported from {Path(self.source).name})",
+            suite=facts.os_version,
+            packages=(),
+            os_id=facts.os_id,
+            imported=True,
+        )
 
 
 def _record_path() -> Path:
