@@ -14,7 +14,7 @@ import click
 from rich.markup import escape
 
 from orchestrator import __version__, textsafe
-from orchestrator.cli import catalog, classroom, host, images, labs, serve
+from orchestrator.cli import catalog, classroom, host, images, labs, seat_links, serve
 from orchestrator.cli.console import err
 from orchestrator.errors import ExitCode, GuestlabError, ScenarioError
 
@@ -48,9 +48,17 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-for command in (*catalog.COMMANDS, *labs.COMMANDS, *host.COMMANDS, images.image, serve.serve):
+for command in (
+    *catalog.COMMANDS,
+    *labs.COMMANDS,
+    *host.COMMANDS,
+    images.image,
+    serve.serve,
+    seat_links.link,
+):
     cli.add_command(command)
 classroom.register(cli)
+classroom.class_group.add_command(seat_links.class_links)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
