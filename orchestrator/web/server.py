@@ -67,7 +67,7 @@ def uvicorn_config(config: ServeConfig, listen: Listen) -> uvicorn.Config:
         log_level="warning",
         ws_max_size=MAX_MESSAGE,  # a larger frame closes the socket with 1009
         ws_ping_interval=20,
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=10,
         server_header=False,
         **extra,
     )

@@ -39,8 +39,14 @@ def vendor(request: Request) -> Response:
     return with_headers(FileResponse(path, media_type=kind))
 
 
+def no_icon(request: Request) -> Response:
+    """Browsers ask for an icon on every site: none, and no error in their console."""
+    return Response(status_code=204)
+
+
 def routes() -> list[Route | Mount]:
     return [
+        Route("/favicon.ico", no_icon, methods=["GET", "HEAD"]),
         Route("/static/vendor/{name}", vendor, methods=["GET", "HEAD"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
