@@ -152,7 +152,10 @@ def test_another_students_token_is_refused_over_http_and_the_websocket(
         [(b"touch /root/ann-was-here; echo ok-$((1+1))\r", b"ok-2")],
     )
     out = terminal(
-        served.base, bob_token, "guest", [(b"ls /root/ann-was-here; echo end-$((7*6))\r", b"end-42")]
+        served.base,
+        bob_token,
+        "guest",
+        [(b"ls /root/ann-was-here; echo end-$((7*6))\r", b"end-42")],
     )
     assert "No such file" in out[0]
     assert machine(ann).exec_run(["test", "-e", "/root/ann-was-here"]).exit_code == 0
