@@ -309,3 +309,14 @@ def test_the_vendor_files_are_served_or_their_absence_explained(
     res = client.get("/static/vendor/xterm.js")
     assert res.status_code == 404 and "scripts/setup/seat.sh" in res.text
     assert not static_files.vendor_ready()
+
+
+def test_a_link_from_a_mail_gets_its_strict_cookie_on_a_same_site_reload(
+    client: TestClient,
+) -> None:
+    # a navigation another site started withholds the Strict cookie: reload once
+    cross = client.get("/seat", headers={"Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 200 and "/static/reload.js" in cross.text
+    plain = client.get("/seat")
+    assert plain.status_code == 403 and "reload.js" not in plain.text
+    assert "personal link" in plain.text
