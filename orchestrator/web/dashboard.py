@@ -69,7 +69,7 @@ def _handler(config: ServeConfig, build: Any) -> Any:
         except sqlite3.Error as e:
             return text(503, f"the state store cannot be read: {e}")
         try:
-            return build(request, db)
+            return build(config, request, db)
         except sqlite3.Error as e:  # a store being written right now: the next poll succeeds
             return text(503, f"the state store cannot be read: {e}")
         finally:
@@ -78,84 +78,92 @@ def _handler(config: ServeConfig, build: Any) -> Any:
     return endpoint
 
 
+def index(config: ServeConfig, request: Request, db: sqlite3.Connection) -> Response:
+    classes = [
+        (c, _link(f"/class/{urllib.parse.quote(c.id)}", config.token)) for c in list_classes(db)
+    ]
+    return page("index.html", classes=classes)
+
+
+def api_classes(config: ServeConfig, request: Request, db: sqlite3.Connection) -> Response:
+    return data([{"id": c.id, "status": c.status} for c in list_classes(db)])
+
+
+def api_class(config: ServeConfig, request: Request, db: sqlite3.Connection) -> Response:
+    book = gb.live(db, request.path_params["cid"])
+    if book is None:
+        return text(404, "no such class")
+    return data(with_presence(with_text(book), config))
+
+
+def klass(config: ServeConfig, request: Request, db: sqlite3.Connection) -> Response:
+    cid = request.path_params["cid"]
+    book = gb.live(db, cid)
+    if book is None:
+        return text(404, "no such class")
+    with_presence(book, config)
+    return page(
+        "class.html",
+        book=book,
+        token=config.token,
+        base=f"/class/{urllib.parse.quote(cid)}",
+        api=f"/api/class/{urllib.parse.quote(cid)}",
+        refresh=REFRESH_SECONDS,
+        cell=_cell,
+        note=_note,
+        time_of=lambda at: gb.iso(at)[11:19] or "-",
+        link=lambda path: _link(path, config.token),
+        quote=urllib.parse.quote,
+    )
+
+
+def _row(db: sqlite3.Connection, request: Request) -> tuple[Any, Any]:
+    """The class's live gradebook and the student's row in it, or (None, None)."""
+    book = gb.live(db, request.path_params["cid"])
+    rows = [
+        r for r in (book or {}).get("students", []) if r["student"] == request.path_params["sid"]
+    ]
+    return (book, rows[0]) if book is not None and rows else (None, None)
+
+
+def student(config: ServeConfig, request: Request, db: sqlite3.Connection) -> Response:
+    book, row = _row(db, request)
+    if book is None:
+        return text(404, "no such class or student")
+    history = list(reversed(student_history(db, row["lab"])[-MAX_HISTORY:]))
+    base = f"/class/{urllib.parse.quote(book['class'])}"
+    return page(
+        "student.html",
+        book=book,
+        r=row,
+        history=history,
+        titles={t["id"]: t["title"] for t in book["tasks"]},
+        cell=_cell,
+        note=_note,
+        iso=gb.iso,
+        class_link=_link(base, config.token),
+        watch_link=_link(
+            f"{base}/student/{urllib.parse.quote(row['student'])}/watch", config.token
+        ),
+        connected=config.presence.of(row["lab"]),
+    )
+
+
+def watch(config: ServeConfig, request: Request, db: sqlite3.Connection) -> Response:
+    book, row = _row(db, request)
+    if book is None:
+        return text(404, "no such class or student")
+    return page(
+        "watch.html",
+        r=row,
+        cid=book["class"],
+        token=config.token,
+        socket=f"/watch/{urllib.parse.quote(row['lab'])}",
+        class_link=_link(f"/class/{urllib.parse.quote(book['class'])}", config.token),
+    )
+
+
 def routes(config: ServeConfig) -> list[Route]:
-    token = config.token
-
-    def index(request: Request, db: sqlite3.Connection) -> Response:
-        classes = [
-            (c, _link(f"/class/{urllib.parse.quote(c.id)}", token)) for c in list_classes(db)
-        ]
-        return page("index.html", classes=classes)
-
-    def api_classes(request: Request, db: sqlite3.Connection) -> Response:
-        return data([{"id": c.id, "status": c.status} for c in list_classes(db)])
-
-    def api_class(request: Request, db: sqlite3.Connection) -> Response:
-        book = gb.live(db, request.path_params["cid"])
-        if book is None:
-            return text(404, "no such class")
-        return data(with_presence(with_text(book), config))
-
-    def klass(request: Request, db: sqlite3.Connection) -> Response:
-        cid = request.path_params["cid"]
-        book = gb.live(db, cid)
-        if book is None:
-            return text(404, "no such class")
-        with_presence(book, config)
-        base = f"/class/{urllib.parse.quote(cid)}"
-        return page(
-            "class.html",
-            book=book,
-            token=token,
-            base=base,
-            api=f"/api/class/{urllib.parse.quote(cid)}",
-            refresh=REFRESH_SECONDS,
-            cell=_cell,
-            note=_note,
-            time_of=lambda at: gb.iso(at)[11:19] or "-",
-            link=lambda path: _link(path, token),
-            quote=urllib.parse.quote,
-        )
-
-    def student(request: Request, db: sqlite3.Connection) -> Response:
-        cid, sid = request.path_params["cid"], request.path_params["sid"]
-        book = gb.live(db, cid)
-        rows = [r for r in (book or {}).get("students", []) if r["student"] == sid]
-        if book is None or not rows:
-            return text(404, "no such class or student")
-        row = rows[0]
-        history = list(reversed(student_history(db, row["lab"])[-MAX_HISTORY:]))
-        base = f"/class/{urllib.parse.quote(cid)}"
-        return page(
-            "student.html",
-            book=book,
-            r=row,
-            history=history,
-            titles={t["id"]: t["title"] for t in book["tasks"]},
-            cell=_cell,
-            note=_note,
-            iso=gb.iso,
-            class_link=_link(base, token),
-            watch_link=_link(f"{base}/student/{urllib.parse.quote(sid)}/watch", token),
-            connected=config.presence.of(row["lab"]),
-        )
-
-    def watch(request: Request, db: sqlite3.Connection) -> Response:
-        cid, sid = request.path_params["cid"], request.path_params["sid"]
-        book = gb.live(db, cid)
-        rows = [r for r in (book or {}).get("students", []) if r["student"] == sid]
-        if book is None or not rows:
-            return text(404, "no such class or student")
-        socket = f"/watch/{urllib.parse.quote(rows[0]['lab'])}"
-        return page(
-            "watch.html",
-            r=rows[0],
-            cid=cid,
-            token=token,
-            socket=socket,
-            class_link=_link(f"/class/{urllib.parse.quote(cid)}", token),
-        )
-
     read = ["GET", "HEAD"]
     return [
         Route("/", _handler(config, index), methods=read),

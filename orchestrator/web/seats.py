@@ -102,16 +102,20 @@ def _failure(e: GuestlabError, status: int = 409) -> Response:
     return data({"error": str(e), "hint": e.hint}, status)
 
 
-def routes(config: ServeConfig) -> list[Route]:
-    limit = RateLimit(config.rate_interval)
+class Endpoints:
+    """The seat's HTTP endpoints, sharing the config and the rate limit."""
 
-    def seat(request: Request) -> access.Seat | None:
-        return seat_of(config.db_path, student_token(request))
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.limit = RateLimit(config.rate_interval)
 
-    def link(request: Request) -> Response:
+    def seat(self, request: Request) -> access.Seat | None:
+        return seat_of(self.config.db_path, student_token(request))
+
+    def link(self, request: Request) -> Response:
         token = request.path_params["token"]
-        if seat_of(config.db_path, token) is None:
-            config.log("refused: a seat link that opens no lab")
+        if seat_of(self.config.db_path, token) is None:
+            self.config.log("refused: a seat link that opens no lab")
             t = i18n.catalog(_lang(request))
             return page("message.html", 403, message=t["no_session"])
         lang = request.query_params.get("lang")
@@ -127,10 +131,10 @@ def routes(config: ServeConfig) -> list[Route]:
         )
         return with_headers(response)
 
-    def seat_page(request: Request) -> Response:
+    def seat_page(self, request: Request) -> Response:
         lang = _lang(request)
         t = i18n.catalog(lang)
-        found = seat(request)
+        found = self.seat(request)
         if found is None:
             # A Strict cookie is withheld on a navigation another site started (a link in
             # a mail): the page reloads itself once, as a same-site request that sends it.
@@ -139,7 +143,7 @@ def routes(config: ServeConfig) -> list[Route]:
             message = t["reloading"] if reload else t["no_session"]
             return page("message.html", 200 if reload else 403, message=message, reload=reload)
         try:
-            seen = describe_seat(config.db_path, found, lang)
+            seen = describe_seat(self.config.db_path, found, lang)
         except GuestlabError as e:
             return page("message.html", 409, message=str(e))
         return page(
@@ -151,56 +155,61 @@ def routes(config: ServeConfig) -> list[Route]:
             **seen,
         )
 
-    async def me(request: Request) -> Response:
-        found = await run_in_threadpool(seat, request)
+    async def me(self, request: Request) -> Response:
+        found = await run_in_threadpool(self.seat, request)
         if found is None:
             return data({"error": "a student's link or token is needed"}, 403)
         try:
-            return data(
-                await run_in_threadpool(describe_seat, config.db_path, found, _lang(request))
+            seen = await run_in_threadpool(
+                describe_seat, self.config.db_path, found, _lang(request)
             )
         except GuestlabError as e:
             return _failure(e)
+        return data(seen)
 
-    async def act(request: Request, verb: str) -> Response:
-        found = await run_in_threadpool(seat, request)
+    async def act(self, request: Request, verb: str) -> Response:
+        """Check, hint or reset: the student's own lab, once per interval, off the loop."""
+        found = await run_in_threadpool(self.seat, request)
         if found is None:
-            config.log(f"refused: {verb} without a student's token")
+            self.config.log(f"refused: {verb} without a student's token")
             return data({"error": "a student's link or token is needed"}, 403)
         body: dict[str, Any] = {}
         if verb == "hint":
             try:
                 body = json.loads(await request.body() or b"{}")
             except ValueError:
-                return data({"error": 'send {"task": ID}'}, 400)
+                body = {}
             if not isinstance(body, dict) or not isinstance(body.get("task"), str):
                 return data({"error": 'send {"task": ID}'}, 400)
-        if not limit.allow(found.lab, verb):
+        if not self.limit.allow(found.lab, verb):
             return data({"error": "at most one every 2 seconds"}, 429, {"Retry-After": "2"})
         try:
-            result = await run_in_threadpool(VERBS[verb], config, found, _lang(request), body)
+            result = await run_in_threadpool(VERBS[verb], self.config, found, _lang(request), body)
         except UsageError as e:
             return _failure(e, 400)
         except GuestlabError as e:
             return _failure(e)
         return data(result)
 
-    async def check(request: Request) -> Response:
-        return await act(request, "check")
+    async def check(self, request: Request) -> Response:
+        return await self.act(request, "check")
 
-    async def hint(request: Request) -> Response:
-        return await act(request, "hint")
+    async def hint(self, request: Request) -> Response:
+        return await self.act(request, "hint")
 
-    async def reset(request: Request) -> Response:
-        return await act(request, "reset")
+    async def reset(self, request: Request) -> Response:
+        return await self.act(request, "reset")
 
+
+def routes(config: ServeConfig) -> list[Route]:
+    seat = Endpoints(config)
     return [
-        Route("/s/{token}", link, methods=["GET"]),
-        Route("/seat", seat_page, methods=["GET", "HEAD"]),
-        Route("/api/me", me, methods=["GET"]),
-        Route("/api/check", check, methods=["POST"]),
-        Route("/api/hint", hint, methods=["POST"]),
-        Route("/api/reset", reset, methods=["POST"]),
+        Route("/s/{token}", seat.link, methods=["GET"]),
+        Route("/seat", seat.seat_page, methods=["GET", "HEAD"]),
+        Route("/api/me", seat.me, methods=["GET"]),
+        Route("/api/check", seat.check, methods=["POST"]),
+        Route("/api/hint", seat.hint, methods=["POST"]),
+        Route("/api/reset", seat.reset, methods=["POST"]),
     ]
 
 

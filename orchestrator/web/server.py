@@ -8,6 +8,7 @@ uvicorn gracefully; the app's lifespan then ends every terminal process.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,11 @@ class Listen:
     tls_key: Path | None = None
     ssh_port: int | None = None
     access_log: bool = False
+
+
+def ssh_door_present() -> bool:
+    """Whether the SSH door's module is part of this guestlab."""
+    return importlib.util.find_spec("orchestrator.web.ssh_door") is not None
 
 
 def bind(host: str, port: int) -> socket.socket:
