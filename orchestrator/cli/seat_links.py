@@ -15,11 +15,9 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
 from orchestrator import textsafe
 from orchestrator.cli import options
-from orchestrator.cli.console import out
 from orchestrator.errors import UsageError
 
 if TYPE_CHECKING:
@@ -81,13 +79,15 @@ def _print(links: list[Link], fmt: str) -> None:
             writer.writerow([_cell(x.student), _cell(x.name), _cell(x.email), x.url, x.token])
         click.echo(buf.getvalue(), nl=False)
     else:
-        table = Table("student", "name", "email", "url")
-        for x in links:
-            table.add_row(
-                *(textsafe.markup(v) for v in (x.student, x.name, x.email)),
-                x.url or "[dim]no lab up[/]",
-            )
-        out.print(table, soft_wrap=True)  # a URL must stay whole to be copied
+        # plain columns, not a rich table: a URL must stay whole on its line to be copied
+        rows = [("student", "name", "email", "url")]
+        rows += [
+            (*(textsafe.clean(v) for v in (x.student, x.name, x.email)), x.url or "(no lab up)")
+            for x in links
+        ]
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        for r in rows:
+            click.echo("  ".join([*(v.ljust(w) for v, w in zip(r, widths, strict=False)), r[3]]))
 
 
 @click.command("links")

@@ -64,7 +64,7 @@ def test_links_carry_each_students_token_in_every_format(store: Store) -> None:
     assert table[0]["name"] == "'=HYPERLINK(1)"  # no formula for a spreadsheet to run
     assert table[1]["token"] == rows[1]["token"]  # printing again changes nothing
     shown = run("class", "links", "lab1", "--base-url", "http://h")
-    assert f"http://h/s/{rows[0]['token']}" in shown and "no lab up" in shown
+    assert f"http://h/s/{rows[0]['token']}" in shown and "(no lab up)" in shown
 
 
 def test_rotating_replaces_the_old_links(store: Store) -> None:
