@@ -29,7 +29,7 @@ _env = Environment(
     lstrip_blocks=True,
 )
 #: CommonMark without raw HTML: a scenario's text can format, never inject
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False})
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
 
 
 def markdown(text: str) -> str:
