@@ -32,7 +32,7 @@ from orchestrator.web.in_machine import end_shell, tagged_argv
 from orchestrator.web.pty_process import PtyProcess
 
 BACKLOG = 32 * 1024  # output kept per terminal for a watcher who arrives later
-WATCH_QUEUE = 1024  # messages a slow watcher may lag behind before it is dropped
+WATCH_QUEUE = 256  # messages a slow watcher may lag behind before it is dropped
 
 
 @dataclass(eq=False)
@@ -207,7 +207,8 @@ async def _pump(ws: WebSocket, config: ServeConfig, terminals: Terminals, term: 
             try:
                 msg = await asyncio.wait_for(ws.receive(), config.idle - (loop.time() - last))
             except TimeoutError:
-                return f"Closed after {round(config.idle / 60)} min without a keystroke."
+                idle = f"{config.idle / 60:g} min" if config.idle >= 60 else f"{config.idle:g} s"
+                return f"Closed after {idle} without a keystroke."
             if msg["type"] == "websocket.disconnect":
                 return ""
             payload = msg.get("bytes") if msg.get("bytes") is not None else msg.get("text")
