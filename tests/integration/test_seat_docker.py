@@ -192,7 +192,34 @@ def test_a_machine_stopped_under_a_terminal_ends_it_and_others_are_served(
         served.base, klass[ann]["token"], "guest", [(b"echo still-$((3+3))\r", b"still-6")]
     )
     assert "still-6" in out[0]
-    machine(bob).start()
+    # Reset through the API brings the stopped machine back as it started
+    status, body = served.post("/api/reset", klass[bob]["token"])
+    assert status == 200 and body == {"reset": True}, body
+    assert machine(bob).status == "running"
+    out = terminal(
+        served.base, klass[bob]["token"], "guest", [(b"echo back-$((4+4))\r", b"back-8")]
+    )
+    assert "back-8" in out[0]
+
+
+def test_the_api_check_is_the_clis_report_recorded_as_the_students_own(
+    klass: dict[str, dict[str, str]], served: Served
+) -> None:
+    ann = next(iter(klass))
+
+    def attempts() -> int:
+        status, book = served.get(f"/api/class/{SCENARIO}", served.token)
+        assert status == 200
+        return next(r["attempts"] for r in book["students"] if r["student"] == ann)
+
+    before = attempts()
+    status, report = served.post("/api/check", klass[ann]["token"])
+    assert status == 200, report
+    assert served.post("/api/check", klass[ann]["token"])[0] == 429  # within 2 s: nothing ran
+    assert attempts() == before + 1  # the student's own attempt, on the instructor's grid
+    cli = guestlab("check", SCENARIO, "--student", ann, "--format", "json")
+    assert set(report) == set(json.loads(cli.stdout)) and report["student"] == ann
+    assert [t["id"] for t in report["tasks"]] == [t["id"] for t in json.loads(cli.stdout)["tasks"]]
 
 
 def test_links_survive_a_killed_server_and_ctrl_c_ends_every_terminal(
