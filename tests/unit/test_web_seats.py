@@ -320,3 +320,25 @@ def test_a_link_from_a_mail_gets_its_strict_cookie_on_a_same_site_reload(
     plain = client.get("/seat")
     assert plain.status_code == 403 and "reload.js" not in plain.text
     assert "personal link" in plain.text
+
+
+def test_a_hanging_check_holds_up_nobody_else(
+    client: TestClient, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    def slow_check(config: Any, seat: Any, lang: str, body: Any) -> dict[str, Any]:
+        time.sleep(3)  # an engine that does not answer
+        return {"student": seat.student}
+
+    monkeypatch.setitem(seats.VERBS, "check", slow_check)
+    hung = threading.Thread(
+        target=lambda: client.post("/api/check", headers=bearer(tokens["ann"])), daemon=True
+    )
+    hung.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert client.get("/api/me", headers=bearer(tokens["bob"])).status_code == 200
+    assert client.get(f"/api/class/{SCENARIO}", headers=bearer(INSTRUCTOR)).status_code == 200
+    assert time.monotonic() - started < 2 and hung.is_alive()
+    hung.join(timeout=10)
