@@ -15,7 +15,7 @@ import click
 from rich.markup import escape
 
 from orchestrator import __version__, textsafe
-from orchestrator.cli import catalog, classroom, completion, host, images, labs, serve
+from orchestrator.cli import catalog, classroom, completion, host, images, labs, seat_links, serve
 from orchestrator.cli.console import err
 from orchestrator.errors import ExitCode, GuestlabError, ScenarioError
 
@@ -67,9 +67,11 @@ for command in (
     images.image,
     serve.serve,
     completion.completion,
+    seat_links.link,
 ):
     cli.add_command(command)
 classroom.register(cli)
+classroom.class_group.add_command(seat_links.class_links)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
