@@ -41,6 +41,7 @@ def test_the_wheel_installed_elsewhere_lists_validates_and_runs_a_lab(tmp_path: 
     names = zipfile.ZipFile(wheel).namelist()
     assert "orchestrator/library/scenarios/machine-id-clone.yaml" in names
     assert "orchestrator/library/labs/machine-id-clone/files/motd" in names
+    assert any(n.startswith("orchestrator/web/templates/") for n in names)  # the seat's pages
     with tarfile.open(sdist) as tar:
         assert any(
             n.endswith("orchestrator/library/scenarios/machine-id-clone.yaml")
