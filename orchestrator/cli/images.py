@@ -16,6 +16,7 @@ from orchestrator.errors import GuestlabError
 
 #: the engines a root file system serves (a VM boots from a disk with a kernel)
 ROOTFS_BACKENDS = ("docker", "lxd", "nspawn")
+ALL_BACKENDS = (*ROOTFS_BACKENDS, "vagrant")
 
 
 @click.group()
@@ -26,25 +27,26 @@ def image() -> None:
 
 @image.command("list")
 def image_list() -> None:
-    """List built-in and imported images: distribution, root filesystem size, and which
-    engines hold each now."""
+    """List built-in and imported images: distribution, the kept file's size (a root file
+    system tarball, or an imported VM disk's box), and which engines hold each now."""
     from rich.table import Table
 
+    from orchestrator.images.box import box_path
     from orchestrator.images.catalog import CATALOG
     from orchestrator.images.imported import imported
     from orchestrator.images.rootfs import tarball_path
 
     table = Table(title="Images", title_justify="left")
     table.add_column("image", no_wrap=True)  # a name is what one types: never cut it
-    for col in ("from", "os", "rootfs", *backends.names()):
+    for col in ("from", "os", "file", *backends.names()):
         table.add_column(col, overflow="fold")
     # one read of the record: an image removed meanwhile is listed as it was, not an error
     found = imported()
     for img in [*CATALOG.values(), *(found[n].definition() for n in sorted(found))]:
         name = img.name
-        tar = tarball_path(name)
-        cached = f"{tar.stat().st_size / 1e6:.0f} MB" if tar.exists() else "not built"
-        origin = "imported" if img.imported else "built-in"
+        kept = box_path(name) if img.vm_disk else tarball_path(name)
+        cached = f"{kept.stat().st_size / 1e6:.0f} MB" if kept.exists() else "not built"
+        origin = ("imported box" if img.vm_disk else "imported") if img.imported else "built-in"
         distro = f"{img.os_id} {img.suite}".strip()
         holders = [_has(b, name) for b in backends.names()]
         table.add_row(escape(name), origin, escape(distro), cached, *holders)
@@ -58,24 +60,34 @@ def image_list() -> None:
     "--backend",
     "targets",
     multiple=True,
-    type=click.Choice(ROOTFS_BACKENDS),
+    type=click.Choice(ALL_BACKENDS),
     help="Also put it into this engine now (repeatable); otherwise each engine takes it"
     " the first time a lab asks.",
 )
 def image_import(name: str, file: Path, targets: tuple[str, ...]) -> None:
-    """Import a root file system tarball (.tar, .tar.gz, .tar.xz) as the image NAME.
+    """Import FILE as the image NAME: a root file system tarball (.tar, .tar.gz, .tar.xz)
+    for docker, lxd and nspawn, or a Vagrant .box (libvirt) or qcow2 disk for VMs.
 
-    The archive is checked first (members inside the root, device nodes only in /dev, no
-    link escaping it, an init system, an os-release, this host's architecture). Scenarios
-    then name it as `image: NAME` on docker, lxd and nspawn; `{{ machines.M.os }}` is its
+    The file is checked first. A tarball: members inside the root, device nodes only in
+    /dev, no link escaping it. A disk: a lone qcow2 (no backing file) of at most 32 GiB
+    whose metadata qemu-img finds whole. Both: an init system, an os-release, this host's
+    architecture. Scenarios then name it as `image: NAME`; `{{ machines.M.os }}` is its
     distribution's ID. Importing a name again replaces the image everywhere.
     """
-    from orchestrator.images.imported import import_rootfs
+    from orchestrator.images.imported import import_disk, import_rootfs, kind_of
 
     reporter = ConsoleReporter(out)
-    _drop_from_engines(name, ROOTFS_BACKENDS)  # a stale copy would shadow the new tarball
+    disk = kind_of(file) != "rootfs"
+    serves = ("vagrant",) if disk else ROOTFS_BACKENDS
+    wrong = [t for t in targets if t not in serves]
+    if wrong:
+        raise GuestlabError(
+            f"{file.name} is a {'VM disk' if disk else 'root file system'}: it serves"
+            f" {', '.join(serves)}, not {', '.join(wrong)}"
+        )
+    _drop_from_engines(name, ALL_BACKENDS)  # a stale copy would shadow the new file
     with reporter.step(f"import {file.name} as {name}"):
-        record = import_rootfs(name, file, reporter.line)
+        record = (import_disk if disk else import_rootfs)(name, file, reporter.line)
     for backend in targets:
         engine = backends.get(backend)
         require_available(engine)
@@ -84,7 +96,8 @@ def image_import(name: str, file: Path, targets: tuple[str, ...]) -> None:
     facts = record.facts
     out.print(
         f"Image {escape(name)}: {escape(facts.pretty)}, {facts.arch}, init {facts.init},"
-        f" {facts.size / 1e6:.0f} MB of files. Scenarios use it as `image: {escape(name)}`."
+        f" {facts.size / 1e6:.0f} MB. Scenarios use it as `image: {escape(name)}`"
+        + (" on `kind: vm` machines." if disk else ".")
     )
 
 
@@ -94,7 +107,7 @@ def image_import(name: str, file: Path, targets: tuple[str, ...]) -> None:
     "--backend",
     "targets",
     multiple=True,
-    type=click.Choice(ROOTFS_BACKENDS),
+    type=click.Choice(ALL_BACKENDS),
     help="Remove it from this engine only (repeatable); otherwise from every engine and,"
     " for an imported image, from guestlab's image store.",
 )
@@ -108,7 +121,7 @@ def image_rm(name: str, targets: tuple[str, ...]) -> None:
     from orchestrator.images.imported import forget
 
     img = lookup(name)
-    removed = _drop_from_engines(name, targets or ROOTFS_BACKENDS)
+    removed = _drop_from_engines(name, targets or ALL_BACKENDS)
     if not targets and img.imported and forget(name):
         removed.append("the image store")
     where = ", ".join(removed) or "nowhere (no engine held it)"

@@ -15,7 +15,8 @@ class ImageDef:
     packages: tuple[str, ...]
     variant: str = "minbase"
     os_id: str = "debian"  # the ID of its os-release: `{{ machines.NAME.os }}`
-    imported: bool = False  # from `guestlab image import`: no recipe, only its tarball
+    imported: bool = False  # from `guestlab image import`: no recipe, only its file
+    vm_disk: bool = False  # an imported box: serves the vagrant backend only
 
 
 #: the image of a machine whose scenario names none

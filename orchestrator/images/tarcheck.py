@@ -83,19 +83,25 @@ def _follow(index: dict[str, tarfile.TarInfo], rel: str) -> tarfile.TarInfo | No
     return None
 
 
+def os_fields(text: bytes) -> dict[str, str]:
+    """The KEY=value lines of an os-release file."""
+    fields = {}
+    for line in text.decode("utf-8", "replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            fields[key.strip()] = value.strip().strip("\"'")
+    return fields
+
+
 def _os_release(read: dict[str, bytes]) -> dict[str, str]:
     for rel in OS_RELEASE:
         if rel in read:
-            fields = {}
-            for line in read[rel].decode("utf-8", "replace").splitlines():
-                key, sep, value = line.partition("=")
-                if sep:
-                    fields[key.strip()] = value.strip().strip("\"'")
-            return fields
+            return os_fields(read[rel])
     raise ImageRefused("the tree has no /etc/os-release: not a distribution's root file system")
 
 
-def _arch(elf: bytes) -> str:
+def elf_arch(elf: bytes) -> str:
+    """The architecture an ELF header names."""
     if elf[:4] != b"\x7fELF" or len(elf) < 20:
         raise ImageRefused("/bin/sh in the tree is not an ELF binary")
     little = elf[5] == 1
@@ -113,7 +119,7 @@ def inspect_rootfs(path: Path) -> RootfsFacts:
     shell = read.get("bin/sh") or read.get("usr/bin/sh")
     if shell is None:
         raise ImageRefused("the tree has no /bin/sh, which every check and setup step runs")
-    arch = _arch(shell)
+    arch = elf_arch(shell)
     if arch != platform.machine():
         raise ImageRefused(f"the tree's binaries are {arch}; this host runs {platform.machine()}")
     systemd = any(found[r] is not None for r in INITS[:2])

@@ -4,6 +4,7 @@ lab brought up on it, graded before and after its solution, and the image remove
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -64,3 +65,55 @@ def test_a_lab_runs_on_an_imported_release(tmp_path: Path, backend_name: str, re
     assert backend_name in removed and "the image store" in removed
     assert backend.find(LabRef(SCENARIO, student)) == {}
     assert "unknown image" in guestlab("image", "rm", name).stderr
+
+
+VM_SCENARIO = """\
+apiVersion: guestlab/v1
+kind: Scenario
+metadata: {{id: box-proof, title: A VM from an imported box}}
+backends: [vagrant]
+machines:
+  - {{name: vm, kind: vm, image: {image}, init: systemd, resources: {{memory: 384M, cpus: 1}}}}
+tasks:
+  - id: mark
+    title: Leave a mark
+    checks:
+      - {{machine: vm, file: {{path: /root/mark}}}}
+      - {{machine: vm, run: "test \\\\"$(. /etc/os-release; echo $ID)\\\\" = {os}"}}
+    solution:
+      - {{machine: vm, run: touch /root/mark}}
+"""
+
+
+@pytest.mark.vagrant
+def test_a_vm_boots_from_an_imported_box_and_a_qcow2_is_refused_when_hostile(
+    tmp_path: Path,
+) -> None:
+    from orchestrator.images.box import box_path
+
+    engine("vagrant")
+    source = box_path("debian-12-systemd")
+    assert source.exists(), "the VM contract's box is built by scripts/setup.sh"
+    name = f"t-box-{uuid.uuid4().hex[:6]}"
+    huge = tmp_path / "huge.qcow2"
+    subprocess.run(
+        ["qemu-img", "create", "-f", "qcow2", str(huge), "50G"], check=True, capture_output=True
+    )
+    refused = guestlab("image", "import", name, str(huge))
+    assert refused.returncode == 2 and "claims a 50 GiB disk" in refused.stderr
+    student = student_id()
+    path = tmp_path / "scenarios" / "box-proof.yaml"
+    path.parent.mkdir()
+    path.write_text(VM_SCENARIO.format(image=name, os="debian"))
+    lab = ["box-proof", "--student", student]
+    try:
+        out = ok(guestlab("image", "import", name, str(source), "--backend", "vagrant"))
+        assert "on `kind: vm` machines" in out
+        ok(guestlab("up", str(path), "--student", student), 0)
+        ok(guestlab("check", *lab), 1)
+        ok(guestlab("solve", *lab))
+        ok(guestlab("check", *lab))
+    finally:
+        ok(guestlab("down", *lab))
+        removed = ok(guestlab("image", "rm", name))
+    assert "vagrant" in removed and "the image store" in removed
