@@ -4,7 +4,9 @@ lab brought up on it, graded before and after its solution, and the image remove
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import tarfile
 import uuid
 from pathlib import Path
 
@@ -79,7 +81,8 @@ tasks:
     title: Leave a mark
     checks:
       - {{machine: vm, file: {{path: /root/mark}}}}
-      - {{machine: vm, run: "test \\\\"$(. /etc/os-release; echo $ID)\\\\" = {os}"}}
+      - machine: vm
+        run: . /etc/os-release && test "$ID" = {os}
     solution:
       - {{machine: vm, run: touch /root/mark}}
 """
@@ -117,3 +120,44 @@ def test_a_vm_boots_from_an_imported_box_and_a_qcow2_is_refused_when_hostile(
         ok(guestlab("down", *lab))
         removed = ok(guestlab("image", "rm", name))
     assert "vagrant" in removed and "the image store" in removed
+
+
+def _qcow2(path: Path, *extra: str, size: str = "1G") -> Path:
+    subprocess.run(
+        ["qemu-img", "create", "-f", "qcow2", *extra, str(path), size],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+def test_hostile_vm_disks_are_refused_with_a_sentence_and_leave_nothing(tmp_path: Path) -> None:
+    """No engine runs: qemu-img and debugfs read the files, as `image import` does."""
+    built = _qcow2(tmp_path / "empty.qcow2")
+    whole = built.read_bytes()
+    cut = tmp_path / "cut.qcow2"
+    cut.write_bytes(whole[: len(whole) // 2])
+    raw = tmp_path / "disk.raw"
+    raw.write_bytes(b"\0" * 1024 * 1024)
+    vbox = tmp_path / "vbox.box"
+    with tarfile.open(vbox, "w") as tar:
+        meta = tmp_path / "metadata.json"
+        meta.write_text('{"provider": "virtualbox"}')
+        tar.add(meta, "metadata.json")
+        tar.add(built, "box.img")
+    cases = {
+        _qcow2(tmp_path / "huge.qcow2", size="50G"): "claims a 50 GiB disk",
+        _qcow2(tmp_path / "back.qcow2", "-b", "/etc/shadow", "-F", "raw"): "names a backing file",
+        cut: "truncated or corrupt|not a disk image",
+        built: "no ext2/3/4 root file system",  # a disk with nothing on it
+        vbox: "a box for virtualbox, not libvirt",
+    }
+    for path, words in cases.items():
+        name = f"t-bad-{uuid.uuid4().hex[:6]}"
+        res = guestlab("image", "import", name, str(path))
+        assert res.returncode == 2 and re.search(words, res.stderr), (path.name, res.stderr)
+        assert "Traceback" not in res.stderr
+        assert name not in guestlab("image", "list", env={"COLUMNS": "250"}).stdout
+    assert (
+        guestlab("image", "import", "t-raw", str(raw)).returncode == 2
+    )  # neither a tar nor a disk
