@@ -120,6 +120,13 @@ def test_a_vm_boots_from_an_imported_box_and_a_qcow2_is_refused_when_hostile(
         ok(guestlab("down", *lab))
         removed = ok(guestlab("image", "rm", name))
     assert "vagrant" in removed and "the image store" in removed
+    # a bare qcow2 (the same disk) takes the same way into Vagrant and out again
+    with tarfile.open(source) as tar:
+        tar.extract("box.img", tmp_path, filter="data")
+    ok(guestlab("image", "import", name, str(tmp_path / "box.img"), "--backend", "vagrant"))
+    assert "imported box" in ok(guestlab("image", "list", env={"COLUMNS": "250"}))
+    removed = ok(guestlab("image", "rm", name))
+    assert "vagrant" in removed and "the image store" in removed
 
 
 def _qcow2(path: Path, *extra: str, size: str = "1G") -> Path:
