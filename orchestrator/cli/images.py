@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 from rich.markup import escape
@@ -17,6 +19,14 @@ from orchestrator.errors import GuestlabError
 #: the engines a root file system serves (a VM boots from a disk with a kernel)
 ROOTFS_BACKENDS = ("docker", "lxd", "nspawn")
 ALL_BACKENDS = (*ROOTFS_BACKENDS, "vagrant")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _targets(help_text: str) -> Callable[[F], F]:
+    """`--backend B` (repeatable): the engines a command acts on."""
+    return click.option(
+        "--backend", "targets", multiple=True, type=click.Choice(ALL_BACKENDS), help=help_text
+    )
 
 
 @click.group()
@@ -56,13 +66,9 @@ def image_list() -> None:
 @image.command("import")
 @click.argument("name")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--backend",
-    "targets",
-    multiple=True,
-    type=click.Choice(ALL_BACKENDS),
-    help="Also put it into this engine now (repeatable); otherwise each engine takes it"
-    " the first time a lab asks.",
+@_targets(
+    "Also put it into this engine now (repeatable); otherwise each engine takes it"
+    " the first time a lab asks."
 )
 def image_import(name: str, file: Path, targets: tuple[str, ...]) -> None:
     """Import FILE as the image NAME: a root file system tarball (.tar, .tar.gz, .tar.xz)
@@ -103,13 +109,9 @@ def image_import(name: str, file: Path, targets: tuple[str, ...]) -> None:
 
 @image.command("rm")
 @click.argument("name")
-@click.option(
-    "--backend",
-    "targets",
-    multiple=True,
-    type=click.Choice(ALL_BACKENDS),
-    help="Remove it from this engine only (repeatable); otherwise from every engine and,"
-    " for an imported image, from guestlab's image store.",
+@_targets(
+    "Remove it from this engine only (repeatable); otherwise from every engine and,"
+    " for an imported image, from guestlab's image store."
 )
 def image_rm(name: str, targets: tuple[str, ...]) -> None:
     """Remove an image from the engines (and an imported one from the image store).

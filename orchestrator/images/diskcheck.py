@@ -17,7 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from orchestrator import paths
-from orchestrator.images.tarcheck import INITS, ImageRefused, RootfsFacts, elf_arch, os_fields
+from orchestrator.images.tarcheck import (
+    INITS,
+    ImageRefused,
+    RootfsFacts,
+    elf_arch,
+    facts_of,
+    os_fields,
+)
 
 #: the largest disk a lab VM may claim: a 50 GB sparse claim would let one VM fill the pool
 MAX_VIRTUAL = 32 * 1024**3
@@ -118,12 +125,5 @@ def inspect_disk(path: Path, label: str | None = None) -> RootfsFacts:
                     f"the disk's binaries are {arch}; this host runs {platform.machine()}"
                 )
             systemd = any(_debugfs_cat(dev, f"/{i}") for i in INITS[:2])
-            return RootfsFacts(
-                os_id=fields.get("ID", "unknown"),
-                os_version=fields.get("VERSION_ID", ""),
-                pretty=fields.get("PRETTY_NAME", fields.get("ID", "unknown")),
-                arch=arch,
-                init="systemd" if systemd else "none",
-                size=int(info.get("actual-size", 0)),
-            )
+            return facts_of(fields, arch, systemd=systemd, size=int(info.get("actual-size", 0)))
     raise ImageRefused(f"{label} has no ext2/3/4 root file system with an os-release")

@@ -123,13 +123,18 @@ def inspect_rootfs(path: Path) -> RootfsFacts:
     if arch != platform.machine():
         raise ImageRefused(f"the tree's binaries are {arch}; this host runs {platform.machine()}")
     systemd = any(found[r] is not None for r in INITS[:2])
+    return facts_of(fields, arch, systemd=systemd, size=total)
+
+
+def facts_of(fields: dict[str, str], arch: str, *, systemd: bool, size: int) -> RootfsFacts:
+    """What guestlab records of a tree from its os-release fields and what it found."""
     return RootfsFacts(
         os_id=fields.get("ID", "unknown"),
         os_version=fields.get("VERSION_ID", ""),
         pretty=fields.get("PRETTY_NAME", fields.get("ID", "unknown")),
         arch=arch,
         init="systemd" if systemd else "none",
-        size=total,
+        size=size,
     )
 
 

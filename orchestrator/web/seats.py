@@ -10,9 +10,11 @@ pool, so one slow lab holds up nobody else.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -21,12 +23,12 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from orchestrator.errors import GuestlabError, UsageError
-from orchestrator.lab import Silent, open_lab
+from orchestrator.lab import Lab, Silent, open_lab
 from orchestrator.lab import check as check_lab
 from orchestrator.lab import hint as hint_lab
 from orchestrator.lab import reset as reset_lab
 from orchestrator.report import Report
-from orchestrator.state import Store
+from orchestrator.state import LabRecord, Store
 from orchestrator.web import access, i18n
 from orchestrator.web.config import COOKIE, ServeConfig, seat_of, student_token
 from orchestrator.web.rendering import data, markdown, page, with_headers
@@ -213,35 +215,36 @@ def routes(config: ServeConfig) -> list[Route]:
     ]
 
 
-def _do_check(config: ServeConfig, seat: access.Seat, lang: str, body: Any) -> Any:
-    """The same grading as `guestlab check`, recorded as the student's own attempt."""
+@contextlib.contextmanager
+def _opened(
+    config: ServeConfig, seat: access.Seat, lang: str
+) -> Iterator[tuple[Lab, LabRecord, Store]]:
+    """The seat's lab as `guestlab` opens it, on a store of its own (one per worker thread)."""
     store = Store(config.db_path)
     try:
         lab, record = open_lab(store, seat.scenario, seat.student, lang)
-        return check_lab(lab, record, store).to_dict()
+        yield lab, record, store
     finally:
         store.close()
+
+
+def _do_check(config: ServeConfig, seat: access.Seat, lang: str, body: Any) -> Any:
+    """The same grading as `guestlab check`, recorded as the student's own attempt."""
+    with _opened(config, seat, lang) as (lab, record, store):
+        return check_lab(lab, record, store).to_dict()
 
 
 def _do_hint(config: ServeConfig, seat: access.Seat, lang: str, body: Any) -> Any:
-    store = Store(config.db_path)
-    try:
-        lab, _record = open_lab(store, seat.scenario, seat.student, lang)
+    with _opened(config, seat, lang) as (lab, _record, store):
         n, total, hint_text = hint_lab(lab, store, body["task"])
-        html = markdown(hint_text) if hint_text else ""
-        return {"task": body["task"], "n": n, "total": total, "text": hint_text, "html": html}
-    finally:
-        store.close()
+    html = markdown(hint_text) if hint_text else ""
+    return {"task": body["task"], "n": n, "total": total, "text": hint_text, "html": html}
 
 
 def _do_reset(config: ServeConfig, seat: access.Seat, lang: str, body: Any) -> Any:
-    store = Store(config.db_path)
-    try:
-        lab, record = open_lab(store, seat.scenario, seat.student, lang)
+    with _opened(config, seat, lang) as (lab, record, store):
         reset_lab(lab, record, store, Silent())
-        return {"reset": True}
-    finally:
-        store.close()
+    return {"reset": True}
 
 
 VERBS = {"check": _do_check, "hint": _do_hint, "reset": _do_reset}

@@ -128,8 +128,8 @@ def refused(base: str, token: str | None, path: str) -> int | None:
     return asyncio.run(go())
 
 
-def browser(tmp: Path) -> Any:
-    """Headless Chromium under Selenium (Debian's chromium and chromedriver), or skip."""
+def chromium() -> tuple[str, str]:
+    """The paths of Debian's chromium and chromedriver; skip, or fail under CI, without them."""
     import shutil
 
     import pytest
@@ -139,8 +139,7 @@ def browser(tmp: Path) -> Any:
     path = shutil.which("chromium") or "/usr/bin/chromium"
     driver = shutil.which("chromedriver") or "/usr/bin/chromedriver"
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
+        import selenium  # noqa: F401
     except ImportError:
         missing = "the selenium package"
     else:
@@ -150,6 +149,15 @@ def browser(tmp: Path) -> Any:
         if IN_CI:
             pytest.fail(f"CI=true and {reason}")
         pytest.skip(reason)
+    return path, driver
+
+
+def browser(tmp: Path) -> Any:
+    """Headless Chromium under Selenium (Debian's chromium and chromedriver), or skip."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    path, driver = chromium()
     opts = webdriver.ChromeOptions()
     opts.binary_location = path
     for flag in (

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +19,8 @@ import pytest
 
 from orchestrator.classroom.store import ClassStore
 from orchestrator.state import Store
-from tests.integration.conftest import IN_CI, docker_leftovers, engine, student_id
+from tests.integration.conftest import docker_leftovers, engine, student_id
+from tests.integration.seat_helpers import browser as headless_browser
 
 pytestmark = pytest.mark.docker
 
@@ -139,23 +139,6 @@ def test_a_solved_students_row_passes(students: list[str]) -> None:
 
 
 # -- the dashboard, in a real browser --------------------------------------------------------
-def chromium() -> tuple[str, str]:
-    browser = shutil.which("chromium") or "/usr/bin/chromium"
-    driver = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing = "the selenium package"
-    else:
-        missing = "" if Path(browser).exists() and Path(driver).exists() else "chromium"
-    if missing:
-        reason = f"{missing} is not installed (scripts/setup/browser.sh, pip install selenium)"
-        if IN_CI:
-            pytest.fail(f"CI=true and {reason}")
-        pytest.skip(reason)
-    return browser, driver
-
-
 @pytest.fixture
 def dashboard(students: list[str]) -> Iterator[str]:
     proc = subprocess.Popen(
@@ -190,25 +173,9 @@ def cell_state(browser: Any, selector: str) -> tuple[str | None, str | None]:
 def test_dashboard_cell_turns_green_when_a_student_solves(
     students: list[str], dashboard: str, tmp_path: Path
 ) -> None:
-    browser_path, driver_path = chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = browser_path
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-    ):
-        opts.add_argument(flag)
-    browser = webdriver.Chrome(options=opts, service=Service(driver_path))
+    browser = headless_browser(tmp_path)
     try:
         browser.get(dashboard)
         body = browser.find_element(By.TAG_NAME, "body").text
