@@ -3,7 +3,6 @@ class store's migration, the host key and the guessing limit."""
 
 from __future__ import annotations
 
-import sqlite3
 import stat
 import subprocess
 from collections.abc import Iterator
