@@ -137,7 +137,7 @@ def test_a_bad_key_is_refused_with_its_line_and_a_private_key_is_not_repeated() 
     with pytest.raises(RosterError) as exc:
         parse(text, "class.csv")
     got = exc.value.problems
-    last = 3 + private.count("\n")  # the quoted key spans lines
+    last = 4 + private.count("\n")  # the line after the quoted key, which spans lines
     assert [p.split(":")[1] for p in got] == ["2", "3", str(last)]
     assert all("ssh_key is not an OpenSSH public key line" in p for p in got)
     assert "PRIVATE KEY" not in "".join(got)
