@@ -242,6 +242,7 @@ class DoorSession(asyncssh.SSHServerSession[bytes]):
         finally:
             feeding.cancel()
             await pty.close()
+            await asyncio.gather(feeding, return_exceptions=True)
 
     async def run_pipes(self, argv: list[str]) -> int:
         pipe = asyncio.subprocess.PIPE
@@ -277,3 +278,4 @@ class DoorSession(asyncssh.SSHServerSession[bytes]):
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
+            await asyncio.gather(feeding, output, return_exceptions=True)

@@ -158,10 +158,10 @@ def test_a_command_and_a_shell_reach_the_labs_machines(
     # a terminal: the command line is echoed in lower case, its answer is upper case
     shell = ssh(
         door, f"{lab.student}+clone", lab.token, options=("-tt",),
-        stdin="tty\nhostname | tr a-z A-Z\nexit 3\n",
+        stdin='test -t 0; echo "terminal=$?"\nhostname | tr a-z A-Z\nexit 3\n',
     )  # fmt: skip
     assert shell.returncode == 3, shell.stdout + shell.stderr
-    assert "CLONE" in shell.stdout and "/dev/pts/" in shell.stdout
+    assert "CLONE" in shell.stdout and "terminal=0" in shell.stdout, shell.stdout
 
 
 def wait_for(what: Callable[[], bool], limit: float = 30) -> bool:
