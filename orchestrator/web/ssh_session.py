@@ -205,6 +205,7 @@ class DoorSession(asyncssh.SSHServerSession[bytes]):
         finally:
             self.door.presence.leave(session)
             self.door.end_in_machine(opened, marker)
+            log.info("ssh door closed %s on %s for %s", opened.machine, seat.lab, self.who)
 
     async def pump_out(self, read: Callable[[], Awaitable[bytes]], stderr: bool = False) -> None:
         """Copy a process's output to the client, no faster than the client takes it."""
@@ -228,6 +229,12 @@ class DoorSession(asyncssh.SSHServerSession[bytes]):
                 self.chan.resume_reading()
         await eof()
 
+    def settle(self, results: list[object]) -> None:
+        """Log what went wrong in a session's copying tasks (a gone client ends them too)."""
+        for r in results:
+            if isinstance(r, Exception):
+                log.info("ssh door session of %s: its streams ended with %r", self.who, r)
+
     async def run_pty(self, argv: list[str]) -> int:
         assert self.term is not None
         pty = self.pty = await PtyProcess.spawn(argv, cols=self.term[1], rows=self.term[2])
@@ -242,7 +249,7 @@ class DoorSession(asyncssh.SSHServerSession[bytes]):
         finally:
             feeding.cancel()
             await pty.close()
-            await asyncio.gather(feeding, return_exceptions=True)
+            self.settle(await asyncio.gather(feeding, return_exceptions=True))
 
     async def run_pipes(self, argv: list[str]) -> int:
         pipe = asyncio.subprocess.PIPE
@@ -278,4 +285,4 @@ class DoorSession(asyncssh.SSHServerSession[bytes]):
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
-            await asyncio.gather(feeding, output, return_exceptions=True)
+            self.settle(await asyncio.gather(feeding, output, return_exceptions=True))
