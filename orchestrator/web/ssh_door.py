@@ -138,11 +138,17 @@ class DoorServer(asyncssh.SSHServer):
         self.address = str(peer[0]) if peer else "?"
 
     def begin_auth(self, username: str) -> bool:
+        self.named(username)
+        return True  # every login needs a proof, so a name's existence is never told
+
+    def named(self, username: str) -> Login | None:
+        """The login a user name asks for (a client may change names between tries)."""
         try:
             self.login = parse_username(username)
         except ValueError:
+            self.login = None
             log.warning("ssh door refused user name %r from %s", username[:100], self.address)
-        return True  # every login needs a proof, so a name's existence is never told
+        return self.login
 
     def password_auth_supported(self) -> bool:
         return True
@@ -151,22 +157,20 @@ class DoorServer(asyncssh.SSHServer):
         return True
 
     async def validate_password(self, username: str, password: str) -> bool:
-        if not self.may_try():
+        login = self.named(username)
+        if login is None or not self.may_try():
             return False
-        assert self.login is not None
-        seat = await self.door.query(seat_by_token, self.login.name, password)
+        seat = await self.door.query(seat_by_token, login.name, password)
         return self.judged([seat] if seat else [], "token")
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        if not self.may_try():
+        login = self.named(username)
+        if login is None or not self.may_try():
             return False
-        assert self.login is not None
-        seats = await self.door.query(seats_by_key, self.login.name, key)
+        seats = await self.door.query(seats_by_key, login.name, key)
         return self.judged(seats, "key")
 
     def may_try(self) -> bool:
-        if self.login is None:
-            return False
         if self.door.attempts.blocked(self.address):
             log.warning("ssh door refused a login of %s: too many failures", self.who)
             self.close()

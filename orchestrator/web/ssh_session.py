@@ -192,12 +192,13 @@ class DoorSession(asyncssh.SSHServerSession[bytes]):
 
     async def serve(self) -> int:
         seat = self.seat()
-        if self.door.presence.count(seat.lab, "ssh") >= self.door.max_sessions:
-            raise SeatRefused(f"at most {self.door.max_sessions} SSH sessions at once per lab")
         marker = secrets.token_hex(12)
         tty = self.term is not None
         argv = inner_argv(marker, self.command, self.term[0] if self.term else None)
         opened = await self.door.open(seat, self.login.machine, argv, tty)
+        # counted and entered with no wait between: two sessions cannot both take the last place
+        if self.door.presence.count(seat.lab, "ssh") >= self.door.max_sessions:
+            raise SeatRefused(f"at most {self.door.max_sessions} SSH sessions at once per lab")
         session = self.door.presence.enter(seat.lab, opened.machine, "ssh")
         log.info("ssh door opened %s on %s for %s", opened.machine, seat.lab, self.who)
         try:
