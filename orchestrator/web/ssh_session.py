@@ -163,9 +163,13 @@ class DoorSession(asyncssh.SSHServerSession[bytes]):
 
     # -- running it ---------------------------------------------------------------------------
     def _tell(self, text: str) -> None:
+        """A sentence for the client, on stderr (a terminal needs its carriage returns)."""
+        line = text + "\n"
+        if self.term is not None:
+            line = line.replace("\n", "\r\n")
         if self.chan is not None:
             with contextlib.suppress(OSError):
-                self.chan.write_stderr((text + "\n").replace("\n", "\r\n").encode())
+                self.chan.write_stderr(line.encode())
 
     async def run(self) -> None:
         status = 1
