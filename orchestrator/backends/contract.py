@@ -226,3 +226,17 @@ class ImageRemoval(Protocol):
         """Remove the engine's copy of `image`; False when it had none. Machines made from
         it keep running where the engine allows (it then keeps what they use)."""
         ...
+
+
+@runtime_checkable
+class Attachable(Protocol):
+    """Optional: an engine that gives a host command attached to a command in a machine
+    (the SSH door runs `ssh HOST CMD` and shells this way). Every engine has it."""
+
+    def attach_argv(
+        self, lab: LabRef, machine: str, argv: Sequence[str], *, tty: bool
+    ) -> list[str]:
+        """A host command that runs argv as root in the machine, its stdin, stdout and
+        stderr those of the host command; `tty`: the host command runs under a terminal
+        and argv gets one in the machine, else the streams stay apart and unchanged."""
+        ...

@@ -172,7 +172,9 @@ def enroll(p: Plan, store: Store, expires: float | None) -> dict[str, Member]:
         ],
     )
     for n, s in enumerate(p.roster):
-        cstore.put_member(p.class_id, s.id, s.name, s.email, p.labs[s.id].ref.key, n)
+        cstore.put_member(
+            p.class_id, s.id, s.name, s.email, p.labs[s.id].ref.key, n, ssh_key=s.ssh_key
+        )
     return {m.student: m for m in cstore.members(p.class_id)}
 
 

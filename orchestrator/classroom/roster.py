@@ -1,4 +1,4 @@
-"""The roster: a CSV file of `id,name,email` that an instructor writes by hand.
+"""The roster: a CSV file of `id,name,email[,ssh_key]` that an instructor writes by hand.
 
 Every problem is reported at once, each as `FILE:LINE: message`, and a roster with any
 problem is refused whole: nothing is provisioned for half a class.
@@ -17,12 +17,16 @@ from orchestrator.backends.contract import LabRef
 from orchestrator.errors import UsageError
 
 COLUMNS = ("id", "name", "email")
+#: columns a roster may have: `ssh_key`, a student's public key for the SSH door
+OPTIONAL = ("ssh_key",)
 MAX_BYTES = 1024 * 1024
 MAX_STUDENTS = 500
 #: what a student id may be: it names the student's lab, its resources and its labels
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")
 EMAIL = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
 MAX_NAME = 200
+#: one OpenSSH public key line: `TYPE BASE64 [COMMENT]` (never a private key, never two)
+SSH_KEY_LINE = re.compile(r"^[a-z0-9@.-]{3,64} [A-Za-z0-9+/]{16,}={0,3}( [^\r\n]{0,200})?$")
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Student:
     name: str
     email: str
     line: int
+    ssh_key: str = ""  # an OpenSSH public key line, or ""
 
 
 class RosterError(UsageError):
@@ -87,7 +92,7 @@ def read_rows(text: str, problem: Callable[[int, str], None]) -> list[tuple[int,
 def header_problem(names: list[str]) -> str | None:
     """What is wrong with a header of these column names, if anything."""
     missing = [c for c in COLUMNS if c not in names]
-    unknown = [h for h in names if h not in COLUMNS]
+    unknown = [h for h in names if h not in COLUMNS + OPTIONAL]
     doubled = sorted({h for h in names if names.count(h) > 1})
     parts = []
     if missing:
@@ -96,7 +101,25 @@ def header_problem(names: list[str]) -> str | None:
         parts.append(f"unknown column(s) {', '.join(repr(u) for u in unknown)}")
     if doubled:
         parts.append(f"column(s) given twice: {', '.join(doubled)}")
-    return f"the header must be `id,name,email` ({'; '.join(parts)})" if parts else None
+    if not parts:
+        return None
+    return f"the header must be `id,name,email` and may add `ssh_key` ({'; '.join(parts)})"
+
+
+def ssh_key_problem(text: str) -> str | None:
+    """Why an `ssh_key` cell is not one public key, or None when it is (or is empty)."""
+    if not text:
+        return None
+    # the cell itself is never repeated: it may be a private key pasted by mistake
+    if not SSH_KEY_LINE.match(text):
+        return "ssh_key is not an OpenSSH public key line (`ssh-ed25519 AAAA... comment`)"
+    import asyncssh  # here: `guestlab --help` and rosters without keys never load it
+
+    try:
+        asyncssh.import_public_key(text)
+    except (asyncssh.KeyImportError, ValueError) as e:
+        return f"ssh_key is not an OpenSSH public key line ({e})"
+    return None
 
 
 def student_problems(
@@ -154,10 +177,13 @@ def parse(text: str, source: str = "roster") -> list[Student]:
             problem(line, f"{len(row)} field(s), expected {len(names)} ({','.join(names)})")
             continue
         cells = dict(zip(names, (c.strip() for c in row), strict=True))
-        sid, name, email = cells["id"], cells["name"], cells["email"]
+        sid, name, email, key = cells["id"], cells["name"], cells["email"], cells.get("ssh_key", "")
         for message in student_problems(sid, name, email, line, seen):
             problem(line, message)
-        students.append(Student(sid, name, email, line))
+        bad_key = ssh_key_problem(key)
+        if bad_key:
+            problem(line, bad_key)
+        students.append(Student(sid, name, email, line, key))
     if len(rows) == 1:
         problem(header_line, "the roster has a header but no student")
     if problems:

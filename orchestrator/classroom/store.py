@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS class_members (
     error TEXT NOT NULL DEFAULT '',
     baseline TEXT NOT NULL DEFAULT '{}',  -- JSON probe label -> values, right after `up`
     updated REAL NOT NULL,
+    ssh_key TEXT NOT NULL DEFAULT '',     -- the roster's public key for the SSH door
     PRIMARY KEY (class, student)
 );
 CREATE TABLE IF NOT EXISTS class_checks (
@@ -89,6 +90,7 @@ class Member:
     error: str
     baseline: dict[str, list[str]]
     updated: float
+    ssh_key: str = ""
 
 
 @dataclass
@@ -127,6 +129,7 @@ class ClassStore:
         self._run("SELECT 1")  # a broken store fails here, as a StateError
         try:
             db.executescript(SCHEMA)
+            migrate(db)
         except sqlite3.Error as e:
             raise _error(e) from None
 
@@ -167,14 +170,22 @@ class ClassStore:
 
     # -- members ----------------------------------------------------------------------------
     def put_member(
-        self, class_id: str, student: str, name: str, email: str, lab: str, position: int
+        self,
+        class_id: str,
+        student: str,
+        name: str,
+        email: str,
+        lab: str,
+        position: int,
+        ssh_key: str = "",
     ) -> None:
-        """Add a student, or update the name and e-mail of one already in the class."""
+        """Add a student, or update the name, e-mail and key of one already in the class."""
         self._run(
             "INSERT INTO class_members (class, student, name, email, lab, position, status,"
-            " updated) VALUES (?,?,?,?,?,?,'pending',?) ON CONFLICT(class, student) DO UPDATE"
-            " SET name=excluded.name, email=excluded.email, position=excluded.position",
-            (class_id, student, name, email, lab, position, time.time()),
+            " updated, ssh_key) VALUES (?,?,?,?,?,?,'pending',?,?) ON CONFLICT(class, student)"
+            " DO UPDATE SET name=excluded.name, email=excluded.email,"
+            " position=excluded.position, ssh_key=excluded.ssh_key",
+            (class_id, student, name, email, lab, position, time.time(), ssh_key),
         )
 
     def set_member(
@@ -237,6 +248,13 @@ class ClassStore:
 
     def last_gradebook(self, class_id: str) -> dict[str, Any] | None:
         return last_gradebook(self.db, class_id)
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring class tables written by an older guestlab up to SCHEMA, in place."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(class_members)")}
+    if "ssh_key" not in columns:  # stores from before the SSH door
+        db.execute("ALTER TABLE class_members ADD COLUMN ssh_key TEXT NOT NULL DEFAULT ''")
 
 
 # -- reads, on any connection (the dashboard's is read-only) -------------------------------

@@ -7,10 +7,12 @@ credential opens its lab and nothing else" is written once.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from orchestrator.backends.contract import Attachable
 from orchestrator.credentials import Seats
 from orchestrator.errors import GuestlabError
 
@@ -58,3 +60,15 @@ def shell_argv(lab: Lab, machine: str) -> list[str]:
     if machine not in names:
         raise SeatRefused(f"this lab has no machine {machine}", hint=f"its machines: {names}")
     return list(lab.backend_for(machine).shell_argv(lab.ref, machine))
+
+
+def attach_argv(lab: Lab, machine: str, argv: Sequence[str], *, tty: bool) -> list[str]:
+    """The host command that runs argv as root in `machine`, on the caller's streams
+    (`tty`: under its terminal); refused for any other lab's machine."""
+    names = machine_names(lab)
+    if machine not in names:
+        raise SeatRefused(f"this lab has no machine {machine}", hint=f"its machines: {names}")
+    backend = lab.backend_for(machine)
+    if not isinstance(backend, Attachable):
+        raise SeatRefused(f"the {backend.name} backend cannot run a command for a door")
+    return list(backend.attach_argv(lab.ref, machine, argv, tty=tty))

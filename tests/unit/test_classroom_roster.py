@@ -53,7 +53,8 @@ def test_every_bad_row_is_reported_with_its_line_number() -> None:
 
 def test_the_header_is_required() -> None:
     assert problems("alice,Alice,alice@example.org\n") == [
-        "class.csv:1: the header must be `id,name,email` (missing column(s) id, name, email;"
+        "class.csv:1: the header must be `id,name,email` and may add `ssh_key`"
+        " (missing column(s) id, name, email;"
         " unknown column(s) 'alice', 'alice', 'alice@example.org'; column(s) given twice: alice)"
     ]
     assert "missing column(s) email" in problems("id,name\nalice,Alice\n")[0]

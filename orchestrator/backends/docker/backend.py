@@ -303,6 +303,12 @@ class DockerBackend:
         name = container_name(lab, machine)
         return ["docker", "exec", "-it", "-e", "TERM", name, "/bin/bash", "-l"]
 
+    def attach_argv(
+        self, lab: LabRef, machine: str, argv: Sequence[str], *, tty: bool
+    ) -> list[str]:
+        self.container(lab, machine)
+        return ["docker", "exec", "-it" if tty else "-i", container_name(lab, machine), *argv]
+
 
 def _connect() -> docker.DockerClient:
     """A client whose engine answered a ping."""

@@ -263,3 +263,9 @@ class LxdBackend:
 
     def shell_argv(self, lab: LabRef, machine: str) -> list[str]:
         return ["lxc", "exec", instance_name(lab, machine), "--", "bash", "-l"]
+
+    def attach_argv(
+        self, lab: LabRef, machine: str, argv: Sequence[str], *, tty: bool
+    ) -> list[str]:
+        mode = "--force-interactive" if tty else "--force-noninteractive"
+        return ["lxc", "exec", mode, instance_name(lab, machine), "--", *argv]

@@ -54,7 +54,11 @@ from orchestrator.backends.nspawn.boot import (
     wait_ready,
 )
 from orchestrator.backends.nspawn.cgroups import frozen
-from orchestrator.backends.nspawn.execution import login_shell_argv, run_in_machine
+from orchestrator.backends.nspawn.execution import (
+    attach_argv,
+    login_shell_argv,
+    run_in_machine,
+)
 from orchestrator.backends.nspawn.machines import (
     existing_meta,
     found_in,
@@ -315,6 +319,14 @@ class NspawnBackend:
         mdir = self.machine_dir(lab, machine)
         meta = existing_meta(mdir, lab, machine)
         return login_shell_argv(mdir, meta, running_init(mdir, meta))
+
+    def attach_argv(
+        self, lab: LabRef, machine: str, argv: Sequence[str], *, tty: bool
+    ) -> list[str]:
+        # the helper only enters the machine: the terminal, or the pipes, are the caller's
+        mdir = self.machine_dir(lab, machine)
+        meta = existing_meta(mdir, lab, machine)
+        return attach_argv(mdir, meta, running_init(mdir, meta), argv)
 
     def _exec(
         self,

@@ -102,15 +102,14 @@ def run_in_machine(
 
 def login_shell_argv(mdir: Path, meta: dict[str, Any], init: int) -> list[str]:
     """The host command that opens a root login shell in the machine, confined."""
+    return attach_argv(mdir, meta, init, ["/bin/bash", "-l"])
+
+
+def attach_argv(mdir: Path, meta: dict[str, Any], init: int, argv: Sequence[str]) -> list[str]:
+    """The host command that runs argv in the machine, confined, on the caller's streams."""
     env = {**CONTAINER_ENV, "TERM": os.environ.get("TERM", "xterm")}
     seccomp = seccomp_of(init, mdir / "seccomp.bpf")
-    return enter_argv(
-        init,
-        ["/bin/bash", "-l"],
-        env=env,
-        seccomp=seccomp,
-        cgroups=meta.get("exec_cgroups", []),
-    )
+    return enter_argv(init, argv, env=env, seccomp=seccomp, cgroups=meta.get("exec_cgroups", []))
 
 
 def launch_argv(argv: Sequence[str]) -> list[str]:

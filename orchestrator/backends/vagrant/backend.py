@@ -118,6 +118,11 @@ class VagrantBackend:
     def shell_argv(self, lab: LabRef, machine: str) -> list[str]:
         return execution.shell_argv(lab, machine)
 
+    def attach_argv(
+        self, lab: LabRef, machine: str, argv: Sequence[str], *, tty: bool
+    ) -> list[str]:
+        return execution.attach_argv(lab, machine, argv, tty=tty)
+
     # -- cleanup -------------------------------------------------------------------------
     def destroy(self, lab: LabRef) -> FoundResources:
         return resources.destroy(lab, self._preflight)

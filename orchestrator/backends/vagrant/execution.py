@@ -86,6 +86,13 @@ def shell_argv(lab: LabRef, machine: str) -> list[str]:
     return Ssh(lab, machine).shell_argv()
 
 
+def attach_argv(lab: LabRef, machine: str, argv: Sequence[str], *, tty: bool) -> list[str]:
+    """The host command that runs argv as root in the machine, on the caller's streams."""
+    if read_meta(lab).get("provider") == "docker":
+        return docker_backend().attach_argv(lab, machine, argv, tty=tty)
+    return ssh_for(lab, machine).attach_argv(argv, tty=tty)
+
+
 def wait_ssh(lab: LabRef, machine: str) -> None:
     """Until `vagrant ssh-config` knows an address and a command runs over it.
 

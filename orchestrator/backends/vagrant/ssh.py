@@ -137,6 +137,11 @@ class Ssh:
             return ["sh", "-c", f"cd {cd} && vagrant ssh {shlex.quote(self.machine)} -c 'sudo -i'"]
         return ["ssh", "-F", str(self.config), "-t", self.machine, "sudo", "-i"]
 
+    def attach_argv(self, argv: Sequence[str], *, tty: bool) -> list[str]:
+        """ssh running argv as root: `-tt` gives it a terminal, `-T` keeps the streams apart."""
+        remote = shlex.join(["sudo", "-n", "--", *argv])
+        return [*self._base(), "-tt" if tty else "-T", self.machine, remote]
+
 
 def _ssh_failed(stderr: str) -> bool:
     """Whether exit 255 came from ssh itself (no connection) rather than the command."""
