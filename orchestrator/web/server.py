@@ -8,7 +8,6 @@ uvicorn gracefully; the app's lifespan then ends every terminal process.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +30,6 @@ class Listen:
     tls_key: Path | None = None
     ssh_port: int | None = None
     access_log: bool = False
-
-
-def ssh_door_present() -> bool:
-    """Whether the SSH door's module is part of this guestlab."""
-    return importlib.util.find_spec("orchestrator.web.ssh_door") is not None
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -83,14 +77,17 @@ async def _serve(config: ServeConfig, listen: Listen, sock: socket.socket) -> No
     server = uvicorn.Server(uvicorn_config(config, listen))
     door = None
     if listen.ssh_port is not None:
+        from orchestrator.web.ssh_door import start_ssh_door  # asyncssh only when asked
+
         try:
-            from orchestrator.web.ssh_door import start_ssh_door
-        except ImportError as e:
+            door = await start_ssh_door(
+                listen.host, listen.ssh_port, config.db_path, config.presence
+            )
+        except OSError as e:
             raise GuestlabError(
-                "this guestlab has no SSH door yet (orchestrator/web/ssh_door.py is missing)",
-                hint=f"serve without --ssh-port ({e})",
+                f"cannot open the SSH door on {listen.host}:{listen.ssh_port}: {e.strerror or e}",
+                hint="choose another --ssh-port",
             ) from None
-        door = await start_ssh_door(listen.host, listen.ssh_port, config.db_path, config.presence)
     try:
         await server.serve(sockets=[sock])
     finally:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,10 +23,21 @@ def test_tls_needs_both_files(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "go together" in str(result.exception)
 
 
-def test_the_ssh_door_is_asked_for_only_when_it_exists(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server, "ssh_door_present", lambda: False)
-    result = CliRunner().invoke(cli, ["serve", "--port", "0", "--ssh-port", "0"])
-    assert "no SSH door" in str(result.exception)
+def test_a_busy_ssh_port_is_a_sentence_and_nothing_keeps_serving(tmp_path: Path) -> None:
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        res = subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", "serve", "--port", "0",
+             "--ssh-port", str(busy.getsockname()[1])],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "GUESTLAB_HOME": str(tmp_path)},
+        )  # fmt: skip
+    finally:
+        busy.close()
+    assert res.returncode != 0
+    assert "cannot open the SSH door" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_uvicorn_gets_the_frame_cap_tls_and_no_access_log_of_its_own(tmp_path: Path) -> None:
