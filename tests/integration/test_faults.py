@@ -256,3 +256,62 @@ def test_the_engine_stops_mid_lab_then_comes_back() -> None:
     assert after.returncode == 1 and "could not run" not in after.stdout
     assert guestlab("down", SCENARIO, "--student", student).returncode == 0
     assert backends.get("docker").find(LabRef(SCENARIO, student)) == {}
+
+
+@pytest.mark.docker
+def test_the_engine_stops_under_an_open_terminal_and_the_seat_keeps_serving() -> None:
+    """A student's terminal ends with a sentence when Docker stops; the server answers
+    that student and the others, and the seat works again once Docker is back."""
+    import asyncio
+    import json
+
+    import websockets
+
+    from orchestrator.credentials import Seats
+    from tests.integration.seat_helpers import Served, terminal
+
+    engine("docker")
+    pid = _dockerd_pid()
+    if pid is None:
+        pytest.fail("dockerd runs under a service manager here; this test stops it by pid")
+    student = student_id()
+    assert guestlab("up", SCENARIO, "--student", student).returncode == 0
+    store = Store()
+    token = Seats(store.db).issue(LabRef(SCENARIO, student).key)
+    store.close()
+    served = Served.start()
+
+    async def stop_under_the_terminal() -> str:
+        url = served.base.replace("http://", "ws://") + "/api/terminal/clone"
+        async with websockets.connect(
+            url, additional_headers={"Authorization": f"Bearer {token}"}
+        ) as ws:
+            await ws.send(b"echo up-$((2+2))\r")
+            out = b""
+            while b"up-4" not in out:
+                out += await asyncio.wait_for(ws.recv(), 30)
+            os.kill(pid, signal.SIGTERM)
+            while True:
+                msg = await asyncio.wait_for(ws.recv(), 90)
+                if isinstance(msg, str):
+                    return json.loads(msg)["message"]
+
+    try:
+        sentence = asyncio.run(stop_under_the_terminal())
+        assert sentence and "Traceback" not in sentence
+        status, me = served.get("/api/me", token)  # the server still answers, from its store
+        assert status == 200 and me["student"] == student
+        status, body = served.post("/api/check", token)
+        assert status >= 400 and "Docker" in json.dumps(body), (status, body)
+    finally:
+        _start_dockerd()
+    try:
+        assert guestlab("reset", SCENARIO, "--student", student).returncode == 0
+        out = terminal(
+            served.base, token, "clone", [(b"echo back-$((4+4))\r", b"back-8")], timeout=60
+        )
+        assert "back-8" in out[0]
+    finally:
+        err = served.stop()
+        assert "Traceback" not in err
+        assert guestlab("down", SCENARIO, "--student", student).returncode == 0
