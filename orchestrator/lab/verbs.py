@@ -9,8 +9,9 @@ from orchestrator.backends import require_available
 from orchestrator.checks import grade
 from orchestrator.errors import ProvisioningError, UsageError
 from orchestrator.lab.bound import Lab
-from orchestrator.lab.reporter import Reporter
+from orchestrator.lab.reporter import Reporter, Silent
 from orchestrator.report import Report
+from orchestrator.scenario.model import Task
 from orchestrator.state import LabRecord, Store, lab_lock
 
 
@@ -34,14 +35,60 @@ def select_tasks(lab: Lab, task_ids: Sequence[str]) -> list[Any]:
     return [known[t] for t in task_ids] if task_ids else list(known.values())
 
 
-def check(lab: Lab, record: LabRecord, store: Store, task_ids: Sequence[str] = ()) -> Report:
+def check(
+    lab: Lab,
+    record: LabRecord,
+    store: Store,
+    task_ids: Sequence[str] = (),
+    *,
+    reboot: bool = True,
+    reporter: Reporter | None = None,
+) -> Report:
+    """Grade the tasks; first reboot the machines `after_reboot` tasks name, unless
+    `reboot` is false: those tasks are then reported unproven."""
     require_up(lab, record)
     for backend in lab.backends:
         require_available(backend)
-    results = grade(lab, lab.ref, select_tasks(lab, task_ids))
-    out = Report.now(lab.scenario.id, lab.ref.student, lab.backend.name, results)
+    tasks = select_tasks(lab, task_ids)
+    machines = reboot_machines(tasks)
+    if reboot and machines:
+        restart(lab, store, machines, reporter or Silent())
+    results = grade(lab, lab.ref, tasks)
+    if not reboot:
+        for task, result in zip(tasks, results, strict=True):
+            result.unproven = task.after_reboot
+    rebooted = machines if reboot else []
+    out = Report.now(lab.scenario.id, lab.ref.student, lab.backend.name, results, rebooted)
     store.add_attempt(lab.ref.key, out)
     return out
+
+
+def reboot_machines(tasks: Sequence[Task]) -> list[str]:
+    """The machines the `after_reboot` tasks' checks name, each once, in order."""
+    return list(dict.fromkeys(m for t in tasks if t.after_reboot for m in t.machines))
+
+
+def restart(lab: Lab, store: Store, machines: Sequence[str], reporter: Reporter) -> None:
+    """Reboot the machines for real (each on its backend) and wait until they have booted.
+
+    Recorded before it starts, so that a shell the reboot ends can say why it ended.
+    """
+    with lab_lock(lab.ref.key):
+        store.event(lab.ref.key, "reboot", machines=list(machines))
+        for name in machines:
+            reporter.line(f"rebooting {name} to prove the change survives")
+        with reporter.step("reboot"):
+            specs = [lab.spec(name) for name in machines]
+            for backend, group in lab.by_backend(specs):
+                backend.restart(lab.ref, group, reporter.line)
+
+
+def reboots_since(store: Store, lab: Lab, machine: str, since: float) -> bool:
+    """Whether guestlab rebooted `machine` of the lab at `since` or later."""
+    return any(
+        e["kind"] == "reboot" and e["at"] >= since and machine in e.get("machines", [])
+        for e in store.events(lab.ref.key)
+    )
 
 
 def hint(lab: Lab, store: Store, task_id: str) -> tuple[int, int, str | None]:
