@@ -14,7 +14,7 @@ import click
 from rich.markup import escape
 
 from orchestrator import __version__, textsafe
-from orchestrator.cli import catalog, classroom, host, images, labs, serve
+from orchestrator.cli import catalog, classroom, host, images, labs, prove, serve
 from orchestrator.cli.console import err
 from orchestrator.errors import ExitCode, GuestlabError, ScenarioError
 
@@ -48,7 +48,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
-for command in (*catalog.COMMANDS, *labs.COMMANDS, *host.COMMANDS, images.image, serve.serve):
+for command in (
+    *catalog.COMMANDS,
+    *labs.COMMANDS,
+    *prove.COMMANDS,
+    *host.COMMANDS,
+    images.image,
+    serve.serve,
+):
     cli.add_command(command)
 classroom.register(cli)
 
