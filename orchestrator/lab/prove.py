@@ -1,7 +1,8 @@
 """`prove`: the proof an author needs before shipping a scenario, as named, timed steps.
 
 up (as a student nobody else is); every task fails; each task passes right after its
-own solution (an `after_reboot` task through its reboot, as `check` grades it); reset
+own solution (an `after_reboot` task through its reboot, as `check` grades it), and all
+of them together once every solution is in; reset
 brings the failing state back; down leaves nothing any backend can find. The first step
 that does not hold ends the proof; down runs in every case and is a step of its own.
 """
@@ -132,6 +133,14 @@ def _prove_tasks(
         )
         if not step(name, solved):
             return
+
+    def all_pass() -> str | None:
+        report = check(lab, record(), store, reporter=reporter)
+        return None if report.passed else _failing(report)
+
+    # one solution may undo another's work: together, they must all still hold
+    if not step("every task passes together", all_pass):
+        return
     if not step("reset", lambda: reset(lab, record(), store, reporter)):
         return
     step("every task fails after reset", all_fail)

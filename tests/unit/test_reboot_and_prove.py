@@ -295,18 +295,19 @@ def test_a_sound_scenario_passes_every_step_in_order(world: World, store: Store)
         ("every task fails after up", True),
         ("plain passes after its solution", True),
         ("lasting passes after its solution and a reboot", True),
+        ("every task passes together", True),
         ("reset", True),
         ("every task fails after reset", True),
         ("down leaves nothing", True),
     ]
     assert world.calls == [
         "up", "check all", "solve plain", "check plain", "solve lasting",
-        "check lasting", "reset", "check all", "down",
+        "check lasting", "check all", "reset", "check all", "down",
     ]  # fmt: skip
     assert proof.ok and proof.student.startswith("prove-") and proof.failed is None
     proof.raise_if_failed()
     junit = proving.proofs_junit([proof])
-    assert junit.count("<testcase") == 7 and "<failure" not in junit
+    assert junit.count("<testcase") == 8 and "<failure" not in junit
 
 
 def test_the_first_step_that_fails_ends_the_proof_but_not_down(world: World, store: Store) -> None:
