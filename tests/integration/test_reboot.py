@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from orchestrator.lab import Lab
 from orchestrator.report import Report
 from orchestrator.state import Store
 from orchestrator.web.pty_process import PtyProcess
-from tests.integration.conftest import GUESTLAB, ROOT, engine, student_id
+from tests.integration.conftest import GUESTLAB, ROOT, engine, guestlab, student_id
 
 SCENARIO = """\
 apiVersion: guestlab/v1
@@ -176,3 +177,37 @@ async def read_until(p: PtyProcess, needle: bytes | None, limit: float) -> bytes
                 break
             seen += chunk
     return seen
+
+
+@pytest.mark.docker
+def test_prove_from_the_command_line(tmp_path: Path) -> None:
+    engine("docker")
+    wide = {"COLUMNS": "200"}
+    res = guestlab("prove", "machine-id-clone", "--backend", "docker", env=wide)
+    assert res.returncode == 0, res.stdout + res.stderr
+    for step in (
+        "every task fails after up",
+        "unique-id passes after its solution and a reboot",
+        "every task passes together",
+        "every task fails after reset",
+        "down leaves nothing",
+    ):
+        assert step in res.stdout, res.stdout
+    assert "rebooting clone to prove the change survives" in res.stderr
+    # a solution that only starts the unit: the proof stops at that task, down still runs
+    path = tmp_path / "scenarios" / "reboot-proof.yaml"
+    path.parent.mkdir()
+    path.write_text(SCENARIO.replace("systemctl enable --now", "systemctl start"))
+    res = guestlab("prove", str(path), "--backend", "docker", "--format", "junit", env=wide)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "step `beacon passes after its solution and a reboot` failed" in res.stderr
+    suite = ET.fromstring(res.stdout).find("testsuite")
+    assert suite is not None and suite.get("failures") == "1"
+    names = [case.get("name") for case in suite.iter("testcase")]
+    assert names == [
+        "up",
+        "every task fails after up",
+        "beacon passes after its solution and a reboot",
+        "down leaves nothing",
+    ]
+    assert not [key for key in engine("docker").find() if key.startswith("reboot-proof--prove-")]
