@@ -17,7 +17,7 @@ import pytest
 from orchestrator import backends
 from orchestrator import lab as lifecycle
 from orchestrator.backends.contract import Backend, LabRef, MachineSpec, Progress
-from orchestrator.errors import ProofFailed, ScenarioError
+from orchestrator.errors import MachineUnavailable, ProofFailed, ScenarioError
 from orchestrator.lab import prove as proving
 from orchestrator.lab import verbs
 from orchestrator.report import CheckResult, Report, TaskResult
@@ -99,8 +99,9 @@ class RecordingBackend:
     capabilities = frozenset({"systemd", "clone", "snapshot"})
     virtualization = "docker"
 
-    def __init__(self, log: list[str]) -> None:
+    def __init__(self, log: list[str], broken: str = "") -> None:
         self.log = log
+        self.broken = broken
 
     def availability(self) -> Any:
         from orchestrator.backends.contract import Availability
@@ -110,6 +111,8 @@ class RecordingBackend:
     def restart(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
         progress("restarting")
         self.log.append("restart " + ",".join(m.name for m in machines))
+        if self.broken:
+            raise MachineUnavailable(self.broken)
 
 
 @pytest.fixture
@@ -145,9 +148,10 @@ class Lines:
         self.lines.append(text)
 
 
-def up_lab(store: Store, log: list[str]) -> tuple[lifecycle.Lab, Any]:
+def up_lab(store: Store, log: list[str], broken: str = "") -> tuple[lifecycle.Lab, Any]:
     sc = scenario()
-    lab = lifecycle.Lab(LabRef(sc.id, "al"), sc, Path("/x"), RecordingBackend(log), {})  # type: ignore[arg-type]
+    backend = RecordingBackend(log, broken)
+    lab = lifecycle.Lab(LabRef(sc.id, "al"), sc, Path("/x"), backend, {})  # type: ignore[arg-type]
     store.put_lab(
         lab.ref.key,
         scenario=sc.id,
@@ -193,6 +197,19 @@ def test_no_reboot_grades_as_is_and_leaves_the_task_unproven(
     assert report.rebooted == [] and not report.passed
     stored = store.attempts(lab.ref.key)[-1].report
     assert stored.tasks[1].unproven  # the state store keeps it as it was graded
+
+
+def test_a_machine_that_does_not_come_back_fails_its_tasks_not_the_check(
+    store: Store, graded: list[str]
+) -> None:
+    lab, record = up_lab(store, graded, broken="machine b is not running")
+    report = lifecycle.check(lab, record, store)
+    assert graded == ["restart b,a", "grade plain,lasting"]  # graded all the same
+    plain, lasting = report.tasks
+    assert plain.passed and not lasting.passed and report.rebooted == []
+    [why] = lasting.failing
+    assert why.name == "the machine comes back from a reboot"
+    assert why.message.startswith("b: the reboot failed: machine b is not running")
 
 
 # -- prove's steps ---------------------------------------------------------------------
