@@ -11,6 +11,7 @@ stops matching at once. Tokens are compared with `hmac.compare_digest` and never
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
@@ -41,21 +42,24 @@ def key_path() -> Path:
 
 
 def load_key(path: Path | None = None) -> bytes:
-    """The MAC key, made once (32 random bytes, 0600) the first time it is needed."""
+    """The MAC key, made once (32 random bytes, 0600) the first time it is needed.
+
+    Written whole to a private temporary file, then linked into place: a process that
+    races us either wins the link or reads the winner's complete key, never a torn one.
+    """
     path = path or key_path()
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        pass
-    paths.ensure(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, secrets.token_bytes(32))
-    except BaseException:
-        os.close(fd)
-        path.unlink(missing_ok=True)
-        raise
-    os.close(fd)
+    if not path.exists():
+        paths.ensure(path.parent)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, secrets.token_bytes(32))
+            os.fsync(fd)
+            os.close(fd)
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return path.read_bytes()
 
 

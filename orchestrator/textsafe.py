@@ -17,8 +17,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rich.markup import escape
-
 REPLACEMENT = "\ufffd"
 
 # ESC followed by: a CSI (parameters, intermediates, a final byte); a control string (OSC,
@@ -49,9 +47,27 @@ def clean(text: str) -> str:
     return _CONTROL.sub(lambda m: REPLACEMENT if "\ud800" <= m[0] <= "\udfff" else "", text)
 
 
+_BEFORE_BRACKET = re.compile(r"(\\*)\[")
+_TAG_AFTER_BRACKET = re.compile(r"[a-z#/@][^[]*?]")  # what rich takes for a tag after `[`
+_TRAILING_BACKSLASHES = re.compile(r"\\+$")
+
+
+def _escape_bracket(m: re.Match[str]) -> str:
+    slashes = m.group(1)
+    if _TAG_AFTER_BRACKET.match(m.string, m.end()):
+        return slashes * 2 + "\\["  # rich halves the run before a tag, an odd one escapes it
+    return slashes + "\\["  # elsewhere rich drops just the one backslash of each `\[`
+
+
 def markup(text: str) -> str:
-    """`text` ready to sit inside rich markup: cleaned, and its `[...]` escaped."""
-    return escape(clean(text))
+    """`text` ready to sit inside rich markup: cleaned, every `[` escaped.
+
+    rich treats backslashes before a `[` in two ways (before a tag it halves them, elsewhere
+    it drops one), and its own `escape` leaves alone a `[` that starts no tag; a trailing
+    run of backslashes meets the caller's closing tag, so it is doubled.
+    """
+    t = _BEFORE_BRACKET.sub(_escape_bracket, clean(text))
+    return _TRAILING_BACKSLASHES.sub(lambda m: m.group(0) * 2, t)
 
 
 def xml(text: str) -> str:

@@ -23,16 +23,32 @@ def when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def catalog_table(rows: Sequence[tuple[str, Scenario | None, str]]) -> Table:
-    """rows: (id or file, scenario or None when invalid, error text)."""
+def catalog_table(rows: Sequence[tuple[str, Scenario | None, str]], *, long: bool = False) -> Table:
+    """rows: (file, scenario or None when invalid, error text); `long` adds the file."""
     table = Table(title="Scenarios", title_justify="left")
-    for col in ("id", "title", "level", "backends"):
-        table.add_column(col)
+    for col in ("id", "title", "level", "backends", *(["file"] if long else [])):
+        table.add_column(col, overflow="fold")
     for ref, sc, error in rows:
+        extra = [ref] if long else []
         if sc is None:
-            table.add_row(ref, Text(f"invalid: {error}", style="red"), "", "")
+            table.add_row(ref, Text(f"invalid: {error}", style="red"), "", "", *extra)
         else:
-            table.add_row(sc.id, sc.metadata.title, sc.metadata.level, ", ".join(sc.backends))
+            meta = sc.metadata
+            table.add_row(sc.id, meta.title, meta.level, ", ".join(sc.backends), *extra)
+    return table
+
+
+def search_path_table(folders: Sequence[tuple[str, str]], shadowed: dict[str, list[str]]) -> Table:
+    """The scenario search path in order (folder, what put it there) and what is shadowed."""
+    table = Table(title="Search path (first match wins)", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("folder", overflow="fold")
+    table.add_column("from")
+    for n, (folder, source) in enumerate(folders, 1):
+        table.add_row(str(n), folder, source)
+    for winner, losers in shadowed.items():
+        for loser in losers:
+            table.add_row("", Text(f"{loser} is shadowed by {winner}", style="yellow"), "")
     return table
 
 
@@ -46,6 +62,7 @@ def catalog_json(rows: Sequence[tuple[str, Scenario | None, str]]) -> list[dict[
             out.append(
                 {
                     "id": sc.id,
+                    "file": ref,
                     "title": meta.title,
                     "level": meta.level,
                     "objective": meta.objective,

@@ -222,3 +222,13 @@ class ImageStore(Protocol):
     def import_image(self, image: str, tarball: Path, progress: Progress) -> None:
         """Import the root file system `tarball` as `image`, replacing what was there."""
         ...
+
+
+@runtime_checkable
+class ImageRemoval(Protocol):
+    """Optional: an engine whose copy of an image `guestlab image rm` can remove."""
+
+    def remove_image(self, image: str) -> bool:
+        """Remove the engine's copy of `image`; False when it had none. Machines made from
+        it keep running where the engine allows (it then keeps what they use)."""
+        ...

@@ -6,6 +6,7 @@ Command modules import engine SDKs only when a command runs, so `--help` stays f
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from typing import NoReturn
@@ -14,7 +15,17 @@ import click
 from rich.markup import escape
 
 from orchestrator import __version__, textsafe
-from orchestrator.cli import catalog, classroom, host, images, labs, prove, serve
+from orchestrator.cli import (
+    catalog,
+    classroom,
+    completion,
+    host,
+    images,
+    labs,
+    prove,
+    seat_links,
+    serve,
+)
 from orchestrator.cli.console import err
 from orchestrator.errors import ExitCode, GuestlabError, ScenarioError
 
@@ -31,8 +42,16 @@ INTERRUPTED = (
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="guestlab")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.option(
+    "--path",
+    "folders",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Look for scenarios in DIR first (repeatable); `list --long` shows the search path.",
+)
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, folders: tuple[str, ...]) -> None:
     """Hands-on Linux virtualization labs that grade themselves.
 
     A student brings a lab up, works in its machines, runs `guestlab check` to see which
@@ -46,6 +65,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
       guestlab down machine-id-clone
     """
     ctx.obj = {"debug": debug}
+    if folders:  # through the environment, so that class workers and builders see it too
+        rest = os.environ.get("GUESTLAB_PATH", "")
+        os.environ["GUESTLAB_PATH"] = os.pathsep.join([*folders, *([rest] if rest else [])])
 
 
 for command in (
@@ -55,9 +77,12 @@ for command in (
     *host.COMMANDS,
     images.image,
     serve.serve,
+    completion.completion,
+    seat_links.link,
 ):
     cli.add_command(command)
 classroom.register(cli)
+classroom.class_group.add_command(seat_links.class_links)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

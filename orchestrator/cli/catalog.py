@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -35,56 +37,109 @@ def _catalog_rows(lang: str = "en") -> list[tuple[str, Scenario | None, str]]:
 
 @click.command("list")
 @options.format_option("table", "json")
+@click.option("--long", "-l", is_flag=True, help="Also show each file and the search path.")
 @options.lang_option
-def list_cmd(fmt: str, lang: str | None) -> None:
+def list_cmd(fmt: str, long: bool, lang: str | None) -> None:
     """List the scenarios guestlab can bring up.
 
-    Scenarios are looked up in $GUESTLAB_SCENARIOS (folders separated by ':'), else in
-    ./scenarios, and in the scenarios shipped with guestlab.
+    An id is looked up along a search path, first match wins: `guestlab --path DIR`
+    (repeatable), $GUESTLAB_PATH (folders separated by ':'), ./scenarios,
+    ~/.config/guestlab/scenarios, then the library shipped with guestlab. `--long` shows
+    the path and which scenarios another of the same id shadows.
     """
     from orchestrator import views
+    from orchestrator.scenario.catalog import search_folders, shadowed
 
     rows = _catalog_rows(options.lang(lang))
     if fmt == "json":
         click.echo(json.dumps(views.catalog_json(rows), indent=2))
-    else:
-        out.print(views.catalog_table(rows))
+        return
+    out.print(views.catalog_table(rows, long=long))
+    if long:
+        folders = [(str(f.path), f.source) for f in search_folders()]
+        hidden = {str(w): [str(x) for x in losers] for w, losers in shadowed().items()}
+        out.print(views.search_path_table(folders, hidden))
 
 
 @click.command()
-@click.argument("scenario", metavar="ID|PATH")
+@click.argument("scenario", metavar="ID|PATH", shell_complete=options.complete_scenario)
+@options.format_option("text", "json")
 @options.lang_option
-def show(scenario: str, lang: str | None) -> None:
-    """Show a scenario: description, machines, and each task's instructions."""
+def show(scenario: str, fmt: str, lang: str | None) -> None:
+    """Show a scenario: description, machines, and each task's instructions.
+
+    `--format json` prints the scenario as guestlab read it (defaults filled in, texts in
+    the chosen language), for editors and scripts.
+    """
     from orchestrator import views
     from orchestrator.scenario.catalog import resolve
     from orchestrator.scenario.i18n import localize
     from orchestrator.scenario.load import load_file
 
-    out.print(views.scenario_view(localize(load_file(resolve(scenario)), options.lang(lang))))
+    sc = localize(load_file(resolve(scenario)), options.lang(lang))
+    if fmt == "json":
+        click.echo(json.dumps(sc.model_dump(mode="json", by_alias=True), indent=2))
+    else:
+        out.print(views.scenario_view(sc))
 
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
-def validate(paths: tuple[str, ...]) -> None:
+@options.format_option("text", "json")
+def validate(paths: tuple[str, ...], fmt: str) -> None:
     """Check scenario files (or folders of them) and report every problem at once.
 
-    Each problem is printed as FILE:LINE:COLUMN: field.path: message.
+    Each problem is printed as FILE:LINE:COLUMN: field.path: message; `--format json`
+    prints [{file, valid, problems: [{file, line, column, path, message}]}] for editors
+    and CI. The exit code is 2 when any file is invalid.
     """
     from orchestrator.lab import scenario_errors
     from orchestrator.scenario.catalog import expand
 
     results = scenario_errors(expand(list(paths)))
-    bad = 0
-    for path, error in results.items():
+    bad = sum(1 for error in results.values() if error is not None)
+    if fmt == "json":
+        click.echo(json.dumps([_validation(p, e) for p, e in results.items()], indent=2))
+    for path, error in results.items() if fmt == "text" else ():
         if error is None:
             out.print(f"[green]ok[/] {escape(str(path))}")
         else:
-            bad += 1
             for problem in error.problems:
                 click.echo(str(problem))
     if bad:
         raise GuestlabError(f"{bad} of {len(results)} scenario file(s) are invalid")
+
+
+def _validation(path: Path, error: ScenarioError | None) -> dict[str, object]:
+    problems = [dataclasses.asdict(p) for p in error.problems] if error else []
+    return {"file": str(path), "valid": error is None, "problems": problems}
+
+
+@click.command()
+@click.argument("scenario_id", metavar="ID")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Where to write scenarios/ID.yaml and labs/ID/.",
+)
+@click.option("--title", help="The scenario's title (default: from the id).")
+def new(scenario_id: str, folder: Path, title: str | None) -> None:
+    """Write a scenario skeleton to start from: one machine, one task with its checks and
+    solution, a pt-BR translation, and its labs/ID/ folder. It validates as written;
+    `guestlab prove` then shows it is solvable."""
+    from orchestrator.lab import scenario_errors
+    from orchestrator.scenario.skeleton import write_skeleton
+
+    written = write_skeleton(scenario_id, folder, title)
+    for path in written:
+        out.print(f"wrote {escape(str(path))}")
+    error = scenario_errors([written[0]])[written[0]]
+    if error is not None:  # a skeleton guestlab cannot read would be a bug of ours
+        raise error
+    out.print(f"[green]valid.[/] Next: edit it, then `guestlab validate {escape(str(written[0]))}`")
 
 
 @click.command()
@@ -96,4 +151,4 @@ def schema() -> None:
 
 
 #: the commands this module adds to `guestlab`
-COMMANDS = (list_cmd, show, validate, schema)
+COMMANDS = (list_cmd, show, validate, new, schema)

@@ -62,7 +62,7 @@ def register(root: click.Group) -> None:
 
 
 @class_group.command("up")
-@click.argument("scenario", metavar="ID|PATH")
+@click.argument("scenario", metavar="ID|PATH", shell_complete=options.complete_scenario)
 @click.option(
     "--roster",
     required=True,

@@ -18,8 +18,8 @@ from rich.markup import escape
 
 from orchestrator import textsafe
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, emoji=False)  # `:name:` in a machine's output stays text
+err = Console(stderr=True, highlight=False, emoji=False)
 
 
 @dataclass(frozen=True)

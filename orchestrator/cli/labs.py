@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.argument("scenario", metavar="ID|PATH")
+@click.argument("scenario", metavar="ID|PATH", shell_complete=options.complete_scenario)
 @options.student_option()
 @options.backend_option()
 @options.no_build_option
@@ -76,7 +76,7 @@ def up(
 
 
 @click.command()
-@click.argument("scenario", metavar="ID", required=False)
+@click.argument("scenario", metavar="ID", shell_complete=options.complete_scenario, required=False)
 @options.student_option()
 @options.format_option("table", "json")
 def status(scenario: str | None, student: str | None, fmt: str) -> None:
@@ -118,7 +118,7 @@ def _last_scores(store: Store, records: list[LabRecord]) -> dict[str, str]:
 
 
 @click.command("exec", context_settings={"ignore_unknown_options": True})
-@click.argument("scenario", metavar="ID")
+@click.argument("scenario", metavar="ID", shell_complete=options.complete_scenario)
 @click.argument("machine")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @options.student_option()
@@ -151,7 +151,7 @@ def _require_machine(lab: Lab, machine: str) -> None:
 
 
 @click.command()
-@click.argument("scenario", metavar="ID")
+@click.argument("scenario", metavar="ID", shell_complete=options.complete_scenario)
 @click.argument("machine", required=False)
 @options.student_option()
 def shell(scenario: str, machine: str | None, student: str | None) -> None:
@@ -194,7 +194,7 @@ def _run_interactive(argv: list[str]) -> int:
 
 
 @click.command()
-@click.argument("scenario", metavar="ID")
+@click.argument("scenario", metavar="ID", shell_complete=options.complete_scenario)
 @options.student_option()
 @click.option("--task", "-t", "tasks", multiple=True, help="Check only this task (repeatable).")
 @options.format_option("text", "json", "junit")
@@ -237,7 +237,7 @@ def check(
 
 
 @click.command()
-@click.argument("scenario", metavar="ID")
+@click.argument("scenario", metavar="ID", shell_complete=options.complete_scenario)
 @click.argument("task")
 @options.student_option()
 @options.lang_option
@@ -254,7 +254,7 @@ def hint(scenario: str, task: str, student: str | None, lang: str | None) -> Non
 
 
 @click.command()
-@click.argument("scenario", metavar="ID")
+@click.argument("scenario", metavar="ID", shell_complete=options.complete_scenario)
 @options.student_option()
 @click.option("--task", "-t", "tasks", multiple=True, help="Solve only this task (repeatable).")
 def solve(scenario: str, student: str | None, tasks: tuple[str, ...]) -> None:
@@ -268,7 +268,7 @@ def solve(scenario: str, student: str | None, tasks: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.argument("scenario", metavar="ID")
+@click.argument("scenario", metavar="ID", shell_complete=options.complete_scenario)
 @options.student_option()
 def reset(scenario: str, student: str | None) -> None:
     """Put every machine of the lab back into its starting state."""
@@ -280,7 +280,7 @@ def reset(scenario: str, student: str | None) -> None:
 
 
 @click.command()
-@click.argument("scenario", metavar="ID")
+@click.argument("scenario", metavar="ID", shell_complete=options.complete_scenario)
 @options.student_option()
 @options.backend_option("Also look on this backend.")
 def down(scenario: str, student: str | None, backend: str | None) -> None:

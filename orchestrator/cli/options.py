@@ -146,3 +146,14 @@ def open_lab(
     opened = store()
     lab, record = open_recorded(opened, lab_id(scenario), student(student_id), lang(language))
     return lab, record, opened
+
+
+def complete_scenario(
+    _ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    """Shell completion of a scenario id: the ids on the search path."""
+    from click.shell_completion import CompletionItem
+
+    from orchestrator.scenario.catalog import discover
+
+    return [CompletionItem(p.stem) for p in discover() if p.stem.startswith(incomplete)]

@@ -1,9 +1,10 @@
-"""`guestlab serve`: the live dashboard of the classes, read-only, behind a token."""
+"""`guestlab serve`: the instructor's live dashboard and the students' seats, one process."""
 
 from __future__ import annotations
 
 import sys
 import urllib.parse
+from pathlib import Path
 
 import click
 from rich.markup import escape
@@ -11,9 +12,10 @@ from rich.markup import escape
 from orchestrator import textsafe
 from orchestrator.cli import options
 from orchestrator.cli.console import err, out
-from orchestrator.errors import GuestlabError
+from orchestrator.errors import UsageError
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @click.command()
@@ -21,49 +23,88 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0: any free."
 )
+@click.option(
+    "--ssh-port", type=click.IntRange(0, 65535), help="Also open the SSH door on this port."
+)
+@click.option("--tls-cert", type=FILE, help="Serve HTTPS with this certificate (PEM).")
+@click.option("--tls-key", type=FILE, help="The certificate's private key (PEM).")
+@click.option(
+    "--idle",
+    type=click.IntRange(1, 24 * 60),
+    default=30,
+    show_default=True,
+    help="Minutes without a keystroke before a terminal closes.",
+)
+@click.option(
+    "--max-terminals",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Open web terminals per student.",
+)
 @click.option("--access-log", is_flag=True, help="Print each request on stderr.")
-def serve(host: str, port: int, access_log: bool) -> None:
-    """Serve the live dashboard: students x tasks, refreshed every few seconds.
+def serve(
+    host: str,
+    port: int,
+    ssh_port: int | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    idle: int,
+    max_terminals: int,
+    access_log: bool,
+) -> None:
+    """Serve the live dashboard and the students' seats (page, terminals, API).
 
-    Open the URL printed at start: it carries a random token, needed by every request
-    (`?token=`, `Authorization: Bearer TOKEN` or `X-Guestlab-Token`). The dashboard only
-    reads the state store, so every command keeps working while it runs. Stop it with
-    Ctrl-C.
+    Open the dashboard URL printed at start: it carries a random token, needed by every
+    instructor page (`?token=`, `Authorization: Bearer TOKEN` or `X-Guestlab-Token`).
+    Students open their own link (`guestlab class links ID --base-url URL`), which opens
+    their lab and nothing else. Stop it with Ctrl-C: every terminal ends with it.
     """
-    from orchestrator.classroom.dashboard import DashboardServer, class_ids, new_token
-    from orchestrator.classroom.store import ClassStore
+    from orchestrator.classroom.store import ClassStore, list_classes
+    from orchestrator.credentials import Seats
+    from orchestrator.web import server
+    from orchestrator.web.config import ServeConfig
 
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if ssh_port is not None and not server.ssh_door_present():
+        raise UsageError(
+            "this guestlab has no SSH door yet (orchestrator/web/ssh_door.py is missing)",
+            hint="serve without --ssh-port",
+        )
     store = options.store()
     ClassStore(store.db)  # the tables exist before the read-only connections look for them
+    Seats(store.db)
+    classes = [c.id for c in list_classes(store.db)]
     path = store.path
     store.close()
-    token = new_token()
 
     def log(line: str) -> None:
         if access_log:
             err.print(f"[dim]{textsafe.markup(line)}[/]")
 
-    try:
-        server = DashboardServer((host, port), path, token, log)
-    except OSError as e:
-        raise GuestlabError(
-            f"cannot listen on {host}:{port}: {e.strerror or e}",
-            hint="choose another --port (0 picks a free one)",
-        ) from None
+    config = ServeConfig(db_path=path, idle=idle * 60.0, max_terminals=max_terminals, log=log)
+    listen = server.Listen(host, port, tls_cert, tls_key, ssh_port, access_log)
+    sock = server.bind(host, port)
+    base = server.url(sock, tls_cert is not None)
     # click.echo: a URL must not be wrapped at the terminal's width
-    click.echo(f"Dashboard: {server.url}?token={token}")
-    for cid in class_ids(path):
-        click.echo(f"  class {cid}: {server.url}class/{urllib.parse.quote(cid)}?token={token}")
-    if host not in LOCAL_HOSTS:
+    click.echo(f"Dashboard: {base}?token={config.token}")
+    for cid in classes:
+        click.echo(f"  class {cid}: {base}class/{urllib.parse.quote(cid)}?token={config.token}")
+    click.echo(f"Seats: {base}s/TOKEN (guestlab class links ID --base-url {base.rstrip('/')})")
+    if ssh_port is not None:
+        click.echo(f"SSH door: port {ssh_port}")
+    if host not in LOCAL_HOSTS and tls_cert is None:
         err.print(
-            f"[yellow]warning:[/] listening on {escape(host)}: anyone who can reach it and has"
-            " the token sees the grades (plain HTTP)"
+            f"[yellow]warning:[/] listening on {escape(host)} over plain HTTP: tokens, grades"
+            " and terminals cross the network in clear; use --tls-cert and --tls-key"
         )
     out.print("[dim]Ctrl-C stops it.[/]")
     sys.stdout.flush()
     try:
-        server.serve_forever(poll_interval=0.5)
+        server.run(config, listen, sock)
     except KeyboardInterrupt:
-        out.print("Dashboard stopped.")
+        pass
     finally:
-        server.server_close()
+        sock.close()
+    out.print("Dashboard stopped.")

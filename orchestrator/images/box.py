@@ -345,6 +345,12 @@ def ensure_box_file(
     target = box_path(name)
 
     def build() -> None:
+        if image.imported:  # an imported box is its file; a rootfs has no kernel to boot
+            what = "box file" if image.vm_disk else "kernel: import a .box or qcow2 for VMs"
+            raise UsageError(
+                f"the imported image `{name}` has no {what}",
+                hint=f"guestlab image import {name} FILE",
+            )
         url = choose_mirror(mirror)
         tarball = ensure_tarball(name, mirror=url, progress=progress)
         progress(f"building the Vagrant box {box_name(name)}")

@@ -14,6 +14,9 @@ class ImageDef:
     suite: str
     packages: tuple[str, ...]
     variant: str = "minbase"
+    os_id: str = "debian"  # the ID of its os-release: `{{ machines.NAME.os }}`
+    imported: bool = False  # from `guestlab image import`: no recipe, only its file
+    vm_disk: bool = False  # an imported box: serves the vagrant backend only
 
 
 #: the image of a machine whose scenario names none
@@ -26,6 +29,20 @@ CATALOG: dict[str, ImageDef] = {
         name="debian-12-systemd",
         description="Debian 12 (bookworm) with systemd, dbus, iproute2 and procps",
         suite="bookworm",
+        packages=BASE,
+    ),
+    # other Debian releases: the proof that a scenario runs on a distribution it was not
+    # written on, and the path an imported image takes (build, export, import)
+    "debian-11-systemd": ImageDef(
+        name="debian-11-systemd",
+        description="Debian 11 (bullseye) with systemd, dbus, iproute2 and procps",
+        suite="bullseye",
+        packages=BASE,
+    ),
+    "debian-13-systemd": ImageDef(
+        name="debian-13-systemd",
+        description="Debian 13 (trixie) with systemd, dbus, iproute2 and procps",
+        suite="trixie",
         packages=BASE,
     ),
     # The 102.6 lab library: every tool a lab needs is in its image, because lab machines
@@ -75,8 +92,16 @@ CATALOG: dict[str, ImageDef] = {
 
 
 def lookup(name: str) -> ImageDef:
-    try:
+    """A catalog image, else one imported with `guestlab image import`."""
+    from orchestrator.images.imported import imported
+
+    if name in CATALOG:
         return CATALOG[name]
-    except KeyError:
-        known = ", ".join(CATALOG)
-        raise UsageError(f"unknown image `{name}` (the catalog has: {known})") from None
+    found = imported()
+    if name not in found:
+        known = ", ".join([*CATALOG, *found])
+        raise UsageError(
+            f"unknown image `{name}` (known: {known})",
+            hint="`guestlab image list` shows them; `guestlab image import` adds your own",
+        )
+    return found[name].definition()

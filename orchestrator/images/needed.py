@@ -11,6 +11,8 @@ from orchestrator.scenario.catalog import discover
 from orchestrator.scenario.load import load_file
 
 VM_BACKEND = "vagrant"
+#: releases a lab is proven on through `image import` (tests/integration/test_image_import.py)
+PROOF_RELEASES = ("debian-11-systemd", "debian-13-systemd")
 
 
 def library_needs() -> dict[str, set[str]]:
@@ -27,6 +29,8 @@ def library_needs() -> dict[str, set[str]]:
     # the backend contract tests run the default image on every engine
     for backend in ("docker", "lxd", "nspawn", VM_BACKEND):
         needs.setdefault(backend, set()).add(DEFAULT_IMAGE)
+    # the image-import tests import other releases' root file systems as files
+    needs["nspawn"] |= set(PROOF_RELEASES)
     return needs
 
 

@@ -86,8 +86,18 @@ def ensure_tarball(
     """The cached rootfs tarball of a catalog image, built first when missing."""
     image = lookup(name)
     target = tarball_path(name)
+    if image.vm_disk:
+        raise UsageError(
+            f"`{name}` is an imported VM disk: it serves the vagrant backend",
+            hint="run the scenario with --backend vagrant, or import a root file system",
+        )
 
     def build() -> None:
+        if image.imported:  # nothing to build it from: its tarball was removed by hand
+            raise UsageError(
+                f"the imported image `{name}` has lost its tarball {target}",
+                hint=f"import it again: guestlab image import {name} FILE",
+            )
         url = choose_mirror(mirror)
         work = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=paths.images_dir()))
         try:

@@ -112,12 +112,15 @@ class Lab:
         return self.backend_for(machine).exec(lab, machine, argv, timeout=timeout)
 
     def machine_facts(self) -> dict[str, dict[str, str]]:
-        """What templates may read as machines.NAME.{backend,kind,virt}."""
+        """What templates may read as machines.NAME.{backend,kind,virt,os}."""
+        from orchestrator.images.catalog import lookup
+
         facts = {}
         for m in self.scenario.machines:
             b = self.backend_for(m.name)
             kind = "vm" if "vm" in b.capabilities else "container"
-            facts[m.name] = {"backend": b.name, "kind": kind, "virt": b.virtualization}
+            os_id = lookup(self.scenario.root_of(m.name).image or DEFAULT_IMAGE).os_id
+            facts[m.name] = {"backend": b.name, "kind": kind, "virt": b.virtualization, "os": os_id}
         return facts
 
     def run_steps(self, steps: Sequence[Step], what: str) -> None:

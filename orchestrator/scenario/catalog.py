@@ -3,31 +3,63 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-import orchestrator
 from orchestrator.errors import UsageError
 
 SUFFIXES = (".yaml", ".yml")
+#: the environment variables of the search path, in order; the second is the older name
+ENV_VARS = ("GUESTLAB_PATH", "GUESTLAB_SCENARIOS")
 
 
-def search_path() -> list[Path]:
-    """$GUESTLAB_SCENARIOS (or ./scenarios when it exists), then the repository's own."""
-    explicit = os.environ.get("GUESTLAB_SCENARIOS")
-    if explicit:
-        dirs = [Path(part) for part in explicit.split(os.pathsep) if part]
-    else:
-        here = Path.cwd() / "scenarios"
-        dirs = [here] if here.is_dir() else []
-    dirs.append(Path(orchestrator.__file__).resolve().parent.parent / "scenarios")
-    unique: list[Path] = []
+@dataclass(frozen=True)
+class Folder:
+    """A folder on the search path and what put it there."""
+
+    path: Path
+    source: str
+
+
+def library_dir() -> Path:
+    """The library shipped inside the package: scenarios/ and labs/ as package data."""
+    return Path(str(resources.files("orchestrator.library")))
+
+
+def user_dir() -> Path:
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "guestlab" / "scenarios"
+
+
+def search_folders() -> list[Folder]:
+    """Where ids are looked up, first match wins: `--path` and $GUESTLAB_PATH (the CLI puts
+    `--path` first in it), $GUESTLAB_SCENARIOS (its older name), ./scenarios, the user's
+    ~/.config/guestlab/scenarios, then the bundled library. A folder listed twice counts once.
+    """
+    folders = [
+        Folder(Path(part), name)
+        for name in ENV_VARS
+        for part in os.environ.get(name, "").split(os.pathsep)
+        if part
+    ]
+    folders += [
+        Folder(Path.cwd() / "scenarios", "./scenarios"),
+        Folder(user_dir(), "user"),
+        Folder(library_dir() / "scenarios", "library"),
+    ]
+    unique: list[Folder] = []
     seen: set[Path] = set()
-    for folder in dirs:
-        key = folder.resolve()
-        if key not in seen:
+    for folder in folders:
+        key = folder.path.resolve()
+        if key not in seen and (folder.source == "library" or folder.path.is_dir()):
             seen.add(key)
             unique.append(folder)
     return unique
+
+
+def search_path() -> list[Path]:
+    return [f.path for f in search_folders()]
 
 
 def _is_path(ref: str) -> bool:
@@ -52,7 +84,7 @@ def resolve(ref: str) -> Path:
     searched = ", ".join(str(d) for d in dirs)
     raise UsageError(
         f"unknown scenario `{ref}` (searched: {searched})",
-        hint="`guestlab list` shows the scenarios available; set GUESTLAB_SCENARIOS to add folders",
+        hint="`guestlab list` shows the scenarios available; `guestlab --path DIR` adds a folder",
     )
 
 
@@ -62,12 +94,21 @@ def _files_in(folder: Path) -> list[Path]:
 
 def discover() -> list[Path]:
     """Every scenario file on the search path; of two with the same id, the first wins."""
-    found: dict[str, Path] = {}
+    return [paths[0] for _id, paths in sorted(_by_id().items())]
+
+
+def shadowed() -> dict[Path, list[Path]]:
+    """The files that lose to one of the same id earlier on the path, by the winning file."""
+    return {paths[0]: paths[1:] for paths in _by_id().values() if len(paths) > 1}
+
+
+def _by_id() -> dict[str, list[Path]]:
+    found: dict[str, list[Path]] = {}
     for folder in search_path():
         if folder.is_dir():
             for path in _files_in(folder):
-                found.setdefault(path.stem, path)
-    return sorted(found.values(), key=lambda p: p.stem)
+                found.setdefault(path.stem, []).append(path)
+    return found
 
 
 def expand(paths: list[str]) -> list[Path]:

@@ -195,7 +195,7 @@ def _compile(text: str) -> Template:
 
 
 MachineFacts = Mapping[str, Mapping[str, str]]
-"""machine name -> {backend, kind, virt}: what the lab knows of each machine."""
+"""machine name -> {backend, kind, virt, os}: what the lab knows of each machine."""
 
 
 def render_text(

@@ -47,7 +47,7 @@ def _sample_params(raw: Any) -> dict[str, str]:
 
 def _sample_machines(raw: Any) -> dict[str, dict[str, str]]:
     """Facts for every machine name in the file, as a backend would give them."""
-    facts = {"backend": "docker", "kind": "container", "virt": "docker"}
+    facts = {"backend": "docker", "kind": "container", "virt": "docker", "os": "debian"}
     names = [m.get("name") for m in raw if isinstance(m, dict)] if isinstance(raw, list) else []
     return {n: facts for n in names if isinstance(n, str)}
 

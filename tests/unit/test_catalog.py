@@ -7,11 +7,22 @@ from pathlib import Path
 
 import pytest
 
-import orchestrator
 from orchestrator.errors import UsageError
 from orchestrator.scenario import catalog
 
-REPO_SCENARIOS = Path(orchestrator.__file__).resolve().parent.parent / "scenarios"
+REPO_SCENARIOS = catalog.library_dir() / "scenarios"
+
+
+@pytest.fixture(autouse=True)
+def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No ./scenarios, no user folder and no search path from the environment."""
+    for name in catalog.ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    return cwd
 
 
 @pytest.fixture
@@ -38,12 +49,40 @@ def test_search_path_deduplicates(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert catalog.search_path() == [tmp_path, REPO_SCENARIOS]
 
 
-def test_search_path_uses_cwd_scenarios(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("GUESTLAB_SCENARIOS", raising=False)
-    monkeypatch.chdir(tmp_path)
+def test_search_path_uses_cwd_scenarios(elsewhere: Path) -> None:
     assert catalog.search_path() == [REPO_SCENARIOS]
-    (tmp_path / "scenarios").mkdir()
-    assert catalog.search_path() == [tmp_path / "scenarios", REPO_SCENARIOS]
+    (elsewhere / "scenarios").mkdir()
+    assert catalog.search_path() == [elsewhere / "scenarios", REPO_SCENARIOS]
+
+
+def test_search_path_order(
+    tmp_path: Path, elsewhere: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    new, old, user = tmp_path / "new", tmp_path / "old", tmp_path / "config/guestlab/scenarios"
+    for folder in (new, old, user, elsewhere / "scenarios"):
+        folder.mkdir(parents=True)
+    monkeypatch.setenv("GUESTLAB_PATH", str(new))
+    monkeypatch.setenv("GUESTLAB_SCENARIOS", str(old))
+    folders = catalog.search_folders()
+    assert [f.path for f in folders] == [new, old, elsewhere / "scenarios", user, REPO_SCENARIOS]
+    assert [f.source for f in folders] == [
+        "GUESTLAB_PATH",
+        "GUESTLAB_SCENARIOS",
+        "./scenarios",
+        "user",
+        "library",
+    ]
+
+
+def test_the_bundled_library_is_package_data() -> None:
+    assert (REPO_SCENARIOS / "machine-id-clone.yaml").is_file()
+    assert (catalog.library_dir() / "labs" / "machine-id-clone").is_dir()
+    assert catalog.resolve("machine-id-clone") == REPO_SCENARIOS / "machine-id-clone.yaml"
+
+
+def test_shadowed_lists_what_loses(dirs: tuple[Path, Path]) -> None:
+    first, second = dirs
+    assert catalog.shadowed() == {first / "alpha.yaml": [second / "alpha.yaml"]}
 
 
 def test_resolve_id_first_folder_wins(dirs: tuple[Path, Path]) -> None:

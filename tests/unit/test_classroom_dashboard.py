@@ -1,22 +1,22 @@
-"""The dashboard server on a fake store: token, escaping, JSON, read-only."""
+"""The instructor's dashboard on a fake store (Starlette's TestClient): token, escaping,
+JSON, read-only."""
 
 from __future__ import annotations
 
 import json
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
-from orchestrator.classroom.dashboard import DashboardServer, new_token, token_ok
 from orchestrator.classroom.store import ClassStore
 from orchestrator.report import Report
 from orchestrator.state import Store
+from orchestrator.web.app import build_app
+from orchestrator.web.config import ServeConfig, instructor_ok, new_token
 
 EVIL = '<script>alert("x")</script>'
 TASKS = [{"id": "find-id", "title": "Find <it>", "points": 1}]
@@ -36,24 +36,14 @@ def db(tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
-def server(db: Store) -> Iterator[DashboardServer]:
-    srv = DashboardServer(("127.0.0.1", 0), db.path, "s3cret-token")
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+def server(db: Store) -> Iterator[TestClient]:
+    with TestClient(build_app(ServeConfig(db_path=db.path, token="s3cret-token"))) as client:
+        yield client
 
 
-def get(
-    srv: DashboardServer, path: str, headers: dict[str, str] | None = None
-) -> tuple[int, str, Any]:
-    req = urllib.request.Request(srv.url.rstrip("/") + path, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=5) as res:
-            return res.status, res.read().decode(), res.headers
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(), e.headers
+def get(srv: TestClient, path: str, headers: dict[str, str] | None = None) -> tuple[int, str, Any]:
+    res = srv.get(path, headers=headers or {})
+    return res.status_code, res.text, res.headers
 
 
 def attempt(store: Store, lab: str, passed: bool, message: str = "") -> None:
@@ -78,7 +68,7 @@ def attempt(store: Store, lab: str, passed: bool, message: str = "") -> None:
     )
 
 
-def test_the_token_is_needed_everywhere(server: DashboardServer) -> None:
+def test_the_token_is_needed_everywhere(server: TestClient) -> None:
     for path in ("/", "/class/lab1", "/api/class/lab1", "/class/lab1/student/ann", "/nope"):
         assert get(server, path)[0] == 403, path
         assert get(server, path + "?token=wrong")[0] == 403, path
@@ -89,27 +79,33 @@ def test_the_token_is_needed_everywhere(server: DashboardServer) -> None:
 
 
 def test_token_check_function() -> None:
-    assert token_ok("abc", {"token": ["abc"]}, {})
-    assert token_ok("abc", {}, {"Authorization": "bearer abc"})
-    assert not token_ok("abc", {"token": [""]}, {"X-Guestlab-Token": ""})
-    assert not token_ok("abc", {"token": ["abcd"]}, {})
+    from starlette.requests import Request
+
+    def request(query: str, headers: dict[str, str]) -> Request:
+        raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        return Request({"type": "http", "query_string": query.encode(), "headers": raw})
+
+    assert instructor_ok(request("token=abc", {}), "abc")
+    assert instructor_ok(request("", {"Authorization": "bearer abc"}), "abc")
+    assert not instructor_ok(request("token=", {"X-Guestlab-Token": ""}), "abc")
+    assert not instructor_ok(request("token=abcd", {}), "abc")
     assert len(new_token()) >= 32 and new_token() != new_token()
 
 
-def test_student_strings_are_escaped(server: DashboardServer, db: Store) -> None:
+def test_student_strings_are_escaped(server: TestClient, db: Store) -> None:
     attempt(db, "lab1--ann", False, EVIL)
     for path in ("/class/lab1", "/class/lab1/student/ann"):
         status, body, headers = get(server, path + "?token=s3cret-token")
         assert status == 200
         assert EVIL not in body
-        assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in body
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in body  # Jinja2 autoescape
         assert "script-src 'nonce-" in headers["Content-Security-Policy"]
         assert headers["Referrer-Policy"] == "no-referrer"
     assert "Bob &amp; Co" in get(server, "/class/lab1?token=s3cret-token")[1]
     assert "Find &lt;it&gt;" in get(server, "/class/lab1?token=s3cret-token")[1]
 
 
-def test_the_grid_json_follows_every_check(server: DashboardServer, db: Store) -> None:
+def test_the_grid_json_follows_every_check(server: TestClient, db: Store) -> None:
     def states() -> dict[str, str]:
         status, body, headers = get(server, "/api/class/lab1", {"X-Guestlab-Token": "s3cret-token"})
         assert status == 200 and headers["Content-Type"].startswith("application/json")
@@ -125,18 +121,13 @@ def test_the_grid_json_follows_every_check(server: DashboardServer, db: Store) -
     assert body["students"][1]["attempts"] == 1
 
 
-def test_unknown_pages_and_writes(server: DashboardServer) -> None:
+def test_unknown_pages_and_writes(server: TestClient) -> None:
     assert get(server, "/class/nope?token=s3cret-token")[0] == 404
     assert get(server, "/class/lab1/student/zed?token=s3cret-token")[0] == 404
-    req = urllib.request.Request(server.url + "?token=s3cret-token", data=b"x", method="POST")
-    with pytest.raises(urllib.error.HTTPError) as exc:
-        urllib.request.urlopen(req, timeout=5)
-    assert exc.value.code == 405
+    assert server.post("/?token=s3cret-token", content=b"x").status_code == 405
 
 
-def test_the_server_never_writes_and_never_blocks_the_cli(
-    server: DashboardServer, db: Store
-) -> None:
+def test_the_server_never_writes_and_never_blocks_the_cli(server: TestClient, db: Store) -> None:
     # a writer holding a transaction open does not stop reads (WAL), nor do reads stop it
     db.db.execute("BEGIN IMMEDIATE")
     attempt(db, "lab1--ann", True)
@@ -145,6 +136,6 @@ def test_the_server_never_writes_and_never_blocks_the_cli(
     states = json.loads(get(server, "/api/class/lab1?token=s3cret-token")[1])
     assert states["students"][0]["tasks"]["find-id"]["state"] == "pass"
     with pytest.raises(Exception, match="readonly"):
-        from orchestrator.classroom.dashboard import read_only
+        from orchestrator.web.access import read_only
 
         read_only(db.path).execute("DELETE FROM classes")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -165,3 +166,50 @@ def test_main_maps_interrupt_to_130(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["list"])
     assert exc.value.code == 130
+
+
+def test_path_option_puts_a_folder_first_and_list_long_shows_the_shadowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.scenario.catalog import library_dir
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "machine-id-clone.yaml").write_text(
+        (library_dir() / "scenarios" / "machine-id-clone.yaml").read_text()
+    )
+    monkeypatch.delenv("GUESTLAB_PATH", raising=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "--path", str(mine), "list", "--long"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "400"},
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    assert f"{mine / 'machine-id-clone.yaml'}" in res.stdout
+    assert "is shadowed by" in res.stdout
+
+
+def test_completion_scripts_complete_scenario_ids() -> None:
+    for shell in ("bash", "zsh", "fish"):
+        res = subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", "completion", shell],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert res.returncode == 0 and "_GUESTLAB_COMPLETE" in res.stdout
+    res = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "_GUESTLAB_COMPLETE": "bash_complete",
+            "COMP_WORDS": "guestlab up machine-id-c",
+            "COMP_CWORD": "2",
+        },
+    )
+    assert "plain,machine-id-clone" in res.stdout.splitlines()

@@ -14,7 +14,7 @@ from orchestrator.state import Store
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "orchestrator" / "cli"
 #: the modules of the package that may know of classes
-CLASS_MODULES = {"classroom", "class_tables", "serve", "app"}
+CLASS_MODULES = {"classroom", "class_tables", "serve", "app", "seat_links"}
 
 
 def imported(path: Path) -> set[str]:

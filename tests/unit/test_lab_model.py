@@ -90,7 +90,12 @@ def test_vm_machines_of_a_container_lab_go_to_the_vm_backend() -> None:
     assert lab.backend_for("box").name == "vagrant"
     assert [b.name for b in lab.backends] == ["docker", "vagrant"]
     facts = lab.machine_facts()
-    assert facts["ct"] == {"backend": "docker", "kind": "container", "virt": "docker"}
+    assert facts["ct"] == {
+        "backend": "docker",
+        "kind": "container",
+        "virt": "docker",
+        "os": "debian",
+    }
     assert facts["box"]["kind"] == "vm"
 
 

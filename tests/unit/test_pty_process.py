@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import time
 from pathlib import Path
 
 from orchestrator.web.pty_process import PtyProcess
@@ -63,12 +63,20 @@ def test_close_ends_the_whole_process_group() -> None:
 
     child, code = asyncio.run(go())
     assert code is not None
-    try:
-        os.kill(child, 0)
-        alive = Path(f"/proc/{child}/stat").read_text().split()[2] != "Z"
-    except (ProcessLookupError, FileNotFoundError):
-        alive = False
-    assert not alive
+    assert _gone_within(child, 5.0)
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    """Whether `pid` is dead (gone or a zombie) within `seconds`: SIGKILL is delivered async."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                return True
+        except (ProcessLookupError, FileNotFoundError):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_read_says_eof_once_the_process_ends() -> None:

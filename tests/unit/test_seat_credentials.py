@@ -61,3 +61,13 @@ def test_forgetting_a_lab_ends_its_token(seats: Seats) -> None:
     seats.forget("lab--ana")
     assert seats.verify(token) is None
     assert seats.issue("lab--ana") != token
+
+
+def test_processes_racing_to_make_the_key_all_get_the_same_one(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "race" / "seat.key"
+    with ThreadPoolExecutor(16) as pool:
+        keys = set(pool.map(lambda _: load_key(path), range(64)))
+    assert len(keys) == 1 and len(next(iter(keys))) == 32
+    assert [p.name for p in path.parent.iterdir()] == ["seat.key"]  # no temporary left

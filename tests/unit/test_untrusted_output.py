@@ -10,9 +10,7 @@ import csv
 import io
 import json
 import os
-import socket
 import subprocess
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
@@ -33,11 +31,11 @@ from orchestrator.checks import (
 )
 from orchestrator.classroom import copies
 from orchestrator.classroom import gradebook as gb
-from orchestrator.classroom.dashboard import log_safe
 from orchestrator.classroom.store import LabStats, Member
 from orchestrator.errors import MachineUnavailable
 from orchestrator.report import Report
 from orchestrator.scenario.model import Check, Task
+from orchestrator.web.rendering import log_safe
 
 LAB = LabRef("demo", "mallory")
 HOSTILE = "[/nope] \x1b]52;c;cm0gLXJmIH4=\x07\x1b]0;pwned\x07\x1b[2J\x1b[?25l\x9b1m\x7f\x00 done"
@@ -363,28 +361,22 @@ def test_access_log_lines_carry_no_token_and_no_control_character() -> None:
 
 
 def test_the_dashboard_logs_requests_without_tokens_or_escapes(tmp_path: Path) -> None:
-    from orchestrator.classroom.dashboard import DashboardServer
+    from starlette.testclient import TestClient
+
     from orchestrator.classroom.store import ClassStore
     from orchestrator.state import Store
+    from orchestrator.web.app import build_app
+    from orchestrator.web.config import ServeConfig
 
     store = Store(tmp_path / "state.db")
     ClassStore(store.db)
     token = "tok-" + "x" * 28
     lines: list[str] = []
-    srv = DashboardServer(("127.0.0.1", 0), store.path, token, lines.append)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        host, port = srv.server_address[:2]
-        for target in (f"/?token={token}", f"/{token}/\x1b]52;c;eA==\x07?x=1", "/\x1b[2Jnope"):
-            with socket.create_connection((host, port), timeout=5) as conn:
-                conn.sendall(f"GET {target} HTTP/1.0\r\n\r\n".encode("latin-1"))
-                while conn.recv(65536):
-                    pass
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        store.close()
+    app = build_app(ServeConfig(db_path=store.path, token=token, log=lines.append))
+    with TestClient(app) as client:
+        for target in (f"/?token={token}", f"/{token}/%1b]52;c;eA==%07?x=1", "/%1b[2Jnope"):
+            client.get(target)
+    store.close()
     assert len(lines) == 3, lines
     for line in lines:
         assert token not in line and "\x1b" not in line and "\x07" not in line

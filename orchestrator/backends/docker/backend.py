@@ -134,6 +134,14 @@ class DockerBackend:
         if not self.has_image(image):
             raise ProvisioningError(f"Docker did not keep the imported image {image}")
 
+    def remove_image(self, image: str) -> bool:
+        if not self.has_image(image):
+            return False
+        with engine_errors(f"removing the image {image} from Docker", DockerException):
+            # untag only (no force): containers made from it keep their layers
+            self.client.images.remove(image_ref(image), noprune=False)
+        return True
+
     # -- machines -------------------------------------------------------------------------
     def ensure_network(self, lab: LabRef, labels: dict[str, str], name: str | None = None) -> str:
         """The lab's internal network, on a bridge the host firewall keeps to itself."""

@@ -44,6 +44,7 @@ from orchestrator.backends.lxd.config import (
 from orchestrator.backends.lxd.connect import Connection, available_memory, open_connection
 from orchestrator.backends.lxd.host import heal_quota, pool_lock, remove_logs
 from orchestrator.backends.lxd.image import ensure_image
+from orchestrator.backends.lxd.image import remove_image as remove_lxd_image
 from orchestrator.backends.lxd.machines import (
     api_errors,
     create_started,
@@ -117,6 +118,9 @@ class LxdBackend:
 
     def ensure_image(self, image: str, progress: Progress, *, build: bool = True) -> None:
         ensure_image(self.client(), image, progress, build=build)
+
+    def remove_image(self, image: str) -> bool:
+        return remove_lxd_image(self.client(), image)
 
     # -- machines ----------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ def ensure_image(client: Client, image: str, progress: Progress, *, build: bool 
     def build_it() -> None:
         tarball = ensure_tarball(image, progress=progress)
         progress(f"importing {tarball.name} into LXD as {alias}")
-        meta = metadata_tarball(image, definition.description, definition.suite)
+        meta = metadata_tarball(image, definition.description, definition.suite, definition.os_id)
         with api_errors(f"import image {alias}"), open(tarball, "rb") as rootfs:
             # a split image: LXD reads a plain (uncompressed) tar rootfs as well
             img = client.images.create(rootfs, metadata=meta, public=False, wait=True)
@@ -57,19 +57,19 @@ def ensure_image(client: Client, image: str, progress: Progress, *, build: bool 
     build_once(lock_path(f"lxd-image-{image}"), present, build_it)
 
 
-def metadata_tarball(image: str, description: str, release: str) -> bytes:
+def metadata_tarball(image: str, description: str, release: str, os_id: str = "debian") -> bytes:
     """The metadata half of a split LXD image: just metadata.yaml, no templates.
 
     Without templates LXD never rewrites /etc/hostname, so the hostname guestlab pushes
     is the one the machine boots with.
     """
-    arch = platform.machine() or "x86_64"  # debootstrap built the rootfs for this host
+    arch = platform.machine() or "x86_64"  # built here, or checked to be this host's at import
     metadata = {
         "architecture": arch,
         "creation_date": int(time.time()),
         "properties": {
             "description": description,
-            "os": "debian",  # the catalog builds Debian suites with debootstrap
+            "os": os_id,
             "release": release,
             "guestlab.image": image,
         },
@@ -82,3 +82,13 @@ def metadata_tarball(image: str, description: str, release: str) -> bytes:
         info.mtime = int(time.time())
         tar.addfile(info, io.BytesIO(body))
     return out.getvalue()
+
+
+def remove_image(client: Client, image: str) -> bool:
+    """Delete the LXD image behind `image`'s alias; instances made from it keep running."""
+    alias = image_alias(image)
+    if not client.images.exists(alias, alias=True):
+        return False
+    with api_errors(f"delete image {alias}"):
+        client.images.get_by_alias(alias).delete(wait=True)
+    return True

@@ -67,7 +67,7 @@ from orchestrator.backends.nspawn.machines import (
     save_meta,
 )
 from orchestrator.backends.nspawn.seccomp import volume_ioctl_filter
-from orchestrator.backends.nspawn.store import Trees, base_tree, store_root
+from orchestrator.backends.nspawn.store import Trees, base_tree, remove_base_tree, store_root
 from orchestrator.errors import ProvisioningError, UsageError
 
 # Shell run inside the machine by put_file; the destination comes as $1, never spliced in.
@@ -179,6 +179,9 @@ class NspawnBackend:
 
     def ensure_image(self, image: str, progress: Progress, *, build: bool = True) -> None:
         base_tree(self.trees, image, progress, build=build)
+
+    def remove_image(self, image: str) -> bool:
+        return remove_base_tree(self.trees, image)
 
     # ------------------------------------------------------------- lifecycle
 

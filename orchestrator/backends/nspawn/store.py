@@ -24,7 +24,7 @@ from typing import Any
 
 from orchestrator import paths
 from orchestrator.backends import btrfs_quota
-from orchestrator.backends.common import build_once, lock_path
+from orchestrator.backends.common import build_once, file_lock, lock_path
 from orchestrator.backends.contract import Progress
 from orchestrator.errors import ProvisioningError, UsageError
 from orchestrator.images import rootfs as rootfs_images
@@ -248,6 +248,17 @@ def _writers_into(path: Path) -> list[int]:
         tool = Path(argv[0]).name if argv and argv[0] else ""
         if tool in ("cp", "tar") and any(a.startswith(prefix) for a in argv[1:]):
             found.append(int(entry.name))
+    return found
+
+
+def remove_base_tree(trees: Trees, image: str) -> bool:
+    """Remove the extracted base tree of `image` (machines are snapshots: they keep theirs)."""
+    images = trees.root / "images"
+    tree = images / image
+    with file_lock(lock_path(image, paths.ensure(images))):
+        found = tree.exists()
+        trees.remove(tree)
+        (images / f"{image}.source.json").unlink(missing_ok=True)
     return found
 
 

@@ -89,6 +89,9 @@ class VagrantBackend:
     ) -> None:
         boxes.ensure_image(image, progress, self._preflight, build=build, mirror=mirror)
 
+    def remove_image(self, image: str) -> bool:
+        return boxes.remove_image(image)
+
     def import_image(self, image: str, tarball: Path, progress: Progress) -> None:
         """`image build --rebuild`: build the box again from the fresh rootfs and add it."""
         boxes.import_image(image, progress)

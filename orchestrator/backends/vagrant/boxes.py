@@ -35,8 +35,14 @@ def ensure_image(
     from orchestrator.images.box import box_name, box_path, ensure_box_file
     from orchestrator.images.catalog import lookup
 
-    lookup(image)
+    definition = lookup(image)
     eng = preflight.engine()
+    if definition.imported and not definition.vm_disk and eng.provider != "docker":
+        raise UsageError(
+            f"`{image}` is an imported root file system: it serves docker, lxd and nspawn,"
+            " and a VM boots from a disk with a kernel",
+            hint="run the scenario with --backend docker, lxd or nspawn",
+        )
     if eng.provider == "docker":
         # no box: the docker provider runs the image the docker backend builds
         docker_backend().ensure_image(image, progress, build=build, mirror=mirror)
@@ -78,3 +84,15 @@ def add_box(image: str, box_file: Path) -> None:
          "--provider", "libvirt", str(box_file)],
         timeout=600,
     )  # fmt: skip
+
+
+def remove_image(image: str) -> bool:
+    """Remove guestlab's box of `image` from Vagrant and its disk from libvirt's pool."""
+    from orchestrator.images.box import box_name
+
+    found = box_dir(image, "libvirt")
+    if found is None:
+        return False
+    libvirt.remove_box_volume(image, found / "box.img")
+    run_host(["vagrant", "box", "remove", "--force", "--all", box_name(image)], timeout=300)
+    return True

@@ -312,6 +312,13 @@ def _free_subnet(lab: LabRef) -> ipaddress.IPv4Network:
 
 
 # -- the box -----------------------------------------------------------------------------
+def remove_box_volume(image: str, img: Path) -> None:
+    """Delete the box's disk that `upload_box` put into the pool, if it is there."""
+    vol = box_volume_name(image, img)
+    if virsh_ok("vol-info", "--pool", POOL, vol):
+        virsh("vol-delete", "--pool", POOL, vol)
+
+
 def upload_box(image: str, progress: Progress) -> None:
     """Put the box's disk into the pool under the name vagrant-libvirt looks for.
 

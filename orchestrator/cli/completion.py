@@ -1,0 +1,28 @@
+"""`guestlab completion SHELL`: the script that makes the shell complete guestlab's words."""
+
+from __future__ import annotations
+
+import click
+
+SHELLS = ("bash", "zsh", "fish")
+
+
+@click.command()
+@click.argument("shell", type=click.Choice(SHELLS))
+@click.pass_context
+def completion(ctx: click.Context, shell: str) -> None:
+    """Print the completion script for SHELL (bash, zsh or fish).
+
+    \\b
+      bash: eval "$(guestlab completion bash)"   in ~/.bashrc
+      zsh:  eval "$(guestlab completion zsh)"    in ~/.zshrc
+      fish: guestlab completion fish > ~/.config/fish/completions/guestlab.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    root = ctx.find_root()
+    cls = get_completion_class(shell)
+    if cls is None:  # click knows every name in SHELLS; a newer click may drop one
+        raise click.UsageError(f"this click has no {shell} completion")
+    script = cls(root.command, {}, "guestlab", "_GUESTLAB_COMPLETE").source()
+    click.echo(script)

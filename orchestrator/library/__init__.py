@@ -1,0 +1,1 @@
+"""The scenario library that ships with guestlab: scenarios/ and the files in labs/."""

@@ -1,0 +1,60 @@
+"""What a student's token opens: one lab, its machines, and a shell in each of them.
+
+Both doors (the browser terminal and the SSH door) ask here, so that the rule "a
+credential opens its lab and nothing else" is written once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from orchestrator.credentials import Seats
+from orchestrator.errors import GuestlabError
+
+if TYPE_CHECKING:
+    from orchestrator.lab.bound import Lab
+
+
+class SeatRefused(GuestlabError):
+    """The credential does not open what was asked for; nothing ran."""
+
+
+@dataclass(frozen=True)
+class Seat:
+    """A lab as its student reaches it."""
+
+    lab: str  # the lab key
+    scenario: str
+    student: str
+
+
+def read_only(path: Path) -> sqlite3.Connection:
+    """A connection that can verify tokens and read labs, never write."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10, check_same_thread=False)
+    db.row_factory = sqlite3.Row
+    return db
+
+
+def seat_for(db: sqlite3.Connection, token: str) -> Seat | None:
+    """The seat a token opens, or None (bad token, rotated, or lab gone)."""
+    lab = Seats(db, create=False).verify(token)
+    if lab is None:
+        return None
+    row = db.execute("SELECT scenario, student FROM labs WHERE key=?", (lab,)).fetchone()
+    return Seat(lab, row["scenario"], row["student"]) if row else None
+
+
+def machine_names(lab: Lab) -> list[str]:
+    """The machines a student may open in a lab, in the scenario's order."""
+    return [m.name for m in lab.scenario.machines]
+
+
+def shell_argv(lab: Lab, machine: str) -> list[str]:
+    """The host command that opens a root shell in `machine`; refused for any other lab's."""
+    names = machine_names(lab)
+    if machine not in names:
+        raise SeatRefused(f"this lab has no machine {machine}", hint=f"its machines: {names}")
+    return list(lab.backend_for(machine).shell_argv(lab.ref, machine))
