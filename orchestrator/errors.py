@@ -85,3 +85,9 @@ class StateError(GuestlabError):
     """The state store cannot be read or written."""
 
     exit_code = ExitCode.LAB_BUSY
+
+
+class ProofFailed(GuestlabError):
+    """A step of `guestlab prove` did not give what a shippable scenario must."""
+
+    exit_code = ExitCode.CHECKS_FAILED

@@ -22,6 +22,13 @@ if TYPE_CHECKING:
     from orchestrator.scenario.model import Task
 
 
+#: the JUnit case of a task graded without the reboot it asks for, and why it fails
+UNPROVEN_CASE = "survives a reboot"
+UNPROVEN_TEXT = (
+    "unproven: graded without a reboot (check --no-reboot); run `guestlab check` to prove it"
+)
+
+
 @dataclass(frozen=True)
 class CheckResult:
     name: str
@@ -44,6 +51,9 @@ class TaskResult:
     title: str
     max_points: int
     checks: list[CheckResult] = field(default_factory=list)
+    #: an `after_reboot` task graded without its reboot (`check --no-reboot`): not passed,
+    #: whatever its checks say, since nothing proved the change survives a boot
+    unproven: bool = False
 
     @classmethod
     def of(cls, task: Task) -> TaskResult:
@@ -51,7 +61,7 @@ class TaskResult:
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        return not self.unproven and all(c.passed for c in self.checks)
 
     @property
     def points(self) -> int:
@@ -69,6 +79,7 @@ class TaskResult:
             "points": self.points,
             "max_points": self.max_points,
             "checks": [c.to_dict() for c in self.checks],
+            "unproven": self.unproven,
         }
 
     @classmethod
@@ -78,6 +89,7 @@ class TaskResult:
             str(data.get("title", "")),
             int(data.get("max_points", data.get("points", 0))),
             [CheckResult.from_dict(c) for c in data.get("checks", [])],
+            bool(data.get("unproven", False)),  # reports before reboots had none
         )
 
 
@@ -90,11 +102,20 @@ class Report:
     backend: str
     tasks: list[TaskResult]
     checked_at: float = 0.0  # 0: a report that did not say (reads as "unknown")
+    #: the machines restarted before grading (the `after_reboot` tasks'), in order
+    rebooted: list[str] = field(default_factory=list)
 
     @classmethod
-    def now(cls, scenario: str, student: str, backend: str, tasks: Sequence[TaskResult]) -> Report:
+    def now(
+        cls,
+        scenario: str,
+        student: str,
+        backend: str,
+        tasks: Sequence[TaskResult],
+        rebooted: Sequence[str] = (),
+    ) -> Report:
         """The report of a run that just finished."""
-        return cls(scenario, student, backend, list(tasks), time.time())
+        return cls(scenario, student, backend, list(tasks), time.time(), list(rebooted))
 
     @property
     def score(self) -> int:
@@ -122,6 +143,7 @@ class Report:
             "max_score": self.max_score,
             "passed": self.passed,
             "tasks": [t.to_dict() for t in self.tasks],
+            "rebooted": list(self.rebooted),
         }
 
     def to_json(self, *, indent: int | None = None, clean: bool = False) -> str:
@@ -138,6 +160,7 @@ class Report:
             backend=str(data.get("backend", "")),
             tasks=[TaskResult.from_dict(t) for t in data.get("tasks", [])],
             checked_at=float(data.get("checked_at") or 0.0),
+            rebooted=[str(m) for m in data.get("rebooted") or []],
         )
 
     @classmethod
@@ -153,6 +176,11 @@ class Report:
             junit.outcome_case(t.id, c.name, c.passed, c.message)
             for t in self.tasks
             for c in t.checks
+        ]
+        cases += [  # visible as a failure: a CI run must not read it as passed
+            junit.outcome_case(t.id, UNPROVEN_CASE, False, UNPROVEN_TEXT)
+            for t in self.tasks
+            if t.unproven
         ]
         suite = junit.Suite(
             name=f"guestlab.{self.scenario}",

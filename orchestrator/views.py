@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator import textsafe
-from orchestrator.report import Report
+from orchestrator.report import Report, TaskResult
 from orchestrator.scenario.model import Scenario
 from orchestrator.state import LabRecord
 
@@ -120,8 +120,10 @@ def report_table(report: Report) -> RenderableType:
     table.add_column("points", justify="right")
     table.add_column("what is wrong")
     for task in report.tasks:
-        result = Text("PASS", style="bold green") if task.passed else Text("FAIL", style="bold red")
+        result = _verdict(task)
         why = "\n".join(f"{c.name}: {c.message}" for c in task.failing)
+        if task.unproven:
+            why = "\n".join([UNPROVEN_WHY, *([why] if why else [])])
         table.add_row(
             Text(textsafe.clean(task.id)),
             result,
@@ -130,7 +132,23 @@ def report_table(report: Report) -> RenderableType:
         )
     style = "bold green" if report.passed else "bold"
     total = Text(f"Score: {report.score}/{report.max_score}", style=style)
+    if report.rebooted:
+        return Group(
+            table,
+            total,
+            Text(textsafe.clean(f"Rebooted before grading: {', '.join(report.rebooted)}")),
+        )
     return Group(table, total)
+
+
+#: why an `after_reboot` task graded by `check --no-reboot` earns nothing
+UNPROVEN_WHY = "graded without the reboot it asks for: run `guestlab check` to prove it"
+
+
+def _verdict(task: TaskResult) -> Text:
+    if task.unproven:
+        return Text("UNPROVEN", style="bold yellow")
+    return Text("PASS", style="bold green") if task.passed else Text("FAIL", style="bold red")
 
 
 def labs_table(records: Sequence[LabRecord], scores: dict[str, str]) -> Table:

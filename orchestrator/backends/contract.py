@@ -186,6 +186,12 @@ class Backend(Protocol):
         """Put the machines back into the state recorded by `snapshot`."""
         ...
 
+    def restart(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
+        """Reboot the machines for real and return once each has booted again: every
+        process ends (shells in them too), /run and /tmp come back empty, units start from
+        their enablement, the disk is kept."""
+        ...
+
     def destroy(self, lab: LabRef) -> FoundResources:
         """Remove every resource labelled with the lab; return what was removed."""
         ...

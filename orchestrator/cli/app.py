@@ -15,7 +15,17 @@ import click
 from rich.markup import escape
 
 from orchestrator import __version__, textsafe
-from orchestrator.cli import catalog, classroom, completion, host, images, labs, seat_links, serve
+from orchestrator.cli import (
+    catalog,
+    classroom,
+    completion,
+    host,
+    images,
+    labs,
+    prove,
+    seat_links,
+    serve,
+)
 from orchestrator.cli.console import err
 from orchestrator.errors import ExitCode, GuestlabError, ScenarioError
 
@@ -63,6 +73,7 @@ def cli(ctx: click.Context, debug: bool, folders: tuple[str, ...]) -> None:
 for command in (
     *catalog.COMMANDS,
     *labs.COMMANDS,
+    *prove.COMMANDS,
     *host.COMMANDS,
     images.image,
     serve.serve,

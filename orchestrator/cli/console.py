@@ -38,6 +38,7 @@ STEPS = {
     "clone": StepLabel("cloning", "clones taken"),
     "snapshot": StepLabel("saving start", "starting state saved (for reset)"),
     "restore": StepLabel("restoring", "machines restored"),
+    "reboot": StepLabel("rebooting", "machines rebooted"),
 }
 UP_STEPS = ("image", "provision", "setup", "clone", "snapshot")
 

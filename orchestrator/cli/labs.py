@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
+import signal
+import subprocess
 import sys
+import time
 from typing import TYPE_CHECKING
 
 import click
@@ -153,19 +155,42 @@ def _require_machine(lab: Lab, machine: str) -> None:
 @click.argument("machine", required=False)
 @options.student_option()
 def shell(scenario: str, machine: str | None, student: str | None) -> None:
-    """Open an interactive root shell in a lab machine (default: the last one)."""
-    lab, _record, _s = options.open_lab(scenario, student)
+    """Open an interactive root shell in a lab machine (default: the last one).
+
+    A `guestlab check` that reboots the machine ends the shell; it says so.
+    """
+    from orchestrator import lab as lifecycle
+
+    lab, _record, store = options.open_lab(scenario, student)
     machine = machine or lab.specs[-1].name
     _require_machine(lab, machine)
     argv = lab.backend_for(machine).shell_argv(lab.ref, machine)
     err.print(f"[dim]{machine} of {lab.ref.key}; leave with `exit`[/]")
     sys.stdout.flush()
+    started = time.time()
+    code = _run_interactive(argv)
+    if lifecycle.reboots_since(store, lab, machine, started):
+        err.print(
+            f"The shell ended: guestlab rebooted {machine} to prove that changes survive a"
+            f" reboot. Open a new one: guestlab shell {scenario} {machine}"
+        )
+    sys.exit(code)
+
+
+def _run_interactive(argv: list[str]) -> int:
+    """Run argv on this terminal and return its exit status; Ctrl-C belongs to it."""
+    previous = signal.signal(signal.SIGINT, lambda *_: None)  # reset to default in the child
     try:
-        os.execvp(argv[0], argv)
+        proc = subprocess.Popen(argv)
     except FileNotFoundError:
         raise GuestlabError(
             f"`{argv[0]}` is needed for an interactive shell and is not installed"
         ) from None
+    try:
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return code if code >= 0 else 128 - code
 
 
 @click.command()
@@ -173,19 +198,34 @@ def shell(scenario: str, machine: str | None, student: str | None) -> None:
 @options.student_option()
 @click.option("--task", "-t", "tasks", multiple=True, help="Check only this task (repeatable).")
 @options.format_option("text", "json", "junit")
+@click.option(
+    "--no-reboot",
+    is_flag=True,
+    help="Grade the current state without restarting machines: tasks that must survive "
+    "a reboot are then reported unproven (not passed).",
+)
 @options.lang_option
 def check(
-    scenario: str, student: str | None, tasks: tuple[str, ...], fmt: str, lang: str | None
+    scenario: str,
+    student: str | None,
+    tasks: tuple[str, ...],
+    fmt: str,
+    no_reboot: bool,
+    lang: str | None,
 ) -> None:
     """Grade the lab: which tasks pass, points, and what is still wrong.
 
-    Exits 0 only when every checked task passes. Every attempt is recorded.
+    Tasks that must survive a reboot are graded after the machines they check have been
+    restarted (shells open in them end). Exits 0 only when every checked task passes.
+    Every attempt is recorded.
     """
     from orchestrator import lab as lifecycle
     from orchestrator import views
 
     lab, record, store = options.open_lab(scenario, student, lang)
-    report = lifecycle.check(lab, record, store, tasks)
+    report = lifecycle.check(
+        lab, record, store, tasks, reboot=not no_reboot, reporter=ConsoleReporter(err)
+    )
     if fmt == "json":
         click.echo(report.to_json(indent=2, clean=True))
     elif fmt == "junit":

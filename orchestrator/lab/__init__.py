@@ -7,7 +7,9 @@ as GuestlabError. Taking labs down (and collecting what nobody knows) is `teardo
 - `backend_choice`: which backend can hold a scenario, refused before anything is made.
 - `opening`: `prepare` a new lab, `open_lab` one from the state store.
 - `bring_up`: `up`, the lifecycle as named, timed, recorded steps.
-- `verbs`: the student's verbs on a lab that is up (grading is `orchestrator.checks`).
+- `verbs`: the student's verbs on a lab that is up (grading is `orchestrator.checks`),
+  and the reboot that `after_reboot` tasks are graded after.
+- `prove`: `prove`, an author's proof that a scenario is graded and solvable.
 - `reporter`: the `Reporter` protocol and `Silent`.
 """
 
@@ -16,7 +18,17 @@ from orchestrator.lab.bound import UNITS, VM_BACKEND, Lab, parse_size
 from orchestrator.lab.bring_up import UpResult, refuse_host_root, up
 from orchestrator.lab.opening import open_lab, prepare, scenario_errors
 from orchestrator.lab.reporter import Reporter, Silent
-from orchestrator.lab.verbs import check, hint, require_up, reset, select_tasks, solve
+from orchestrator.lab.verbs import (
+    check,
+    hint,
+    reboot_machines,
+    reboots_since,
+    require_up,
+    reset,
+    restart,
+    select_tasks,
+    solve,
+)
 
 __all__ = [
     "UNITS",
@@ -31,10 +43,13 @@ __all__ = [
     "open_lab",
     "parse_size",
     "prepare",
+    "reboot_machines",
+    "reboots_since",
     "refuse_host_root",
     "require_up",
     "required_capabilities",
     "reset",
+    "restart",
     "scenario_errors",
     "select_tasks",
     "solve",

@@ -7,11 +7,15 @@ from typing import Any
 
 from orchestrator.backends import require_available
 from orchestrator.checks import grade
-from orchestrator.errors import ProvisioningError, UsageError
+from orchestrator.errors import MachineUnavailable, ProvisioningError, UsageError
 from orchestrator.lab.bound import Lab
-from orchestrator.lab.reporter import Reporter
-from orchestrator.report import Report
+from orchestrator.lab.reporter import Reporter, Silent
+from orchestrator.report import CheckResult, Report
+from orchestrator.scenario.model import Task
 from orchestrator.state import LabRecord, Store, lab_lock
+
+#: the check a task fails when a machine it names did not come back from its reboot
+REBOOT_CHECK = "the machine comes back from a reboot"
 
 
 def require_up(lab: Lab, record: LabRecord) -> None:
@@ -34,14 +38,69 @@ def select_tasks(lab: Lab, task_ids: Sequence[str]) -> list[Any]:
     return [known[t] for t in task_ids] if task_ids else list(known.values())
 
 
-def check(lab: Lab, record: LabRecord, store: Store, task_ids: Sequence[str] = ()) -> Report:
+def check(
+    lab: Lab,
+    record: LabRecord,
+    store: Store,
+    task_ids: Sequence[str] = (),
+    *,
+    reboot: bool = True,
+    reporter: Reporter | None = None,
+) -> Report:
+    """Grade the tasks; first reboot the machines `after_reboot` tasks name, unless
+    `reboot` is false: those tasks are then reported unproven."""
     require_up(lab, record)
     for backend in lab.backends:
         require_available(backend)
-    results = grade(lab, lab.ref, select_tasks(lab, task_ids))
-    out = Report.now(lab.scenario.id, lab.ref.student, lab.backend.name, results)
+    tasks = select_tasks(lab, task_ids)
+    machines = reboot_machines(tasks)
+    failed = restart(lab, store, machines, reporter or Silent()) if reboot and machines else {}
+    results = grade(lab, lab.ref, tasks)
+    for task, result in zip(tasks, results, strict=True):
+        result.unproven = task.after_reboot and not reboot
+        why = [f"{m}: {failed[m]}" for m in task.machines if m in failed and task.after_reboot]
+        if why:  # a machine that does not come back fails the task, with the reason
+            result.checks.append(CheckResult(REBOOT_CHECK, False, "; ".join(why)[:500]))
+    rebooted = [m for m in machines if m not in failed] if reboot else []
+    out = Report.now(lab.scenario.id, lab.ref.student, lab.backend.name, results, rebooted)
     store.add_attempt(lab.ref.key, out)
     return out
+
+
+def reboot_machines(tasks: Sequence[Task]) -> list[str]:
+    """The machines the `after_reboot` tasks' checks name, each once, in order."""
+    return list(dict.fromkeys(m for t in tasks if t.after_reboot for m in t.machines))
+
+
+def restart(lab: Lab, store: Store, machines: Sequence[str], reporter: Reporter) -> dict[str, str]:
+    """Reboot the machines for real (each on its backend) and wait until they have booted;
+    the machines that did not come back, each with why (grading goes on without them: a
+    student who breaks the boot fails the task, the check itself does not break).
+
+    Recorded before it starts, so that a shell the reboot ends can say why it ended.
+    """
+    failed: dict[str, str] = {}
+    with lab_lock(lab.ref.key):
+        store.event(lab.ref.key, "reboot", machines=list(machines))
+        for name in machines:
+            reporter.line(f"rebooting {name} to prove the change survives")
+        with reporter.step("reboot"):
+            specs = [lab.spec(name) for name in machines]
+            for backend, group in lab.by_backend(specs):
+                try:
+                    backend.restart(lab.ref, group, reporter.line)
+                except (MachineUnavailable, ProvisioningError) as exc:
+                    failed.update({s.name: f"the reboot failed: {exc}" for s in group})
+                    reporter.line(f"the reboot failed: {exc}")
+    return failed
+
+
+def reboots_since(store: Store, lab: Lab, machine: str, since: float) -> bool:
+    """Whether guestlab rebooted `machine` of the lab at `since` or later."""
+    return any(
+        e["kind"] == "reboot" and e["at"] >= since and machine in e.get("machines", [])
+        for e in store.events(lab.ref.key)
+    )
 
 
 def hint(lab: Lab, store: Store, task_id: str) -> tuple[int, int, str | None]:

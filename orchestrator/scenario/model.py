@@ -176,6 +176,12 @@ class Check(Strict):
     def form(self) -> str:
         return next(f for f in CHECK_FORMS if getattr(self, f) is not None)
 
+    @property
+    def machines(self) -> list[str]:
+        """The machines this check runs in."""
+        multi = self.distinct or self.equal
+        return list(multi.machines) if multi else [self.machine or ""]
+
     @model_validator(mode="after")
     def _one_form(self) -> Check:
         _exactly_one(self, CHECK_FORMS, "a check")
@@ -197,6 +203,20 @@ class Task(Strict):
     points: Annotated[int, Field(ge=0, le=1000)] = 1
     checks: Annotated[list[Check], Field(min_length=1)]
     solution: list[Step] = []
+    #: graded only after the machines its checks name have been restarted: a change that
+    #: lasts only until the next boot (a unit started, not enabled) does not pass
+    after_reboot: Annotated[
+        bool,
+        Field(
+            description="Restart the machines this task's checks name before grading it, "
+            "so that only a change that survives a reboot passes."
+        ),
+    ] = False
+
+    @property
+    def machines(self) -> list[str]:
+        """The machines this task's checks run in, each once, in order."""
+        return list(dict.fromkeys(m for c in self.checks for m in c.machines))
 
 
 # --- translations: the student-facing texts in other languages (see scenario/i18n.py) ----

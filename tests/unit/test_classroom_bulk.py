@@ -43,6 +43,7 @@ class FakeBackend:
         self.machines: dict[str, dict[str, str]] = {}  # lab key -> machine -> machine-id
         self.created: list[MachineSpec] = []
         self.risk: str | None = None
+        self.restarted: list[str] = []
 
     def availability(self) -> Availability:
         return Availability(True, "fake")
@@ -73,6 +74,9 @@ class FakeBackend:
 
     def restore(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
         self.created.extend(machines)
+
+    def restart(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
+        self.restarted.extend(m.name for m in machines)  # a reboot keeps the disk: the IDs
 
     def destroy(self, lab: LabRef) -> FoundResources:
         gone = self.machines.pop(lab.key, {})
@@ -227,6 +231,8 @@ def test_check_records_each_class_check_and_flags_shared_values(
     # ann is not (her own value, planted or given, cannot be held against her)
     fake.machines[f"{SCENARIO}--bob"]["clone"] = p.labs["ann"].params["template_id"]
     book = bulk.check(store, SCENARIO)
+    # unique-id is graded after a reboot: every student's two machines were restarted
+    assert sorted(fake.restarted) == ["clone"] * 3 + ["template"] * 3
     flagged = {r["student"]: r["copies"] for r in book["students"] if r["copies"]}
     assert list(flagged) == ["bob"]
     assert copies.describe(flagged["bob"][0]) == (

@@ -45,6 +45,15 @@ OLD: dict[str, Any] = {
 }
 
 
+#: the same report as guestlab writes it now: every old key in its place, the reboot's
+#: keys after them (`unproven` per task, `rebooted` for the run)
+NOW: dict[str, Any] = {
+    **OLD,
+    "tasks": [{**t, "unproven": False} for t in OLD["tasks"]],
+    "rebooted": [],
+}
+
+
 def sample() -> Report:
     return Report(
         "machine-id-clone",
@@ -71,18 +80,20 @@ def sample() -> Report:
     )
 
 
-def test_the_json_is_the_old_dict_key_for_key_in_order() -> None:
+def test_the_json_is_the_old_dict_key_for_key_in_order_new_keys_after() -> None:
     rep = sample()
-    assert rep.to_dict() == OLD
-    assert list(json.loads(rep.to_json())) == list(OLD)  # the same keys, in the same order
-    assert json.loads(rep.to_json(indent=2, clean=True)) == OLD
+    assert rep.to_dict() == NOW
+    keys = list(json.loads(rep.to_json()))
+    assert keys[: len(OLD)] == list(OLD) and keys[len(OLD) :] == ["rebooted"]
+    assert list(rep.to_dict()["tasks"][0])[-1] == "unproven"
+    assert json.loads(rep.to_json(indent=2, clean=True)) == NOW
     assert (rep.score, rep.max_score, rep.passed) == (2, 5, False)
 
 
 def test_a_round_trip_through_json_changes_nothing() -> None:
     rep = sample()
     again = Report.from_json(rep.to_json())
-    assert again == rep and again.to_dict() == OLD
+    assert again == rep and again.to_dict() == NOW
     assert again.task("unique-id") is not None and again.task("nope") is None
     assert [c.name for c in again.tasks[1].failing] == ["clone: systemctl"]
 
@@ -100,7 +111,7 @@ def test_an_old_stored_attempt_loads(tmp_path: Path) -> None:
     store = Store(path)
     [attempt] = store.attempts("machine-id-clone--ann")
     assert attempt.at == 1764140001.0 and attempt.report == sample()
-    assert attempt.report.to_dict() == OLD
+    assert attempt.report.to_dict() == NOW
     [again] = student_history(store.db, "machine-id-clone--ann")
     assert again == attempt
     ClassStore(store.db)  # the class tables, which lab_stats also reads
@@ -113,7 +124,7 @@ def test_an_attempt_recorded_now_is_stored_as_before(tmp_path: Path) -> None:
     store = Store(tmp_path / "state.db")
     store.add_attempt("k", sample())
     row = store.db.execute("SELECT score, max_score, report FROM attempts").fetchone()
-    assert (row[0], row[1], json.loads(row[2])) == (2, 5, OLD)
+    assert (row[0], row[1], json.loads(row[2])) == (2, 5, NOW)
     store.close()
 
 
@@ -132,3 +143,39 @@ def test_junit_has_a_case_per_check() -> None:
     assert root.find("testcase[@classname='unique-id']") is not None
     prop = root.find("properties/property")
     assert prop is not None and prop.get("value") == "ann"
+
+
+def rebooted_sample(*, unproven: bool) -> Report:
+    rep = sample()
+    rep.tasks[0].unproven = unproven
+    rep.rebooted = [] if unproven else ["clone"]
+    return rep
+
+
+def test_a_rebooted_run_and_an_unproven_task_round_trip() -> None:
+    proven, unproven = rebooted_sample(unproven=False), rebooted_sample(unproven=True)
+    assert proven.to_dict()["rebooted"] == ["clone"]
+    assert Report.from_json(proven.to_json()) == proven
+    again = Report.from_json(unproven.to_json())
+    assert again == unproven and again.tasks[0].unproven
+    # every check of the task passed, yet it is not passed and earns nothing
+    assert all(c.passed for c in again.tasks[0].checks)
+    assert not again.tasks[0].passed and again.tasks[0].points == 0
+    assert (again.score, again.to_dict()["tasks"][0]["passed"]) == (0, False)
+
+
+def test_an_unproven_task_is_a_failure_in_junit_and_text() -> None:
+    from rich.console import Console
+
+    from orchestrator import views
+
+    root = ET.fromstring(rebooted_sample(unproven=True).to_junit().split("?>", 1)[1])
+    failure = root.find("testcase[@classname='find-id'][@name='survives a reboot']/failure")
+    assert failure is not None and "unproven" in (failure.get("message") or "")
+    assert (root.get("tests"), root.get("failures")) == ("4", "2")
+    console = Console(width=200, record=True)
+    console.print(views.report_table(rebooted_sample(unproven=True)))
+    text = console.export_text()
+    assert "UNPROVEN" in text and "graded without the reboot" in text
+    console.print(views.report_table(rebooted_sample(unproven=False)))
+    assert "Rebooted before grading: clone" in console.export_text()

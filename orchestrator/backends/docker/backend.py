@@ -53,6 +53,8 @@ from orchestrator.errors import (
 from orchestrator.images.rootfs import ensure_tarball
 
 READY_TIMEOUT = CONTAINER_BOOT_TIMEOUT
+#: seconds systemd has to power off on `docker restart` before the engine kills it
+RESTART_GRACE = 20
 #: the host stops waiting this much after a command's own timeout
 CLIENT_GRACE = 15.0
 
@@ -286,6 +288,21 @@ class DockerBackend:
             self._run(spec, image)
         for spec in machines:
             self.wait_ready(spec.lab, spec.name, spec.init, progress)
+
+    def restart(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
+        """`docker restart`: systemd powers off on its stop signal, every process ends, the
+        container starts again with fresh tmpfs on /run and /tmp, its disk kept; then, as
+        at creation, its cgroups are handed over and systemd let go."""
+        for spec in machines:
+            name = container_name(lab, spec.name)
+            self.container(lab, spec.name)  # MachineUnavailable when it is not running
+            progress(f"restarting {spec.name}")
+            with engine_errors(f"restarting machine {spec.name}", DockerException):
+                self.client.api.restart(name, timeout=RESTART_GRACE)
+            if spec.init == "systemd":
+                self.release_boot(lab, spec.name)
+        for spec in machines:
+            self.wait_ready(lab, spec.name, spec.init, progress)
 
     # -- cleanup --------------------------------------------------------------------------
     def destroy(self, lab: LabRef, *, also: Sequence[str] = ()) -> FoundResources:

@@ -267,6 +267,19 @@ class NspawnBackend:
         for spec, mdir in todo:
             wait_ready(spec, mdir, existing_meta(mdir, lab, spec.name), progress)
 
+    def restart(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
+        """Stop the machines (a clean poweroff, then SIGKILL for what is left) and boot the
+        same trees again: a new nspawn, new namespaces and tmpfs, the disk kept."""
+        todo = [(spec, self.machine_dir(lab, spec.name)) for spec in machines]
+        metas = [existing_meta(mdir, lab, spec.name) for spec, mdir in todo]
+        for (_spec, mdir), meta in zip(todo, metas, strict=True):
+            running_init(mdir, meta)  # MachineUnavailable when it is not running
+        stop_all(metas, progress)
+        for spec, mdir in todo:
+            self._start(spec, mdir, existing_meta(mdir, lab, spec.name), progress)
+        for spec, mdir in todo:
+            wait_ready(spec, mdir, existing_meta(mdir, lab, spec.name), progress)
+
     def destroy(self, lab: LabRef) -> FoundResources:
         ldir = lab_dir_in(self._machines(), lab)
         found = found_in(ldir)

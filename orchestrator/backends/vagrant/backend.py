@@ -34,6 +34,7 @@ from orchestrator.backends.vagrant import (
     execution,
     libvirt,
     machines,
+    reboot,
     resources,
     snapshots,
 )
@@ -107,6 +108,9 @@ class VagrantBackend:
 
     def restore(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
         snapshots.restore(lab, machines, progress, self._preflight, self._files)
+
+    def restart(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
+        reboot.restart(lab, machines, progress)
 
     # -- commands and files --------------------------------------------------------------
     def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:

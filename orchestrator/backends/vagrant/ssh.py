@@ -135,7 +135,12 @@ class Ssh:
             # before the first command guestlab has no ssh-config: Vagrant finds the way
             cd = shlex.quote(str(lab_dir(self.lab)))
             return ["sh", "-c", f"cd {cd} && vagrant ssh {shlex.quote(self.machine)} -c 'sudo -i'"]
-        return ["ssh", "-F", str(self.config), "-t", self.machine, "sudo", "-i"]
+        # a guest that reboots may take its network down before sshd's sessions end: the
+        # keep-alives end the shell then, where TCP alone would hang it for hours
+        return [
+            "ssh", "-F", str(self.config), "-o", "ServerAliveInterval=5",
+            "-o", "ServerAliveCountMax=3", "-t", self.machine, "sudo", "-i",
+        ]  # fmt: skip
 
     def attach_argv(self, argv: Sequence[str], *, tty: bool) -> list[str]:
         """ssh running argv as root: `-tt` gives it a terminal, `-T` keeps the streams apart."""

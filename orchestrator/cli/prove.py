@@ -1,0 +1,69 @@
+"""`guestlab prove`: an author's proof that a scenario is graded and solvable."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator import textsafe
+from orchestrator.cli import options
+from orchestrator.cli.console import ConsoleReporter, err, out
+from orchestrator.errors import UsageError
+
+if TYPE_CHECKING:
+    from orchestrator.lab.prove import Proof
+
+
+@click.command()
+@click.argument("scenario", metavar="FILE|ID")
+@options.backend_option("Prove it on this engine (default: the scenario's first).")
+@click.option(
+    "--all-backends", is_flag=True, help="Prove it on every backend the scenario declares."
+)
+@options.format_option("text", "junit")
+def prove(scenario: str, backend: str | None, all_backends: bool, fmt: str) -> None:
+    """Prove a scenario before shipping it: up; every task fails; each task passes after
+    its own solution (through a reboot where the task asks for one); reset brings the
+    failing state back; down leaves nothing. Exits non-zero naming the step that failed.
+
+    Each run is a lab of its own (a random student id): it never meets a student's lab.
+    """
+    from orchestrator.lab import prove as proving
+
+    if backend and all_backends:
+        raise UsageError("--backend and --all-backends exclude each other")
+    names = proving.declared_backends(scenario) if all_backends else [backend]
+    store = options.store()
+    proofs = [proving.prove(scenario, name, store, ConsoleReporter(err)) for name in names]
+    if fmt == "junit":
+        click.echo(proving.proofs_junit(proofs))
+    else:
+        out.print(proof_table(proofs))
+    for proof in proofs:
+        proof.raise_if_failed()
+
+
+def proof_table(proofs: list[Proof]) -> Table:
+    """Every step of every proof: its backend, result, seconds, and why it failed."""
+    table = Table(title=f"guestlab prove {proofs[0].scenario}", title_justify="left")
+    for col in ("backend", "step", "result", "seconds"):
+        table.add_column(col, justify="right" if col == "seconds" else "left")
+    table.add_column("what went wrong")
+    for proof in proofs:
+        for step in proof.steps:
+            result = Text("ok", style="green") if step.ok else Text("FAILED", style="bold red")
+            table.add_row(
+                proof.backend,
+                Text(textsafe.clean(step.name)),
+                result,
+                f"{step.seconds:.1f}",
+                Text(textsafe.clean(step.detail)),
+            )
+    return table
+
+
+#: the commands this module adds to `guestlab`
+COMMANDS = (prove,)
