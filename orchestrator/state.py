@@ -211,7 +211,9 @@ class Store:
 
 
 def _record(row: sqlite3.Row) -> LabRecord:
-    data = dict(row)
+    # only the columns this guestlab knows: a newer one may have added some to the store
+    known = LabRecord.__dataclass_fields__
+    data = {k: row[k] for k in row.keys() if k in known}  # noqa: SIM118 - a Row yields values
     data["params"] = json.loads(data["params"])
     data["backends"] = json.loads(data["backends"])
     return LabRecord(**data)

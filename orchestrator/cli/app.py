@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except KeyboardInterrupt:
         err.print(INTERRUPTED)
         sys.exit(ExitCode.INTERRUPTED)
+    except OSError as e:  # the host or an engine's socket failed (a timeout, a reset): not a bug
+        _show_environment(e, debug="--debug" in args)
+        sys.exit(ExitCode.PROVISIONING_FAILED)
     except Exception as e:  # a bug: say so plainly, details only with --debug
         _show_bug(e, debug="--debug" in args)
         sys.exit(ExitCode.PROVISIONING_FAILED)
@@ -120,6 +123,18 @@ def _show_error(e: GuestlabError, *, debug: bool) -> None:
     err.print(f"[bold red]error:[/] {textsafe.markup(str(e))}")
     if e.hint:
         err.print(f"[bold]hint:[/] {textsafe.markup(e.hint)}")
+
+
+def _show_environment(e: OSError, *, debug: bool) -> None:
+    """An engine or the host did not do what was asked (an engine's API timing out under
+    load is one): what it said, and that the same command can be run again."""
+    if debug:
+        traceback.print_exc()
+    err.print(f"[bold red]error:[/] {escape(type(e).__name__)}: {textsafe.markup(str(e))}")
+    err.print(
+        "hint: the host or an engine failed (under heavy load an engine can time out);"
+        " what was done is recorded: run the same command again, or `guestlab down ID`"
+    )
 
 
 def _show_bug(e: Exception, *, debug: bool) -> None:

@@ -1,49 +1,43 @@
-"""The shell inside the machine ends with its terminal.
+"""What a door starts in a machine ends with the door's session: one mechanism for both.
 
-`docker exec -it` and `lxc exec` leave the in-machine shell running when their client
-dies: the engine keeps the machine's side of the PTY open, so the shell never sees a
-hang-up. The terminal therefore marks the shell it starts with an environment variable
-(its children inherit it) and, once the client is gone, hangs up and then kills every
-process in the machine that carries the mark. nspawn's helper runs in the host process
-group that PtyProcess.close() ends, and a VM's sshd hangs up its session itself.
+`docker exec` and `lxc exec` leave their process running in the machine when the client
+dies (the engine keeps the machine's side of the PTY open), and a VM's sshd may notice a
+vanished client late. So every shell or command a door starts runs under `env` with a
+random marker in its environment (its children inherit it), and when the session ends,
+however it ends, the door hangs up and then kills, from inside the machine, every process
+that carries the marker.
 """
 
 from __future__ import annotations
 
-import contextlib
+import re
 import secrets
-from typing import Any
 
-MARK = "GUESTLAB_WEB_SHELL"
-
-#: every process whose environment holds the mark: HUP, a moment, then KILL
-END_SCRIPT = """
-found() {
-  for d in /proc/[0-9]*; do
-    tr '\\0' '\\n' < "$d/environ" 2>/dev/null | grep -qx "$1" && echo "${d#/proc/}"
-  done
-}
-pids=$(found "$1"); [ -n "$pids" ] || exit 0
-kill -HUP $pids 2>/dev/null; sleep 1
-pids=$(found "$1"); [ -n "$pids" ] && kill -KILL $pids 2>/dev/null
-exit 0
-"""
+#: the environment variable that marks what a door started in a machine
+MARK = "GUESTLAB_SESSION"
+#: run in the machine as `sh -c END_SCRIPT sh MARKER`: SIGHUP to what carries it, then SIGKILL
+END_SCRIPT = (
+    f'm="{MARK}=$1"; '
+    'found() { grep -lzx -- "$m" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3; }; '
+    'p=$(found); [ -n "$p" ] || exit 0; kill -HUP $p 2>/dev/null; sleep 1; '
+    'p=$(found); [ -z "$p" ] || kill -KILL $p 2>/dev/null; exit 0'
+)
+TERM_TYPE = re.compile(r"^[A-Za-z0-9._+-]{1,40}$")
 
 
-def tagged_argv(argv: list[str]) -> tuple[list[str], str]:
-    """The engine's shell command with a mark in the shell's environment, and the mark
-    ("" where the engine needs none)."""
-    tag = secrets.token_hex(8)
-    if argv[:2] == ["docker", "exec"]:
-        return [*argv[:2], "-e", f"{MARK}={tag}", *argv[2:]], tag
-    if argv[:2] == ["lxc", "exec"] and "--" in argv:
-        cut = argv.index("--")
-        return [*argv[:cut], "--env", f"{MARK}={tag}", *argv[cut:]], tag
-    return argv, ""
+def new_marker() -> str:
+    return secrets.token_hex(8)
 
 
-def end_shell(lab: Any, machine: str, tag: str) -> None:
-    """Hang up what the terminal left in the machine; a machine that is gone has nothing."""
-    backend = lab.backend_for(machine)
-    with contextlib.suppress(Exception):  # stopped or removed machine: nothing is left
-        backend.exec(lab.ref, machine, ["sh", "-c", END_SCRIPT, "sh", f"{MARK}={tag}"], timeout=15)
+def marked_argv(marker: str, command: str | None, term: str | None) -> list[str]:
+    """What runs in the machine: bash (a login shell, or `-c COMMAND`), marked."""
+    env = [f"{MARK}={marker}"]
+    if term is not None:
+        env.append(f"TERM={term if TERM_TYPE.match(term) else 'xterm'}")
+    shell = ["/bin/bash", "-c", command] if command is not None else ["/bin/bash", "-l"]
+    return ["env", *env, *shell]
+
+
+def end_argv(marker: str) -> list[str]:
+    """The command, run in the machine, that ends what carries `marker`."""
+    return ["sh", "-c", END_SCRIPT, "sh", marker]

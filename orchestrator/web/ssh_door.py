@@ -24,6 +24,7 @@ from orchestrator import paths
 from orchestrator.lab.opening import open_lab
 from orchestrator.state import Store
 from orchestrator.web.access import Seat, attach_argv, machine_names, read_only
+from orchestrator.web.in_machine import end_argv
 from orchestrator.web.presence import Presence
 from orchestrator.web.ssh_auth import (
     Attempts,
@@ -33,7 +34,7 @@ from orchestrator.web.ssh_auth import (
     seat_by_token,
     seats_by_key,
 )
-from orchestrator.web.ssh_session import END_SCRIPT, DoorSession, Opened
+from orchestrator.web.ssh_session import DoorSession, Opened
 
 T = TypeVar("T")
 log = logging.getLogger("guestlab.ssh")
@@ -94,7 +95,7 @@ class Door:
 
         def work() -> None:
             result = opened.executor.exec(
-                opened.ref, opened.machine, ["sh", "-c", END_SCRIPT, "sh", marker],
+                opened.ref, opened.machine, end_argv(marker),
                 timeout=END_TIMEOUT,
             )  # fmt: skip
             if not result.ok:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -26,6 +24,7 @@ import asyncssh
 
 from orchestrator.errors import GuestlabError
 from orchestrator.web.access import Seat, SeatRefused
+from orchestrator.web.in_machine import marked_argv, new_marker
 from orchestrator.web.pty_process import READ_SIZE, PtyProcess
 
 if TYPE_CHECKING:
@@ -35,16 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("guestlab.ssh")
 
-#: the environment variable that marks every process a session starts in the machine
-MARK = "GUESTLAB_DOOR"
-#: run in the machine when a session ends: SIGHUP to what carries the marker, then SIGKILL
-END_SCRIPT = (
-    f'm="{MARK}=$1"; '
-    'found() { grep -lzx -- "$m" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3; }; '
-    'p=$(found); [ -n "$p" ] || exit 0; kill -HUP $p 2>/dev/null; sleep 1; '
-    'p=$(found); [ -z "$p" ] || kill -KILL $p 2>/dev/null; exit 0'
-)
-TERM_TYPE = re.compile(r"^[A-Za-z0-9._+-]{1,40}$")
 #: the longest command line a client may send
 MAX_COMMAND = 64 * 1024
 #: keystrokes queued for a process before the client is asked to wait
@@ -74,15 +63,6 @@ class Opener(Protocol):
     ) -> Opened: ...
 
     def end_in_machine(self, opened: Opened, marker: str) -> None: ...
-
-
-def inner_argv(marker: str, command: str | None, term: str | None) -> list[str]:
-    """What runs in the machine: bash (a login shell, or `-c COMMAND`), marked."""
-    env = [f"{MARK}={marker}"]
-    if term is not None:
-        env.append(f"TERM={term if TERM_TYPE.match(term) else 'xterm'}")
-    shell = ["/bin/bash", "-c", command] if command is not None else ["/bin/bash", "-l"]
-    return ["env", *env, *shell]
 
 
 def exit_code(returncode: int | None) -> int:
@@ -196,9 +176,9 @@ class DoorSession(asyncssh.SSHServerSession[bytes]):
 
     async def serve(self) -> int:
         seat = self.seat()
-        marker = secrets.token_hex(12)
+        marker = new_marker()
         tty = self.term is not None
-        argv = inner_argv(marker, self.command, self.term[0] if self.term else None)
+        argv = marked_argv(marker, self.command, self.term[0] if self.term else None)
         opened = await self.door.open(seat, self.login.machine, argv, tty)
         # counted and entered with no wait between: two sessions cannot both take the last place
         if self.door.presence.count(seat.lab, "ssh") >= self.door.max_sessions:

@@ -28,7 +28,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from orchestrator.state import Store
 from orchestrator.web import access
 from orchestrator.web.config import MAX_MESSAGE, ServeConfig, instructor_ok, seat_of, student_token
-from orchestrator.web.in_machine import end_shell, tagged_argv
+from orchestrator.web.in_machine import end_argv, marked_argv, new_marker
 from orchestrator.web.pty_process import PtyProcess
 
 BACKLOG = 32 * 1024  # output kept per terminal for a watcher who arrives later
@@ -103,8 +103,11 @@ def same_origin(ws: WebSocket) -> bool:
     return origin is None or urlsplit(origin).netloc == ws.headers.get("host", "")
 
 
-def _argv(config: ServeConfig, seat: access.Seat, machine: str) -> tuple[list[str], Any]:
-    """The shell's host command, refused (SeatRefused) for a machine the lab lacks."""
+def _argv(
+    config: ServeConfig, seat: access.Seat, machine: str, marker: str
+) -> tuple[list[str], Any]:
+    """The shell's host command, its shell marked; refused (SeatRefused) for a machine
+    the lab lacks."""
     from orchestrator.lab import open_lab
 
     store = Store(config.db_path)
@@ -112,7 +115,14 @@ def _argv(config: ServeConfig, seat: access.Seat, machine: str) -> tuple[list[st
         lab, _record = open_lab(store, seat.scenario, seat.student)
     finally:
         store.close()
-    return access.shell_argv(lab, machine), lab
+    inner = marked_argv(marker, None, "xterm-256color")
+    return access.attach_argv(lab, machine, inner, tty=True), lab
+
+
+def _end_in_machine(lab: Any, machine: str, marker: str) -> None:
+    """End what the terminal left in the machine; a machine that is gone has nothing."""
+    with contextlib.suppress(Exception):  # stopped or removed: nothing is left to end
+        lab.backend_for(machine).exec(lab.ref, machine, end_argv(marker), timeout=15)
 
 
 def _size(ws: WebSocket, name: str, default: int) -> int:
@@ -137,8 +147,9 @@ def routes(config: ServeConfig, terminals: Terminals) -> list[WebSocketRoute]:
             config.log(f"refused: a terminal socket with {why}")
             await ws.close(1008)
             return
+        marker = new_marker()
         try:
-            argv, lab = await run_in_threadpool(_argv, config, seat, machine)
+            argv, lab = await run_in_threadpool(_argv, config, seat, machine, marker)
         except access.SeatRefused as e:
             config.log(f"refused: {e}")
             await ws.close(1008)
@@ -147,7 +158,7 @@ def routes(config: ServeConfig, terminals: Terminals) -> list[WebSocketRoute]:
         if config.presence.count(seat.lab, "web") >= config.max_terminals:
             await _say(ws, f"You have {config.max_terminals} terminals open already.", 1013)
             return
-        await _run(ws, config, terminals, seat, machine, argv, lab)
+        await _run(ws, config, terminals, seat, machine, argv, lab, marker)
 
     async def watch(ws: WebSocket) -> None:
         if not instructor_ok(ws, config.token) or not same_origin(ws):
@@ -171,9 +182,9 @@ async def _run(
     machine: str,
     argv: list[str],
     lab: Any,
+    marker: str,
 ) -> None:
     """One terminal's life: spawn, pump both ways, and leave nothing behind."""
-    argv, tag = tagged_argv(argv)
     try:
         proc = await PtyProcess.spawn(argv, cols=_size(ws, "cols", 80), rows=_size(ws, "rows", 24))
     except OSError as e:
@@ -188,8 +199,7 @@ async def _run(
         terminals.remove(term)
         config.presence.leave(session)
         await proc.close()
-        if tag:
-            await run_in_threadpool(end_shell, lab, machine, tag)
+        await run_in_threadpool(_end_in_machine, lab, machine, marker)
 
 
 async def _pump(ws: WebSocket, config: ServeConfig, terminals: Terminals, term: Terminal) -> None:

@@ -108,3 +108,28 @@ def wait_for_step(
     finally:
         store.close()
     raise AssertionError(f"`up` never reached {steps} (exit {proc.poll()})")
+
+
+@pytest.fixture(scope="session")
+def vm_seat() -> Iterator[tuple[str, str]]:
+    """(student, seat token) of one guest-drivers lab (a VM), up once for the session.
+
+    The doors' VM tests only reach the machine and leave it as they found it, so they
+    share one boot (each costs about a minute under emulation); the tests that reboot or
+    tamper with a VM make their own.
+    """
+    engine("vagrant")
+    from orchestrator.backends.contract import LabRef as Ref
+    from orchestrator.credentials import Seats
+
+    student = student_id()
+    try:
+        up = guestlab("up", "guest-drivers", "--student", student, timeout=900)
+        assert up.returncode == 0, up.stdout + up.stderr
+        store = Store()
+        token = Seats(store.db).issue(Ref("guest-drivers", student).key)
+        store.close()
+        yield student, token
+    finally:
+        down = guestlab("down", "guest-drivers", "--student", student, timeout=300)
+        assert down.returncode == 0, down.stdout + down.stderr

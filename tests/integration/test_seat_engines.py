@@ -69,6 +69,6 @@ def test_a_container_terminal_opens_and_ends_with_its_socket(backend: str) -> No
 
 
 @pytest.mark.vagrant
-def test_a_vm_terminal_opens_and_ends_with_its_socket() -> None:
-    for student, token in lab_with_link("guest-drivers", "vagrant", timeout=900):
-        terminal_ends_in_the_machine("guest-drivers", student, token, "guest")
+def test_a_vm_terminal_opens_and_ends_with_its_socket(vm_seat: tuple[str, str]) -> None:
+    student, token = vm_seat
+    terminal_ends_in_the_machine("guest-drivers", student, token, "guest")

@@ -380,22 +380,14 @@ def test_a_public_key_from_the_roster_opens_its_students_lab(
 
 
 @pytest.mark.vagrant
-def test_a_virtual_machine_is_reached_through_the_door(door: DoorThread) -> None:
-    engine("vagrant")
-    student, scenario = student_id(), "guest-drivers"
-    try:
-        up = guestlab("up", scenario, "--student", student, timeout=900)
-        assert up.returncode == 0, up.stdout + up.stderr
-        store = Store()
-        token = Seats(store.db).issue(LabRef(scenario, student).key)
-        store.close()
-        command = ssh(door, student, token, "hostname; exit 4")
-        assert (command.returncode, command.stdout) == (4, "guest\n"), command.stderr
-        shell = ssh(
-            door, f"{student}+guest", token, options=("-tt",),
-            stdin="hostname | tr a-z A-Z\nexit 5\n",
-        )  # fmt: skip
-        assert shell.returncode == 5 and "GUEST" in shell.stdout, shell.stdout + shell.stderr
-    finally:
-        down = guestlab("down", scenario, "--student", student, timeout=300)
-        assert down.returncode == 0, down.stdout + down.stderr
+def test_a_virtual_machine_is_reached_through_the_door(
+    door: DoorThread, vm_seat: tuple[str, str]
+) -> None:
+    student, token = vm_seat
+    command = ssh(door, student, token, "hostname; exit 4")
+    assert (command.returncode, command.stdout) == (4, "guest\n"), command.stderr
+    shell = ssh(
+        door, f"{student}+guest", token, options=("-tt",),
+        stdin="hostname | tr a-z A-Z\nexit 5\n",
+    )  # fmt: skip
+    assert shell.returncode == 5 and "GUEST" in shell.stdout, shell.stdout + shell.stderr

@@ -213,3 +213,22 @@ def test_completion_scripts_complete_scenario_ids() -> None:
         },
     )
     assert "plain,machine-id-clone" in res.stdout.splitlines()
+
+
+def test_an_engine_timing_out_is_a_sentence_not_an_internal_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import orchestrator.cli.catalog as catalog_cli
+
+    class ReadTimeout(OSError):  # what requests raises when an engine's API does not answer
+        pass
+
+    def slow(*_a: object, **_k: object) -> None:
+        raise ReadTimeout("UnixHTTPConnectionPool(host='localhost'): Read timed out.")
+
+    monkeypatch.setattr(catalog_cli, "_catalog_rows", slow)
+    with pytest.raises(SystemExit) as code:
+        main(["list"])
+    err = capsys.readouterr().err
+    assert code.value.code == 4
+    assert "ReadTimeout" in err and "internal error" not in err and "run the same command" in err

@@ -16,6 +16,7 @@ from orchestrator.classroom.store import ClassStore
 from orchestrator.credentials import Seats
 from orchestrator.state import Store
 from orchestrator.web.access import Seat, read_only
+from orchestrator.web.in_machine import marked_argv as inner_argv
 from orchestrator.web.ssh_auth import (
     Attempts,
     Login,
@@ -25,7 +26,7 @@ from orchestrator.web.ssh_auth import (
     seat_by_token,
     seats_by_key,
 )
-from orchestrator.web.ssh_session import exit_code, inner_argv
+from orchestrator.web.ssh_session import exit_code
 
 
 def a_key() -> asyncssh.SSHKey:
@@ -203,10 +204,10 @@ def test_an_address_that_keeps_failing_is_blocked_then_forgiven() -> None:
 
 def test_what_runs_in_the_machine_carries_the_sessions_marker() -> None:
     assert inner_argv("m1", None, "xterm-256color") == [
-        "env", "GUESTLAB_DOOR=m1", "TERM=xterm-256color", "/bin/bash", "-l",
+        "env", "GUESTLAB_SESSION=m1", "TERM=xterm-256color", "/bin/bash", "-l",
     ]  # fmt: skip
     assert inner_argv("m2", "hostname; exit 3", None) == [
-        "env", "GUESTLAB_DOOR=m2", "/bin/bash", "-c", "hostname; exit 3",
+        "env", "GUESTLAB_SESSION=m2", "/bin/bash", "-c", "hostname; exit 3",
     ]  # fmt: skip
     assert inner_argv("m3", None, "x; rm -rf /")[2] == "TERM=xterm"
     assert [exit_code(0), exit_code(7), exit_code(-9), exit_code(None)] == [0, 7, 137, 255]

@@ -209,7 +209,7 @@ def test_another_sites_page_cannot_open_a_terminal(
 def cat_shell(monkeypatch: pytest.MonkeyPatch) -> None:
     """A terminal that runs `cat` on the host instead of a machine's shell."""
 
-    def argv(config: Any, seat: Any, machine: str) -> tuple[list[str], Any]:
+    def argv(config: Any, seat: Any, machine: str, marker: str) -> tuple[list[str], Any]:
         if machine != "guest":
             from orchestrator.web.access import SeatRefused
 
