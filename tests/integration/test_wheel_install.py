@@ -78,3 +78,26 @@ def test_the_wheel_installed_elsewhere_lists_validates_and_runs_a_lab(tmp_path: 
     finally:
         run([guestlab, "down", *lab], elsewhere, env)
     assert backend.find(LabRef("machine-id-clone", student)) == {}
+
+
+def test_a_new_scenario_validates_and_is_proven_as_written(tmp_path: Path) -> None:
+    """`guestlab new` gives an author a scenario that `prove` passes before any edit."""
+    engine("docker")
+    env = dict(os.environ)
+    made = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "new", "first-lab", "--dir", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    path = tmp_path / "scenarios" / "first-lab.yaml"
+    valid = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "validate", str(path)],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert valid.returncode == 0, valid.stdout + valid.stderr
+    proof = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "prove", str(path), "--backend", "docker"],
+        capture_output=True, text=True, env=env, timeout=900,
+    )  # fmt: skip
+    assert proof.returncode == 0, proof.stdout + proof.stderr
+    assert "down leaves nothing" in proof.stdout + proof.stderr
