@@ -28,12 +28,13 @@ from orchestrator.backends.contract import (
     SYSTEMD_READY,
     Availability,
     ExecResult,
+    FileProbe,
     FoundResources,
     LabRef,
     MachineSpec,
     Progress,
 )
-from orchestrator.backends.docker import cgroups, execution, seccomp
+from orchestrator.backends.docker import cgroups, execution, files, seccomp
 from orchestrator.backends.docker.confine import BOOT_FLAG, Confinement
 from orchestrator.backends.docker.engine import (
     START_FIX,
@@ -242,6 +243,23 @@ class DockerBackend:
         # Docker resolves `folder` inside the container's root, so a symlink cannot lead out
         if not container.put_archive(folder, buf.getvalue()):
             raise ProvisioningError(f"copying {dest} into {machine} failed")
+
+    def read_file(self, lab: LabRef, machine: str, path: str, limit: int) -> FileProbe:
+        try:
+            got = files.read_file(self.client.api, container_name(lab, machine), path, limit)
+            return files.shifted(got, files.uid_base(self.facts.userns, self.facts.data_root))
+        except (DockerException, OSError, tarfile.TarError) as e:  # requests' errors are OSErrors
+            raise engine_error(e, f"reading {path} in {machine}", kind=BackendUnavailable) from None
+
+    def stage_tool(self, lab: LabRef, machine: str, name: str, data: bytes) -> str:
+        # at the root, not in /run: Docker's tmpfs mounts are noexec
+        folder, archive = files.tool_archive(name, data)
+        if not self.container(lab, machine).put_archive("/", archive):
+            raise ProvisioningError(f"copying {name} into {machine} failed")
+        return f"/{folder}/{name}"
+
+    def unstage_tool(self, lab: LabRef, machine: str, path: str) -> None:
+        """Nothing: the trusted batch removes its own directory when it ends."""
 
     def clone(self, source: MachineSpec, target: MachineSpec, progress: Progress) -> None:
         progress(f"copying {source.name} into {target.name}")
