@@ -245,8 +245,9 @@ class FileReader(Protocol):
     """Optional: the engine reads a machine's files itself, with none of the machine's
     binaries involved (Docker's archive API, LXD's file API, the host's view of nspawn)."""
 
-    def read_file(self, lab: LabRef, machine: str, path: str, limit: int) -> FileProbe:
-        """The path (not followed when it is a symlink) and at most `limit` bytes of it."""
+    def read_file(self, lab: LabRef, machine: str, path: str, limit: int) -> FileProbe | None:
+        """The path (not followed when it is a symlink) and at most `limit` bytes of it;
+        None when the engine cannot read this machine's files from here (a remote one)."""
         ...
 
 
@@ -255,8 +256,9 @@ class ToolStager(Protocol):
     """Optional: a backend that copies a trusted tool into a machine its own way (an
     executable place, out of reach of the machine's own binaries), and removes it after."""
 
-    def stage_tool(self, lab: LabRef, machine: str, name: str, data: bytes) -> str:
-        """Copy `data` into a fresh directory of the machine; the tool's path there."""
+    def stage_tool(self, lab: LabRef, machine: str, name: str, data: bytes) -> str | None:
+        """Copy `data` into a fresh directory of the machine; the tool's path there (None:
+        not from here, let `put_file` copy it)."""
         ...
 
     def unstage_tool(self, lab: LabRef, machine: str, path: str) -> None:

@@ -177,3 +177,46 @@ def unstage(root: Root, path: str) -> None:
         os.close(dirfd)
     with contextlib.suppress(OSError):
         os.rmdir(folder.lstrip("/"), dir_fd=root.fd)
+
+
+def machine_root(pid: int) -> Root:
+    """The root of the machine whose process is `pid`, as that process sees it (its mounts
+    included), and the host uid its root maps to."""
+    base = 0
+    with open(f"/proc/{pid}/uid_map") as f:
+        for line in f:
+            inside, outside, _count = (int(x) for x in line.split())
+            if inside == 0:
+                base = outside
+                break
+    return Root(os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), base)
+
+
+def read_in(pid: int, path: str, limit: int) -> FileProbe:
+    """`probe` of `path` in the machine of process `pid`."""
+    root = machine_root(pid)
+    try:
+        return probe(root, path, limit)
+    finally:
+        root.close()
+
+
+def stage_in(pid: int, name: str, data: bytes) -> str:
+    """`stage` a tool in the machine of process `pid`."""
+    root = machine_root(pid)
+    try:
+        return stage(root, name, data)
+    finally:
+        root.close()
+
+
+def unstage_in(pid: int, path: str) -> None:
+    """`unstage` a tool from the machine of process `pid`."""
+    try:
+        root = machine_root(pid)
+    except OSError:
+        return
+    try:
+        unstage(root, path)
+    finally:
+        root.close()

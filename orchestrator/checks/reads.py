@@ -39,13 +39,20 @@ def follow(reader: FileReader, lab: LabRef, machine: str, path: str, first: File
             return got
         base = "/" if got.target.startswith("/") else posixpath.dirname(here)
         here = posixpath.normpath(posixpath.join(base, got.target))
-        got = reader.read_file(lab, machine, here, MAX_FILE_BYTES + 1)
+        got = _read(reader, lab, machine, here, MAX_FILE_BYTES + 1)
     return FileProbe("symlink")  # a loop: not a regular file
+
+
+def _read(reader: FileReader, lab: LabRef, machine: str, path: str, limit: int) -> FileProbe:
+    got = reader.read_file(lab, machine, path, limit)
+    if got is None:  # it could read the first path: it can read the ones that follow
+        raise GuestlabError(f"{path} could not be read through the engine")
+    return got
 
 
 def owner_of(reader: FileReader, lab: LabRef, machine: str, uid: int) -> str:
     """The machine's name for `uid` (its /etc/passwd, read by the engine), else the number."""
-    passwd = reader.read_file(lab, machine, "/etc/passwd", PASSWD_LIMIT)
+    passwd = _read(reader, lab, machine, "/etc/passwd", PASSWD_LIMIT)
     if passwd.kind == "regular":
         for line in passwd.data.decode("utf-8", "replace").splitlines():
             fields = line.split(":")
@@ -54,10 +61,13 @@ def owner_of(reader: FileReader, lab: LabRef, machine: str, uid: int) -> str:
     return str(uid)
 
 
-def read_probe(reader: FileReader, lab: LabRef, machine: str, probe: Probe) -> Outcome:
-    """The engine's answer to a file probe, shaped as FILE_PROBE's output."""
+def read_probe(reader: FileReader, lab: LabRef, machine: str, probe: Probe) -> Outcome | None:
+    """The engine's answer to a file probe, shaped as FILE_PROBE's output; None when the
+    engine cannot read files from here (the trusted shell reads it then)."""
     try:
         first = reader.read_file(lab, machine, probe.reads, MAX_FILE_BYTES + 1)
+        if first is None:
+            return None
         if not first.exists:
             return ExecResult(MISSING)
         owner = owner_of(reader, lab, machine, first.uid) if probe.owner_name else str(first.uid)

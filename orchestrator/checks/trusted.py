@@ -113,7 +113,9 @@ def words_of(probe: Probe) -> tuple[str, ...]:
 def stage(backend: Any, lab: LabRef, machine: str) -> str:
     """Copy busybox into the machine at a fresh random path; that path."""
     if isinstance(backend, ToolStager):
-        return backend.stage_tool(lab, machine, TOOL_NAME, busybox())
+        staged = backend.stage_tool(lab, machine, TOOL_NAME, busybox())
+        if staged:
+            return staged
     folder = f"/.guestlab-{os.urandom(8).hex()}"
     backend.put_file(lab, machine, f"{folder}/{TOOL_NAME}", busybox(), 0o700)
     return f"{folder}/{TOOL_NAME}"
