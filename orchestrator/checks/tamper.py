@@ -23,7 +23,8 @@ SAFE_PATH = ("/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/
 PRELOAD = "/etc/ld.so.preload"
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+:@-]{0,127}$")
 _PATH = re.compile(r"^/[A-Za-z0-9_.+:@/-]{1,255}$")
-_OPERATORS = re.compile(r"[|;&()<>`{}!\n]|\$\(")
+_OPERATORS = re.compile(r"[|;&()<>`{}!$]")
+_QUOTES = re.compile(r"[\"'\\]")
 #: shell words that are no command of the machine: keywords and the shell's own builtins
 _KEYWORDS = frozenset(
     {
@@ -38,11 +39,9 @@ _KEYWORDS = frozenset(
 def command_words(text: str, applets: frozenset[str]) -> list[str]:
     """Every word of shell `text` that may name a machine binary (a name not a busybox
     applet nor a shell keyword, or an absolute path), in first-seen order."""
-    flat = _OPERATORS.sub(" ", text.replace("$(", " "))
-    try:
-        tokens = shlex.split(flat, comments=True, posix=True)
-    except ValueError:  # unbalanced quotes: split on blanks, which only adds words
-        tokens = flat.split()
+    # quotes and backslashes dropped, not honoured: `"$(cmd)"` is a command, not a string;
+    # comments kept: a `#` inside quotes would otherwise hide the rest of a line
+    tokens = _QUOTES.sub(" ", _OPERATORS.sub(" ", text)).split()
     seen: dict[str, None] = {}
     for token in tokens:
         for word in token.split("="):  # `VAR=value cmd` and `x=$(cmd)` both hide a command
@@ -54,12 +53,14 @@ def command_words(text: str, applets: frozenset[str]) -> list[str]:
     return list(seen)
 
 
-def candidates(words: Iterable[str]) -> list[str]:
-    """The machine paths the trusted shell hashes for `words`."""
+def candidates(words: Iterable[str], manifest: Manifest | None = None) -> list[str]:
+    """The machine paths the trusted shell hashes for `words` (an absolute path only when
+    it is an image binary: `/root/answer` is data, and may be a FIFO)."""
     out: dict[str, None] = {}
     for word in words:
         if word.startswith("/"):
-            out.setdefault(word, None)
+            if manifest is not None and manifest.expected(word) is not None:
+                out.setdefault(word, None)
         else:
             for folder in SAFE_PATH:
                 out.setdefault(f"{folder}/{word}", None)
@@ -72,8 +73,10 @@ def integrity_script(libraries: Sequence[str]) -> str:
     libs = " ".join(shlex.quote(p) for p in libraries)
     return (
         f'if [ -s {PRELOAD} ] || [ -L {PRELOAD} ]; then echo "preload"; fi; '
-        'for p in "$@" ' + libs + '; do if [ -e "$p" ] || [ -L "$p" ]; then '
-        'sha256sum "$p" 2>/dev/null || echo "unreadable  $p"; fi; done; exit 0'
+        'for p in "$@" ' + libs + '; do if [ -f "$p" ]; then '
+        'sha256sum "$p" 2>/dev/null || echo "unreadable  $p"; '
+        # a FIFO or a device in place of a binary is never read, only reported
+        'elif [ -e "$p" ] || [ -L "$p" ]; then echo "notafile  $p"; fi; done; exit 0'
     )
 
 

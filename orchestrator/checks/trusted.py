@@ -139,7 +139,7 @@ class Guard:
         if self.manifest is None or not every:
             return None
         script = tamper.integrity_script(self.manifest.libraries)
-        return Probe(machine, sh(script, *tamper.candidates(dict.fromkeys(every))))
+        return Probe(machine, sh(script, *tamper.candidates(dict.fromkeys(every), self.manifest)))
 
     def verdicts(self, seen: Outcome | None) -> list[str | None]:
         """Per probe: None, or why its result cannot be trusted."""
