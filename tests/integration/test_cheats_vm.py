@@ -77,7 +77,9 @@ def test_a_vm_s_replaced_binaries_and_a_fifo_do_not_pass(tmp_path: Path) -> None
             "chmod 755 /usr/bin/cat.new /usr/bin/stat.new && "
             "mv /usr/bin/cat.new /usr/bin/cat && mv /usr/bin/stat.new /usr/bin/stat"
         )
-        assert sh("cat /root/answer; stat -c %a /root/answer").split() == ["42", "600"]
+        # the cheat works for the VM's own tools (asked by exit code: the VM's exec prints
+        # its output through `cat`, which now says 42 to everything)
+        sh('test "$(cat /root/answer)" = 42 && test "$(stat -c %a /root/answer)" = 600')
         assert not any(passed().values())
         sh(
             "rm /root/answer && mkfifo /root/answer && (sh -c 'yes 42 > /root/answer' </dev/null >/dev/null 2>&1 &)"
