@@ -7,10 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from orchestrator.backends.contract import Executor, LabRef
-from orchestrator.checks.batch import BATCH_SIZE
 from orchestrator.checks.form import Probe
 from orchestrator.checks.registry import plan
-from orchestrator.checks.trusted import run_machine
+from orchestrator.checks.trusted import PROBES_PER_BATCH, run_machine
 from orchestrator.report import TaskResult
 from orchestrator.scenario.model import Task
 
@@ -35,7 +34,7 @@ def grade(
         futures = {
             m: [
                 pool.submit(run_machine, runner, lab, m, chunk)
-                for chunk in _chunks(items, BATCH_SIZE)
+                for chunk in _chunks(items, PROBES_PER_BATCH)
             ]
             for m, items in by_machine.items()
         }

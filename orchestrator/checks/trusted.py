@@ -32,7 +32,7 @@ from orchestrator.backends.contract import (
     ToolStager,
 )
 from orchestrator.checks import tamper
-from orchestrator.checks.batch import execute_batch
+from orchestrator.checks.batch import BATCH_SIZE, execute_batch
 from orchestrator.checks.form import Outcome, Probe, Tampered, Unreachable, sh
 from orchestrator.checks.reads import read_probe
 from orchestrator.errors import GuestlabError, ProvisioningError
@@ -42,6 +42,8 @@ from orchestrator.images.manifest import Manifest
 #: Debian's busybox-static (scripts/setup/seat.sh installs it)
 BUSYBOX = Path(os.environ.get("GUESTLAB_BUSYBOX", "/bin/busybox"))
 TOOL_NAME = "busybox"
+#: a check run's probes per batch: one place is kept for the tamper probe
+PROBES_PER_BATCH = BATCH_SIZE - 1
 #: kernel and memory file systems an engine's file API does not see (Docker's archive
 #: reads the container's disk): files there are read by the trusted shell instead
 VOLATILE = ("/proc/", "/sys/", "/dev/", "/run/", "/tmp/")
