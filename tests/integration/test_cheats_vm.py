@@ -71,6 +71,7 @@ def test_a_vm_s_replaced_binaries_and_a_fifo_do_not_pass(tmp_path: Path) -> None
         lifecycle.solve(lab, record, store)
         assert all(passed().values())  # the checks can pass
         sh(
+            "cp -p /usr/bin/cat /usr/bin/stat /root/ && "
             "printf '7\\n' > /root/answer && chmod 644 /root/answer && "
             "printf '#!/bin/sh\\necho 42\\n' > /usr/bin/cat.new && "
             "printf '#!/bin/sh\\necho 600\\n' > /usr/bin/stat.new && "
@@ -81,6 +82,7 @@ def test_a_vm_s_replaced_binaries_and_a_fifo_do_not_pass(tmp_path: Path) -> None
         # its output through `cat`, which now says 42 to everything)
         sh('test "$(cat /root/answer)" = 42 && test "$(stat -c %a /root/answer)" = 600')
         assert not any(passed().values())
+        sh("mv /root/cat /root/stat /usr/bin/")  # now the FIFO alone
         sh(
             "rm /root/answer && mkfifo /root/answer && (sh -c 'yes 42 > /root/answer' </dev/null >/dev/null 2>&1 &)"
         )
