@@ -20,6 +20,7 @@ import functools
 import os
 import subprocess
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,26 +161,55 @@ def run_machine(
     machine: str,
     items: Sequence[tuple[Probe, float]],
 ) -> list[Outcome]:
-    """The outcomes of one machine's probes: engine reads, then one trusted batch."""
+    """The outcomes of one machine's probes: engine reads beside one trusted batch."""
     backend = backend_of(runner, machine)
-    outcomes: list[Outcome | None] = [None] * len(items)
-    if isinstance(backend, FileReader):
-        for i, (probe, _t) in enumerate(items):
-            if probe.reads and not probe.reads.startswith(VOLATILE):
-                outcomes[i] = read_probe(backend, lab, machine, probe)
-    rest = [i for i, o in enumerate(outcomes) if o is None]
+    readable = isinstance(backend, FileReader)
+    engine = [
+        i
+        for i, (p, _t) in enumerate(items)
+        if readable and p.reads and not p.reads.startswith(VOLATILE)
+    ]
+    rest = [i for i in range(len(items)) if i not in engine]
     batch = [items[i] for i in rest]
     guard = Guard(tuple(words_of(p) for p, _t in batch), _manifest(runner, backend, machine))
     check = guard.probe(machine)
     if check is not None:
         batch.append((check, max(t for _p, t in items)))
-    if batch:
-        got = _trusted_batch(backend, lab, machine, batch)
-        seen = got.pop() if check is not None else None
-        verdicts = guard.verdicts(seen)
-        for i, outcome, problem in zip(rest, got, verdicts, strict=True):
-            outcomes[i] = Tampered(problem) if problem else outcome
-    return [o if o is not None else Unreachable("no result") for o in outcomes]
+    outcomes: dict[int, Outcome | None] = {}
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the reads go on while the batch runs
+        running = pool.submit(_trusted_batch, backend, lab, machine, batch) if batch else None
+        for i in engine:
+            outcomes[i] = read_probe(backend, lab, machine, items[i][0])
+        got = running.result() if running is not None else []
+    seen = got.pop() if check is not None else None
+    for i, outcome, problem in zip(rest, got, guard.verdicts(seen), strict=True):
+        outcomes[i] = Tampered(problem) if problem else outcome
+    late = [i for i in engine if outcomes[i] is None]  # the engine could not read it here
+    if late:
+        again = run_machine(_Plain(backend), lab, machine, [_as_run(items[i]) for i in late])
+        outcomes.update(zip(late, again, strict=True))
+    return [outcomes.get(i) or Unreachable("no result") for i in range(len(items))]
+
+
+def _engine_reads(probe: Probe) -> bool:
+    return bool(probe.reads) and not probe.reads.startswith(VOLATILE)
+
+
+@dataclass(frozen=True)
+class _Plain:
+    """A backend seen without its file reads (for files its engine cannot read here)."""
+
+    backend: Any
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "read_file":
+            raise AttributeError(name)
+        return getattr(self.backend, name)
+
+
+def _as_run(item: tuple[Probe, float]) -> tuple[Probe, float]:
+    probe, timeout = item
+    return Probe(probe.machine, probe.argv), timeout
 
 
 def _manifest(runner: Executor, backend: Any, machine: str) -> Manifest | None:

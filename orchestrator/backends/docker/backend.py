@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import posixpath
 import tarfile
@@ -14,7 +15,7 @@ from typing import Any
 import docker
 from docker.errors import APIError, DockerException, NotFound
 
-from orchestrator.backends import btrfs_quota, firewall
+from orchestrator.backends import btrfs_quota, firewall, inroot
 from orchestrator.backends.common import (
     CONTAINER_BOOT_TIMEOUT,
     connect_or_raise,
@@ -47,6 +48,7 @@ from orchestrator.backends.docker.engine import (
 from orchestrator.backends.docker.resources import Resources
 from orchestrator.errors import (
     BackendUnavailable,
+    GuestlabError,
     MachineUnavailable,
     ProvisioningError,
     UsageError,
@@ -251,15 +253,35 @@ class DockerBackend:
         except (DockerException, OSError, tarfile.TarError) as e:  # requests' errors are OSErrors
             raise engine_error(e, f"reading {path} in {machine}", kind=BackendUnavailable) from None
 
+    def _local_pid(self, lab: LabRef, machine: str) -> int | None:
+        """The host PID of the machine's init when the engine runs on this host."""
+        if not self.client.api.base_url.startswith("http+docker://"):
+            return None  # a remote engine (DOCKER_HOST over TCP): its PIDs are not ours
+        pid = int(self.container(lab, machine).attrs.get("State", {}).get("Pid") or 0)
+        return pid or None
+
     def stage_tool(self, lab: LabRef, machine: str, name: str, data: bytes) -> str:
-        # at the root, not in /run: Docker's tmpfs mounts are noexec
+        # At the root, not in /run: Docker's tmpfs mounts are noexec. Written by the host
+        # through the init's root (openat2 inside it) where it can: ten times faster than a
+        # tar through the engine, and owned by a uid the machine does not map, so root in it
+        # cannot change the tool; else through the archive API.
+        pid = self._local_pid(lab, machine)
+        if pid is not None:
+            try:
+                return inroot.stage_in(pid, name, data)
+            except OSError:
+                pass  # the init ended meanwhile: the engine says what is wrong below
         folder, archive = files.tool_archive(name, data)
         if not self.container(lab, machine).put_archive("/", archive):
             raise ProvisioningError(f"copying {name} into {machine} failed")
         return f"/{folder}/{name}"
 
     def unstage_tool(self, lab: LabRef, machine: str, path: str) -> None:
-        """Nothing: the trusted batch removes its own directory when it ends."""
+        """A host-written tool is removed by the host; one the engine wrote, by the batch."""
+        with contextlib.suppress(GuestlabError):
+            pid = self._local_pid(lab, machine)
+            if pid is not None:
+                inroot.unstage_in(pid, path)
 
     def clone(self, source: MachineSpec, target: MachineSpec, progress: Progress) -> None:
         progress(f"copying {source.name} into {target.name}")
