@@ -242,3 +242,38 @@ def test_a_10_gb_sparse_answer_is_not_read(fresh: Lab) -> None:
     assert time.monotonic() - started < 25
     assert not tasks["file-read"].passed and not tasks["cat-run"].passed
     assert "10737418240 bytes" in fresh.messages(tasks["file-read"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_machine_id_clone_a_fake_dbus_uuidgen_does_not_earn_the_task(backend: str) -> None:
+    """The library's own lab: a clone with a new /etc/machine-id but D-Bus's old copy, and a
+    `dbus-uuidgen` that reads /etc/machine-id instead, so that both agree as the check asks."""
+    engine(backend)
+    store = Store()
+    lab = lifecycle.prepare("machine-id-clone", student_id(), backend)
+    try:
+        lifecycle.up(lab, store, lifecycle.Silent())
+        record = store.lab(lab.ref.key)
+        assert record is not None
+        cheat = (
+            "od -An -N16 -tx1 /dev/urandom | tr -d ' \\n' > /etc/machine-id && "
+            "printf '#!/bin/sh\\ncat /etc/machine-id\\n' > /usr/bin/dbus-uuidgen"
+        )
+        res = lab.exec(lab.ref, "clone", ["sh", "-c", cheat], timeout=60)
+        assert res.ok, res
+        said = lab.exec(
+            lab.ref,
+            "clone",
+            ["sh", "-c", 'test "$(dbus-uuidgen --get)" = "$(cat /etc/machine-id)"'],
+            timeout=60,
+        )
+        assert said.ok, said  # the cheat answers the check's question as the check wants
+        report = lifecycle.check(lab, record, store, ["unique-id"])
+        checks = {c.name: c for t in report.tasks for c in t.checks}
+        dbus = checks["D-Bus reports the clone's new ID"]
+        assert not dbus.passed
+        assert "tampered: /usr/bin/dbus-uuidgen differs from the image" in dbus.message
+        assert checks["the clone and the template have different machine IDs"].passed
+    finally:
+        teardown.down(lab.ref, [b.name for b in lab.backends], store)
+        store.close()
