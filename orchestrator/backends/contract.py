@@ -234,6 +234,39 @@ class ImageRemoval(Protocol):
         ...
 
 
+#: the kinds of file a FileReader reports (`absent`: nothing at that path)
+FILE_KINDS = ("regular", "directory", "symlink", "fifo", "socket", "char", "block", "absent")
+
+
+@dataclass(frozen=True)
+class FileProbe:
+    """One path of a machine as the engine sees it: what it is, never more than asked of it."""
+
+    kind: str  # one of FILE_KINDS, of the path itself (a symlink is not followed)
+    mode: int = 0  # permission bits (and setuid, setgid, sticky)
+    uid: int = 0  # owner as the machine numbers it
+    size: int = 0
+    #: at most `limit` bytes of a regular file's content (empty for every other kind)
+    data: bytes = b""
+    #: where a symlink points, as stored in it
+    target: str = ""
+
+    @property
+    def exists(self) -> bool:
+        return self.kind != "absent"
+
+
+@runtime_checkable
+class FileReader(Protocol):
+    """Optional: the engine reads a machine's files itself, with none of the machine's
+    binaries involved (Docker's archive API, LXD's file API, the host's view of nspawn)."""
+
+    def read_file(self, lab: LabRef, machine: str, path: str, limit: int) -> FileProbe | None:
+        """The path (not followed when it is a symlink) and at most `limit` bytes of it;
+        None when the engine cannot read this machine's files from here (a remote one)."""
+        ...
+
+
 @runtime_checkable
 class Attachable(Protocol):
     """Optional: an engine that gives a host command attached to a command in a machine
@@ -245,4 +278,19 @@ class Attachable(Protocol):
         """A host command that runs argv as root in the machine, its stdin, stdout and
         stderr those of the host command; `tty`: the host command runs under a terminal
         and argv gets one in the machine, else the streams stay apart and unchanged."""
+        ...
+
+
+@runtime_checkable
+class ToolStager(Protocol):
+    """Optional: a backend that copies a trusted tool into a machine its own way (an
+    executable place, out of reach of the machine's own binaries), and removes it after."""
+
+    def stage_tool(self, lab: LabRef, machine: str, name: str, data: bytes) -> str | None:
+        """Copy `data` into a fresh directory of the machine; the tool's path there (None:
+        not from here, let `put_file` copy it)."""
+        ...
+
+    def unstage_tool(self, lab: LabRef, machine: str, path: str) -> None:
+        """Remove a tool `stage_tool` copied in, and its directory; never raises."""
         ...

@@ -43,18 +43,24 @@ BATCH_SIZE = OUTPUT_LIMIT // (
 )
 
 
-def batch_script(items: Sequence[tuple[tuple[str, ...], float]]) -> str:
-    """One shell script running every (argv, timeout) and printing one framed line each."""
+def batch_script(items: Sequence[tuple[tuple[str, ...], float]], *, tool_dir: str = "") -> str:
+    """One shell script running every (argv, timeout) and printing one framed line each.
+
+    With `tool_dir` it runs in the trusted busybox shell (its `timeout` takes `-k`), which
+    removes the tool's directory when it ends.
+    """
+    gone = f' "{tool_dir}"' if tool_dir else ""
     lines = [
         f"{{ {BATCH_NEEDS}; }} >/dev/null 2>&1 || exit {NOT_BATCHED}",
         f"d=$(mktemp -d 2>/dev/null) || exit {NOT_BATCHED}",
-        "trap 'rm -rf \"$d\"' EXIT",
+        f"trap 'rm -rf \"$d\"{gone}' EXIT",
         # outputs cut short by a full disk would be judged as if whole: refuse instead
         f'set -- $(df -Pk "$d" | tail -n 1); [ "${{4:-0}}" -ge {BATCH_ROOM_KIB} ] '
         f"|| exit {NOT_BATCHED}",
     ]
     for i, (argv, timeout) in enumerate(items):
-        cmd = shlex.join(["timeout", "--kill-after=2", f"{max(timeout, 0.1):g}", *argv])
+        kill = ["-k", "2"] if tool_dir else ["--kill-after=2"]
+        cmd = shlex.join(["timeout", *kill, f"{max(timeout, 0.1):g}", *argv])
         # stdout to the outer pipe (fd 3), stderr to the inner one; each through `head -c`
         lines.append(
             f'( {{ {{ {cmd} </dev/null; echo $? >"$d/{i}c"; }} 2>&1 1>&3 3>&- '
@@ -84,7 +90,15 @@ def bounded(res: ExecResult) -> ExecResult:
     )
 
 
-def parse_batch(text: str, count: int) -> dict[int, ExecResult]:
+#: exit codes that mean a probe's timeout ended it: GNU's, and busybox's (whose `timeout`
+#: kills its command, which then ends by SIGTERM or SIGKILL)
+TIMED_OUT = frozenset({124})
+TIMED_OUT_BUSYBOX = frozenset({124, 128 + 15, 128 + 9})
+
+
+def parse_batch(
+    text: str, count: int, timed_out: frozenset[int] = TIMED_OUT
+) -> dict[int, ExecResult]:
     """The results a batch printed, by index; a line that does not parse is left out."""
     out: dict[int, ExecResult] = {}
     for line in text.splitlines():
@@ -103,7 +117,9 @@ def parse_batch(text: str, count: int) -> dict[int, ExecResult]:
                 b.decode("utf-8", "replace")
                 for b in (stdout[:PROBE_OUTPUT_LIMIT], stderr[:STDERR_LIMIT])
             )
-            out[i] = ExecResult(code, text_out, text_err, timed_out=code == 124, truncated=over)
+            out[i] = ExecResult(
+                code, text_out, text_err, timed_out=code in timed_out, truncated=over
+            )
     return out
 
 
@@ -116,16 +132,22 @@ def execute(runner: Executor, lab: LabRef, probe: Probe, timeout: float) -> Outc
 
 
 def execute_batch(
-    runner: Executor, lab: LabRef, machine: str, items: Sequence[tuple[Probe, float]]
+    runner: Executor,
+    lab: LabRef,
+    machine: str,
+    items: Sequence[tuple[Probe, float]],
+    *,
+    tool_dir: str = "",
 ) -> list[Outcome]:
-    """Every probe of one machine in one exec; the ones a batch could not give, one by one."""
-    script = batch_script([(p.argv, t) for p, t in items])
+    """Every probe of one machine in one exec; the ones a batch could not give, one by one.
+    `tool_dir`: `runner` is the trusted busybox shell staged there (trusted.py)."""
+    script = batch_script([(p.argv, t) for p, t in items], tool_dir=tool_dir)
     limit = max(t for _p, t in items) + 5  # the probes' own timeouts end them before this
     try:
         res = runner.exec(lab, machine, sh(script), timeout=limit)
     except GuestlabError as e:
         return [Unreachable(str(e))] * len(items)
-    got = parse_batch(res.stdout, len(items))
+    got = parse_batch(res.stdout, len(items), TIMED_OUT_BUSYBOX if tool_dir else TIMED_OUT)
     outcomes: list[Outcome] = []
     for i, (probe, timeout) in enumerate(items):
         if i in got:

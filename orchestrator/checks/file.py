@@ -9,7 +9,6 @@ from orchestrator.checks.form import (
     PROBE_OUTPUT_LIMIT,
     Form,
     Probe,
-    on_machine,
     sh,
     tail,
     text_problem,
@@ -37,7 +36,9 @@ def _condition(check: Check) -> FileCondition:
 
 
 def _probes(check: Check) -> list[Probe]:
-    return on_machine(check, sh(FILE_PROBE, _condition(check).path))
+    cond = _condition(check)
+    argv = sh(FILE_PROBE, cond.path)
+    return [Probe(check.machine or "", argv, reads=cond.path, owner_name=cond.owner is not None)]
 
 
 def _judge(check: Check, results: Sequence[ExecResult]) -> str | None:

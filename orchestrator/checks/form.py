@@ -31,6 +31,11 @@ class Probe:
 
     machine: str
     argv: tuple[str, ...]
+    #: a file probe: the path an engine that reads files itself (a FileReader) reads instead
+    #: of running argv, giving what argv would print
+    reads: str = ""
+    #: ... and whether the file's owner is wanted by name (one more read: /etc/passwd)
+    owner_name: bool = False
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,14 @@ class Unreachable:
     message: str
 
 
-Outcome = ExecResult | Unreachable
+@dataclass(frozen=True)
+class Tampered:
+    """A probe whose machine binaries are not the image's: its result cannot be trusted."""
+
+    message: str
+
+
+Outcome = ExecResult | Unreachable | Tampered
 
 
 @dataclass(frozen=True)

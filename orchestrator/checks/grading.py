@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from orchestrator.backends.contract import Executor, LabRef
-from orchestrator.checks.batch import BATCH_SIZE, execute_batch
 from orchestrator.checks.form import Probe
 from orchestrator.checks.registry import plan
+from orchestrator.checks.trusted import PROBES_PER_BATCH, run_machine
 from orchestrator.report import TaskResult
 from orchestrator.scenario.model import Task
 
@@ -23,7 +23,8 @@ def _chunks(items: list[T], size: int) -> list[list[T]]:
 def grade(
     runner: Executor, lab: LabRef, tasks: Sequence[Task], *, workers: int = 16
 ) -> list[TaskResult]:
-    """Run every check of `tasks`, one batch per machine, all machines at once; judge them."""
+    """Run every check of `tasks`, one batch per machine, all machines at once; judge them.
+    Probes run under a trusted shell and files are read by the engine (trusted.py)."""
     planned = [(task, plan(check)) for task in tasks for check in task.checks]
     by_machine: dict[str, list[tuple[Probe, float]]] = {}
     for _task, p in planned:
@@ -32,8 +33,8 @@ def grade(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
             m: [
-                pool.submit(execute_batch, runner, lab, m, chunk)
-                for chunk in _chunks(items, BATCH_SIZE)
+                pool.submit(run_machine, runner, lab, m, chunk)
+                for chunk in _chunks(items, PROBES_PER_BATCH)
             ]
             for m, items in by_machine.items()
         }

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from orchestrator import textsafe
 from orchestrator.backends.contract import ExecResult
 from orchestrator.checks import compare, file, run, service
-from orchestrator.checks.form import PROBE_OUTPUT_LIMIT, Form, Outcome, Probe, Unreachable
+from orchestrator.checks.form import (
+    PROBE_OUTPUT_LIMIT,
+    Form,
+    Outcome,
+    Probe,
+    Tampered,
+    Unreachable,
+)
 from orchestrator.report import CheckResult
 from orchestrator.scenario.model import CHECK_FORMS, Check
 
@@ -71,6 +78,8 @@ class Plan:
         """Why a probe's outcome cannot be judged at all, if it cannot."""
         if isinstance(outcome, Unreachable):
             return f"could not run on {probe.machine}: {outcome.message}"
+        if isinstance(outcome, Tampered):
+            return f"{outcome.message} (on {probe.machine})"
         if outcome.timed_out:
             return f"timed out after {self.check.timeout:g} s on {probe.machine}"
         if outcome.truncated:

@@ -2,7 +2,8 @@
 
 mallory's clone gets a 1 GB sparse SSH host key, a FIFO fed by `yes` as /etc/machine-id
 and a `dbus-uuidgen` that prints rich markup, OSC 52 (the clipboard), a window title and
-cursor escapes. `class check` must still grade the other three in bounded time and memory,
+cursor escapes (a binary the grader now refuses to run, as tampered; the unit tests'
+hostile fake engine still prints all of it). `class check` must still grade the other three in bounded time and memory,
 give mallory sentences, and print and export nothing a terminal or a parser would act on.
 Then a student plants a classmate's parameter: only the planter is flagged.
 """
@@ -128,7 +129,9 @@ def test_a_hostile_lab_is_graded_with_sentences_and_the_others_as_usual(
     messages = [msg for c in m["tasks"].values() for msg in c["messages"]]
     text = "\n".join(messages)
     assert "/etc/machine-id is not a regular file (fifo), so it was not read" in text, text
-    assert "[/nope]" in text and "pwned" not in text and "52;" not in text
+    # the fake dbus-uuidgen is never run: its hostile stderr cannot reach the report
+    assert "tampered: /usr/bin/dbus-uuidgen differs from the image" in text, text
+    assert "[/nope]" not in text and "pwned" not in text and "52;" not in text
     notes = [f.get("problem", "") for f in m["copies"]]
     assert (
         "ssh-host-key of clone: /etc/ssh/ssh_host_ed25519_key.pub is larger than 4 KiB" in notes
@@ -142,7 +145,7 @@ def test_every_output_of_the_hostile_check_is_clean_and_parses(
     mallory = hostile["mallory"]
     own = run("check", SCENARIO, "--student", mallory, timeout=CHECK_SECONDS)
     assert own.returncode == 1, own.stdout + own.stderr  # checks failed, nothing crashed
-    assert "[/nope]" in own.stdout and "done" in own.stdout
+    assert "tampered: /usr/bin/dbus-uuidgen differs" in " ".join(own.stdout.split())
     assert "\x1b" not in own.stdout + own.stderr and "\x07" not in own.stdout
     table = run("class", "export", SCENARIO, "--format", "csv")
     assert table.returncode == 0 and "\x1b" not in table.stdout

@@ -41,7 +41,9 @@ def ok(res, *codes: int) -> str:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("release", PROOF_RELEASES)
 @pytest.mark.parametrize("backend_name", CONTAINERS)
-def test_a_lab_is_proven_on_an_imported_release(tmp_path: Path, backend_name: str, release: str) -> None:
+def test_a_lab_is_proven_on_an_imported_release(
+    tmp_path: Path, backend_name: str, release: str
+) -> None:
     engine(backend_name)
     source = tarball_path(release)
     assert source.exists(), f"{release} is built by scripts/setup.sh"

@@ -46,6 +46,8 @@ def hostile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Store]:
     monkeypatch.setattr(bulk, "host_memory", lambda _b: (64 * 1024**3, "this host"))
     monkeypatch.setattr(bulk, "inotify_limit", lambda: (0, 0))
     monkeypatch.setenv("GUESTLAB_HOME", str(tmp_path))
+    # no image manifest: the fake's machines print the same hostile text for every probe
+    monkeypatch.setenv("GUESTLAB_IMAGES", str(tmp_path / "images"))
     store = Store()
     p = bulk.plan(SCENARIO, roster("ann", "mallory", "trudy", "eve"), "docker", None)
     assert all(o.ok for o in bulk.up(p, store))

@@ -29,6 +29,7 @@ freezer (cgroups.py), the seccomp filter (seccomp.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -37,10 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import paths
+from orchestrator.backends import inroot
 from orchestrator.backends.common import refuse_existing
 from orchestrator.backends.contract import (
     Availability,
     ExecResult,
+    FileProbe,
     FoundResources,
     LabRef,
     MachineSpec,
@@ -72,7 +75,7 @@ from orchestrator.backends.nspawn.machines import (
 )
 from orchestrator.backends.nspawn.seccomp import volume_ioctl_filter
 from orchestrator.backends.nspawn.store import Trees, base_tree, remove_base_tree, store_root
-from orchestrator.errors import ProvisioningError, UsageError
+from orchestrator.errors import GuestlabError, MachineUnavailable, ProvisioningError, UsageError
 
 # Shell run inside the machine by put_file; the destination comes as $1, never spliced in.
 PUT_SCRIPT = r"""
@@ -327,6 +330,28 @@ class NspawnBackend:
             raise ProvisioningError(
                 f"writing {dest} in machine `{machine}` failed: {result.stderr.strip()[-300:]}"
             )
+
+    def _init(self, lab: LabRef, machine: str) -> int:
+        mdir = self.machine_dir(lab, machine)
+        return running_init(mdir, existing_meta(mdir, lab, machine))
+
+    def read_file(self, lab: LabRef, machine: str, path: str, limit: int) -> FileProbe:
+        # the machine's root as its init sees it (its /run and /tmp included), opened on the
+        # host; openat2 resolves every link inside it
+        try:
+            return inroot.read_in(self._init(lab, machine), path, limit)
+        except OSError as e:
+            raise MachineUnavailable(f"reading {path} in {machine}: {e.strerror}") from None
+
+    def stage_tool(self, lab: LabRef, machine: str, name: str, data: bytes) -> str:
+        try:
+            return inroot.stage_in(self._init(lab, machine), name, data)
+        except OSError as e:
+            raise ProvisioningError(f"copying {name} into {machine}: {e.strerror}") from None
+
+    def unstage_tool(self, lab: LabRef, machine: str, path: str) -> None:
+        with contextlib.suppress(GuestlabError):
+            inroot.unstage_in(self._init(lab, machine), path)
 
     def shell_argv(self, lab: LabRef, machine: str) -> list[str]:
         mdir = self.machine_dir(lab, machine)
