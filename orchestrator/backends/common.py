@@ -315,3 +315,20 @@ def engine_errors(
         raise
     except errors as exc:
         raise engine_error(exc, doing, kind=kind, hint=hint) from None
+
+
+#: writes stdin to $1 with mode $2, owned by root, beside the target then renamed (a reader
+#: never sees half a file); run in a machine as `sh -c PUT_SCRIPT sh DEST MODE`
+PUT_SCRIPT = r"""
+set -eu
+dest=$1 mode=$2
+[ -d "$dest" ] && { echo "$dest is a directory" >&2; exit 1; }
+mkdir -p -- "$(dirname -- "$dest")"
+tmp=$(mktemp -- "$dest.guestlab.XXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+cat > "$tmp"
+chown 0:0 -- "$tmp"
+chmod "$mode" -- "$tmp"
+mv -f -- "$tmp" "$dest"
+trap - EXIT
+"""

@@ -39,7 +39,7 @@ from typing import Any
 
 from orchestrator import paths
 from orchestrator.backends import inroot
-from orchestrator.backends.common import refuse_existing
+from orchestrator.backends.common import PUT_SCRIPT, refuse_existing
 from orchestrator.backends.contract import (
     Availability,
     ExecResult,
@@ -77,20 +77,6 @@ from orchestrator.backends.nspawn.seccomp import volume_ioctl_filter
 from orchestrator.backends.nspawn.store import Trees, base_tree, remove_base_tree, store_root
 from orchestrator.errors import GuestlabError, MachineUnavailable, ProvisioningError, UsageError
 
-# Shell run inside the machine by put_file; the destination comes as $1, never spliced in.
-PUT_SCRIPT = r"""
-set -eu
-dest=$1 mode=$2
-[ -d "$dest" ] && { echo "$dest is a directory" >&2; exit 1; }
-mkdir -p -- "$(dirname -- "$dest")"
-tmp=$(mktemp -- "$dest.guestlab.XXXXXX")
-trap 'rm -f -- "$tmp"' EXIT
-cat > "$tmp"
-chown 0:0 -- "$tmp"
-chmod "$mode" -- "$tmp"
-mv -f -- "$tmp" "$dest"
-trap - EXIT
-"""
 #: what a machine directory may hold besides meta.json and logs, removed one by one
 TREES = ("rootfs", "snapshot", "rootfs.restore", "snapshot.new", "snapshot.old")
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import paths
+from orchestrator.backends.common import PUT_SCRIPT
 from orchestrator.backends.contract import ExecResult, LabRef
 from orchestrator.backends.vagrant.host import lab_dir
 from orchestrator.errors import MachineUnavailable, ProvisioningError
@@ -36,11 +37,6 @@ _RUN_SCRIPT = (
 #: carries its output (a replaced `cat` there could forge every probe's result)
 _TRUSTED_TOOL = re.compile(r"^/\.guestlab-[0-9a-f]{16}/busybox$")
 _RUN_SCRIPT_BUSYBOX = _RUN_SCRIPT.replace("--kill-after=2", "-k 2")
-# Written beside the target, then renamed: a reader never sees half a file.
-_PUT_SCRIPT = (
-    'set -e; mkdir -p -- "$(dirname -- "$1")"; t=$(mktemp "$1.XXXXXX"); '
-    'cat >"$t"; chown root:root "$t"; chmod "$2" "$t"; mv -f -- "$t" "$1"'
-)
 
 
 @dataclass(frozen=True)
@@ -133,7 +129,7 @@ class Ssh:
         return ExecResult(code, out, err, timed_out=timed_out)
 
     def put_file(self, dest: str, data: bytes, mode: int) -> None:
-        res = self.run(["sh", "-c", _PUT_SCRIPT, "sh", dest, f"{mode:o}"], timeout=60, stdin=data)
+        res = self.run(["sh", "-c", PUT_SCRIPT, "sh", dest, f"{mode:o}"], timeout=60, stdin=data)
         if not res.ok:
             raise ProvisioningError(f"cannot write {dest} in {self.machine}: {res.stderr.strip()}")
 
