@@ -34,6 +34,15 @@ from orchestrator.backends.contract import (
 )
 from orchestrator.backends.lxd.boot import settle, wait_ready
 from orchestrator.backends.lxd.cleanup import delete_instance, drop_exec_logs
+from orchestrator.backends.lxd.cluster import (
+    ClusterView,
+    MemberState,
+    Placement,
+    lab_member,
+    member_memory,
+    members,
+    unreachable,
+)
 from orchestrator.backends.lxd.config import (
     CONFIG_PREFIX,
     SNAPSHOT,
@@ -71,6 +80,8 @@ class LxdBackend:
 
     def __init__(self) -> None:
         self._connector = Connector("LXD", open_connection)
+        self._placement = Placement()
+        self._view = ClusterView()
 
     @property
     def pool(self) -> str | None:
@@ -88,6 +99,31 @@ class LxdBackend:
         """Bytes of memory the LXD server has free for new machines, by its own account
         (connect.available_memory)."""
         return available_memory(self.client())
+
+    def members(self) -> dict[str, MemberState]:
+        """The cluster's members and their state; empty when LXD is not a cluster."""
+        conn = self._connection()
+        return members(conn.client) if conn.clustered else {}
+
+    def memory_by_member(self) -> dict[str, int]:
+        """Bytes free on each online member of a cluster (empty when not one)."""
+        conn = self._connection()
+        online = [m.name for m in self.members().values() if m.online]
+        return {m: member_memory(conn.client, m) for m in online}
+
+    def place(self, lab: LabRef, member: str | None) -> None:
+        """Put the lab's machines on cluster member `member` (None: LXD's scheduler)."""
+        self._placement.want(lab.key, member)
+
+    def placement(self) -> dict[str, str]:
+        """The member each lab of this LXD cluster is on, by lab key (empty elsewhere)."""
+        conn = self._connection()
+        if not conn.clustered:
+            return {}
+        return {
+            i.config[CONFIG_PREFIX + LABEL_LAB]: getattr(i, "location", "") or ""
+            for i in labelled(conn.client)
+        }
 
     def _connection(self) -> Connection:
         return self._connector.get()
@@ -135,20 +171,48 @@ class LxdBackend:
             progress=progress,
         )
         progress(f"creating {name} from {image_alias(spec.image)}")
-        with api_errors(f"create {name}"):
-            inst = create_started(conn.client, request)
+        inst = self._create_placed(conn, spec.lab, request, f"create {name}")
         wait_ready(conn, inst, spec.init, progress)
         settle(conn, inst, spec)
 
+    def _create_placed(
+        self, conn: Connection, lab: LabRef, request: dict[str, object], action: str
+    ) -> Instance:
+        """Create and start an instance where its lab is: on a cluster, the member of the
+        lab's machines, else the one asked for (place) or the one LXD's scheduler picks."""
+        ops = self._placement
+        if not conn.clustered:
+            with api_errors(action), ops.operation():
+                return create_started(conn.client, request)
+        with ops.first_machine(lab.key):
+            member = ops.known(lab.key) or lab_member(conn.client, lab.key)
+            if member is None:
+                with api_errors(action), ops.operation():
+                    inst = create_started(conn.client, request, ops.wanted(lab.key))
+                ops.record(lab.key, inst.location)
+                return inst
+        ops.record(lab.key, member)
+        with api_errors(action), ops.operation():
+            return create_started(conn.client, request, member)
+
     def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
         conn = self._connection()
-        return execute(conn, running_instance(conn.client, lab, machine), argv, timeout)
+        return execute(conn, self._running(conn, lab, machine), argv, timeout)
+
+    def _running(self, conn: Connection, lab: LabRef, machine: str) -> Instance:
+        """The machine's running instance; on a cluster, MemberUnreachable at once when
+        its member is offline (LXD would wait for it ten seconds, then fail)."""
+        if conn.clustered:
+            member = self._view.offline_member_of(conn.client, instance_name(lab, machine))
+            if member:
+                raise unreachable(member, f"machine `{machine}` of lab `{lab.key}`")
+        return running_instance(conn.client, lab, machine)
 
     def put_file(self, lab: LabRef, machine: str, dest: str, data: bytes, mode: int) -> None:
         from pylxd.exceptions import LXDAPIException
 
         conn = self._connection()
-        inst = running_instance(conn.client, lab, machine)
+        inst = self._running(conn, lab, machine)
         try:
             inst.files.put(dest, data, mode=mode, uid=0, gid=0)
             return
@@ -177,8 +241,10 @@ class LxdBackend:
             progress=progress,
         )
         progress(f"copying {src.name} to {name}")
-        with api_errors(f"copy {src.name} to {name}"):
-            inst = create_started(conn.client, request)
+        # a copy stays on its source's member: LXD cannot copy a running container across
+        member = getattr(src, "location", None) if conn.clustered else None
+        with api_errors(f"copy {src.name} to {name}"), self._placement.operation():
+            inst = create_started(conn.client, request, member or None)
             src.sync()
             if src.status != "Running":  # should not happen, but the source must stay up
                 src.start(wait=True)

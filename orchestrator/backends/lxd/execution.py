@@ -198,7 +198,8 @@ class ExecSession:
             }
         )
         body = response.json()
-        self.operation = body["operation"].rsplit("/", 1)[-1]
+        # a cluster member forwarding the request names it `/1.0/operations/ID?project=...`
+        self.operation = body["operation"].split("?", 1)[0].rsplit("/", 1)[-1]
         fds = body["metadata"]["metadata"]["fds"]
         streams = self._connect(fds)
         try:

@@ -1,0 +1,193 @@
+"""LXD clusters: which member holds a lab, the members' state and memory, their errors.
+
+LXD places instances; guestlab only keeps a lab's machines, copies and snapshots together
+on one member (`target`): the first machine goes where LXD's scheduler (or the
+instructor, `--lxd-target`) puts it, every later one follows it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from orchestrator.backends.contract import LABEL_LAB
+from orchestrator.backends.lxd.config import CONFIG_PREFIX
+from orchestrator.errors import MemberUnreachable, ProvisioningError
+
+if TYPE_CHECKING:
+    from pylxd import Client
+
+#: LXD operations (create, copy, restore, delete) in flight at once from this process
+DEFAULT_CONCURRENCY = 6
+
+
+def concurrency() -> int:
+    """$GUESTLAB_LXD_CONCURRENCY, else DEFAULT_CONCURRENCY."""
+    try:
+        return max(1, int(os.environ.get("GUESTLAB_LXD_CONCURRENCY", "")))
+    except ValueError:
+        return DEFAULT_CONCURRENCY
+
+
+@dataclass(frozen=True)
+class MemberState:
+    name: str
+    status: str  # Online, Offline, Evacuated...
+    message: str = ""
+
+    @property
+    def online(self) -> bool:
+        return self.status.lower() == "online"
+
+
+def is_clustered(client: Client) -> bool:
+    return bool(client.host_info.get("environment", {}).get("server_clustered"))
+
+
+def members(client: Client) -> dict[str, MemberState]:
+    """Every member of the cluster and its state (one API call)."""
+    found = client.api.cluster.members.get(params={"recursion": 1}).json()["metadata"] or []
+    return {
+        m["server_name"]: MemberState(m["server_name"], m.get("status", "?"), m.get("message", ""))
+        for m in found
+    }
+
+
+def member_memory(client: Client, member: str) -> int:
+    """Bytes of memory free on one member, by its own account."""
+    res = client.api.resources.get(params={"target": member}).json()["metadata"]["memory"]
+    return int(res["total"]) - int(res["used"])
+
+
+class Placement:
+    """Which member each lab is on, and where the instructor wants a lab put."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wanted: dict[str, str] = {}
+        self._known: dict[str, str] = {}
+        self._lab_locks: dict[str, threading.Lock] = {}
+        self._ops = threading.BoundedSemaphore(concurrency())
+
+    def want(self, lab_key: str, member: str | None) -> None:
+        """Put the lab on `member` (None: where LXD's scheduler chooses)."""
+        with self._lock:
+            if member:
+                self._wanted[lab_key] = member
+            else:
+                self._wanted.pop(lab_key, None)
+            self._known.pop(lab_key, None)
+
+    def wanted(self, lab_key: str) -> str | None:
+        with self._lock:
+            return self._wanted.get(lab_key)
+
+    def known(self, lab_key: str) -> str | None:
+        with self._lock:
+            return self._known.get(lab_key)
+
+    def record(self, lab_key: str, member: str) -> None:
+        with self._lock:
+            self._known[lab_key] = member
+
+    def forget(self, lab_key: str) -> None:
+        with self._lock:
+            self._known.pop(lab_key, None)
+
+    @contextmanager
+    def first_machine(self, lab_key: str) -> Iterator[None]:
+        """Held while a lab's first machine is placed: its other machines wait for it."""
+        with self._lock:
+            lock = self._lab_locks.setdefault(lab_key, threading.Lock())
+        with lock:
+            yield
+
+    @contextmanager
+    def operation(self) -> Iterator[None]:
+        """One of the $GUESTLAB_LXD_CONCURRENCY operations allowed at once."""
+        with self._ops:
+            yield
+
+
+def lab_member(client: Client, lab_key: str) -> str | None:
+    """The member an instance of the lab is on, if any (one API call)."""
+    for inst in client.instances.all(recursion=1):
+        if (inst.config or {}).get(CONFIG_PREFIX + LABEL_LAB) == lab_key:
+            return getattr(inst, "location", None) or None
+    return None
+
+
+def offline_member(client: Client, member: str | None) -> MemberState | None:
+    """The member's state when it is not online, else None."""
+    if not member:
+        return None
+    try:
+        state = members(client).get(member)
+    except Exception:
+        return None
+    return state if state and not state.online else None
+
+
+def unreachable(member: str, what: str) -> MemberUnreachable:
+    return MemberUnreachable(
+        member,
+        f"{what} is on LXD cluster member {member}, which is offline",
+        hint=f"bring {member} back (its other labs return with it), or `guestlab class up`"
+        " again to re-create its labs on the other members",
+    )
+
+
+#: what LXD says when a cluster cannot serve a request, and the one sentence guestlab says
+CLUSTER_ERRORS = (
+    (
+        ("no available dqlite leader", "failed to begin transaction", "raft", "quorum"),
+        "the LXD cluster has lost its quorum (too few database members online)",
+        "bring members back until most database members are online (`lxc cluster list`)",
+    ),
+    (
+        ("is offline", "missing event connection", "unable to connect to", "connection refused"),
+        "an LXD cluster member does not answer",
+        "bring it back, or place labs elsewhere: `--lxd-target MEMBER` (`lxc cluster list`)",
+    ),
+)
+
+
+def cluster_error(action: str, exc: BaseException) -> ProvisioningError | None:
+    """A one-sentence error with its fix for a cluster failure, else None."""
+    text = str(exc).lower()
+    for needles, sentence, fix in CLUSTER_ERRORS:
+        if any(n in text for n in needles):
+            return ProvisioningError(f"LXD could not {action}: {sentence}", hint=fix)
+    return None
+
+
+class ClusterView:
+    """Where each instance is and which members are offline, read at most every few
+    seconds and shared by threads: a class check asks once, not once per machine."""
+
+    def __init__(self, ttl: float = 3.0) -> None:
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._at = -ttl
+        self._locations: dict[str, str] = {}
+        self._offline: set[str] = set()
+
+    def offline_member_of(self, client: Client, instance: str) -> str | None:
+        """The member holding `instance` when that member is not online, else None."""
+        import time
+
+        with self._lock:
+            if time.monotonic() - self._at > self._ttl:
+                self._offline = {n for n, m in members(client).items() if not m.online}
+                self._locations = (
+                    {i.name: getattr(i, "location", "") for i in client.instances.all(recursion=1)}
+                    if self._offline
+                    else {}
+                )
+                self._at = time.monotonic()
+            member = self._locations.get(instance)
+        return member if member in self._offline else None
