@@ -21,7 +21,7 @@ from typing import Any
 from orchestrator import backends, teardown
 from orchestrator import lab as lifecycle
 from orchestrator.backends.contract import Backend, LabRef
-from orchestrator.classroom import copies
+from orchestrator.classroom import copies, placement
 from orchestrator.classroom.capacity import (
     INOTIFY_PER_MACHINE,
     MIN_MACHINE_MEMORY,
@@ -185,6 +185,7 @@ def up_one(
     try:
         lab = p.labs[s.id]
         try:
+            placement.place(lab.backends, lab.ref, s.lxd_target or None)
             result = lifecycle.up(lab, own, reporter, build_images=build)
             baseline = None
             if not result.already_up or not m.baseline:

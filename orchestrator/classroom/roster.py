@@ -17,6 +17,8 @@ from orchestrator.backends.contract import LabRef
 from orchestrator.errors import UsageError
 
 COLUMNS = ("id", "name", "email")
+#: columns a roster may add: the LXD cluster member a student's lab goes to
+OPTIONAL = ("lxd_target",)
 MAX_BYTES = 1024 * 1024
 MAX_STUDENTS = 500
 #: what a student id may be: it names the student's lab, its resources and its labels
@@ -31,6 +33,7 @@ class Student:
     name: str
     email: str
     line: int
+    lxd_target: str = ""
 
 
 class RosterError(UsageError):
@@ -87,7 +90,7 @@ def read_rows(text: str, problem: Callable[[int, str], None]) -> list[tuple[int,
 def header_problem(names: list[str]) -> str | None:
     """What is wrong with a header of these column names, if anything."""
     missing = [c for c in COLUMNS if c not in names]
-    unknown = [h for h in names if h not in COLUMNS]
+    unknown = [h for h in names if h not in COLUMNS and h not in OPTIONAL]
     doubled = sorted({h for h in names if names.count(h) > 1})
     parts = []
     if missing:
@@ -157,7 +160,7 @@ def parse(text: str, source: str = "roster") -> list[Student]:
         sid, name, email = cells["id"], cells["name"], cells["email"]
         for message in student_problems(sid, name, email, line, seen):
             problem(line, message)
-        students.append(Student(sid, name, email, line))
+        students.append(Student(sid, name, email, line, cells.get("lxd_target", "")))
     if len(rows) == 1:
         problem(header_line, "the roster has a header but no student")
     if problems:

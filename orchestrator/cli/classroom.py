@@ -250,14 +250,22 @@ def class_status(class_id: str | None, fmt: str) -> None:
     klass = bulk.require_class(cstore, class_id)
     book = gb.live(store.db, class_id)
     assert book is not None
-    labs = {m.student: store.lab(m.lab) for m in cstore.members(class_id)}
+    from orchestrator import backends
+    from orchestrator.classroom import placement
+
+    members = cstore.members(class_id)
+    labs = {m.student: store.lab(m.lab) for m in members}
+    at = placement.where(backends.get(klass.backend))  # LXD cluster: lab key -> member
+    where = {m.student: at[m.lab] for m in members if m.lab in at}
     if fmt == "json":
         for r in book["students"]:
             rec = labs.get(r["student"])
             r["lab_status"] = rec.status if rec else "absent"
+            if where:
+                r["lxd_member"] = where.get(r["student"], "")
         click.echo(json.dumps(textsafe.data(book), indent=2))
     else:
-        out.print(tables.class_table(klass, book, labs))
+        out.print(tables.class_table(klass, book, labs, where))
 
 
 @class_group.command("reset")
