@@ -6,6 +6,7 @@ LXD places labs; guestlab only passes on a wanted member (`lxd_target` in the ro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.backends.contract import Backend, LabRef
@@ -24,13 +25,14 @@ def place(backends: list[Backend], ref: LabRef, member: str | None) -> None:
         backend.place(ref, member)  # type: ignore[attr-defined]
 
 
-def where(backend: Backend) -> dict[str, str]:
+def where(backend: Backend, refs: Sequence[LabRef], machines: Sequence[str]) -> dict[str, str]:
     """Lab key -> its member on an LXD cluster, `(offline)` added when it does not answer;
     empty where the backend is not an LXD cluster or cannot be asked."""
     if not hasattr(backend, "placement"):
         return {}
     try:
-        labs: dict[str, str] = backend.placement()  # type: ignore[attr-defined]
+        asked = [(ref, machines) for ref in refs]
+        labs: dict[str, str] = backend.placement(asked)  # type: ignore[attr-defined]
         states: dict[str, Any] = backend.members()  # type: ignore[attr-defined]
     except Exception:
         return {}

@@ -36,6 +36,7 @@ from orchestrator.backends.lxd.boot import settle, wait_ready
 from orchestrator.backends.lxd.cleanup import delete_instance, drop_exec_logs
 from orchestrator.backends.lxd.cluster import (
     ClusterView,
+    MemberSilent,
     MemberState,
     Placement,
     lab_member,
@@ -115,15 +116,20 @@ class LxdBackend:
         """Put the lab's machines on cluster member `member` (None: LXD's scheduler)."""
         self._placement.want(lab.key, member)
 
-    def placement(self) -> dict[str, str]:
-        """The member each lab of this LXD cluster is on, by lab key (empty elsewhere)."""
+    def placement(self, labs: Sequence[tuple[LabRef, Sequence[str]]]) -> dict[str, str]:
+        """The member each of these labs (and its machines) is on, by lab key; empty when
+        LXD is not a cluster. By instance name: LXD gives no config of an instance whose
+        member is offline, only its name and member."""
         conn = self._connection()
         if not conn.clustered:
             return {}
-        return {
-            i.config[CONFIG_PREFIX + LABEL_LAB]: getattr(i, "location", "") or ""
-            for i in labelled(conn.client)
-        }
+        at = {i.name: getattr(i, "location", "") for i in conn.client.instances.all(recursion=1)}
+        out: dict[str, str] = {}
+        for ref, machines in labs:
+            found = [at[n] for n in (instance_name(ref, m) for m in machines) if at.get(n)]
+            if found:
+                out[ref.key] = found[0]
+        return out
 
     def _connection(self) -> Connection:
         return self._connector.get()
@@ -206,7 +212,12 @@ class LxdBackend:
             member = self._view.offline_member_of(conn.client, instance_name(lab, machine))
             if member:
                 raise unreachable(member, f"machine `{machine}` of lab `{lab.key}`")
-        return running_instance(conn.client, lab, machine)
+        try:
+            return running_instance(conn.client, lab, machine)
+        except MemberSilent as exc:  # offline, and LXD has not noticed yet
+            name = instance_name(lab, machine)
+            member = self._view.location(conn.client, name) or "?"
+            raise unreachable(member, f"machine `{machine}` of lab `{lab.key}`") from exc
 
     def put_file(self, lab: LabRef, machine: str, dest: str, data: bytes, mode: int) -> None:
         from pylxd.exceptions import LXDAPIException

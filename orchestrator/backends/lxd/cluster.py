@@ -156,12 +156,17 @@ CLUSTER_ERRORS = (
 )
 
 
+class MemberSilent(ProvisioningError):
+    """A cluster member did not answer a request forwarded to it."""
+
+
 def cluster_error(action: str, exc: BaseException) -> ProvisioningError | None:
     """A one-sentence error with its fix for a cluster failure, else None."""
     text = str(exc).lower()
-    for needles, sentence, fix in CLUSTER_ERRORS:
-        if any(n in text for n in needles):
-            return ProvisioningError(f"LXD could not {action}: {sentence}", hint=fix)
+    for n, (needles, sentence, fix) in enumerate(CLUSTER_ERRORS):
+        if any(needle in text for needle in needles):
+            kind = MemberSilent if n == 1 else ProvisioningError
+            return kind(f"LXD could not {action}: {sentence}", hint=fix)
     return None
 
 
@@ -191,3 +196,10 @@ class ClusterView:
                 self._at = time.monotonic()
             member = self._locations.get(instance)
         return member if member in self._offline else None
+
+    def location(self, client: Client, instance: str) -> str | None:
+        """The member holding `instance`, read now."""
+        for inst in client.instances.all(recursion=1):
+            if inst.name == instance:
+                return getattr(inst, "location", None) or None
+        return None
