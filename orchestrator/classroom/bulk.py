@@ -186,6 +186,10 @@ def up_one(
         lab = p.labs[s.id]
         try:
             placement.place(lab.backends, lab.ref, s.lxd_target or None)
+            if own.lab(lab.ref.key) and placement.lost_member(lab):
+                # its member is offline: made again elsewhere (grades stay, instances
+                # left on that member are removed by `down` or `gc` once it is back)
+                own.set_status(lab.ref.key, "failed", "member lost")
             result = lifecycle.up(lab, own, reporter, build_images=build)
             baseline = None
             if not result.already_up or not m.baseline:

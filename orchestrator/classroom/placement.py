@@ -48,3 +48,10 @@ def memory_by_member(backend: Backend) -> dict[str, int]:
         return dict(backend.memory_by_member())
     except Exception:
         return {}
+
+
+def lost_member(lab: Any) -> str | None:
+    """The offline LXD cluster member holding this lab's machines, if any."""
+    backend = lab.backend
+    found = where(backend, [lab.ref], [s.name for s in lab.specs]).get(lab.ref.key, "")
+    return found.removesuffix(" (offline)") if found.endswith(" (offline)") else None

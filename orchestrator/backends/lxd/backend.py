@@ -123,10 +123,10 @@ class LxdBackend:
         conn = self._connection()
         if not conn.clustered:
             return {}
-        at = {i.name: getattr(i, "location", "") for i in conn.client.instances.all(recursion=1)}
+        at = self._view.names(conn.client, fresh=True)
         out: dict[str, str] = {}
         for ref, machines in labs:
-            found = [at[n] for n in (instance_name(ref, m) for m in machines) if at.get(n)]
+            found = [at[n] for n in (self._name(conn, ref, m) for m in machines) if at.get(n)]
             if found:
                 out[ref.key] = found[0]
         return out
@@ -165,7 +165,7 @@ class LxdBackend:
 
     def create(self, spec: MachineSpec, progress: Progress) -> None:
         conn = self._connection()
-        name = instance_name(spec.lab, spec.name)
+        name = self._name(conn, spec.lab, spec.name, new=True)
         refuse_existing(conn.client, spec, name)
         self.ensure_image(spec.image, progress, build=False)
         request = instance_request(
@@ -201,6 +201,12 @@ class LxdBackend:
         with api_errors(action), ops.operation():
             return create_started(conn.client, request, member)
 
+    def _name(self, conn: Connection, lab: LabRef, machine: str, *, new: bool = False) -> str:
+        """The machine's instance name: on a cluster, of the lab's newest incarnation."""
+        if not conn.clustered:
+            return instance_name(lab, machine)
+        return self._view.name(conn.client, lab, machine, new=new)
+
     def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
         conn = self._connection()
         return execute(conn, self._running(conn, lab, machine), argv, timeout)
@@ -209,13 +215,14 @@ class LxdBackend:
         """The machine's running instance; on a cluster, MemberUnreachable at once when
         its member is offline (LXD would wait for it ten seconds, then fail)."""
         if conn.clustered:
-            member = self._view.offline_member_of(conn.client, instance_name(lab, machine))
+            name = self._name(conn, lab, machine)
+            member = self._view.offline_member_of(conn.client, name)
             if member:
                 raise unreachable(member, f"machine `{machine}` of lab `{lab.key}`")
         try:
-            return running_instance(conn.client, lab, machine)
+            return running_instance(conn.client, lab, machine, self._name(conn, lab, machine))
         except MemberSilent as exc:  # offline, and LXD has not noticed yet
-            name = instance_name(lab, machine)
+            name = self._name(conn, lab, machine)
             member = self._view.location(conn.client, name) or "?"
             raise unreachable(member, f"machine `{machine}` of lab `{lab.key}`") from exc
 
@@ -238,8 +245,8 @@ class LxdBackend:
 
     def clone(self, source: MachineSpec, target: MachineSpec, progress: Progress) -> None:
         conn = self._connection()
-        src = running_instance(conn.client, source.lab, source.name)
-        name = instance_name(target.lab, target.name)
+        src = self._running(conn, source.lab, source.name)
+        name = self._name(conn, target.lab, target.name, new=True)
         refuse_existing(conn.client, target, name)
         request = instance_request(
             conn,
@@ -265,7 +272,7 @@ class LxdBackend:
     def snapshot(self, lab: LabRef, machines: Sequence[MachineSpec]) -> None:
         conn = self._connection()
         for spec in machines:
-            inst = get_instance(conn.client, lab, spec.name)
+            inst = get_instance(conn.client, lab, spec.name, self._name(conn, lab, spec.name))
             with api_errors(f"snapshot {inst.name}"):
                 # snapshots.all() gives name-only objects: .get() would warn about every
                 # field newer LXD returns that pylxd does not know
@@ -276,7 +283,10 @@ class LxdBackend:
 
     def restore(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
         conn = self._connection()
-        insts = [(get_instance(conn.client, lab, spec.name), spec) for spec in machines]
+        insts = [
+            (get_instance(conn.client, lab, s.name, self._name(conn, lab, s.name)), s)
+            for s in machines
+        ]
         for inst, spec in insts:  # all of them checked before any is touched
             if SNAPSHOT not in {snap.name for snap in inst.snapshots.all()}:
                 raise ProvisioningError(

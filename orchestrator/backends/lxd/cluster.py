@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from orchestrator.backends.contract import LABEL_LAB
-from orchestrator.backends.lxd.config import CONFIG_PREFIX
+from orchestrator.backends.contract import LABEL_LAB, LabRef
+from orchestrator.backends.lxd.config import CONFIG_PREFIX, instance_name
 from orchestrator.errors import MemberUnreachable, ProvisioningError
 
 if TYPE_CHECKING:
@@ -180,6 +180,8 @@ class ClusterView:
         self._at = -ttl
         self._locations: dict[str, str] = {}
         self._offline: set[str] = set()
+        self._names: dict[str, str] = {}
+        self._names_at = -ttl
 
     def offline_member_of(self, client: Client, instance: str) -> str | None:
         """The member holding `instance` when that member is not online, else None."""
@@ -196,6 +198,30 @@ class ClusterView:
                 self._at = time.monotonic()
             member = self._locations.get(instance)
         return member if member in self._offline else None
+
+    def name(self, client: Client, lab: LabRef, machine: str, *, new: bool = False) -> str:
+        """The instance name of a lab's machine on a cluster: its newest incarnation, or
+        (`new`) the next one when the newest is taken, by a member that went offline."""
+        at = self.names(client, fresh=new)
+        n = 0
+        while instance_name(lab, machine, n + 1) in at:
+            n += 1
+        if new and instance_name(lab, machine, n) in at:
+            n += 1
+        return instance_name(lab, machine, n)
+
+    def names(self, client: Client, *, fresh: bool = False) -> dict[str, str]:
+        """Every instance's name and member, read again when older than the TTL."""
+        import time
+
+        with self._lock:
+            if fresh or time.monotonic() - self._names_at > self._ttl:
+                self._names = {
+                    i.name: getattr(i, "location", "") or ""
+                    for i in client.instances.all(recursion=1)
+                }
+                self._names_at = time.monotonic()
+            return dict(self._names)
 
     def location(self, client: Client, instance: str) -> str | None:
         """The member holding `instance`, read now."""

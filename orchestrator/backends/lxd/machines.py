@@ -44,11 +44,12 @@ def api_errors(action: str) -> Iterator[None]:
         ) from exc
 
 
-def get_instance(client: Client, lab: LabRef, machine: str) -> Instance:
-    """The instance of a lab's machine, or MachineUnavailable saying to bring the lab up."""
+def get_instance(client: Client, lab: LabRef, machine: str, name: str | None = None) -> Instance:
+    """The instance of a lab's machine (named `name` when given), or MachineUnavailable
+    saying to bring the lab up."""
     from pylxd.exceptions import LXDAPIException, NotFound
 
-    name = instance_name(lab, machine)
+    name = name or instance_name(lab, machine)
     try:
         return client.instances.get(name)
     except NotFound:
@@ -62,9 +63,11 @@ def get_instance(client: Client, lab: LabRef, machine: str) -> Instance:
         ) from exc
 
 
-def running_instance(client: Client, lab: LabRef, machine: str) -> Instance:
+def running_instance(
+    client: Client, lab: LabRef, machine: str, name: str | None = None
+) -> Instance:
     """The instance of a lab's machine if it runs, else MachineUnavailable with the fix."""
-    inst = get_instance(client, lab, machine)
+    inst = get_instance(client, lab, machine, name)
     if inst.status != "Running":
         raise MachineUnavailable(
             f"machine `{machine}` of lab `{lab.key}` is {inst.status.lower()}",
