@@ -102,7 +102,8 @@ ExecStart=/sbin/ip addr replace $(address "$m")/24 dev eth0
 [Install]
 WantedBy=multi-user.target
 EOF
-    in_member "$m" sh -c "systemctl daemon-reload && systemctl enable --now glc-address 2>/dev/null"
+    in_member "$m" sh -c "systemctl daemon-reload && systemctl enable --now glc-address 2>/dev/null
+        systemctl mask systemd-networkd-wait-online.service >/dev/null 2>&1 || true"
     # nested LXD gives its containers ids from this member's own range
     in_member "$m" sh -c "echo root:$NESTED_IDS_FROM:$((ID_RANGE - NESTED_IDS_FROM)) > /etc/subuid
         cp /etc/subuid /etc/subgid"

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,3 +109,16 @@ def wait_for_step(
     finally:
         store.close()
     raise AssertionError(f"`up` never reached {steps} (exit {proc.poll()})")
+
+
+@pytest.fixture(scope="session")
+def lxd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The three-member LXD cluster of scripts/lxd-cluster.sh (tests/integration/lxd_cluster.py)."""
+    from tests.integration import lxd_cluster as glc
+
+    engine("lxd")
+    cluster = glc.start(tmp_path_factory.mktemp("lxd-cluster"))
+    try:
+        yield cluster
+    finally:
+        glc.stop()
