@@ -44,10 +44,6 @@ class MemberState:
         return self.status.lower() == "online"
 
 
-def is_clustered(client: Client) -> bool:
-    return bool(client.host_info.get("environment", {}).get("server_clustered"))
-
-
 def members(client: Client) -> dict[str, MemberState]:
     """Every member of the cluster and its state (one API call)."""
     found = client.api.cluster.members.get(params={"recursion": 1}).json()["metadata"] or []
@@ -94,10 +90,6 @@ class Placement:
         with self._lock:
             self._known[lab_key] = member
 
-    def forget(self, lab_key: str) -> None:
-        with self._lock:
-            self._known.pop(lab_key, None)
-
     @contextmanager
     def first_machine(self, lab_key: str) -> Iterator[None]:
         """Held while a lab's first machine is placed: its other machines wait for it."""
@@ -119,17 +111,6 @@ def lab_member(client: Client, lab_key: str) -> str | None:
         if (inst.config or {}).get(CONFIG_PREFIX + LABEL_LAB) == lab_key:
             return getattr(inst, "location", None) or None
     return None
-
-
-def offline_member(client: Client, member: str | None) -> MemberState | None:
-    """The member's state when it is not online, else None."""
-    if not member:
-        return None
-    try:
-        state = members(client).get(member)
-    except Exception:
-        return None
-    return state if state and not state.online else None
 
 
 def unreachable(member: str, what: str) -> MemberUnreachable:
