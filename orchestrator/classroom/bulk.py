@@ -129,7 +129,8 @@ def preflight(p: Plan, store: Store, *, build_images: bool = True) -> None:
     for backend in {b.name: b for lab in p.labs.values() for b in lab.backends}.values():
         backends.require_available(backend)
     pending = [s for s in p.roster if _needs_up(store, p.labs[s.id])]
-    available, where = host_memory(p.backend, p.per_lab)
+    available, where = host_memory(p.backend)
+    where = placement.fits_by_member(p.backend, where, p.per_lab)
     require_fit(p.per_lab, len(pending), available, where)
     if p.backend.name in ROOT_ENGINES:
         booting = sum(

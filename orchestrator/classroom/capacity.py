@@ -80,9 +80,9 @@ def lab_memory(lab: lifecycle.Lab) -> int:
     return sum(s.memory for s in lab.specs)
 
 
-def host_memory(backend: Backend, per_lab: int = 0) -> tuple[int, str]:
+def host_memory(backend: Backend) -> tuple[int, str]:
     """Bytes of memory available for new labs on the backend's host, and which host that is
-    (on an LXD cluster: every member's free memory, and how many labs of `per_lab` fit)."""
+    (on an LXD cluster: the sum of its online members')."""
     endpoint = os.environ.get("GUESTLAB_LXD_ENDPOINT")
     if backend.name == "lxd" and endpoint:
         from orchestrator.backends.lxd import LxdBackend  # lazy: only a class on LXD needs it
@@ -90,11 +90,7 @@ def host_memory(backend: Backend, per_lab: int = 0) -> tuple[int, str]:
         # a remote LXD: its own account of its memory; a cluster: every online member's
         by_member = placement.memory_by_member(backend)
         if by_member:
-            each = ", ".join(
-                f"{m} {fmt_bytes(b)}" + (f": {b // per_lab} lab(s)" if per_lab else "")
-                for m, b in sorted(by_member.items())
-            )
-            return sum(by_member.values()), f"the LXD cluster at {endpoint} ({each})"
+            return sum(by_member.values()), f"the LXD cluster at {endpoint}"
         try:
             if isinstance(backend, LxdBackend):
                 return backend.available_memory(), f"the LXD server at {endpoint}"

@@ -55,3 +55,14 @@ def lost_member(lab: Any) -> str | None:
     backend = lab.backend
     found = where(backend, [lab.ref], [s.name for s in lab.specs]).get(lab.ref.key, "")
     return found.removesuffix(" (offline)") if found.endswith(" (offline)") else None
+
+
+def fits_by_member(backend: Backend, where: str, per_lab: int) -> str:
+    """`where` with, on an LXD cluster, each member's free memory and the labs it fits."""
+    from orchestrator.classroom.capacity import fmt_bytes as size
+
+    by_member = memory_by_member(backend)
+    if not by_member or not per_lab:
+        return where
+    each = ", ".join(f"{m} {size(b)}: {b // per_lab} lab(s)" for m, b in sorted(by_member.items()))
+    return f"{where} ({each})"
