@@ -88,12 +88,15 @@ make_member() {
 configure_member() {
     local m=$1
     in_member "$m" sh -c 'until [ -S /run/dbus/system_bus_socket ]; do sleep 0.2; done
-        systemctl is-system-running --wait >/dev/null 2>&1 || true'
+        timeout 60 systemctl is-system-running --wait >/dev/null 2>&1 || true'
     # its address, by a unit of its own (networkd would wait for a udev a container lacks)
     in_member "$m" sh -c "cat > /etc/systemd/system/glc-address.service" <<EOF
 [Unit]
 Description=glc: this member's address on $BRIDGE
-Before=lxd.service lxd.socket
+# before LXD's socket, which starts early (sockets.target): no default dependencies,
+# or the ordering cycle makes systemd drop this unit and LXD cannot bind its address
+DefaultDependencies=no
+Before=lxd.service lxd.socket sockets.target
 [Service]
 Type=oneshot
 RemainAfterExit=yes
