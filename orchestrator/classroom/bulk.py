@@ -21,7 +21,7 @@ from typing import Any
 from orchestrator import backends, teardown
 from orchestrator import lab as lifecycle
 from orchestrator.backends.contract import Backend, LabRef
-from orchestrator.classroom import copies, placement
+from orchestrator.classroom import copies
 from orchestrator.classroom.capacity import (
     INOTIFY_PER_MACHINE,
     MIN_MACHINE_MEMORY,
@@ -130,7 +130,6 @@ def preflight(p: Plan, store: Store, *, build_images: bool = True) -> None:
         backends.require_available(backend)
     pending = [s for s in p.roster if _needs_up(store, p.labs[s.id])]
     available, where = host_memory(p.backend)
-    where = placement.fits_by_member(p.backend, where, p.per_lab)
     require_fit(p.per_lab, len(pending), available, where)
     if p.backend.name in ROOT_ENGINES:
         booting = sum(
@@ -188,11 +187,6 @@ def up_one(
     try:
         lab = p.labs[s.id]
         try:
-            placement.place(lab.backends, lab.ref, s.lxd_target or None)
-            if own.lab(lab.ref.key) and placement.lost_member(lab):
-                # its member is offline: made again elsewhere (grades stay, instances
-                # left on that member are removed by `down` or `gc` once it is back)
-                own.set_status(lab.ref.key, "failed", "member lost")
             result = lifecycle.up(lab, own, reporter, build_images=build)
             baseline = None
             if not result.already_up or not m.baseline:

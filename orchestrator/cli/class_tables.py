@@ -126,13 +126,9 @@ def lab_state(rec: LabRecord | None) -> str:
 
 
 def class_table(
-    klass: ClassRecord,
-    book: Mapping[str, Any],
-    labs: Mapping[str, LabRecord | None],
-    where: Mapping[str, str] | None = None,
+    klass: ClassRecord, book: Mapping[str, Any], labs: Mapping[str, LabRecord | None]
 ) -> Table:
-    """One class's students: their lab (and its LXD cluster member), score, last check,
-    hints taken and problems."""
+    """One class's students: their lab, score, last check, hints taken and problems."""
     from orchestrator.classroom import gradebook as gb
 
     expires = (
@@ -146,14 +142,12 @@ def class_table(
         table.add_column(col)
     for r in book["students"]:
         lab = lab_state(labs.get(r["student"]))
-        if where:
-            lab += f" on {where.get(r['student']) or '?'}"
         checked = any(c["state"] != gb.UNCHECKED for c in r["tasks"].values())
         table.add_row(
             Text(textsafe.clean(r["student"])),
             Text(textsafe.clean(r["name"])),
             Text(textsafe.clean(r["email"])),
-            Text(lab, style="green" if lab.startswith("up") and "offline" not in lab else "yellow"),
+            Text(lab, style="green" if lab == "up" else "yellow"),
             f"{r['total']}/{r['max_total']}" if checked else "-",
             gb.short_time(r["last_check"]),
             str(r["hints"]),

@@ -8,10 +8,9 @@ classroom. What the commands print is built in `class_tables`.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
@@ -251,33 +250,14 @@ def class_status(class_id: str | None, fmt: str) -> None:
     klass = bulk.require_class(cstore, class_id)
     book = gb.live(store.db, class_id)
     assert book is not None
-    members = cstore.members(class_id)
-    labs = {m.student: store.lab(m.lab) for m in members}
-    at = _placement(klass, members)
-    where = {m.student: at[m.lab] for m in members if m.lab in at}
+    labs = {m.student: store.lab(m.lab) for m in cstore.members(class_id)}
     if fmt == "json":
         for r in book["students"]:
             rec = labs.get(r["student"])
             r["lab_status"] = rec.status if rec else "absent"
-            if where:
-                r["lxd_member"] = where.get(r["student"], "")
         click.echo(json.dumps(textsafe.data(book), indent=2))
     else:
-        out.print(tables.class_table(klass, book, labs, where))
-
-
-def _placement(klass: Any, members: list[Any]) -> dict[str, str]:
-    """Lab key -> its LXD cluster member (empty elsewhere)."""
-    from orchestrator import backends
-    from orchestrator.backends.contract import LabRef
-    from orchestrator.classroom import placement
-    from orchestrator.scenario.load import load_file
-
-    if klass.backend != "lxd" or not os.environ.get("GUESTLAB_LXD_ENDPOINT"):
-        return {}
-    names = [m.name for m in load_file(Path(klass.scenario_path)).machines]
-    refs = [LabRef(klass.id, m.student) for m in members]
-    return placement.where(backends.get(klass.backend), refs, names)
+        out.print(tables.class_table(klass, book, labs))
 
 
 @class_group.command("reset")

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
@@ -15,7 +15,7 @@ from rich.markup import escape
 from orchestrator import backends
 from orchestrator.cli import options
 from orchestrator.cli.console import ConsoleReporter, err, out
-from orchestrator.errors import ExitCode, GuestlabError, UsageError
+from orchestrator.errors import ExitCode, GuestlabError
 
 if TYPE_CHECKING:
     from orchestrator.lab import Lab
@@ -33,11 +33,6 @@ if TYPE_CHECKING:
     help="Start systemd machines even where root in them is root on this host "
     "(a Docker engine without user namespaces). Only for a lab of your own.",
 )
-@click.option(
-    "--lxd-target",
-    metavar="MEMBER",
-    help="On an LXD cluster: the member the lab's machines go to (default: LXD chooses).",
-)
 @options.lang_option
 def up(
     scenario: str,
@@ -45,7 +40,6 @@ def up(
     backend: str | None,
     no_build: bool,
     unsafe_host_root: bool,
-    lxd_target: str | None,
     lang: str | None,
 ) -> None:
     """Bring a lab up: create its machines, apply the starting state, take the clones.
@@ -57,7 +51,6 @@ def up(
     from orchestrator import views
 
     lab = lifecycle.prepare(scenario, options.student(student), backend, options.lang(lang))
-    _place(lab, lxd_target)
     store = options.store()
     out.print(
         f"[bold]{lab.scenario.metadata.title}[/] [dim]({lab.ref.key} on {lab.backend.name})[/]"
@@ -80,18 +73,6 @@ def up(
         f"See your progress:  guestlab check {lab.scenario.id}\n"
         f"Stuck?              guestlab hint {lab.scenario.id} {lab.scenario.tasks[0].id}"
     )
-
-
-def _place(lab: Any, member: str | None) -> None:
-    """--lxd-target: the LXD cluster member the lab's machines go to."""
-    placeable = [b for b in lab.backends if hasattr(b, "place")]
-    if member and not placeable:
-        raise UsageError(
-            "--lxd-target places a lab on a member of an LXD cluster",
-            hint="use --backend lxd with GUESTLAB_LXD_ENDPOINT at a member of the cluster",
-        )
-    for backend in placeable:
-        backend.place(lab.ref, member)
 
 
 @click.command()

@@ -36,16 +36,6 @@ from orchestrator.backends.contract import (
 )
 from orchestrator.backends.lxd.boot import settle, wait_ready
 from orchestrator.backends.lxd.cleanup import delete_instance, drop_exec_logs
-from orchestrator.backends.lxd.cluster import (
-    ClusterView,
-    MemberSilent,
-    MemberState,
-    Placement,
-    lab_member,
-    member_memory,
-    members,
-    unreachable,
-)
 from orchestrator.backends.lxd.config import (
     CONFIG_PREFIX,
     SNAPSHOT,
@@ -91,8 +81,6 @@ class LxdBackend:
 
     def __init__(self) -> None:
         self._connector = Connector("LXD", open_connection)
-        self._placement = Placement()
-        self._view = ClusterView()
 
     @property
     def pool(self) -> str | None:
@@ -110,36 +98,6 @@ class LxdBackend:
         """Bytes of memory the LXD server has free for new machines, by its own account
         (connect.available_memory)."""
         return available_memory(self.client())
-
-    def members(self) -> dict[str, MemberState]:
-        """The cluster's members and their state; empty when LXD is not a cluster."""
-        conn = self._connection()
-        return members(conn.client) if conn.clustered else {}
-
-    def memory_by_member(self) -> dict[str, int]:
-        """Bytes free on each online member of a cluster (empty when not one)."""
-        conn = self._connection()
-        online = [m.name for m in self.members().values() if m.online]
-        return {m: member_memory(conn.client, m) for m in online}
-
-    def place(self, lab: LabRef, member: str | None) -> None:
-        """Put the lab's machines on cluster member `member` (None: LXD's scheduler)."""
-        self._placement.want(lab.key, member)
-
-    def placement(self, labs: Sequence[tuple[LabRef, Sequence[str]]]) -> dict[str, str]:
-        """The member each of these labs (and its machines) is on, by lab key; empty when
-        LXD is not a cluster. By instance name: LXD gives no config of an instance whose
-        member is offline, only its name and member."""
-        conn = self._connection()
-        if not conn.clustered:
-            return {}
-        at = self._view.names(conn.client, fresh=True)
-        out: dict[str, str] = {}
-        for ref, machines in labs:
-            found = [at[n] for n in (self._name(conn, ref, m) for m in machines) if at.get(n)]
-            if found:
-                out[ref.key] = found[0]
-        return out
 
     def _connection(self) -> Connection:
         return self._connector.get()
@@ -175,7 +133,7 @@ class LxdBackend:
 
     def create(self, spec: MachineSpec, progress: Progress) -> None:
         conn = self._connection()
-        name = self._name(conn, spec.lab, spec.name, new=True)
+        name = instance_name(spec.lab, spec.name)
         refuse_existing(conn.client, spec, name)
         self.ensure_image(spec.image, progress, build=False)
         request = instance_request(
@@ -187,60 +145,20 @@ class LxdBackend:
             progress=progress,
         )
         progress(f"creating {name} from {image_alias(spec.image)}")
-        inst = self._create_placed(conn, spec.lab, request, f"create {name}")
+        with api_errors(f"create {name}"):
+            inst = create_started(conn.client, request)
         wait_ready(conn, inst, spec.init, progress)
         settle(conn, inst, spec)
 
-    def _create_placed(
-        self, conn: Connection, lab: LabRef, request: dict[str, object], action: str
-    ) -> Instance:
-        """Create and start an instance where its lab is: on a cluster, the member of the
-        lab's machines, else the one asked for (place) or the one LXD's scheduler picks."""
-        ops = self._placement
-        if not conn.clustered:
-            with api_errors(action), ops.operation():
-                return create_started(conn.client, request)
-        with ops.first_machine(lab.key):
-            member = ops.known(lab.key) or lab_member(conn.client, lab.key)
-            if member is None:
-                with api_errors(action), ops.operation():
-                    inst = create_started(conn.client, request, ops.wanted(lab.key))
-                ops.record(lab.key, inst.location)
-                return inst
-        ops.record(lab.key, member)
-        with api_errors(action), ops.operation():
-            return create_started(conn.client, request, member)
-
-    def _name(self, conn: Connection, lab: LabRef, machine: str, *, new: bool = False) -> str:
-        """The machine's instance name: on a cluster, of the lab's newest incarnation."""
-        if not conn.clustered:
-            return instance_name(lab, machine)
-        return self._view.name(conn.client, lab, machine, new=new)
-
     def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
         conn = self._connection()
-        return execute(conn, self._running(conn, lab, machine), argv, timeout)
-
-    def _running(self, conn: Connection, lab: LabRef, machine: str) -> Instance:
-        """The machine's running instance; on a cluster, MemberUnreachable at once when
-        its member is offline (LXD would wait for it ten seconds, then fail)."""
-        if conn.clustered:
-            name = self._name(conn, lab, machine)
-            member = self._view.offline_member_of(conn.client, name)
-            if member:
-                raise unreachable(member, f"machine `{machine}` of lab `{lab.key}`")
-        try:
-            return running_instance(conn.client, lab, machine, self._name(conn, lab, machine))
-        except MemberSilent as exc:  # offline, and LXD has not noticed yet
-            name = self._name(conn, lab, machine)
-            member = self._view.location(conn.client, name) or "?"
-            raise unreachable(member, f"machine `{machine}` of lab `{lab.key}`") from exc
+        return execute(conn, running_instance(conn.client, lab, machine), argv, timeout)
 
     def put_file(self, lab: LabRef, machine: str, dest: str, data: bytes, mode: int) -> None:
         from pylxd.exceptions import LXDAPIException
 
         conn = self._connection()
-        inst = self._running(conn, lab, machine)
+        inst = running_instance(conn.client, lab, machine)
         try:
             inst.files.put(dest, data, mode=mode, uid=0, gid=0)
             return
@@ -294,8 +212,8 @@ class LxdBackend:
 
     def clone(self, source: MachineSpec, target: MachineSpec, progress: Progress) -> None:
         conn = self._connection()
-        src = self._running(conn, source.lab, source.name)
-        name = self._name(conn, target.lab, target.name, new=True)
+        src = running_instance(conn.client, source.lab, source.name)
+        name = instance_name(target.lab, target.name)
         refuse_existing(conn.client, target, name)
         request = instance_request(
             conn,
@@ -308,10 +226,8 @@ class LxdBackend:
             progress=progress,
         )
         progress(f"copying {src.name} to {name}")
-        # a copy stays on its source's member: LXD cannot copy a running container across
-        member = getattr(src, "location", None) if conn.clustered else None
-        with api_errors(f"copy {src.name} to {name}"), self._placement.operation():
-            inst = create_started(conn.client, request, member or None)
+        with api_errors(f"copy {src.name} to {name}"):
+            inst = create_started(conn.client, request)
             src.sync()
             if src.status != "Running":  # should not happen, but the source must stay up
                 src.start(wait=True)
@@ -321,7 +237,7 @@ class LxdBackend:
     def snapshot(self, lab: LabRef, machines: Sequence[MachineSpec]) -> None:
         conn = self._connection()
         for spec in machines:
-            inst = get_instance(conn.client, lab, spec.name, self._name(conn, lab, spec.name))
+            inst = get_instance(conn.client, lab, spec.name)
             with api_errors(f"snapshot {inst.name}"):
                 # snapshots.all() gives name-only objects: .get() would warn about every
                 # field newer LXD returns that pylxd does not know
@@ -332,10 +248,7 @@ class LxdBackend:
 
     def restore(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
         conn = self._connection()
-        insts = [
-            (get_instance(conn.client, lab, s.name, self._name(conn, lab, s.name)), s)
-            for s in machines
-        ]
+        insts = [(get_instance(conn.client, lab, spec.name), spec) for spec in machines]
         for inst, spec in insts:  # all of them checked before any is touched
             if SNAPSHOT not in {snap.name for snap in inst.snapshots.all()}:
                 raise ProvisioningError(
