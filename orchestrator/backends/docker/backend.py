@@ -257,6 +257,9 @@ class DockerBackend:
             raise ProvisioningError(f"copying {dest} into {machine} failed")
 
     def read_file(self, lab: LabRef, machine: str, path: str, limit: int) -> FileProbe:
+        # the archive API reads a stopped container's disk too: a check of a machine that
+        # is not running must say so, as an exec in it does
+        self.container(lab, machine)
         try:
             got = files.read_file(self.client.api, container_name(lab, machine), path, limit)
             return files.shifted(got, files.uid_base(self.facts.userns, self.facts.data_root))
