@@ -191,6 +191,12 @@ class Endpoints:
             return _failure(e, 400)
         except GuestlabError as e:
             return _failure(e)
+        except OSError as e:  # the engine's socket failed (stopped, timed out): a sentence
+            self.config.log(
+                f"{verb} of {found.lab}: the engine did not answer ({type(e).__name__})"
+            )
+            error = f"the lab's engine did not answer ({type(e).__name__}); try again shortly"
+            return data({"error": error, "hint": "ask your instructor if it goes on"}, 503)
         return data(result)
 
     async def check(self, request: Request) -> Response:

@@ -318,7 +318,7 @@ def test_the_engine_stops_under_an_open_terminal_and_the_seat_keeps_serving() ->
         status, me = served.get("/api/me", token)  # the server still answers, from its store
         assert status == 200 and me["student"] == student
         status, body = served.post("/api/check", token)
-        assert status >= 400 and "Docker" in json.dumps(body), (status, body)
+        assert status in (409, 503) and "error" in body, (status, body)  # a sentence, not a 500
     finally:
         _start_dockerd()
     try:
