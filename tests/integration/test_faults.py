@@ -247,14 +247,20 @@ def _dockerd_pid() -> int | None:
     return int(out[0]) if out else None
 
 
-@pytest.mark.docker
-def test_the_engine_stops_mid_lab_then_comes_back() -> None:
+def _dockerd_and_a_lab() -> tuple[int, str]:
+    """dockerd's pid (the engine-stop tests stop it by pid) and a lab brought up on it."""
     engine("docker")
     pid = _dockerd_pid()
     if pid is None:
         pytest.fail("dockerd runs under a service manager here; this test stops it by pid")
     student = student_id()
     assert guestlab("up", SCENARIO, "--student", student).returncode == 0
+    return pid, student
+
+
+@pytest.mark.docker
+def test_the_engine_stops_mid_lab_then_comes_back() -> None:
+    pid, student = _dockerd_and_a_lab()
     os.kill(pid, signal.SIGTERM)
     try:
         deadline = time.monotonic() + 60
@@ -286,12 +292,7 @@ def test_the_engine_stops_under_an_open_terminal_and_the_seat_keeps_serving() ->
     from orchestrator.credentials import Seats
     from tests.integration.seat_helpers import Served, terminal
 
-    engine("docker")
-    pid = _dockerd_pid()
-    if pid is None:
-        pytest.fail("dockerd runs under a service manager here; this test stops it by pid")
-    student = student_id()
-    assert guestlab("up", SCENARIO, "--student", student).returncode == 0
+    pid, student = _dockerd_and_a_lab()
     store = Store()
     token = Seats(store.db).issue(LabRef(SCENARIO, student).key)
     store.close()
