@@ -148,11 +148,26 @@ class Guard:
         """Per probe: None, or why its result cannot be trusted."""
         if self.manifest is None:
             return [None] * len(self.words)
-        if not isinstance(seen, ExecResult) or seen.exit_code != 0 or seen.truncated:
-            problem = "the machine's binaries could not be verified against the image"
+        why = unverified(seen)
+        if why:
+            problem = f"the machine's binaries could not be verified against the image ({why})"
             return [problem if ws else None for ws in self.words]
         found = tamper.Seen.parse(seen.stdout)
         return [tamper.tampered(ws, found, self.manifest) for ws in self.words]
+
+
+def unverified(seen: Outcome | None) -> str:
+    """Why the integrity probe's result cannot be used ('' when it can): said in the check's
+    message, so that a slow machine is told apart from an engine error or a dishonest one."""
+    if isinstance(seen, Unreachable | Tampered):
+        return seen.message
+    if seen is None:
+        return "no result"
+    if seen.timed_out:
+        return "the hashing timed out"
+    if seen.truncated:
+        return "its output was cut short"
+    return f"exit status {seen.exit_code}" if seen.exit_code != 0 else ""
 
 
 def run_machine(

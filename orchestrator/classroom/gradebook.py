@@ -71,6 +71,8 @@ def row(
             "max_points": task["points"],
             "hints": stats.hints.get(tid, 0),
             "messages": [textsafe.clean(f"{c.name}: {c.message}") for c in failing],
+            # graded without the reboot it asks for (`class check --no-reboot`)
+            "unproven": bool(result and result.unproven),
         }
     return {
         "student": member.student,

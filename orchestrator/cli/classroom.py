@@ -183,12 +183,16 @@ def _tell_earlier_roster(store: Store, p: Plan, students: list[Student]) -> None
 @click.argument("class_id", metavar="ID")
 @options.format_option("table", "csv", "json", "junit")
 @options.parallel_option(8, "Labs checked at the same time.")
-def class_check(class_id: str, fmt: str, parallel: int) -> None:
+@options.no_reboot_option
+def class_check(class_id: str, fmt: str, parallel: int, no_reboot: bool) -> None:
     """Check every student's lab concurrently and print the gradebook.
 
-    Each class check is recorded with its time (`class export` prints the last one again).
-    Students who share a value that should be theirs alone (a parameter, a machine ID, a
-    host key) are flagged. Exits 0 when every lab could be checked, whatever the grades.
+    Tasks that must survive a reboot are graded after the machines they check have been
+    restarted, which ends the students' shells in them; during a class, `--no-reboot`
+    gives a live view instead. Each class check is recorded with its time (`class export`
+    prints the last one again). Students who share a value that should be theirs alone (a
+    parameter, a machine ID, a host key) are flagged. Exits 0 when every lab could be
+    checked, whatever the grades.
     """
     from orchestrator.classroom import bulk
     from orchestrator.classroom.store import ClassStore
@@ -196,7 +200,9 @@ def class_check(class_id: str, fmt: str, parallel: int) -> None:
     store = options.store()
     members = ClassStore(store.db).members(bulk.require_class(ClassStore(store.db), class_id).id)
     with bars([m.student for m in members], 1, err) as progress:
-        book = bulk.check(store, class_id, parallel=parallel, progress=progress)
+        book = bulk.check(
+            store, class_id, parallel=parallel, progress=progress, reboot=not no_reboot
+        )
     tables.print_book(book, fmt)
     broken = [r for r in book["students"] if r["error"]]
     if broken:

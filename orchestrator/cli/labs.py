@@ -198,12 +198,7 @@ def _run_interactive(argv: list[str]) -> int:
 @options.student_option()
 @click.option("--task", "-t", "tasks", multiple=True, help="Check only this task (repeatable).")
 @options.format_option("text", "json", "junit")
-@click.option(
-    "--no-reboot",
-    is_flag=True,
-    help="Grade the current state without restarting machines: tasks that must survive "
-    "a reboot are then reported unproven (not passed).",
-)
+@options.no_reboot_option
 @options.lang_option
 def check(
     scenario: str,

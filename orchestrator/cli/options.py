@@ -84,6 +84,13 @@ no_build_option = click.option(
     "--no-build", is_flag=True, help="Fail instead of building a missing image."
 )
 
+no_reboot_option = click.option(
+    "--no-reboot",
+    is_flag=True,
+    help="Grade the current state without restarting machines: tasks that must survive "
+    "a reboot are then reported unproven (not passed).",
+)
+
 
 def store() -> Store:
     """The state store, opened when a command needs it."""

@@ -96,6 +96,7 @@ def test_rows_carry_points_totals_attempts_hints_and_state() -> None:
         "max_points": 3,
         "hints": 2,
         "messages": [],
+        "unproven": False,
     }
     assert (ann["total"], ann["max_total"], ann["attempts"], ann["hints"]) == (4, 4, 3, 2)
     assert ann["last_check"] == 1000.0  # the time of the report shown

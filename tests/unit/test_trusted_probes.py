@@ -17,7 +17,7 @@ from orchestrator.backends import inroot
 from orchestrator.backends.contract import ExecResult, FileProbe, LabRef
 from orchestrator.checks import reads, tamper, trusted
 from orchestrator.checks.file import MISSING, NOT_REGULAR, TOO_BIG
-from orchestrator.checks.form import Probe
+from orchestrator.checks.form import Probe, Unreachable
 from orchestrator.images.manifest import Manifest, from_tar
 
 
@@ -256,3 +256,14 @@ def test_the_trusted_shell_is_busybox_static_with_a_clean_environment() -> None:
     assert backend.argv[-4:] == ["/.guestlab-x/busybox", "sh", "-c", "true"]
     if trusted.BUSYBOX.exists():
         assert trusted.busybox()[:4] == b"\x7fELF"
+
+
+def test_an_unverifiable_machine_says_why() -> None:
+    """The message of a check whose binaries could not be hashed names the cause."""
+    unverified = trusted.unverified
+    assert unverified(ExecResult(0, "", "")) == ""
+    assert unverified(ExecResult(124, "", "", timed_out=True)) == "the hashing timed out"
+    assert unverified(ExecResult(0, "x", "", truncated=True)) == "its output was cut short"
+    assert unverified(ExecResult(2, "", "")) == "exit status 2"
+    assert unverified(Unreachable("engine gone")) == "engine gone"
+    assert unverified(None) == "no result"
