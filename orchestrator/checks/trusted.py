@@ -98,12 +98,20 @@ def backend_of(runner: Executor, machine: str) -> Any:
 
 def manifest_of(runner: Executor, backend: Any, machine: str) -> Manifest | None:
     """The manifest of the image `machine` was made from, when the runner is a lab that
-    knows it and the machine is a container made from the image's tarball (a Vagrant box
-    adds a kernel and packages to it: no manifest describes a VM)."""
+    knows it. A backend that says what its machines start from (`image_manifest`: the
+    vagrant backend's boxes) is asked; another VM backend has none; a container is made
+    from the image's tarball."""
     spec = getattr(runner, "spec", None)
-    if not callable(spec) or "vm" in getattr(backend, "capabilities", ()):
+    if not callable(spec):
         return None
-    return manifests.for_image(str(spec(machine).image))
+    image = str(spec(machine).image)
+    own = getattr(backend, "image_manifest", None)
+    if callable(own):
+        found: Manifest | None = own(image)
+        return found
+    if "vm" in getattr(backend, "capabilities", ()):
+        return None
+    return manifests.for_image(image)
 
 
 def words_of(probe: Probe) -> tuple[str, ...]:

@@ -24,7 +24,9 @@ from orchestrator import paths
 from orchestrator.backends.common import build_once, lock_path
 from orchestrator.backends.contract import Progress, no_progress
 from orchestrator.errors import ProvisioningError, UsageError
+from orchestrator.images.boxmanifest import install
 from orchestrator.images.catalog import ImageDef, lookup
+from orchestrator.images.manifest import Manifest, from_tree
 from orchestrator.images.mirror import choose_mirror
 from orchestrator.images.rootfs import ensure_tarball
 
@@ -280,6 +282,39 @@ def _configure(root: Path, pubkey: bytes, uuid: str) -> None:
     )
 
 
+def _fill_disk(
+    raw: Path,
+    mnt: Path,
+    image: ImageDef,
+    tarball: Path,
+    mirror: str,
+    pubkey: bytes,
+    progress: Progress,
+) -> Manifest:
+    """Make the root file system on the raw disk's partition and install the box in it;
+    the manifest of its binaries, read while the tree is mounted."""
+    mnt.mkdir()
+    with _loop_partition(raw) as part:
+        # syslinux 6.04 cannot read ext4 with 64-bit block numbers
+        _sh(["mkfs.ext4", "-q", "-O", "^64bit", "-L", "root", part])
+        uuid = _sh(["blkid", "-s", "UUID", "-o", "value", part]).strip()
+        with _mounted(part, mnt) as root:
+            progress(f"unpacking {tarball.name} onto the box's disk")
+            _sh(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-xpf", str(tarball)])
+            with _chroot_mounts(root):
+                _install_packages(root, image, mirror, progress)
+                _configure(root, pubkey, uuid)
+            progress("installing the extlinux boot loader")
+            _sh(["extlinux", "--install", str(root / "boot/extlinux")])
+            # what tamper checks compare a VM's binaries with: the tree as it boots
+            progress("hashing the box's binaries (its tamper manifest)")
+            manifest = from_tree(root)
+            # blocks of deleted files (apt's downloads) would otherwise end up in the
+            # qcow2: discarding them punches holes in the raw file
+            _sh(["fstrim", str(root)])
+    return manifest
+
+
 def build_box(image: ImageDef, tarball: Path, dest: Path, mirror: str, progress: Progress) -> None:
     """Make the box file `dest` from the rootfs tarball of `image`."""
     if os.geteuid() != 0:
@@ -302,23 +337,7 @@ def build_box(image: ImageDef, tarball: Path, dest: Path, mirror: str, progress:
         )
         with open(raw, "r+b") as f:
             f.write(mbr)  # the boot code only: the partition table after byte 440 stays
-        mnt = work / "mnt"
-        mnt.mkdir()
-        with _loop_partition(raw) as part:
-            # syslinux 6.04 cannot read ext4 with 64-bit block numbers
-            _sh(["mkfs.ext4", "-q", "-O", "^64bit", "-L", "root", part])
-            uuid = _sh(["blkid", "-s", "UUID", "-o", "value", part]).strip()
-            with _mounted(part, mnt) as root:
-                progress(f"unpacking {tarball.name} onto the box's disk")
-                _sh(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-xpf", str(tarball)])
-                with _chroot_mounts(root):
-                    _install_packages(root, image, mirror, progress)
-                    _configure(root, pubkey, uuid)
-                progress("installing the extlinux boot loader")
-                _sh(["extlinux", "--install", str(root / "boot/extlinux")])
-                # blocks of deleted files (apt's downloads) would otherwise end up in the
-                # qcow2: discarding them punches holes in the raw file
-                _sh(["fstrim", str(root)])
+        manifest = _fill_disk(raw, work / "mnt", image, tarball, mirror, pubkey, progress)
         progress("converting the disk to qcow2")
         # compressed clusters cost little to read (QEMU inflates them on the host) and
         # make the box a third of the size; a VM's writes go to its own overlay
@@ -328,7 +347,7 @@ def build_box(image: ImageDef, tarball: Path, dest: Path, mirror: str, progress:
         (work / "metadata.json").write_text(json.dumps(meta) + "\n")
         partial = work / "box.tar"
         _sh(["tar", "-C", str(work), "-cf", str(partial), "metadata.json", "box.img"])
-        os.replace(partial, dest)  # atomic: a crash never leaves half a box
+        install(manifest, partial, dest)  # the box, and beside it what its binaries are
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -62,7 +62,7 @@ def disk_info(path: Path, label: str) -> dict[str, object]:
     return info
 
 
-def _layout(raw: Path) -> list[tuple[int, int]]:
+def layout(raw: Path) -> list[tuple[int, int]]:
     """(offset, size) in bytes of each partition of the raw disk; the whole disk if none."""
     res = _run(["sfdisk", "--json", str(raw)])
     if res.returncode != 0:  # no partition table: a file system on the whole disk
@@ -85,7 +85,7 @@ def _partitions(path: Path, label: str) -> Iterator[list[str]]:
             raise ImageRefused(f"{label} cannot be read as a disk")
         devices: list[str] = []
         try:
-            for offset, size in _layout(raw):
+            for offset, size in layout(raw):
                 argv = ["losetup", "--find", "--show", "--read-only", "--offset", str(offset)]
                 res = _run([*argv, "--sizelimit", str(size), str(raw)])
                 if res.returncode != 0:
@@ -97,7 +97,8 @@ def _partitions(path: Path, label: str) -> Iterator[list[str]]:
                 _run(["losetup", "-d", dev])
 
 
-def _debugfs_cat(dev: str, path: str) -> bytes | None:
+def debugfs_cat(dev: str, path: str) -> bytes | None:
+    """The file at `path` of the file system on `dev` (a device, or `FILE?offset=N`)."""
     res = _run(["debugfs", "-R", f"cat {path}", dev], timeout=60)
     # debugfs prints its errors to stderr and exits 0: an empty answer is "not there"
     return res.stdout if res.returncode == 0 and res.stdout else None
@@ -110,13 +111,11 @@ def inspect_disk(path: Path, label: str | None = None) -> RootfsFacts:
     info = disk_info(path, label)
     with _partitions(path, label) as devices:
         for dev in devices:
-            release = _debugfs_cat(dev, "/usr/lib/os-release") or _debugfs_cat(
-                dev, "/etc/os-release"
-            )
+            release = debugfs_cat(dev, "/usr/lib/os-release") or debugfs_cat(dev, "/etc/os-release")
             if release is None:
                 continue
             fields = os_fields(release)
-            shell = next((b for s in SHELLS if (b := _debugfs_cat(dev, s))), None)
+            shell = next((b for s in SHELLS if (b := debugfs_cat(dev, s))), None)
             if shell is None:
                 raise ImageRefused("the disk's root file system has no shell (/bin/sh)")
             arch = elf_arch(shell[:64])
@@ -124,6 +123,6 @@ def inspect_disk(path: Path, label: str | None = None) -> RootfsFacts:
                 raise ImageRefused(
                     f"the disk's binaries are {arch}; this host runs {platform.machine()}"
                 )
-            systemd = any(_debugfs_cat(dev, f"/{i}") for i in INITS[:2])
+            systemd = any(debugfs_cat(dev, f"/{i}") for i in INITS[:2])
             return facts_of(fields, arch, systemd=systemd, size=int(info.get("actual-size", 0)))
     raise ImageRefused(f"{label} has no ext2/3/4 root file system with an os-release")

@@ -201,6 +201,7 @@ def _repack(source: Path, dest: Path) -> None:
 
 def forget(name: str) -> bool:
     """Remove an imported image's file and record; False when it was not imported."""
+    from orchestrator.images import boxmanifest
     from orchestrator.images.box import box_path
     from orchestrator.images.rootfs import tarball_path
 
@@ -210,5 +211,6 @@ def forget(name: str) -> bool:
             return False
         tarball_path(name).unlink(missing_ok=True)
         box_path(name).unlink(missing_ok=True)
+        boxmanifest.forget(box_path(name))  # a box imported again gets a manifest of its own
         _write(records)
     return True

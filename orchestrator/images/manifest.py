@@ -3,7 +3,9 @@
 Every container backend imports a catalog image from one cached root file system tarball
 (`rootfs.tarball_path`), so the manifest is computed once from that tarball, streamed, and
 kept beside it; an image built before manifests existed gets one on first use, with no
-rebuild. A manifest maps each regular file under MANIFEST_DIRS (and the dynamic loader and
+rebuild. A Vagrant box is its own tree (the tarball plus a kernel and packages): its
+manifest is read from that tree (`from_tree`) when the box is built, or from its disk
+(boxmanifest.py). A manifest maps each regular file under MANIFEST_DIRS (and the dynamic loader and
 libc) to its SHA-256, and keeps the tree's symlinks so that `/bin/ls` (merged /usr) or an
 alternatives link resolves to the file it runs.
 """
@@ -15,6 +17,7 @@ import json
 import os
 import posixpath
 import re
+import stat
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -107,8 +110,53 @@ def from_tar(stream: IO[bytes]) -> Manifest:
             elif member.isreg() and wanted(path):
                 f = tar.extractfile(member)
                 if f is not None:
-                    out.files[path] = _sha256(f)
+                    out.files[path] = sha256_of(f)
     return out
+
+
+def from_tree(root: Path) -> Manifest:
+    """The manifest of a root file system unpacked or mounted at `root`, read in place.
+
+    Like `from_tar`: every symlink of the tree, the hash of every wanted regular file.
+    File systems mounted below `root` (a chroot's /proc, /sys, /dev) are not entered.
+    """
+    out = Manifest()
+    device = os.lstat(root).st_dev
+    hashed: dict[tuple[int, int], str] = {}  # a hard link's content is hashed once
+    folders = ["/"]
+    while folders:
+        folder = folders.pop()
+        with os.scandir(root / folder.lstrip("/")) as entries:
+            for entry in entries:
+                path = posixpath.join(folder, entry.name)
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    out.links[path] = os.readlink(entry.path)
+                elif stat.S_ISDIR(st.st_mode) and st.st_dev == device:
+                    folders.append(path)
+                elif stat.S_ISREG(st.st_mode) and wanted(path):
+                    key = (st.st_dev, st.st_ino)
+                    if key not in hashed:
+                        with open(entry.path, "rb") as f:
+                            hashed[key] = sha256_of(f)
+                    out.files[path] = hashed[key]
+    return sorted_manifest(out)
+
+
+def sorted_manifest(manifest: Manifest) -> Manifest:
+    """The same manifest with its entries in path order: one tree, one file, whatever the
+    order it was read in."""
+    return Manifest(dict(sorted(manifest.files.items())), dict(sorted(manifest.links.items())))
+
+
+def save(manifest: Manifest, path: Path) -> None:
+    """Write `manifest` to `path` whole: a reader sees no file or all of it."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    try:
+        partial.write_text(manifest.to_json())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def from_files(entries: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -116,15 +164,17 @@ def from_files(entries: Iterable[tuple[str, str]]) -> dict[str, str]:
     return {path: digest for digest, path in entries}
 
 
-def _sha256(f: IO[bytes]) -> str:
+def sha256_of(f: IO[bytes]) -> str:
+    """The SHA-256 of what is left to read in `f`, in hex."""
     h = hashlib.sha256()
     for chunk in iter(lambda: f.read(1 << 20), b""):
         h.update(chunk)
     return h.hexdigest()
 
 
-def _source_id(tarball: Path) -> str:
-    st = tarball.stat()
+def source_id(source: Path) -> str:
+    """What tells one build of a cached file from the next (a rename keeps it)."""
+    st = source.stat()
     return f"{st.st_size}-{st.st_mtime_ns}"
 
 
@@ -136,14 +186,11 @@ def for_image(image: str) -> Manifest | None:
     tarball = tarball_path(image)
     if not tarball.exists():
         return None
-    cache = paths.images_dir() / f"{image}.manifest.{_source_id(tarball)}.json"
+    cache = paths.images_dir() / f"{image}.manifest.{source_id(tarball)}.json"
 
     def make() -> None:
         with tarball.open("rb") as f:
-            manifest = from_tar(f)
-        partial = cache.with_suffix(".partial")
-        partial.write_text(manifest.to_json())
-        os.replace(partial, cache)
+            save(from_tar(f), cache)
 
     build_once(lock_path(f"{image}.manifest", paths.images_dir()), cache.exists, make)
     return Manifest.from_json(cache.read_text())

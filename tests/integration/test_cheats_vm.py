@@ -1,21 +1,28 @@
-"""On a real VM (one boot: they are slow under emulation), a replaced `cat` and `stat` and a
-FIFO as the checked file do not pass: the probes run under the host's busybox there too."""
+"""On a real VM (one boot: they are slow under emulation), a fake `dbus-uuidgen` and
+`systemctl`, a replaced `cat` and `stat` and a FIFO as the checked file do not pass: the
+probes run under the host's busybox there too, and the machine binaries they run are
+compared with the manifest of the box the VM booted from."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from orchestrator import lab as lifecycle
 from orchestrator import teardown
+from orchestrator.images import boxmanifest
+from orchestrator.images.box import box_path
 from orchestrator.state import Store
 from tests.integration.conftest import engine, student_id
 
 pytestmark = pytest.mark.vagrant
 
 ANSWER = "printf '42\\\\n' > /root/answer && chmod 600 /root/answer"
+WANT_ID = "0123456789abcdef0123456789abcdef"
+IMAGE = "debian-12-systemd"
 SCENARIO = f"""\
 apiVersion: guestlab/v1
 kind: Scenario
@@ -27,7 +34,12 @@ description: One VM; each task's answer can be faked by root in it.
 backends: [vagrant]
 machines:
   - name: box
-    image: debian-12-systemd
+    image: {IMAGE}
+setup:
+  - machine: box
+    run: |
+      printf '[Service]\\nExecStart=/bin/sleep infinity\\n' > /etc/systemd/system/cheat-demo.service
+      systemctl daemon-reload
 tasks:
   - id: file-read
     title: /root/answer says 42
@@ -44,7 +56,97 @@ tasks:
     checks:
       - {{machine: box, run: 'test "$(stat -c %a /root/answer)" = 600', timeout: 10}}
     solution: [{{machine: box, run: "{ANSWER}"}}]
+  - id: dbus
+    title: D-Bus reports the wanted ID
+    checks:
+      - {{machine: box, run: 'test "$(dbus-uuidgen --get)" = {WANT_ID}', timeout: 10}}
+    solution:
+      - machine: box
+        run: printf '%s\\n' {WANT_ID} > /etc/machine-id && ln -sf /etc/machine-id /var/lib/dbus/machine-id
+  - id: service
+    title: cheat-demo runs
+    checks:
+      - {{machine: box, service: {{name: cheat-demo.service, active: true}}, timeout: 10}}
+    solution: [{{machine: box, run: systemctl start cheat-demo.service}}]
 """
+ANSWERS = ("file-read", "cat-run", "stat-run")
+
+
+class VM:
+    """The lab's one VM: commands in it, and its checks."""
+
+    def __init__(self, lab: Any, store: Store) -> None:
+        self.lab, self.store = lab, store
+        lifecycle.up(lab, store, lifecycle.Silent())
+        record = store.lab(lab.ref.key)
+        assert record is not None
+        self.record = record
+
+    def sh(self, script: str) -> str:
+        res = self.lab.exec(self.lab.ref, "box", ["sh", "-c", script], timeout=60)
+        assert res.ok, res
+        return str(res.stdout)
+
+    def check(self) -> dict[str, Any]:
+        return {t.id: t for t in lifecycle.check(self.lab, self.record, self.store).tasks}
+
+    def passed(self) -> dict[str, bool]:
+        return {name: task.passed for name, task in self.check().items()}
+
+
+def fake_dbus_uuidgen_and_systemctl(vm: VM) -> None:
+    """Fakes that print what the checks want are named tampered, and only what runs them."""
+    vm.sh(
+        "cp -p /usr/bin/dbus-uuidgen /usr/bin/systemctl /root/ && "
+        f"printf '#!/bin/sh\\necho {WANT_ID}\\n' > /usr/bin/dbus-uuidgen && "
+        "printf '#!/bin/sh\\necho active; echo enabled\\n' > /usr/bin/systemctl.new && "
+        "chmod 755 /usr/bin/dbus-uuidgen /usr/bin/systemctl.new && "
+        "mv /usr/bin/systemctl.new /usr/bin/systemctl && "
+        # the real ID is not the wanted one any more: only the fake says it is
+        f"printf '%s\\n' {'f' * 32} > /etc/machine-id"
+    )
+    assert vm.sh("dbus-uuidgen --get; systemctl is-active x").split() == [
+        WANT_ID,
+        "active",
+        "enabled",
+    ]
+    said = {name: " ".join(c.message for c in t.checks) for name, t in vm.check().items()}
+    assert "tampered: /usr/bin/dbus-uuidgen differs from the image" in said["dbus"], said
+    assert "tampered: /usr/bin/systemctl differs from the image" in said["service"], said
+    assert not any("tampered" in said[t] for t in ANSWERS), said
+    vm.sh(
+        "mv /root/dbus-uuidgen /root/systemctl /usr/bin/ && " + f"echo {WANT_ID} > /etc/machine-id"
+    )
+    assert all(vm.passed().values())  # the box's own binaries again
+
+
+def replace_cat_and_stat(vm: VM) -> None:
+    """Scripts in place of `cat` and `stat` fool the VM's own tools, not its checks."""
+    vm.sh(
+        "cp -p /usr/bin/cat /usr/bin/stat /root/ && "
+        "printf '7\\n' > /root/answer && chmod 644 /root/answer && "
+        "printf '#!/bin/sh\\necho 42\\n' > /usr/bin/cat.new && "
+        "printf '#!/bin/sh\\necho 600\\n' > /usr/bin/stat.new && "
+        "chmod 755 /usr/bin/cat.new /usr/bin/stat.new && "
+        "mv /usr/bin/cat.new /usr/bin/cat && mv /usr/bin/stat.new /usr/bin/stat"
+    )
+    # the cheat works for the VM's own tools (asked by exit code: the VM's exec prints
+    # its output through `cat`, which now says 42 to everything)
+    vm.sh('test "$(cat /root/answer)" = 42 && test "$(stat -c %a /root/answer)" = 600')
+    assert not any(vm.passed().values())
+    vm.sh("mv /root/cat /root/stat /usr/bin/")
+
+
+def feed_a_fifo(vm: VM) -> None:
+    """A FIFO fed by `yes` as the checked file fails its checks, quickly."""
+    vm.sh(
+        "rm /root/answer && mkfifo /root/answer && (sh -c 'yes 42 > /root/answer' </dev/null >/dev/null 2>&1 &)"
+    )
+    started = time.monotonic()
+    tasks = vm.check()
+    assert time.monotonic() - started < 60
+    assert not any(tasks[t].passed for t in ANSWERS)
+    assert "not a regular file" in tasks["file-read"].checks[0].message
 
 
 def test_a_vm_s_replaced_binaries_and_a_fifo_do_not_pass(tmp_path: Path) -> None:
@@ -54,44 +156,16 @@ def test_a_vm_s_replaced_binaries_and_a_fifo_do_not_pass(tmp_path: Path) -> None
     path.write_text(SCENARIO)
     store = Store()
     lab = lifecycle.prepare(str(path), student_id(), "vagrant")
-
-    def sh(script: str) -> str:
-        res = lab.exec(lab.ref, "box", ["sh", "-c", script], timeout=60)
-        assert res.ok, res
-        return str(res.stdout)
-
-    def passed() -> dict[str, bool]:
-        return {t.id: t.passed for t in lifecycle.check(lab, record, store).tasks}
-
     try:
-        lifecycle.up(lab, store, lifecycle.Silent())
-        found = store.lab(lab.ref.key)
-        assert found is not None
-        record = found
-        lifecycle.solve(lab, record, store)
-        assert all(passed().values())  # the checks can pass
-        sh(
-            "cp -p /usr/bin/cat /usr/bin/stat /root/ && "
-            "printf '7\\n' > /root/answer && chmod 644 /root/answer && "
-            "printf '#!/bin/sh\\necho 42\\n' > /usr/bin/cat.new && "
-            "printf '#!/bin/sh\\necho 600\\n' > /usr/bin/stat.new && "
-            "chmod 755 /usr/bin/cat.new /usr/bin/stat.new && "
-            "mv /usr/bin/cat.new /usr/bin/cat && mv /usr/bin/stat.new /usr/bin/stat"
-        )
-        # the cheat works for the VM's own tools (asked by exit code: the VM's exec prints
-        # its output through `cat`, which now says 42 to everything)
-        sh('test "$(cat /root/answer)" = 42 && test "$(stat -c %a /root/answer)" = 600')
-        assert not any(passed().values())
-        sh("mv /root/cat /root/stat /usr/bin/")  # now the FIFO alone
-        sh(
-            "rm /root/answer && mkfifo /root/answer && (sh -c 'yes 42 > /root/answer' </dev/null >/dev/null 2>&1 &)"
-        )
-        started = time.monotonic()
-        report = lifecycle.check(lab, record, store)
-        assert time.monotonic() - started < 60
-        tasks = {t.id: t for t in report.tasks}
-        assert not any(t.passed for t in tasks.values())
-        assert "not a regular file" in tasks["file-read"].checks[0].message
+        vm = VM(lab, store)
+        lifecycle.solve(lab, vm.record, store)
+        # the checks can pass: an untouched VM's binaries are the box's, compared with the
+        # box's manifest (a box built before manifests gets it from its disk, first use)
+        assert all(vm.passed().values())
+        assert boxmanifest.cache_path(box_path(IMAGE)).exists()
+        fake_dbus_uuidgen_and_systemctl(vm)
+        replace_cat_and_stat(vm)
+        feed_a_fifo(vm)
     finally:
         teardown.down(lab.ref, [b.name for b in lab.backends], store)
         store.close()

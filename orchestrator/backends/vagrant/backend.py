@@ -41,6 +41,7 @@ from orchestrator.backends.vagrant import (
 from orchestrator.backends.vagrant.docker_provider import docker_backend
 from orchestrator.backends.vagrant.labdir import LabFiles
 from orchestrator.backends.vagrant.preflight import Preflight
+from orchestrator.images.manifest import Manifest
 
 
 class VagrantBackend:
@@ -91,6 +92,10 @@ class VagrantBackend:
 
     def remove_image(self, image: str) -> bool:
         return boxes.remove_image(image)
+
+    def image_manifest(self, image: str) -> Manifest | None:
+        """The manifest of what this host's machines of `image` start from (checks.trusted)."""
+        return boxes.image_manifest(image, self._preflight.provider())
 
     def import_image(self, image: str, tarball: Path, progress: Progress) -> None:
         """`image build --rebuild`: build the box again from the fresh rootfs and add it."""

@@ -14,6 +14,7 @@ from orchestrator.backends.vagrant.docker_provider import docker_backend
 from orchestrator.backends.vagrant.host import box_dir, run_host
 from orchestrator.backends.vagrant.preflight import Preflight
 from orchestrator.errors import UsageError
+from orchestrator.images.manifest import Manifest
 
 
 def has_image(image: str, provider: str) -> bool:
@@ -96,3 +97,21 @@ def remove_image(image: str) -> bool:
     libvirt.remove_box_volume(image, found / "box.img")
     run_host(["vagrant", "box", "remove", "--force", "--all", box_name(image)], timeout=300)
     return True
+
+
+def image_manifest(image: str, provider: str) -> Manifest | None:
+    """What the binaries of a machine of `image` are when it starts, for tamper checks.
+
+    The docker provider runs the docker backend's image, made from the rootfs tarball; a
+    libvirt VM boots guestlab's box (the tarball plus a kernel and packages), or the box
+    an instructor imported: the box file's manifest. A VirtualBox box is one the user
+    added from elsewhere: no manifest describes it.
+    """
+    from orchestrator.images import boxmanifest, manifest
+    from orchestrator.images.box import box_path
+
+    if provider == "docker":
+        return manifest.for_image(image)
+    if provider == "libvirt":
+        return boxmanifest.for_box(box_path(image))
+    return None
