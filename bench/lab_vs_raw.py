@@ -9,7 +9,7 @@ start-up and `validate` of the library.
 
 Without --scenario, every library lab in LABS that the backend runs.
 
-Writes bench/results/lab-vs-raw.json and prints a Markdown table.
+Writes bench/results/lab-vs-raw.json (or --out) and prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -94,9 +94,15 @@ def main() -> None:
     ap.add_argument("--backend", action="append", choices=sorted(RAW))
     ap.add_argument("--scenario", action="append")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "bench" / "results" / "lab-vs-raw.json",
+        help="where the JSON goes (a partial run should not replace the full table's)",
+    )
     args = ap.parse_args()
     chosen = args.backend or [b for b in RAW if backends.get(b).availability().usable]
-    out = ROOT / "bench" / "results" / "lab-vs-raw.json"
+    out = args.out
     results: dict[str, object] = {
         "machine": f"{platform.node()}, {platform.machine()}, Python {platform.python_version()}",
         "rounds": args.rounds,
