@@ -146,7 +146,7 @@ def preflight(p: Plan, store: Store, *, build_images: bool = True) -> None:
 
 
 def _needs_up(store: Store, lab: lifecycle.Lab) -> bool:
-    record = store.lab(lab.ref.key)
+    record = store.lab_of(lab.ref)
     return record is None or record.status != "up"
 
 

@@ -15,7 +15,17 @@ import click
 from rich.markup import escape
 
 from orchestrator import __version__, textsafe
-from orchestrator.cli import catalog, classroom, completion, host, images, labs, seat_links, serve
+from orchestrator.cli import (
+    catalog,
+    classroom,
+    completion,
+    host,
+    images,
+    labs,
+    pool,
+    seat_links,
+    serve,
+)
 from orchestrator.cli.console import err
 from orchestrator.errors import ExitCode, GuestlabError, ScenarioError
 
@@ -71,6 +81,7 @@ for command in (
 ):
     cli.add_command(command)
 classroom.register(cli)
+pool.register(cli)
 classroom.class_group.add_command(seat_links.class_links)
 
 
