@@ -95,10 +95,12 @@ def up(
 def refill_later(store: Store, scenario: str, backend: str) -> bool:
     """Start `guestlab pool fill` in the background when the pool has a target; whether it
     was started. Its output goes to a log under the state directory."""
-    if PoolStore(store.db).target(scenario, backend) is None:
+    target = PoolStore(store.db).target(scenario, backend)
+    if target is None:
         return False
     log = paths.ensure(paths.home() / "logs") / f"pool-{scenario}--{backend}.log"
-    argv = [sys.executable, "-m", "orchestrator.cli", "pool", "fill", scenario]
+    # the file the pool was made from: an id may not be on this process's search path
+    argv = [sys.executable, "-m", "orchestrator.cli", "pool", "fill", target.scenario_path]
     with open(log, "ab") as out:
         subprocess.Popen(
             [*argv, "--backend", backend],
