@@ -81,6 +81,7 @@ def register(root: click.Group) -> None:
     "--expires", metavar="DURATION", help="Remove the labs this long from now, at `guestlab gc`."
 )
 @options.no_build_option
+@click.option("--no-pool", is_flag=True, help="Make every lab now, even if a pool has some ready.")
 def class_up(
     scenario: str,
     roster: Path,
@@ -89,6 +90,7 @@ def class_up(
     memory: str | None,
     expires: str | None,
     no_build: bool,
+    no_pool: bool,
 ) -> None:
     """Bring up one lab per student of the roster, in parallel.
 
@@ -103,6 +105,7 @@ def class_up(
     seconds = bulk.parse_duration(expires) if expires else None
     per_lab = bulk.parse_memory(memory) if memory else None
     p = bulk.plan(scenario, students, backend, per_lab)
+    p.use_pool = not no_pool
     store = options.store()
     out.print(
         f"[bold]Class {escape(p.class_id)}[/]: {len(students)} student(s) on {p.backend.name},"
@@ -121,6 +124,10 @@ def class_up(
             build_images=not no_build,
             checked=True,
         )
+    if p.use_pool:  # refill behind the class, once, if it has a pool
+        from orchestrator.pool.claim import refill_later
+
+        refill_later(store, p.class_id, p.backend.name)
     _report_up(store, p, students, outcomes, time.monotonic() - started, expires)
 
 
