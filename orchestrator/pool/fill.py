@@ -103,7 +103,7 @@ def _fill_locked(
                 ex.submit(make_one, target, current, store.path, reporter_for)
                 for _ in range(missing)
             ]
-            done.made += [f.result() for f in futures]
+            done.made += [key for f in futures if (key := f.result())]
 
 
 def _expired(lab: PoolLab, target: Target) -> bool:
@@ -118,9 +118,13 @@ def _prepare(target: Target, slot: str | None = None) -> lifecycle.Lab:
 
 
 def make_one(target: Target, current: str, db_path: Path, reporter_for: ReporterFor) -> str:
-    """Make one pool lab on a connection of its own; its key. A failure removes it."""
+    """Make one pool lab on a connection of its own; its key, or "" when the pool was
+    drained or filled meanwhile. A failure removes the lab."""
     own = Store(db_path)
     try:
+        now = PoolStore(own.db).target(target.scenario, target.backend)
+        if now is None or len(PoolStore(own.db).labs(target.scenario, target.backend)) >= now.size:
+            return ""
         lab = _prepare(target)
         key = lab.ref.key
         pstore = PoolStore(own.db)
