@@ -92,6 +92,7 @@ def main() -> None:
     ap.add_argument("--backend", action="append")
     ap.add_argument("--scenario", action="append")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--out", default="pool.json", help="file name under bench/results")
     args = ap.parse_args()
     home = tempfile.mkdtemp(prefix="guestlab-bench-")
     os.environ.setdefault("GUESTLAB_IMAGES", str(Path.home() / ".local/state/guestlab/images"))
@@ -118,7 +119,7 @@ def main() -> None:
             )
     result["labs"] = labs
     result["load_at_end"] = [round(x, 1) for x in os.getloadavg()]
-    (ROOT / "bench" / "results" / "pool.json").write_text(json.dumps(result, indent=2) + "\n")
+    (ROOT / "bench" / "results" / args.out).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

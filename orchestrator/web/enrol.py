@@ -24,7 +24,7 @@ MAX_FORM = 4096
 
 
 def _form_page(secret: str, status: int = 200, error: str = "", name: str = "") -> Response:
-    response = page("join.html", status, secret=secret, error=error, name=name)
+    response = page("join.html", status, secret=secret, error=error, typed=name)
     policy = response.headers["content-security-policy"]
     response.headers["content-security-policy"] = policy.replace(
         "form-action 'none'", "form-action 'self'"
