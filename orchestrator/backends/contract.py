@@ -6,7 +6,6 @@ commands, and finds its resources again through the labels it puts on them.
 
 from __future__ import annotations
 
-import getpass
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +43,8 @@ SYSTEMD_READY = ("systemctl", "is-system-running", "--wait")
 
 def default_student() -> str:
     """Whose lab a command means when --student is not given."""
+    import getpass  # here: it loads termios and pwd, which most commands never need
+
     return os.environ.get("GUESTLAB_STUDENT") or getpass.getuser()
 
 

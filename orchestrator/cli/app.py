@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from typing import NoReturn
 
 import click
@@ -116,6 +115,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
 def _show_error(e: GuestlabError, *, debug: bool) -> None:
     """`error: <sentence>` and its hint; the traceback too with --debug."""
     if debug:
+        import traceback  # only with --debug: it loads the tokenizer and linecache
+
         traceback.print_exc()
     err.print(f"[bold red]error:[/] {textsafe.markup(str(e))}")
     if e.hint:
@@ -125,6 +126,8 @@ def _show_error(e: GuestlabError, *, debug: bool) -> None:
 def _show_bug(e: Exception, *, debug: bool) -> None:
     """An error guestlab did not expect: its type and message; the traceback with --debug."""
     if debug:
+        import traceback  # only with --debug: it loads the tokenizer and linecache
+
         traceback.print_exc()
     err.print(f"[bold red]internal error:[/] {escape(type(e).__name__)}: {textsafe.markup(str(e))}")
     err.print("hint: run again with --debug for the traceback, and report it")
