@@ -202,3 +202,22 @@ def test_down_of_a_claimed_lab_and_gc_of_an_abandoned_pool(tmp_path: Path) -> No
         drain(sid)
         ok("down", sid, "--student", "frank")
     assert docker_leftovers(claimed) == []
+
+
+def test_a_lab_whose_setup_names_no_student_is_handed_over_with_no_engine_work(
+    tmp_path: Path,
+) -> None:
+    engine("docker")
+    sid = "pool-free"
+    path = scenario(tmp_path, sid)
+    text = Path(path).read_text()
+    Path(path).write_text(text.replace('echo "{{ params.code }}" > /etc/code', "true"))
+    ok("pool", "fill", path, "--size", "1")
+    try:
+        out = ok("up", path, "--student", "gina")
+        assert "from the pool) in 0.0 s" in out  # no step ran: clones and snapshot were made
+        assert guestlab("check", sid, "--student", "gina").returncode == 1
+        ok("reset", sid, "--student", "gina")  # the pool lab's snapshot is the starting state
+    finally:
+        drain(sid)
+        ok("down", sid, "--student", "gina")
