@@ -80,8 +80,8 @@ def fill_cmd(
 ) -> None:
     """Make labs until the pool holds SIZE ready ones (the pool's last size, else 2).
 
-    Each lab gets its machines, its files and every setup step that needs no student;
-    the rest waits for the claim. Claims start this command in the background to refill.
+    Each lab gets its machines, its files and the setup steps before the first that
+    uses `params` or `student`; the rest waits for the claim. Claims start this command in the background to refill.
     """
     from orchestrator.lab import parse_size
     from orchestrator.pool import fill
@@ -148,11 +148,14 @@ def status_cmd(scenario: str | None, fmt: str) -> None:
     elif not rows:
         out.print("No pools. Fill one: guestlab pool fill ID --size N")
     else:
+        from rich.table import Table
+
+        table = Table(title="Pools", title_justify="left")
+        for col in rows[0]:
+            table.add_column(col, justify="left" if col in ("scenario", "backend") else "right")
         for r in rows:
-            out.print(
-                f"{escape(r['scenario'])} on {r['backend']}: size {r['size']},"
-                f" ready {r['ready']}, claimed {r['claimed']}, filling {r['filling']}"
-            )
+            table.add_row(*(escape(str(v)) for v in r.values()))
+        out.print(table)
 
 
 @pool_group.command("drain")
