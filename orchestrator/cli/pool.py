@@ -70,6 +70,7 @@ def parse_age(text: str) -> float:
 @click.option("--max-age", metavar="DURATION", help="Replace a lab unclaimed this long (8h).")
 @click.option("--memory", metavar="SIZE", help="Memory limit of each lab, as `class up --memory`.")
 @options.parallel_option(2, "Labs made at the same time.")
+@click.option("--refill", is_flag=True, hidden=True, help="Only refill a pool that exists.")
 def fill_cmd(
     scenario: str,
     size: int | None,
@@ -77,11 +78,13 @@ def fill_cmd(
     max_age: str | None,
     memory: str | None,
     parallel: int,
+    refill: bool,
 ) -> None:
     """Make labs until the pool holds SIZE ready ones (the pool's last size, else 2).
 
     Each lab gets its machines, its files and the setup steps before the first that
-    uses `params` or `student`; the rest waits for the claim. Claims start this command in the background to refill.
+    uses `params` or `student`; the rest waits for the claim. Claims start this command
+    (with --refill) in the background.
     """
     from orchestrator.lab import parse_size
     from orchestrator.pool import fill
@@ -90,6 +93,9 @@ def fill_cmd(
     store = options.store()
     given = fill.target_for(scenario, backend, 0, None, None)
     earlier = PoolStore(store.db).target(given.scenario, given.backend)
+    if refill and earlier is None:  # drained since the claim: never bring it back
+        out.print(f"Pool {given.scenario} on {given.backend} was drained: nothing to refill.")
+        return
     target = type(given)(
         given.scenario,
         given.backend,
@@ -99,7 +105,7 @@ def fill_cmd(
         given.scenario_path,
     )
     started = time.monotonic()
-    done = fill.fill(target, store, lambda _key: _quiet(), parallel)
+    done = fill.fill(target, store, lambda _key: _quiet(), parallel, record=not refill)
     if done.busy:
         out.print(f"Pool {target.scenario} on {target.backend} is being filled already.")
         return

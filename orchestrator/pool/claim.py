@@ -103,7 +103,7 @@ def refill_later(store: Store, scenario: str, backend: str) -> bool:
     argv = [sys.executable, "-m", "orchestrator.cli", "pool", "fill", target.scenario_path]
     with open(log, "ab") as out:
         subprocess.Popen(
-            [*argv, "--backend", backend],
+            [*argv, "--backend", backend, "--refill"],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

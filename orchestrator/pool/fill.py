@@ -55,12 +55,19 @@ def pool_lock_name(scenario: str, backend: str) -> str:
 
 
 def fill(
-    target: Target, store: Store, reporter_for: ReporterFor, parallel: int = DEFAULT_PARALLEL
+    target: Target,
+    store: Store,
+    reporter_for: ReporterFor,
+    parallel: int = DEFAULT_PARALLEL,
+    *,
+    record: bool = True,
 ) -> Filled:
-    """Record the target and make labs until it holds `size` ready ones (or as many as are
-    claimed meanwhile); old and stale labs are replaced."""
+    """Record the target (unless `record` is false: a refill keeps the pool's own, and
+    stops if it is drained) and make labs until the pool holds `size`; old and stale labs
+    are replaced."""
     pstore = PoolStore(store.db)
-    pstore.set_target(target)
+    if record:
+        pstore.set_target(target)
     done = Filled([], [])
     try:
         with lab_lock(pool_lock_name(target.scenario, target.backend)):
