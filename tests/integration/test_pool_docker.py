@@ -211,7 +211,9 @@ def test_a_lab_whose_setup_names_no_student_is_handed_over_with_no_engine_work(
     sid = "pool-free"
     path = scenario(tmp_path, sid)
     text = Path(path).read_text()
-    Path(path).write_text(text.replace('echo "{{ params.code }}" > /etc/code', "true"))
+    Path(path).write_text(
+        text.replace('echo "{{ params.code }}" > /etc/code', "echo free > /etc/code")
+    )
     ok("pool", "fill", path, "--size", "1")
     try:
         out = ok("up", path, "--student", "gina")
