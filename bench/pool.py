@@ -117,9 +117,11 @@ def main() -> None:
                 f"{backend}/{scenario}: {json.dumps(labs[f'{backend}/{scenario}'])}",
                 file=sys.stderr,
             )
-    result["labs"] = labs
-    result["load_at_end"] = [round(x, 1) for x in os.getloadavg()]
-    (ROOT / "bench" / "results" / args.out).write_text(json.dumps(result, indent=2) + "\n")
+            # written after each lab: a later failure keeps what was measured
+            result["labs"] = labs
+            result["load_at_end"] = [round(x, 1) for x in os.getloadavg()]
+            out = ROOT / "bench" / "results" / args.out
+            out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
