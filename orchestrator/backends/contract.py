@@ -6,7 +6,6 @@ commands, and finds its resources again through the labels it puts on them.
 
 from __future__ import annotations
 
-import getpass
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,19 +43,31 @@ SYSTEMD_READY = ("systemctl", "is-system-running", "--wait")
 
 def default_student() -> str:
     """Whose lab a command means when --student is not given."""
+    import getpass  # here: it loads termios and pwd, which most commands never need
+
     return os.environ.get("GUESTLAB_STUDENT") or getpass.getuser()
 
 
 @dataclass(frozen=True)
 class LabRef:
-    """Identifies one lab: a scenario brought up for one student."""
+    """Identifies one lab: a scenario brought up for one student.
+
+    `slot` names a lab made ahead of its student (a pool's): its resources keep the name
+    and labels they were made with, so a claimed lab's key is the slot's, not the student's.
+    """
 
     scenario: str
     student: str
+    slot: str = ""
 
     @property
     def key(self) -> str:
         """Engine-safe unique name of the lab, used in resource names and labels."""
+        return f"{self.scenario}--{self.slot}" if self.slot else self.owner
+
+    @property
+    def owner(self) -> str:
+        """The key the student's lab has when made for them: how the state store finds it."""
         return f"{self.scenario}--{_safe(self.student)}"
 
     def labels(self, machine: str | None = None) -> dict[str, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from orchestrator.backends import require_available
@@ -20,10 +20,12 @@ from orchestrator.errors import BackendUnavailable, ProvisioningError, UsageErro
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.reporter import Reporter
 from orchestrator.scenario.load import source_path
-from orchestrator.scenario.model import Machine
+from orchestrator.scenario.model import Machine, Step
 from orchestrator.state import LabRecord, Store, lab_lock
 
 Steps = list[tuple[str, Callable[[], None]]]
+#: the steps of `up`, in order
+PHASES = ("image", "provision", "setup", "clone", "snapshot")
 
 
 def refuse_host_root(lab: Lab, reporter: Reporter, *, accepted: bool) -> None:
@@ -63,7 +65,13 @@ def up(
     refuse_host_root(lab, reporter, accepted=unsafe_host_root)
     key = lab.ref.key
     with lab_lock(key):
-        record = store.lab(key)
+        record = store.lab_of(lab.ref)
+        if record and record.key != key:  # claimed from a pool
+            claimed = replace(lab, ref=record.ref)
+            if _is_up(claimed, record):
+                return UpResult(claimed, True, {})
+            forget_unfinished(claimed, store, reporter)
+            record = None
         if _is_up(lab, record):
             return UpResult(lab, True, {})
         if record or any(_found(b, lab.ref) for b in lab.backends):
@@ -80,7 +88,7 @@ def up(
             status="provisioning",
         )
         Seats(store.db).issue(key)  # the student's credential, printed by `guestlab link`
-        timings = _run(key, store, reporter, _steps(lab, reporter, build_images))
+        timings = run_recorded(key, store, reporter, steps(lab, reporter, build_images))
         store.set_status(key, "up")
     return UpResult(lab, False, timings)
 
@@ -105,18 +113,37 @@ def _is_up(lab: Lab, record: LabRecord | None) -> bool:
     )
 
 
-def _steps(lab: Lab, reporter: Reporter, build_images: bool) -> Steps:
-    """The steps of `up`, in order."""
-    return [
-        ("image", lambda: _images(lab, reporter, build_images)),
-        ("provision", lambda: _provision(lab, reporter)),
-        ("setup", lambda: lab.run_steps(lab.scenario.setup, "setup")),
-        ("clone", lambda: _clone(lab, reporter)),
-        ("snapshot", lambda: _snapshot(lab)),
-    ]
+def forget_unfinished(lab: Lab, store: Store, reporter: Reporter) -> None:
+    """Remove a lab whose `up` (or claim) stopped half-way, and forget it."""
+    with lab_lock(lab.ref.key):
+        reporter.line("a previous `up` did not finish: removing what it left")
+        for backend in lab.backends:
+            backend.destroy(lab.ref)
+        store.delete_lab(lab.ref.key)
+        Seats(store.db).forget(lab.ref.key)
 
 
-def _run(key: str, store: Store, reporter: Reporter, steps: Steps) -> dict[str, float]:
+def steps(
+    lab: Lab,
+    reporter: Reporter,
+    build_images: bool = True,
+    *,
+    setup: Sequence[Step] | None = None,
+    phases: Sequence[str] = PHASES,
+) -> Steps:
+    """The steps of `up`, in order; a pool runs some `phases` and part of the `setup`."""
+    todo = lab.scenario.setup if setup is None else setup
+    every = {
+        "image": lambda: _images(lab, reporter, build_images),
+        "provision": lambda: _provision(lab, reporter),
+        "setup": lambda: lab.run_steps(todo, "setup"),
+        "clone": lambda: _clone(lab, reporter),
+        "snapshot": lambda: _snapshot(lab),
+    }
+    return [(name, every[name]) for name in phases]
+
+
+def run_recorded(key: str, store: Store, reporter: Reporter, steps: Steps) -> dict[str, float]:
     """Run each step, recording in the store where the lab is; seconds per step."""
     timings: dict[str, float] = {}
     for name, fn in steps:
