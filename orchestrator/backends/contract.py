@@ -245,6 +245,16 @@ class ImageRemoval(Protocol):
         ...
 
 
+@runtime_checkable
+class MachineRemoval(Protocol):
+    """Optional: an engine that removes one machine of a lab and nothing else (a pool's
+    claimed lab makes its clones again on `reset`)."""
+
+    def remove_machine(self, lab: LabRef, machine: str) -> None:
+        """Remove the machine and its disk; nothing when it does not exist."""
+        ...
+
+
 #: the kinds of file a FileReader reports (`absent`: nothing at that path)
 FILE_KINDS = ("regular", "directory", "symlink", "fifo", "socket", "char", "block", "absent")
 

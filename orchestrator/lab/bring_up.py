@@ -14,7 +14,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from orchestrator.backends import require_available
-from orchestrator.backends.contract import Backend, FoundResources, LabRef
+from orchestrator.backends.contract import (
+    Backend,
+    FoundResources,
+    LabRef,
+    MachineRemoval,
+    MachineSpec,
+)
 from orchestrator.credentials import Seats
 from orchestrator.errors import BackendUnavailable, ProvisioningError, UsageError
 from orchestrator.lab.bound import Lab
@@ -130,15 +136,18 @@ def steps(
     *,
     setup: Sequence[Step] | None = None,
     phases: Sequence[str] = PHASES,
+    saved: Sequence[MachineSpec] | None = None,
 ) -> Steps:
-    """The steps of `up`, in order; a pool runs some `phases` and part of the `setup`."""
+    """The steps of `up`, in order; a pool runs some `phases`, part of the `setup`, and
+    saves the starting state of some machines only (`saved`: the originals, before the
+    student's steps)."""
     todo = lab.scenario.setup if setup is None else setup
     every = {
         "image": lambda: _images(lab, reporter, build_images),
         "provision": lambda: _provision(lab, reporter),
         "setup": lambda: lab.run_steps(todo, "setup"),
         "clone": lambda: _clone(lab, reporter),
-        "snapshot": lambda: _snapshot(lab),
+        "snapshot": lambda: _snapshot(lab, lab.specs if saved is None else saved),
     }
     return [(name, every[name]) for name in phases]
 
@@ -189,9 +198,35 @@ def _clone(lab: Lab, reporter: Reporter) -> None:
         lab.backend_for(m.name).clone(lab.spec(m.clone_of), lab.spec(m.name), reporter.line)
 
 
-def _snapshot(lab: Lab) -> None:
-    for backend, specs in lab.by_backend(lab.specs):
+def _snapshot(lab: Lab, saved: Sequence[MachineSpec]) -> None:
+    for backend, specs in lab.by_backend(saved):
         backend.snapshot(lab.ref, specs)
+
+
+def originals(lab: Lab) -> list[MachineSpec]:
+    """The machines that are not clones: what a pool saves before the student's steps."""
+    return [lab.spec(m.name) for m in lab.originals]
+
+
+def can_remake_clones(lab: Lab) -> bool:
+    """Whether every clone's engine can remove that one machine (for `restore_before`)."""
+    return all(isinstance(lab.backend_for(m.name), MachineRemoval) for m in lab.clones)
+
+
+def restore_before(lab: Lab, first: int, reporter: Reporter) -> None:
+    """Reset a lab whose starting state was saved before its setup step `first` (a pool's,
+    before the student's steps): the originals go back to it, the clones are removed, and
+    the steps from `first` on and the clones are made again, as `up` made them."""
+    for m in lab.clones:
+        backend = lab.backend_for(m.name)
+        if not isinstance(backend, MachineRemoval):
+            raise ProvisioningError(f"{backend.name} cannot make clone {m.name} again")
+        reporter.line(f"removing {m.name}")
+        backend.remove_machine(lab.ref, m.name)
+    for backend, specs in lab.by_backend(originals(lab)):
+        backend.restore(lab.ref, specs, reporter.line)
+    lab.run_steps(lab.scenario.setup[first:], "setup")
+    _clone(lab, reporter)
 
 
 def _parallel(fn: Callable[[Any], None], items: Sequence[Any]) -> None:

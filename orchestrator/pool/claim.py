@@ -21,8 +21,7 @@ from orchestrator.backends.contract import LabRef
 from orchestrator.credentials import Seats
 from orchestrator.lab.bring_up import run_recorded, steps
 from orchestrator.pool.records import PoolStore
-from orchestrator.pool.split import AFTER_STUDENT, digest, first_student_step
-from orchestrator.scenario.load import load_file
+from orchestrator.pool.split import digest, split
 from orchestrator.state import Store, lab_lock
 
 
@@ -58,11 +57,12 @@ def claim(
             )
         claimed = replace(lab, ref=ref)
         Seats(store.db).issue(ref.key)  # the student's own, never one of the pool's
-        k = first_student_step(load_file(lab.path))
-        rest = lab.scenario.setup[k:]
-        phases = AFTER_STUDENT if rest else ()
+        cut = split(lab)
+        if cut.early:  # `reset` restores the state saved before the student's steps
+            store.event(ref.key, "claim", saved_before=cut.first)
+        rest = lab.scenario.setup[cut.first :]
         with lab_lock(ref.key):
-            todo = steps(claimed, reporter, False, setup=rest, phases=phases)
+            todo = steps(claimed, reporter, False, setup=rest, phases=cut.claim_phases(lab))
             timings = run_recorded(ref.key, store, reporter, todo)
             store.set_status(ref.key, "up")
     return lifecycle.UpResult(claimed, False, timings)

@@ -19,9 +19,9 @@ from orchestrator import backends
 from orchestrator import lab as lifecycle
 from orchestrator.backends.contract import LabRef
 from orchestrator.errors import LabBusy
-from orchestrator.lab.bring_up import PHASES, run_recorded, steps
+from orchestrator.lab.bring_up import PHASES, originals, run_recorded, steps
 from orchestrator.pool.records import SLOT_PREFIX, PoolLab, PoolStore, Target
-from orchestrator.pool.split import digest, first_student_step, require_poolable
+from orchestrator.pool.split import BEFORE_STUDENT, digest, require_poolable, split
 from orchestrator.scenario.load import load_file
 from orchestrator.state import Store, lab_lock
 
@@ -135,9 +135,9 @@ def make_one(target: Target, current: str, db_path: Path, reporter_for: Reporter
         lab = _prepare(target)
         key = lab.ref.key
         pstore = PoolStore(own.db)
-        k = first_student_step(load_file(lab.path))
-        whole = k == len(lab.scenario.setup)
-        phases = PHASES if whole else ("image", "provision", "setup")
+        cut = split(lab)
+        phases = PHASES if cut.whole else BEFORE_STUDENT if cut.early else PHASES[:3]
+        saved = originals(lab) if cut.early else None
         record = PoolLab(
             key,
             target.scenario,
@@ -149,7 +149,8 @@ def make_one(target: Target, current: str, db_path: Path, reporter_for: Reporter
             time.time(),
         )
         reporter = reporter_for(key)
-        todo = steps(lab, reporter, False, setup=lab.scenario.setup[:k], phases=phases)
+        setup = lab.scenario.setup[: cut.first]
+        todo = steps(lab, reporter, False, setup=setup, phases=phases, saved=saved)
         with lab_lock(key):  # held until ready: `gc` leaves a lab alone while it is made
             pstore.add(record)  # before any resource exists: gc can always find it
             try:

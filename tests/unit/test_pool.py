@@ -5,13 +5,16 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from orchestrator.backends.contract import LabRef
+from orchestrator import lab as lifecycle
+from orchestrator.backends.contract import Availability, ExecResult, LabRef, MachineSpec
 from orchestrator.errors import UsageError
+from orchestrator.lab import verbs
 from orchestrator.pool.records import PoolLab, PoolStore
-from orchestrator.pool.split import first_student_step, require_poolable
+from orchestrator.pool.split import AFTER_STUDENT, first_student_step, require_poolable, split
 from orchestrator.scenario.load import load_file
 from orchestrator.state import Store
 
@@ -111,3 +114,78 @@ def test_a_machine_that_depends_on_the_student_cannot_be_pooled() -> None:
     bad = raw.model_copy(update={"machines": [m.model_copy(update={"files": files})]})
     with pytest.raises(UsageError, match="cannot be pooled"):
         require_poolable(bad)
+
+
+class Engine:
+    """A backend that logs what it is asked; `removes`: whether it has remove_machine."""
+
+    name = "docker"
+    capabilities: frozenset[str] = frozenset()
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def availability(self) -> Availability:
+        return Availability(True, "fake")
+
+    def exec(self, lab: LabRef, machine: str, argv: Any, *, timeout: float) -> ExecResult:
+        writes = [ln.strip() for ln in argv[-1].splitlines() if "> /etc/machine-id" in ln]
+        self.log.append(f"exec {machine}: {writes}")
+        return ExecResult(0, "", "")
+
+    def restore(self, lab: LabRef, machines: Any, progress: Any) -> None:
+        self.log.append("restore " + ",".join(m.name for m in machines))
+
+    def clone(self, source: MachineSpec, target: MachineSpec, progress: Any) -> None:
+        self.log.append(f"clone {source.name} {target.name}")
+
+
+class Removing(Engine):
+    def remove_machine(self, lab: LabRef, machine: str) -> None:
+        self.log.append(f"remove {machine}")
+
+
+def cloned_lab(engine: Engine, slot: str = "pool-1") -> lifecycle.Lab:
+    path = ROOT / "scenarios" / "machine-id-clone.yaml"
+    ref = LabRef("machine-id-clone", "al", slot)
+    return lifecycle.Lab(ref, load_file(path), path, engine, {})  # type: ignore[arg-type]
+
+
+def test_a_pool_saves_before_the_student_step_only_where_clones_can_be_made_again() -> None:
+    early = split(cloned_lab(Removing()))
+    assert (early.first, early.early, early.whole) == (0, True, False)
+    assert early.claim_phases(cloned_lab(Removing())) == ("setup", "clone")  # no snapshot
+    late = split(cloned_lab(Engine()))  # no remove_machine: the claim snapshots, as before
+    assert (late.early, late.claim_phases(cloned_lab(Engine()))) == (False, AFTER_STUDENT)
+
+
+def test_reset_of_a_claimed_lab_replays_the_students_steps_and_clones(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    engine = Removing()
+    lab = cloned_lab(engine)
+    for key, event in ((lab.ref.key, {"saved_before": 0}), ("other", {})):
+        store.put_lab(
+            key, scenario=lab.ref.scenario, student="al", backends=["docker"],
+            scenario_path="/x", params={}, status="up",
+        )  # fmt: skip
+        store.event(key, "claim", **event)
+    record = store.lab(lab.ref.key)
+    assert record is not None and verbs.saved_before_step(store, "other") is None
+    lifecycle.reset(lab, record, store, lifecycle.Silent())
+    step = ["printf '%s\\n' \"{{ params.template_id }}\" > /etc/machine-id"]
+    assert engine.log == [
+        "remove clone",  # the clone of the old state goes first
+        "restore template",  # to the state saved before the student's step
+        f"exec template: {step}",  # the student's step, once
+        "clone template clone",  # the clone made again from it
+    ]
+    cold = Removing()  # a lab saved after its whole `up` is restored as it always was
+    plain = cloned_lab(cold, slot="")
+    store.put_lab(
+        plain.ref.key, scenario=lab.ref.scenario, student="al", backends=["docker"],
+        scenario_path="/x", params={}, status="up",
+    )  # fmt: skip
+    record = store.lab(plain.ref.key)
+    assert record is not None
+    lifecycle.reset(plain, record, store, lifecycle.Silent())
+    assert cold.log == ["restore template,clone"]
