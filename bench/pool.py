@@ -2,8 +2,11 @@
 
 For each backend and lab: `up --no-pool` (cold) and `up` from a pool of one (the claim;
 the background refill is waited for before the next round), wall time of the whole
-command, start-up included. Then the start-up of light commands against `python -c pass`.
-Runs in a state directory of its own. Writes bench/results/pool.json.
+command, start-up included, with the engine steps the claim ran (from the state store);
+then `reset` of the cold lab and of the claimed one (which runs the student's steps and
+the clones again), each followed by a check that must fail. Then the start-up of light
+commands against `python -c pass`. Runs in a state directory of its own. Writes
+bench/results/pool.json.
 
     python bench/pool.py [--backend docker --backend lxd] [--scenario machine-id-inspect] [--rounds 3]
 """
@@ -54,16 +57,33 @@ def wait_ready(scenario: str, backend: str, limit: float = 900) -> None:
     raise SystemExit(f"the pool of {scenario} on {backend} never refilled")
 
 
+def claim_steps(scenario: str, student: str, since: float) -> dict[str, float]:
+    """Seconds of each engine step the claim ran (the lab's steps recorded since `since`)."""
+    sys.path.insert(0, str(ROOT))  # this tree's guestlab, as the commands run it
+    from orchestrator.state import Store
+
+    (rec,) = json.loads(run("status", scenario, "-s", student, "--format", "json").stdout)
+    steps = [e for e in Store().events(rec["key"]) if e["kind"] == "step" and e["at"] >= since]
+    return {e["step"]: e.get("seconds", 0.0) for e in steps}
+
+
 def measure(backend: str, scenario: str, rounds: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {"cold_up": [], "claim_up": [], "fill_one": []}
+    keys = ("cold_up", "claim_up", "fill_one", "cold_reset", "claimed_reset")
+    times: dict[str, list[float]] = {k: [] for k in keys}
     times["fill_one"].append(timed("pool", "fill", scenario, "--size", "1", "-b", backend))
     for n in range(rounds):
         cold, warm = f"cold{n}", f"warm{n}"
         times["cold_up"].append(timed("up", scenario, "-s", cold, "-b", backend, "--no-pool"))
         wait_ready(scenario, backend)
+        since = time.time()
         times["claim_up"].append(timed("up", scenario, "-s", warm, "-b", backend))
+        for step, seconds in claim_steps(scenario, warm, since).items():
+            times.setdefault(f"claim_step_{step}", []).append(seconds)
         assert run("check", scenario, "-s", warm, check=False).returncode == 1
         wait_ready(scenario, backend)
+        for student, name in ((cold, "cold_reset"), (warm, "claimed_reset")):
+            times[name].append(timed("reset", scenario, "-s", student))
+            assert run("check", scenario, "-s", student, check=False).returncode == 1
         for student in (cold, warm):
             run("down", scenario, "-s", student)
     run("pool", "drain", scenario)
