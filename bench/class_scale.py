@@ -7,12 +7,18 @@ key, a FIFO fed by `yes` as /etc/machine-id, escape codes in what it prints).
 Writes bench/results/class-scale-BACKEND.json.
 
     python bench/class_scale.py [--backend docker] [--sizes 1 10 30] [--parallel 4] [--hostile]
+                                [--pool] [--memory 200M]
+
+With --pool, the class's pool is filled first (`pool fill --size N`, timed apart) and
+`class up` claims from it; the pool is drained as soon as the class is up, so that the
+background refill makes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import subprocess
@@ -63,7 +69,10 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 30])
     ap.add_argument("--parallel", type=int, default=4)
     ap.add_argument("--hostile", action="store_true", help="check again with one hostile lab")
+    ap.add_argument("--pool", action="store_true", help="fill a pool first; class up claims")
+    ap.add_argument("--memory", help="class up --memory (and pool fill --memory)")
     args = ap.parse_args()
+    memory = ["--memory", args.memory] if args.memory else []
     rows = []
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
@@ -72,8 +81,15 @@ def main() -> None:
                 "id,name,email\n"
                 + "".join(f"s{size:02d}x{i:02d},Student {i},\n" for i in range(size))
             )
+            fill = (0.0, 0, 0)
+            if args.pool:
+                fill = timed(["pool", "fill", SCENARIO, "--size", str(size), "--backend",
+                              args.backend, "--parallel", str(args.parallel), *memory])  # fmt: skip
             up = timed(["class", "up", SCENARIO, "--roster", str(roster), "--backend", args.backend,
-                        "--parallel", str(args.parallel)])  # fmt: skip
+                        "--parallel", str(args.parallel), *memory,
+                        *([] if args.pool else ["--no-pool"])])  # fmt: skip
+            if args.pool:
+                timed(["pool", "drain", SCENARIO])
             used = machines_memory(args.backend)
             check = timed(["class", "check", SCENARIO, "--format", "json"])
             hostile = (0.0, 0, 0)
@@ -85,7 +101,8 @@ def main() -> None:
                 hostile = timed(["class", "check", SCENARIO, "--format", "json"])
             down = timed(["class", "down", SCENARIO])
         rows.append({
-            "students": size,
+            "students": size, "pool": args.pool, "fill_s": round(fill[0], 2),
+            "fill_peak_rss_mib": round(fill[2] / 1024, 1),
             "up_s": round(up[0], 2), "up_exit": up[1], "up_peak_rss_mib": round(up[2] / 1024, 1),
             "check_s": round(check[0], 2), "check_peak_rss_mib": round(check[2] / 1024, 1),
             "down_s": round(down[0], 2),
@@ -95,9 +112,11 @@ def main() -> None:
             "up_s_per_lab": round(up[0] / size, 2),
         })  # fmt: skip
         print(json.dumps(rows[-1]), file=sys.stderr)
-    out = ROOT / "bench" / "results" / f"class-scale-{args.backend}.json"
+    name = f"class-scale-{args.backend}" + ("-pool" if args.pool else "")
+    out = ROOT / "bench" / "results" / f"{name}.json"
     result = {"machine": f"{platform.node()}, {platform.machine()}", "backend": args.backend,
-              "parallel": args.parallel, "rows": rows}  # fmt: skip
+              "parallel": args.parallel, "memory": args.memory, "rows": rows,
+              "load_at_end": [round(x, 1) for x in os.getloadavg()]}  # fmt: skip
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(
         "| students | class up (s) | per lab (s) | up peak RSS (MiB) | class check (s) | check peak RSS (MiB) | machines' memory (MiB) |"

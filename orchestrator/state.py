@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import paths
+from orchestrator.backends.contract import LabRef
 from orchestrator.errors import LabBusy, StateError
 from orchestrator.report import Attempt, Report
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS labs (
     key TEXT PRIMARY KEY,
@@ -34,7 +35,8 @@ CREATE TABLE IF NOT EXISTS labs (
     status TEXT NOT NULL,          -- provisioning | up | failed
     step TEXT NOT NULL DEFAULT '',
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    owner TEXT NOT NULL DEFAULT ''  -- LabRef.owner: the key of a lab made for its student
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -76,6 +78,13 @@ class LabRecord:
     step: str
     created: float
     updated: float
+    owner: str = ""
+
+    @property
+    def ref(self) -> LabRef:
+        """The lab as its backends know it (a lab claimed from a pool keeps its slot)."""
+        claimed = bool(self.owner) and self.owner != self.key
+        return LabRef(self.scenario, self.student, self.key.partition("--")[2] if claimed else "")
 
 
 class Store:
@@ -101,6 +110,12 @@ class Store:
             if "backends" not in columns:  # 0.1 stores kept one backend per lab
                 self.db.execute("ALTER TABLE labs ADD COLUMN backends TEXT NOT NULL DEFAULT '[]'")
                 self.db.execute("UPDATE labs SET backends = json_array(backend)")
+        if version < 2:
+            columns = {r["name"] for r in self.db.execute("PRAGMA table_info(labs)")}
+            if "owner" not in columns:  # before pools, a lab's key was its owner's
+                self.db.execute("ALTER TABLE labs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+            self.db.execute("UPDATE labs SET owner = key WHERE owner = ''")
+            self.db.execute("CREATE INDEX IF NOT EXISTS labs_owner ON labs(owner)")
         self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _error(self, e: sqlite3.Error) -> StateError:
@@ -134,12 +149,14 @@ class Store:
         scenario_path: str,
         params: dict[str, str],
         status: str,
+        owner: str | None = None,
     ) -> None:
+        """Record a lab; `owner` is LabRef.owner when it differs from `key` (a claimed slot)."""
         now = time.time()
         self._run(
             "INSERT INTO labs (key, scenario, student, backend, backends, scenario_path, params,"
-            " status, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?)"
-            " ON CONFLICT(key) DO UPDATE SET backend=excluded.backend,"
+            " status, created, updated, owner) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT(key) DO UPDATE SET backend=excluded.backend, owner=excluded.owner,"
             " backends=excluded.backends, "
             "scenario_path=excluded.scenario_path, params=excluded.params, "
             "status=excluded.status, step='', updated=excluded.updated",
@@ -154,6 +171,7 @@ class Store:
                 status,
                 now,
                 now,
+                owner or key,
             ),
         )
 
@@ -166,6 +184,12 @@ class Store:
     def lab(self, key: str) -> LabRecord | None:
         row = self._run("SELECT * FROM labs WHERE key=?", (key,)).fetchone()
         return _record(row) if row else None
+
+    def lab_of(self, ref: LabRef) -> LabRecord | None:
+        """The lab of ref's student, made for them or claimed from a pool."""
+        row = self._run("SELECT * FROM labs WHERE owner=? ORDER BY created DESC", (ref.owner,))
+        found = row.fetchone()
+        return _record(found) if found else self.lab(ref.key)
 
     def labs(self, scenario: str | None = None) -> list[LabRecord]:
         if scenario:

@@ -13,11 +13,18 @@ from orchestrator import backends
 from orchestrator.backends import require_available
 from orchestrator.backends.contract import FoundResources, LabRef
 from orchestrator.credentials import Seats
+from orchestrator.pool.records import PoolStore
 from orchestrator.state import Store, lab_lock
 
 
 def down(ref: LabRef, backend_names: Sequence[str], store: Store) -> dict[str, FoundResources]:
-    """Remove everything of a lab on the given backends and forget it; idempotent."""
+    """Remove everything of a lab on the given backends and forget it; idempotent.
+
+    `ref` may name the student's lab (LabRef.owner): a lab claimed from a pool is found
+    through the state store under the key its resources carry.
+    """
+    record = store.lab_of(ref)
+    ref = record.ref if record else ref
     removed: dict[str, FoundResources] = {}
     with lab_lock(ref.key):
         for name in backend_names:
@@ -33,8 +40,9 @@ def down(ref: LabRef, backend_names: Sequence[str], store: Store) -> dict[str, F
 
 
 def gc(store: Store) -> dict[str, dict[str, FoundResources]]:
-    """Remove resources of labs that the state store does not know, on every usable backend."""
-    known = {r.key for r in store.labs()}
+    """Remove resources of labs that the state store does not know (its labs and its pools'),
+    on every usable backend."""
+    known = {r.key for r in store.labs()} | {p.key for p in PoolStore(store.db).labs()}
     removed: dict[str, dict[str, FoundResources]] = {}
     for name in backends.names():
         backend = backends.get(name)

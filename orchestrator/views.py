@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
@@ -13,8 +13,10 @@ from rich.text import Text
 
 from orchestrator import textsafe
 from orchestrator.report import Report, TaskResult
-from orchestrator.scenario.model import Scenario
 from orchestrator.state import LabRecord
+
+if TYPE_CHECKING:  # `status` and `list` show no scenario model: pydantic stays unloaded
+    from orchestrator.scenario.model import Scenario
 
 
 def when(ts: float | None) -> str:
@@ -23,8 +25,10 @@ def when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def catalog_table(rows: Sequence[tuple[str, Scenario | None, str]], *, long: bool = False) -> Table:
-    """rows: (file, scenario or None when invalid, error text); `long` adds the file."""
+def catalog_table(
+    rows: Sequence[tuple[str, dict[str, Any] | None, str]], *, long: bool = False
+) -> Table:
+    """rows: (file, its summary or None when invalid, error text); `long` adds the file."""
     table = Table(title="Scenarios", title_justify="left")
     for col in ("id", "title", "level", "backends", *(["file"] if long else [])):
         table.add_column(col, overflow="fold")
@@ -33,8 +37,7 @@ def catalog_table(rows: Sequence[tuple[str, Scenario | None, str]], *, long: boo
         if sc is None:
             table.add_row(ref, Text(f"invalid: {error}", style="red"), "", "", *extra)
         else:
-            meta = sc.metadata
-            table.add_row(sc.id, meta.title, meta.level, ", ".join(sc.backends), *extra)
+            table.add_row(sc["id"], sc["title"], sc["level"], ", ".join(sc["backends"]), *extra)
     return table
 
 
@@ -52,26 +55,13 @@ def search_path_table(folders: Sequence[tuple[str, str]], shadowed: dict[str, li
     return table
 
 
-def catalog_json(rows: Sequence[tuple[str, Scenario | None, str]]) -> list[dict[str, Any]]:
+def catalog_json(rows: Sequence[tuple[str, dict[str, Any] | None, str]]) -> list[dict[str, Any]]:
     out = []
     for ref, sc, error in rows:
         if sc is None:
             out.append({"file": ref, "error": error})
         else:
-            meta = sc.metadata
-            out.append(
-                {
-                    "id": sc.id,
-                    "file": ref,
-                    "title": meta.title,
-                    "level": meta.level,
-                    "objective": meta.objective,
-                    "duration": meta.duration,
-                    "backends": list(sc.backends),
-                    "tasks": len(sc.tasks),
-                    "max_score": sc.max_score,
-                }
-            )
+            out.append({"id": sc["id"], "file": ref, **{k: v for k, v in sc.items() if k != "id"}})
     return out
 
 

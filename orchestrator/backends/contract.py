@@ -6,7 +6,6 @@ commands, and finds its resources again through the labels it puts on them.
 
 from __future__ import annotations
 
-import getpass
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,19 +43,31 @@ SYSTEMD_READY = ("systemctl", "is-system-running", "--wait")
 
 def default_student() -> str:
     """Whose lab a command means when --student is not given."""
+    import getpass  # here: it loads termios and pwd, which most commands never need
+
     return os.environ.get("GUESTLAB_STUDENT") or getpass.getuser()
 
 
 @dataclass(frozen=True)
 class LabRef:
-    """Identifies one lab: a scenario brought up for one student."""
+    """Identifies one lab: a scenario brought up for one student.
+
+    `slot` names a lab made ahead of its student (a pool's): its resources keep the name
+    and labels they were made with, so a claimed lab's key is the slot's, not the student's.
+    """
 
     scenario: str
     student: str
+    slot: str = ""
 
     @property
     def key(self) -> str:
         """Engine-safe unique name of the lab, used in resource names and labels."""
+        return f"{self.scenario}--{self.slot}" if self.slot else self.owner
+
+    @property
+    def owner(self) -> str:
+        """The key the student's lab has when made for them: how the state store finds it."""
         return f"{self.scenario}--{_safe(self.student)}"
 
     def labels(self, machine: str | None = None) -> dict[str, str]:
@@ -231,6 +242,16 @@ class ImageRemoval(Protocol):
     def remove_image(self, image: str) -> bool:
         """Remove the engine's copy of `image`; False when it had none. Machines made from
         it keep running where the engine allows (it then keeps what they use)."""
+        ...
+
+
+@runtime_checkable
+class MachineRemoval(Protocol):
+    """Optional: an engine that removes one machine of a lab and nothing else (a pool's
+    claimed lab makes its clones again on `reset`)."""
+
+    def remove_machine(self, lab: LabRef, machine: str) -> None:
+        """Remove the machine and its disk; nothing when it does not exist."""
         ...
 
 

@@ -48,6 +48,7 @@ from orchestrator.classroom.workers import (
     in_parallel,
 )
 from orchestrator.errors import UsageError
+from orchestrator.pool import claim as pool
 from orchestrator.state import Store
 
 DEFAULT_PARALLEL = 4
@@ -100,6 +101,7 @@ class Plan:
     memory: int | None  # --memory, per lab
     labs: dict[str, lifecycle.Lab]  # student -> lab
     roster: list[Student]
+    use_pool: bool = True  # take ready labs from the scenario's pool first
 
     @property
     def per_lab(self) -> int:
@@ -129,6 +131,8 @@ def preflight(p: Plan, store: Store, *, build_images: bool = True) -> None:
     for backend in {b.name: b for lab in p.labs.values() for b in lab.backends}.values():
         backends.require_available(backend)
     pending = [s for s in p.roster if _needs_up(store, p.labs[s.id])]
+    if p.use_pool:  # a pool's ready labs already hold their memory: those students add none
+        pending = pending[_ready_in_pool(store, p) :]
     available, where = host_memory(p.backend)
     require_fit(p.per_lab, len(pending), available, where)
     if p.backend.name in ROOT_ENGINES:
@@ -145,8 +149,15 @@ def preflight(p: Plan, store: Store, *, build_images: bool = True) -> None:
             backend.ensure_image(image, lambda _line: None, build=build_images)
 
 
+def _ready_in_pool(store: Store, p: Plan) -> int:
+    from orchestrator.pool.records import PoolStore
+
+    labs = PoolStore(store.db).labs(p.class_id, p.backend.name)
+    return sum(1 for lab in labs if lab.state == "ready" and lab.memory == p.memory)
+
+
 def _needs_up(store: Store, lab: lifecycle.Lab) -> bool:
-    record = store.lab(lab.ref.key)
+    record = store.lab_of(lab.ref)
     return record is None or record.status != "up"
 
 
@@ -187,7 +198,12 @@ def up_one(
     try:
         lab = p.labs[s.id]
         try:
-            result = lifecycle.up(lab, own, reporter, build_images=build)
+            result, claimed = pool.up(
+                lab, own, reporter, use_pool=p.use_pool, memory=p.memory, build_images=build
+            )
+            lab = result.lab
+            if claimed:  # the student's lab is the pool lab's key from now on
+                ClassStore(own.db).set_member_lab(p.class_id, s.id, lab.ref.key)
             baseline = None
             if not result.already_up or not m.baseline:
                 baseline = copies.collect(lab)

@@ -188,6 +188,12 @@ class ClassStore:
             (class_id, student, name, email, lab, position, time.time(), ssh_key),
         )
 
+    def set_member_lab(self, class_id: str, student: str, lab: str) -> None:
+        """The student's lab key, when their lab came from a pool."""
+        self._run(
+            "UPDATE class_members SET lab=? WHERE class=? AND student=?", (lab, class_id, student)
+        )
+
     def set_member(
         self,
         class_id: str,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from typing import NoReturn
 
 import click
@@ -22,6 +21,7 @@ from orchestrator.cli import (
     host,
     images,
     labs,
+    pool,
     prove,
     seat_links,
     serve,
@@ -82,6 +82,7 @@ for command in (
 ):
     cli.add_command(command)
 classroom.register(cli)
+pool.register(cli)
 classroom.class_group.add_command(seat_links.class_links)
 
 
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
 def _show_error(e: GuestlabError, *, debug: bool) -> None:
     """`error: <sentence>` and its hint; the traceback too with --debug."""
     if debug:
+        import traceback  # only with --debug: it loads the tokenizer and linecache
+
         traceback.print_exc()
     err.print(f"[bold red]error:[/] {textsafe.markup(str(e))}")
     if e.hint:
@@ -129,6 +132,8 @@ def _show_environment(e: OSError, *, debug: bool) -> None:
     """An engine or the host did not do what was asked (an engine's API timing out under
     load is one): what it said, and that the same command can be run again."""
     if debug:
+        import traceback  # only with --debug: it loads the tokenizer and linecache
+
         traceback.print_exc()
     err.print(f"[bold red]error:[/] {escape(type(e).__name__)}: {textsafe.markup(str(e))}")
     err.print(
@@ -140,6 +145,8 @@ def _show_environment(e: OSError, *, debug: bool) -> None:
 def _show_bug(e: Exception, *, debug: bool) -> None:
     """An error guestlab did not expect: its type and message; the traceback with --debug."""
     if debug:
+        import traceback  # only with --debug: it loads the tokenizer and linecache
+
         traceback.print_exc()
     err.print(f"[bold red]internal error:[/] {escape(type(e).__name__)}: {textsafe.markup(str(e))}")
     err.print("hint: run again with --debug for the traceback, and report it")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
@@ -15,24 +15,15 @@ from orchestrator.cli.console import out
 from orchestrator.errors import GuestlabError, ScenarioError
 
 if TYPE_CHECKING:
-    from orchestrator.scenario.model import Scenario
+    pass
 
 
-def _catalog_rows(lang: str = "en") -> list[tuple[str, Scenario | None, str]]:
-    """Each scenario found: its path, the scenario (None if invalid) and what is wrong."""
+def _catalog_rows(lang: str = "en") -> list[tuple[str, dict[str, Any] | None, str]]:
+    """Each scenario found: its path, its summary (None if invalid) and what is wrong."""
     from orchestrator.scenario.catalog import discover
-    from orchestrator.scenario.i18n import localize
-    from orchestrator.scenario.load import load_file
+    from orchestrator.scenario.summary import summaries
 
-    rows: list[tuple[str, Scenario | None, str]] = []
-    for path in discover():
-        try:
-            rows.append((str(path), localize(load_file(path), lang), ""))
-        except ScenarioError as e:
-            rows.append(
-                (str(path), None, f"{len(e.problems)} problem(s); guestlab validate {path}")
-            )
-    return rows
+    return summaries(discover(), lang)
 
 
 @click.command("list")

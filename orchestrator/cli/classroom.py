@@ -81,6 +81,7 @@ def register(root: click.Group) -> None:
     "--expires", metavar="DURATION", help="Remove the labs this long from now, at `guestlab gc`."
 )
 @options.no_build_option
+@click.option("--no-pool", is_flag=True, help="Make every lab now, even if a pool has some ready.")
 def class_up(
     scenario: str,
     roster: Path,
@@ -89,6 +90,7 @@ def class_up(
     memory: str | None,
     expires: str | None,
     no_build: bool,
+    no_pool: bool,
 ) -> None:
     """Bring up one lab per student of the roster, in parallel.
 
@@ -103,6 +105,7 @@ def class_up(
     seconds = bulk.parse_duration(expires) if expires else None
     per_lab = bulk.parse_memory(memory) if memory else None
     p = bulk.plan(scenario, students, backend, per_lab)
+    p.use_pool = not no_pool
     store = options.store()
     out.print(
         f"[bold]Class {escape(p.class_id)}[/]: {len(students)} student(s) on {p.backend.name},"
@@ -121,6 +124,10 @@ def class_up(
             build_images=not no_build,
             checked=True,
         )
+    if p.use_pool:  # refill behind the class, once, if it has a pool
+        from orchestrator.pool.claim import refill_later
+
+        refill_later(store, p.class_id, p.backend.name)
     _report_up(store, p, students, outcomes, time.monotonic() - started, expires)
 
 
@@ -295,3 +302,31 @@ def class_down(class_id: str, parallel: int) -> None:
     names = {m.student: m.name for m in members}
     out.print(tables.outcomes_table(f"Class {class_id} down", outcomes, names))
     tables.raise_failures(outcomes, "be removed")
+
+
+@class_group.command("enrol")
+@click.argument("scenario", metavar="ID|PATH", shell_complete=options.complete_scenario)
+@click.option("--base-url", metavar="URL", help="Where `guestlab serve` is reached.")
+@click.option("--cap", type=click.IntRange(1, 1000), default=40, show_default=True)
+@options.backend_option()
+@click.option("--close", is_flag=True, help="Close the class to enrolment: the link stops.")
+def class_enrol(
+    scenario: str, base_url: str | None, cap: int, backend: str | None, close: bool
+) -> None:
+    """Open a class to self-enrolment and print its one link.
+
+    A student opens the link, types a name (checked as a roster id; a name already in the
+    class is refused) and gets a lab, from the scenario's pool when it has one ready, and
+    their own seat. At most CAP students; each run draws a new link.
+    """
+    from orchestrator.classroom import enrol
+
+    store = options.store()
+    if close:
+        enrol.close_class(store, options.lab_id(scenario))
+        out.print(f"Class {escape(scenario)} is closed to enrolment.")
+        return
+    if not base_url or not base_url.startswith(("http://", "https://")):
+        raise GuestlabError("--base-url must be the http(s) address of `guestlab serve`")
+    opening = enrol.open_class(store, scenario, backend, cap)
+    click.echo(f"{base_url.rstrip('/')}/join/{opening.secret}")

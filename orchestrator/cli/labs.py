@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     "(a Docker engine without user namespaces). Only for a lab of your own.",
 )
 @options.lang_option
+@click.option("--no-pool", is_flag=True, help="Make the lab now even if a pool has one ready.")
 def up(
     scenario: str,
     student: str | None,
@@ -41,6 +42,7 @@ def up(
     no_build: bool,
     unsafe_host_root: bool,
     lang: str | None,
+    no_pool: bool,
 ) -> None:
     """Bring a lab up: create its machines, apply the starting state, take the clones.
 
@@ -49,23 +51,28 @@ def up(
     """
     from orchestrator import lab as lifecycle
     from orchestrator import views
+    from orchestrator.pool import claim as pool
 
     lab = lifecycle.prepare(scenario, options.student(student), backend, options.lang(lang))
     store = options.store()
     out.print(
         f"[bold]{lab.scenario.metadata.title}[/] [dim]({lab.ref.key} on {lab.backend.name})[/]"
     )
-    result = lifecycle.up(
+    result, claimed = pool.up(
         lab,
         store,
         ConsoleReporter(out),
+        use_pool=not no_pool,
         build_images=not no_build,
         unsafe_host_root=unsafe_host_root,
     )
+    if claimed:
+        pool.refill_later(store, lab.scenario.id, lab.backend.name)
     if result.already_up:
         out.print(f"Lab {lab.scenario.id} is already up for {lab.ref.student}; nothing changed.")
     else:
-        out.print(f"[green]Lab is up[/] in {sum(result.timings.values()):.1f} s.")
+        how = " (from the pool)" if claimed else ""
+        out.print(f"[green]Lab is up[/]{how} in {sum(result.timings.values()):.1f} s.")
     out.print(views.scenario_view(lab.scenario))
     first = lab.specs[-1].name
     out.print(
@@ -99,7 +106,7 @@ def status(scenario: str | None, student: str | None, fmt: str) -> None:
     if scenario:
         for r in records:
             for name in r.backends:
-                found = backends.get(name).find(options.ref(r.scenario, r.student)).get(r.key)
+                found = backends.get(name).find(r.ref).get(r.key)
                 machines = ", ".join(found.machines) if found else "none"
                 out.print(f"{r.key}: machines on {name}: {machines}")
 
@@ -284,7 +291,7 @@ def down(scenario: str, student: str | None, backend: str | None) -> None:
 
     store = options.store()
     ref = options.ref(scenario, options.student(student))
-    record = store.lab(ref.key)
+    record = store.lab_of(ref)
     names = list(
         dict.fromkeys([*(record.backends if record else []), *([backend] if backend else [])])
     )

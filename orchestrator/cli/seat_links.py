@@ -128,7 +128,8 @@ def link(scenario: str, student: str | None, base_url: str, rotate: bool) -> Non
     ref = options.ref(scenario, options.student(student))
     store = options.store()
     try:
-        url, _token = _link(store, ref.key, base, rotate)
+        record = store.lab_of(ref)
+        url, _token = _link(store, record.key if record else ref.key, base, rotate)
     finally:
         store.close()
     if not url:

@@ -10,20 +10,28 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from orchestrator.backends import require_available
-from orchestrator.backends.contract import Backend, FoundResources, LabRef
+from orchestrator.backends.contract import (
+    Backend,
+    FoundResources,
+    LabRef,
+    MachineRemoval,
+    MachineSpec,
+)
 from orchestrator.credentials import Seats
 from orchestrator.errors import BackendUnavailable, ProvisioningError, UsageError
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.reporter import Reporter
 from orchestrator.scenario.load import source_path
-from orchestrator.scenario.model import Machine
+from orchestrator.scenario.model import Machine, Step
 from orchestrator.state import LabRecord, Store, lab_lock
 
 Steps = list[tuple[str, Callable[[], None]]]
+#: the steps of `up`, in order
+PHASES = ("image", "provision", "setup", "clone", "snapshot")
 
 
 def refuse_host_root(lab: Lab, reporter: Reporter, *, accepted: bool) -> None:
@@ -63,7 +71,13 @@ def up(
     refuse_host_root(lab, reporter, accepted=unsafe_host_root)
     key = lab.ref.key
     with lab_lock(key):
-        record = store.lab(key)
+        record = store.lab_of(lab.ref)
+        if record and record.key != key:  # claimed from a pool
+            claimed = replace(lab, ref=record.ref)
+            if _is_up(claimed, record):
+                return UpResult(claimed, True, {})
+            forget_unfinished(claimed, store, reporter)
+            record = None
         if _is_up(lab, record):
             return UpResult(lab, True, {})
         if record or any(_found(b, lab.ref) for b in lab.backends):
@@ -80,7 +94,7 @@ def up(
             status="provisioning",
         )
         Seats(store.db).issue(key)  # the student's credential, printed by `guestlab link`
-        timings = _run(key, store, reporter, _steps(lab, reporter, build_images))
+        timings = run_recorded(key, store, reporter, steps(lab, reporter, build_images))
         store.set_status(key, "up")
     return UpResult(lab, False, timings)
 
@@ -105,18 +119,40 @@ def _is_up(lab: Lab, record: LabRecord | None) -> bool:
     )
 
 
-def _steps(lab: Lab, reporter: Reporter, build_images: bool) -> Steps:
-    """The steps of `up`, in order."""
-    return [
-        ("image", lambda: _images(lab, reporter, build_images)),
-        ("provision", lambda: _provision(lab, reporter)),
-        ("setup", lambda: lab.run_steps(lab.scenario.setup, "setup")),
-        ("clone", lambda: _clone(lab, reporter)),
-        ("snapshot", lambda: _snapshot(lab)),
-    ]
+def forget_unfinished(lab: Lab, store: Store, reporter: Reporter) -> None:
+    """Remove a lab whose `up` (or claim) stopped half-way, and forget it."""
+    with lab_lock(lab.ref.key):
+        reporter.line("a previous `up` did not finish: removing what it left")
+        for backend in lab.backends:
+            backend.destroy(lab.ref)
+        store.delete_lab(lab.ref.key)
+        Seats(store.db).forget(lab.ref.key)
 
 
-def _run(key: str, store: Store, reporter: Reporter, steps: Steps) -> dict[str, float]:
+def steps(
+    lab: Lab,
+    reporter: Reporter,
+    build_images: bool = True,
+    *,
+    setup: Sequence[Step] | None = None,
+    phases: Sequence[str] = PHASES,
+    saved: Sequence[MachineSpec] | None = None,
+) -> Steps:
+    """The steps of `up`, in order; a pool runs some `phases`, part of the `setup`, and
+    saves the starting state of some machines only (`saved`: the originals, before the
+    student's steps)."""
+    todo = lab.scenario.setup if setup is None else setup
+    every = {
+        "image": lambda: _images(lab, reporter, build_images),
+        "provision": lambda: _provision(lab, reporter),
+        "setup": lambda: lab.run_steps(todo, "setup"),
+        "clone": lambda: _clone(lab, reporter),
+        "snapshot": lambda: _snapshot(lab, lab.specs if saved is None else saved),
+    }
+    return [(name, every[name]) for name in phases]
+
+
+def run_recorded(key: str, store: Store, reporter: Reporter, steps: Steps) -> dict[str, float]:
     """Run each step, recording in the store where the lab is; seconds per step."""
     timings: dict[str, float] = {}
     for name, fn in steps:
@@ -162,9 +198,35 @@ def _clone(lab: Lab, reporter: Reporter) -> None:
         lab.backend_for(m.name).clone(lab.spec(m.clone_of), lab.spec(m.name), reporter.line)
 
 
-def _snapshot(lab: Lab) -> None:
-    for backend, specs in lab.by_backend(lab.specs):
+def _snapshot(lab: Lab, saved: Sequence[MachineSpec]) -> None:
+    for backend, specs in lab.by_backend(saved):
         backend.snapshot(lab.ref, specs)
+
+
+def originals(lab: Lab) -> list[MachineSpec]:
+    """The machines that are not clones: what a pool saves before the student's steps."""
+    return [lab.spec(m.name) for m in lab.originals]
+
+
+def can_remake_clones(lab: Lab) -> bool:
+    """Whether every clone's engine can remove that one machine (for `restore_before`)."""
+    return all(isinstance(lab.backend_for(m.name), MachineRemoval) for m in lab.clones)
+
+
+def restore_before(lab: Lab, first: int, reporter: Reporter) -> None:
+    """Reset a lab whose starting state was saved before its setup step `first` (a pool's,
+    before the student's steps): the originals go back to it, the clones are removed, and
+    the steps from `first` on and the clones are made again, as `up` made them."""
+    for m in lab.clones:
+        backend = lab.backend_for(m.name)
+        if not isinstance(backend, MachineRemoval):
+            raise ProvisioningError(f"{backend.name} cannot make clone {m.name} again")
+        reporter.line(f"removing {m.name}")
+        backend.remove_machine(lab.ref, m.name)
+    for backend, specs in lab.by_backend(originals(lab)):
+        backend.restore(lab.ref, specs, reporter.line)
+    lab.run_steps(lab.scenario.setup[first:], "setup")
+    _clone(lab, reporter)
 
 
 def _parallel(fn: Callable[[Any], None], items: Sequence[Any]) -> None:

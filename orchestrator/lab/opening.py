@@ -40,8 +40,7 @@ def open_lab(
     store: Store, scenario_id: str, student: str, lang: str = "en"
 ) -> tuple[Lab, LabRecord]:
     """A lab that is in the state store, as it was brought up."""
-    ref = LabRef(scenario_id, student)
-    record = store.lab(ref.key)
+    record = store.lab_of(LabRef(scenario_id, student))
     if record is None:
         raise UsageError(
             f"no lab {scenario_id} for student {student}",
@@ -50,7 +49,7 @@ def open_lab(
         )
     path = Path(record.scenario_path)
     scenario = localize(load_file(path), lang)  # a vanished file is a UsageError naming it
-    lab = _rendered(ref, scenario, path, backends.get(record.backend), record.params)
+    lab = _rendered(record.ref, scenario, path, backends.get(record.backend), record.params)
     return lab, record
 
 

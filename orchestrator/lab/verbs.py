@@ -9,6 +9,7 @@ from orchestrator.backends import require_available
 from orchestrator.checks import grade
 from orchestrator.errors import MachineUnavailable, ProvisioningError, UsageError
 from orchestrator.lab.bound import Lab
+from orchestrator.lab.bring_up import restore_before
 from orchestrator.lab.reporter import Reporter, Silent
 from orchestrator.report import CheckResult, Report
 from orchestrator.scenario.model import Task
@@ -131,7 +132,20 @@ def reset(lab: Lab, record: LabRecord, store: Store, reporter: Reporter) -> None
     require_up(lab, record)
     for backend in lab.backends:
         require_available(backend)
+    first = saved_before_step(store, lab.ref.key)
     with lab_lock(lab.ref.key), reporter.step("restore"):
-        for backend, specs in lab.by_backend(lab.specs):
-            backend.restore(lab.ref, specs, reporter.line)
+        if first is None:
+            for backend, specs in lab.by_backend(lab.specs):
+                backend.restore(lab.ref, specs, reporter.line)
+        else:  # claimed from a pool: the student's steps and the clones follow the restore
+            restore_before(lab, first, reporter)
         store.event(lab.ref.key, "reset")
+
+
+def saved_before_step(store: Store, key: str) -> int | None:
+    """The setup step before which the lab's starting state was saved (a pool's claim
+    records it); None when it was saved after the whole `up`."""
+    for event in store.events(key):
+        if event["kind"] == "claim" and event.get("saved_before") is not None:
+            return int(event["saved_before"])
+    return None

@@ -14,9 +14,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.scenario.model import Scenario
+if TYPE_CHECKING:  # the models load only where a scenario does: picking a language is light
+    from orchestrator.scenario.model import Scenario
 
 DEFAULT = "en"
 #: languages that guestlab's scenarios are written in; a scenario may add others
@@ -104,4 +105,6 @@ def localize(scenario: Scenario, lang: str) -> Scenario:
                 value = getattr(check_text, field)
                 if value is not None:
                     check[field] = value
+    from orchestrator.scenario.model import Scenario
+
     return Scenario.model_validate(data)

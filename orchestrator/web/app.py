@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrator.web import dashboard, seats, static_files, terminals
+from orchestrator.web import dashboard, enrol, seats, static_files, terminals
 from orchestrator.web.config import ServeConfig, instructor_ok, seat_of, student_token
 from orchestrator.web.rendering import log_safe, text
 
@@ -78,6 +78,7 @@ def build_app(config: ServeConfig) -> Starlette:
     routes: list[Any] = [
         *dashboard.routes(config),
         *seats.routes(config),
+        *enrol.routes(config),
         *terminals.routes(config, open_terminals),
         *static_files.routes(),
     ]

@@ -63,8 +63,8 @@ def test_the_classroom_gives_gc_its_class_time_once() -> None:
     classroom.register(cli)  # registering again changes nothing
     assert host.COLLECTORS.count(classroom.EXPIRE) == 1
     assert host.gc.help == (
-        "Remove labs whose class time is up, and resources of labs the state store no longer"
-        " knows (after a crash)."
+        "Remove labs whose class time is up, pool labs a stopped `pool fill` left or past their"
+        " age limit, and resources of labs the state store no longer knows (after a crash)."
     )
 
 

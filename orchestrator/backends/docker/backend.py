@@ -332,6 +332,9 @@ class DockerBackend:
         for spec in machines:
             self.wait_ready(spec.lab, spec.name, spec.init, progress)
 
+    def remove_machine(self, lab: LabRef, machine: str) -> None:
+        self.resources.remove_container(container_name(lab, machine))
+
     def restart(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
         """`docker restart`: systemd powers off on its stop signal, every process ends, the
         container starts again with fresh tmpfs on /run and /tmp, its disk kept; then, as

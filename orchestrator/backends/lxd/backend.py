@@ -294,6 +294,19 @@ class LxdBackend:
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(insts)))) as pool:
             list(pool.map(lambda pair: one(*pair), insts))
 
+    def remove_machine(self, lab: LabRef, machine: str) -> None:
+        conn = self._connection()
+        try:
+            inst = get_instance(conn.client, lab, machine)
+        except MachineUnavailable:
+            return
+        with api_errors(f"delete {inst.name}"):
+            drop_exec_logs(conn.client, inst.name)
+            with pool_lock(conn.pool):
+                delete_instance(inst)
+        if conn.local:
+            remove_logs(inst.name)
+
     def destroy(self, lab: LabRef) -> FoundResources:
         from pylxd.exceptions import LXDAPIException, NotFound
 

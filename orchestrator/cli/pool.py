@@ -1,0 +1,175 @@
+"""`guestlab pool ...`: labs made before their students come, claimed by `up` in a second.
+
+`register` adds the group to `guestlab` and gives `guestlab gc` the pools' collector (labs
+a killed filler left, labs past their pool's age limit).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING
+
+import click
+from rich.markup import escape
+
+from orchestrator.cli import options
+from orchestrator.cli.console import out
+from orchestrator.cli.host import Collector, add_collector
+from orchestrator.errors import UsageError
+
+if TYPE_CHECKING:
+    from orchestrator.state import Store
+
+DEFAULT_SIZE = 2
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@click.group("pool")
+def pool_group() -> None:
+    """Keep labs ready before their students come: `up` and `class up` take one.
+
+    \b
+      guestlab pool fill machine-id-clone --size 30 --max-age 8h
+      guestlab pool status
+      guestlab class up machine-id-clone --roster class.csv   # takes labs from the pool
+      guestlab pool drain machine-id-clone
+    """
+
+
+def _collect(store: Store) -> list[str]:
+    from orchestrator.pool import fill
+
+    return fill.collect(store)
+
+
+POOL_COLLECTOR = Collector("pool labs a stopped `pool fill` left or past their age limit", _collect)
+
+
+def register(root: click.Group) -> None:
+    root.add_command(pool_group)
+    add_collector(POOL_COLLECTOR)
+
+
+def parse_age(text: str) -> float:
+    """Seconds in `45m`, `8h`, `2d`."""
+    text = text.strip()
+    try:
+        seconds = float(text[:-1]) * UNITS[text[-1]]
+    except (ValueError, KeyError, IndexError):
+        seconds = 0
+    if seconds <= 0:
+        raise UsageError(f"--max-age {text!r} is not a duration", hint="for example 45m, 8h, 2d")
+    return seconds
+
+
+@pool_group.command("fill")
+@click.argument("scenario", metavar="ID|PATH", shell_complete=options.complete_scenario)
+@click.option("--size", "-n", type=click.IntRange(0, 500), help="Labs to keep ready.")
+@options.backend_option()
+@click.option("--max-age", metavar="DURATION", help="Replace a lab unclaimed this long (8h).")
+@click.option("--memory", metavar="SIZE", help="Memory limit of each lab, as `class up --memory`.")
+@options.parallel_option(2, "Labs made at the same time.")
+@click.option("--refill", is_flag=True, hidden=True, help="Only refill a pool that exists.")
+def fill_cmd(
+    scenario: str,
+    size: int | None,
+    backend: str | None,
+    max_age: str | None,
+    memory: str | None,
+    parallel: int,
+    refill: bool,
+) -> None:
+    """Make labs until the pool holds SIZE ready ones (the pool's last size, else 2).
+
+    Each lab gets its machines, its files and the setup steps before the first that
+    uses `params` or `student`; the rest waits for the claim. Claims start this command
+    (with --refill) in the background.
+    """
+    from orchestrator.lab import parse_size
+    from orchestrator.pool import fill
+    from orchestrator.pool.records import PoolStore
+
+    store = options.store()
+    given = fill.target_for(scenario, backend, 0, None, None)
+    earlier = PoolStore(store.db).target(given.scenario, given.backend)
+    if refill and earlier is None:  # drained since the claim: never bring it back
+        out.print(f"Pool {given.scenario} on {given.backend} was drained: nothing to refill.")
+        return
+    target = type(given)(
+        given.scenario,
+        given.backend,
+        size if size is not None else (earlier.size if earlier else DEFAULT_SIZE),
+        parse_age(max_age) if max_age else (earlier.max_age if earlier else None),
+        parse_size(memory) if memory else (earlier.memory if earlier else None),
+        given.scenario_path,
+    )
+    started = time.monotonic()
+    done = fill.fill(target, store, lambda _key: _quiet(), parallel, record=not refill)
+    if done.busy:
+        out.print(f"Pool {target.scenario} on {target.backend} is being filled already.")
+        return
+    for key in done.removed:
+        out.print(f"[dim]replaced {escape(key)} (left half-made, too old or stale)[/]")
+    out.print(
+        f"[green]✓[/] pool {escape(target.scenario)} on {target.backend}: {target.size} ready"
+        f" ({len(done.made)} made in {time.monotonic() - started:.1f} s)"
+    )
+
+
+def _quiet() -> object:
+    from orchestrator.lab import Silent
+
+    return Silent()
+
+
+@pool_group.command("status")
+@click.argument("scenario", metavar="ID", required=False)
+@options.format_option("table", "json")
+def status_cmd(scenario: str | None, fmt: str) -> None:
+    """Each pool: its size and how many labs are ready, claimed and being made."""
+    from orchestrator.pool.records import PoolStore
+
+    store = options.store()
+    pstore = PoolStore(store.db)
+    pools = {(t.scenario, t.backend): t.size for t in pstore.targets(scenario)}
+    for lab in pstore.labs(scenario):
+        pools.setdefault((lab.scenario, lab.backend), 0)
+    rows = []
+    for (sc, be), size in sorted(pools.items()):
+        labs = pstore.labs(sc, be)
+        ready = sum(1 for lab in labs if lab.state == "ready")
+        rows.append(
+            {
+                "scenario": sc,
+                "backend": be,
+                "size": size,
+                "ready": ready,
+                "claimed": pstore.claimed(sc, be),
+                "filling": len(labs) - ready,
+            }
+        )
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    elif not rows:
+        out.print("No pools. Fill one: guestlab pool fill ID --size N")
+    else:
+        from rich.table import Table
+
+        table = Table(title="Pools", title_justify="left")
+        for col in rows[0]:
+            table.add_column(col, justify="left" if col in ("scenario", "backend") else "right")
+        for r in rows:
+            table.add_row(*(escape(str(v)) for v in r.values()))
+        out.print(table)
+
+
+@pool_group.command("drain")
+@click.argument("scenario", metavar="ID")
+@options.backend_option("Only the pool on this backend (default: every one).")
+def drain_cmd(scenario: str, backend: str | None) -> None:
+    """Remove a pool's unclaimed labs and stop refilling it; students' labs stay."""
+    from orchestrator.pool import fill
+
+    removed = fill.drain(options.store(), options.lab_id(scenario), backend)
+    out.print(f"[green]✓[/] pool {escape(scenario)} drained: {len(removed)} lab(s) removed")
