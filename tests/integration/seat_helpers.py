@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,3 +175,21 @@ def browser(tmp: Path) -> Any:
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(options=opts, service=Service(driver))
+
+
+def screen(driver: Any) -> list[str]:
+    """The rows an xterm.js terminal shows in the page, as text."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('.xterm-rows > div'), r => r.textContent);"
+    )
+
+
+def wait(predicate: Any, limit: float = 60, what: str = "") -> Any:
+    """Poll `predicate` until it gives something true; fail naming `what` after `limit` s."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -4,35 +4,17 @@ instructor's grid showing the student; a name already taken is refused."""
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.integration.conftest import engine, guestlab, student_id
-from tests.integration.seat_helpers import Served, browser
+from tests.integration.seat_helpers import Served, browser, screen, wait
 from tests.integration.test_pool_docker import drain, ok, scenario
 
 pytestmark = pytest.mark.docker
-
-
-def screen(driver: Any) -> list[str]:
-    return driver.execute_script(
-        "return Array.from(document.querySelectorAll('.xterm-rows > div'), r => r.textContent);"
-    )
-
-
-def wait(predicate: Any, limit: float = 60, what: str = "") -> Any:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def post_name(url: str, name: str) -> int:

@@ -7,7 +7,6 @@ import contextlib
 import json
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import docker
 import pytest
 
 from tests.integration.conftest import engine, guestlab, student_id
-from tests.integration.seat_helpers import Served, browser, refused, terminal
+from tests.integration.seat_helpers import Served, browser, refused, screen, terminal, wait
 
 pytestmark = pytest.mark.docker
 
@@ -60,22 +59,6 @@ def shells(student: str) -> list[str]:
     """The login shells running in a student's machine now."""
     out = machine(student).exec_run(["ps", "-eo", "args"]).output.decode()
     return [line for line in out.splitlines() if line.strip() == "/bin/bash -l"]
-
-
-def screen(driver: Any) -> list[str]:
-    return driver.execute_script(
-        "return Array.from(document.querySelectorAll('.xterm-rows > div'), r => r.textContent);"
-    )
-
-
-def wait(predicate: Any, limit: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_student_works_in_the_browser_and_the_instructor_sees_it(
