@@ -24,6 +24,7 @@ from orchestrator import paths
 from orchestrator.backends.common import build_once, lock_path
 from orchestrator.backends.contract import Progress, no_progress
 from orchestrator.errors import ProvisioningError, UsageError
+from orchestrator.images import chrootdev
 from orchestrator.images.boxmanifest import install
 from orchestrator.images.catalog import ImageDef, lookup
 from orchestrator.images.manifest import Manifest, from_tree
@@ -171,18 +172,20 @@ def _mounted(dev: str, where: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def _chroot_mounts(root: Path) -> Iterator[None]:
-    """/proc, /sys and /dev for package scripts (the kernel's above all)."""
+    """/proc, /sys and a /dev of the chroot's own for package scripts (the kernel's above
+    all); never the host's /dev, which their scripts would change (chrootdev.py)."""
     done: list[Path] = []
     try:
         for src, sub, args in (
             ("proc", "proc", ["-t", "proc"]),
             ("sysfs", "sys", ["-t", "sysfs"]),
-            ("/dev", "dev", ["--bind"]),
+            ("tmpfs", "dev", ["-t", "tmpfs", "-o", "mode=755,nosuid"]),
         ):
             target = root / sub
             target.mkdir(exist_ok=True)
             _sh(["mount", *args, src, str(target)])
             done.append(target)
+        chrootdev.populate(root / "dev")
         yield
     finally:
         for target in reversed(done):
