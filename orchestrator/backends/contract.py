@@ -10,9 +10,12 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from orchestrator import paths
+
+if TYPE_CHECKING:
+    from orchestrator.images.manifest import Manifest
 
 DEFAULT_MEMORY = 512 * 1024**2
 DEFAULT_CPUS = 1.0
@@ -242,6 +245,16 @@ class ImageRemoval(Protocol):
     def remove_image(self, image: str) -> bool:
         """Remove the engine's copy of `image`; False when it had none. Machines made from
         it keep running where the engine allows (it then keeps what they use)."""
+        ...
+
+
+@runtime_checkable
+class ImageManifests(Protocol):
+    """Optional: an engine whose machines do not start from the image's tarball as it is
+    (Vagrant's boxes add a kernel and packages) says which file hashes they start from."""
+
+    def image_manifest(self, image: str) -> Manifest | None:
+        """The manifest of what `image`'s machines start from here; None when unknown."""
         ...
 
 

@@ -29,6 +29,7 @@ from orchestrator.backends.contract import (
     ExecResult,
     Executor,
     FileReader,
+    ImageManifests,
     LabRef,
     ToolStager,
 )
@@ -105,10 +106,8 @@ def manifest_of(runner: Executor, backend: Any, machine: str) -> Manifest | None
     if not callable(spec):
         return None
     image = str(spec(machine).image)
-    own = getattr(backend, "image_manifest", None)
-    if callable(own):
-        found: Manifest | None = own(image)
-        return found
+    if isinstance(backend, ImageManifests):
+        return backend.image_manifest(image)
     if "vm" in getattr(backend, "capabilities", ()):
         return None
     return manifests.for_image(image)
