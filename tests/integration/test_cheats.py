@@ -25,15 +25,24 @@ from orchestrator.state import Store
 from tests.integration.conftest import engine, student_id
 
 WANT_ID = "0123456789abcdef0123456789abcdef"
-SCENARIO = f"""\
+ANSWER = "printf '42\\\\n' > /root/answer && chmod 600 /root/answer"
+
+
+def cheat_scenario(
+    scenario_id: str, what: str, backends: str, timeout: int, file_timeout: bool = False
+) -> str:
+    """The tiny scenario whose every answer root in `what` can fake; the VM's probes take
+    longer (`timeout`), and there the file check, read in the VM, has one too."""
+    bound = f", timeout: {timeout}" if file_timeout else ""
+    return f"""\
 apiVersion: guestlab/v1
 kind: Scenario
 metadata:
-  id: cheat-probes
-  title: Answers a cheat plants
+  id: {scenario_id}
+  title: Answers a cheat plants{", in a VM" if file_timeout else ""}
   level: beginner
-description: One machine; each task's answer can be faked by root in it.
-backends: [docker, lxd, nspawn]
+description: {what}; each task's answer can be faked by root in it.
+backends: [{backends}]
 machines:
   - name: box
     image: debian-12-systemd
@@ -46,31 +55,34 @@ tasks:
   - id: file-read
     title: /root/answer says 42
     checks:
-      - {{machine: box, file: {{path: /root/answer, matches: '^42\\s*$'}}}}
-    solution: [{{machine: box, run: "printf '42\\\\n' > /root/answer && chmod 600 /root/answer"}}]
+      - {{machine: box, file: {{path: /root/answer, matches: '^42\\s*$'}}{bound}}}
+    solution: [{{machine: box, run: "{ANSWER}"}}]
   - id: cat-run
     title: cat says 42
     checks:
-      - {{machine: box, run: 'test "$(cat /root/answer)" = 42', timeout: 5}}
-    solution: [{{machine: box, run: "printf '42\\\\n' > /root/answer && chmod 600 /root/answer"}}]
+      - {{machine: box, run: 'test "$(cat /root/answer)" = 42', timeout: {timeout}}}
+    solution: [{{machine: box, run: "{ANSWER}"}}]
   - id: stat-run
     title: /root/answer has mode 600
     checks:
-      - {{machine: box, run: 'test "$(stat -c %a /root/answer)" = 600', timeout: 5}}
-    solution: [{{machine: box, run: "printf '42\\\\n' > /root/answer && chmod 600 /root/answer"}}]
+      - {{machine: box, run: 'test "$(stat -c %a /root/answer)" = 600', timeout: {timeout}}}
+    solution: [{{machine: box, run: "{ANSWER}"}}]
   - id: dbus
     title: D-Bus reports the wanted ID
     checks:
-      - {{machine: box, run: 'test "$(dbus-uuidgen --get)" = {WANT_ID}', timeout: 5}}
+      - {{machine: box, run: 'test "$(dbus-uuidgen --get)" = {WANT_ID}', timeout: {timeout}}}
     solution:
       - machine: box
         run: printf '%s\\n' {WANT_ID} > /etc/machine-id && ln -sf /etc/machine-id /var/lib/dbus/machine-id
   - id: service
     title: cheat-demo runs
     checks:
-      - {{machine: box, service: {{name: cheat-demo.service, active: true}}, timeout: 5}}
+      - {{machine: box, service: {{name: cheat-demo.service, active: true}}, timeout: {timeout}}}
     solution: [{{machine: box, run: systemctl start cheat-demo.service}}]
 """
+
+
+SCENARIO = cheat_scenario("cheat-probes", "One machine", "docker, lxd, nspawn", 5)
 #: a preload library that makes the machine's own tools print each check's answer
 PRELOAD_C = f"""
 #include <stdio.h>

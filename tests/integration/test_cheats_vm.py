@@ -17,58 +17,13 @@ from orchestrator.images import boxmanifest
 from orchestrator.images.box import box_path
 from orchestrator.state import Store
 from tests.integration.conftest import engine, student_id
+from tests.integration.test_cheats import WANT_ID, cheat_scenario
 
 pytestmark = pytest.mark.vagrant
 
-ANSWER = "printf '42\\\\n' > /root/answer && chmod 600 /root/answer"
-WANT_ID = "0123456789abcdef0123456789abcdef"
-IMAGE = "debian-12-systemd"
-SCENARIO = f"""\
-apiVersion: guestlab/v1
-kind: Scenario
-metadata:
-  id: cheat-probes-vm
-  title: Answers a cheat plants, in a VM
-  level: beginner
-description: One VM; each task's answer can be faked by root in it.
-backends: [vagrant]
-machines:
-  - name: box
-    image: {IMAGE}
-setup:
-  - machine: box
-    run: |
-      printf '[Service]\\nExecStart=/bin/sleep infinity\\n' > /etc/systemd/system/cheat-demo.service
-      systemctl daemon-reload
-tasks:
-  - id: file-read
-    title: /root/answer says 42
-    checks:
-      - {{machine: box, file: {{path: /root/answer, matches: '^42\\s*$'}}, timeout: 10}}
-    solution: [{{machine: box, run: "{ANSWER}"}}]
-  - id: cat-run
-    title: cat says 42
-    checks:
-      - {{machine: box, run: 'test "$(cat /root/answer)" = 42', timeout: 10}}
-    solution: [{{machine: box, run: "{ANSWER}"}}]
-  - id: stat-run
-    title: /root/answer has mode 600
-    checks:
-      - {{machine: box, run: 'test "$(stat -c %a /root/answer)" = 600', timeout: 10}}
-    solution: [{{machine: box, run: "{ANSWER}"}}]
-  - id: dbus
-    title: D-Bus reports the wanted ID
-    checks:
-      - {{machine: box, run: 'test "$(dbus-uuidgen --get)" = {WANT_ID}', timeout: 10}}
-    solution:
-      - machine: box
-        run: printf '%s\\n' {WANT_ID} > /etc/machine-id && ln -sf /etc/machine-id /var/lib/dbus/machine-id
-  - id: service
-    title: cheat-demo runs
-    checks:
-      - {{machine: box, service: {{name: cheat-demo.service, active: true}}, timeout: 10}}
-    solution: [{{machine: box, run: systemctl start cheat-demo.service}}]
-"""
+IMAGE = "debian-12-systemd"  # the scenario's; the box whose manifest the VM is compared with
+#: the container tests' scenario, with the longer probe timeouts emulation needs
+SCENARIO = cheat_scenario("cheat-probes-vm", "One VM", "vagrant", 10, file_timeout=True)
 ANSWERS = ("file-read", "cat-run", "stat-run")
 
 
