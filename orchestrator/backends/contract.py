@@ -268,6 +268,16 @@ class MachineRemoval(Protocol):
         ...
 
 
+@runtime_checkable
+class StartCopies(Protocol):
+    """Optional: an engine that makes a new machine from another one's starting state (what
+    `snapshot` saved), as grading machines with `state: start` need."""
+
+    def clone_start(self, source: MachineSpec, target: MachineSpec, progress: Progress) -> None:
+        """Create `target` from `source`'s starting state and boot it; `source` untouched."""
+        ...
+
+
 #: the kinds of file a FileReader reports (`absent`: nothing at that path)
 FILE_KINDS = ("regular", "directory", "symlink", "fifo", "socket", "char", "block", "absent")
 

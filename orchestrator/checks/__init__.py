@@ -2,11 +2,12 @@
 
 - `form`: what a form is (`Form`), a `Probe` and its `Outcome`, the bounds on what a probe
   may print, and the helpers every judgement shares.
-- `run`, `file`, `service`, `compare` (`distinct` and `equal`): one module per form.
+- `run`, `file`, `service`, `compare` (`distinct` and `equal`), `kept`: a module per form.
 - `registry`: each form registered once (`FORMS`); a check's `Plan` (its probes, computed
   once) and its judgement. A new form: its module and one entry in `registry.FORMS`.
 - `batch`: the probes of one machine in one exec, bounded in the machine and on the host.
-- `grading`: `grade`, many checks' probes run concurrently, a batch per machine.
+- `grading`: `grade`, many checks' probes run concurrently, a batch per machine;
+  `run_before`, the probes that run before a reboot.
 - what grading returns (`CheckResult`, `TaskResult`, `Report`) is `orchestrator.report`.
 
 Probes and judgements are pure functions of a check and of exec results, so every form is
@@ -35,7 +36,7 @@ from orchestrator.checks.form import (
     Unreachable,
     sh,
 )
-from orchestrator.checks.grading import grade
+from orchestrator.checks.grading import grade, run_before
 from orchestrator.checks.registry import FORMS, MAX_MESSAGE, Plan, form_of, judge, plan, probes
 from orchestrator.checks.service import SERVICE_PROBE
 from orchestrator.report import CheckResult, Report, TaskResult
@@ -74,5 +75,6 @@ __all__ = [
     "parse_batch",
     "plan",
     "probes",
+    "run_before",
     "sh",
 ]

@@ -36,6 +36,8 @@ class Probe:
     reads: str = ""
     #: ... and whether the file's owner is wanted by name (one more read: /etc/passwd)
     owner_name: bool = False
+    #: run before the task's reboot (a `kept` check's first probe), not with the others
+    before_reboot: bool = False
 
 
 @dataclass(frozen=True)

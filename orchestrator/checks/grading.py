@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from orchestrator.backends.contract import Executor, LabRef
-from orchestrator.checks.form import Probe
+from orchestrator.checks.form import Outcome, Probe, Unreachable
 from orchestrator.checks.registry import plan
 from orchestrator.checks.trusted import PROBES_PER_BATCH, run_machine
 from orchestrator.report import TaskResult
@@ -20,16 +20,72 @@ def _chunks(items: list[T], size: int) -> list[list[T]]:
     return [items[n : n + size] for n in range(0, len(items), size)]
 
 
-def grade(
+#: a `kept` check's first outcome when nothing ran before a reboot
+NO_REBOOT = Unreachable("it was not run before a reboot")
+
+
+def run_before(
     runner: Executor, lab: LabRef, tasks: Sequence[Task], *, workers: int = 16
+) -> dict[Probe, Outcome]:
+    """The outcomes of the probes that run before the tasks' reboot (`kept` checks' first)."""
+    early = [
+        (probe, check.timeout)
+        for task in tasks
+        for check in task.checks
+        for probe in plan(check).probes
+        if probe.before_reboot
+    ]
+    by_machine: dict[str, list[tuple[Probe, float]]] = {}
+    for probe, timeout in dict(early).items():
+        by_machine.setdefault(probe.machine, []).append((probe, timeout))
+    outcomes = _run(runner, lab, by_machine, workers)
+    return {
+        probe: next(outcomes[machine])
+        for machine, items in by_machine.items()
+        for probe, _t in items
+    }
+
+
+def grade(
+    runner: Executor,
+    lab: LabRef,
+    tasks: Sequence[Task],
+    *,
+    earlier: Mapping[Probe, Outcome] | None = None,
+    workers: int = 16,
 ) -> list[TaskResult]:
     """Run every check of `tasks`, one batch per machine, all machines at once; judge them.
-    Probes run under a trusted shell and files are read by the engine (trusted.py)."""
+    Probes run under a trusted shell and files are read by the engine (trusted.py); those
+    that run before a reboot are answered from `earlier`."""
     planned = [(task, plan(check)) for task in tasks for check in task.checks]
     by_machine: dict[str, list[tuple[Probe, float]]] = {}
     for _task, p in planned:
         for probe in p.probes:
-            by_machine.setdefault(probe.machine, []).append((probe, p.check.timeout))
+            if not probe.before_reboot:
+                by_machine.setdefault(probe.machine, []).append((probe, p.check.timeout))
+    outcomes = _run(runner, lab, by_machine, workers)
+    known = earlier or {}
+
+    def outcome(probe: Probe) -> Outcome:
+        if probe.before_reboot:
+            return known.get(probe, NO_REBOOT)
+        return next(outcomes[probe.machine])
+
+    results: dict[str, TaskResult] = {t.id: TaskResult.of(t) for t in tasks}
+    for task, p in planned:
+        results[task.id].checks.append(p.judge([outcome(pr) for pr in p.probes]))
+    return list(results.values())
+
+
+def _run(
+    runner: Executor,
+    lab: LabRef,
+    by_machine: dict[str, list[tuple[Probe, float]]],
+    workers: int,
+) -> dict[str, Iterator[Outcome]]:
+    """Each machine's outcomes in the order of its probes; batches of all machines at once."""
+    if not by_machine:
+        return {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
             m: [
@@ -38,8 +94,4 @@ def grade(
             ]
             for m, items in by_machine.items()
         }
-        outcomes = {m: iter([o for f in fs for o in f.result()]) for m, fs in futures.items()}
-    results: dict[str, TaskResult] = {t.id: TaskResult.of(t) for t in tasks}
-    for task, p in planned:
-        results[task.id].checks.append(p.judge([next(outcomes[pr.machine]) for pr in p.probes]))
-    return list(results.values())
+        return {m: iter([o for f in fs for o in f.result()]) for m, fs in futures.items()}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from orchestrator import textsafe
 from orchestrator.backends.contract import ExecResult
-from orchestrator.checks import compare, file, run, service
+from orchestrator.checks import compare, file, kept, run, service
 from orchestrator.checks.form import (
     PROBE_OUTPUT_LIMIT,
     Form,
@@ -43,7 +43,7 @@ def registry(forms: Sequence[Form]) -> dict[str, Form]:
 
 
 #: every check form by name
-FORMS = registry([run.FORM, file.FORM, service.FORM, compare.DISTINCT, compare.EQUAL])
+FORMS = registry([run.FORM, file.FORM, service.FORM, compare.DISTINCT, compare.EQUAL, kept.FORM])
 
 
 def form_of(check: Check) -> Form:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from orchestrator import backends
-from orchestrator.backends.contract import Backend
+from orchestrator.backends.contract import Backend, MachineRemoval, StartCopies
 from orchestrator.errors import UsageError
 from orchestrator.lab.bound import VM_BACKEND
 from orchestrator.scenario.model import Machine, Scenario
@@ -50,10 +50,29 @@ def choose_backend(scenario: Scenario, name: str | None) -> Backend:
                 hint="make libvirt usable (`guestlab doctor` says what is missing)",
             )
     missing = required_capabilities(scenario, own) - backend.capabilities
+    missing |= _grading_needs(scenario, backend, own)
     if missing:
-        others = [b for b in scenario.backends if not missing - backends.get(b).capabilities]
+        others = [
+            b
+            for b in scenario.backends
+            if not (required_capabilities(scenario, own) - backends.get(b).capabilities)
+            and not _grading_needs(scenario, backends.get(b), own)
+        ]
         raise UsageError(
             f"the {chosen} backend lacks {', '.join(sorted(missing))}, which {scenario.id} needs",
             hint=f"use --backend {others[0]}" if others else None,
         )
     return backend
+
+
+def _grading_needs(scenario: Scenario, backend: Backend, own: Sequence[Machine]) -> set[str]:
+    """What the backend lacks to make the grading machines it would hold (lab.grading_machines)."""
+    mine = [m for m in own if m.grading is not None]
+    lacks = set()
+    if mine and not isinstance(backend, MachineRemoval):
+        lacks.add("removing one machine (for grading machines)")
+    if any(m.grading and m.grading.state == "start" for m in mine) and not isinstance(
+        backend, StartCopies
+    ):
+        lacks.add("copying a starting state (for grading machines)")
+    return lacks

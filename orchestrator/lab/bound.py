@@ -72,11 +72,16 @@ class Lab:
         return [m for m in self.scenario.machines if m.clone_of is None]
 
     @property
+    def grading(self) -> list[Machine]:
+        """The grading machines: made by each check, not by `up` (lab.grading_machines)."""
+        return self.scenario.grading_machines
+
+    @property
     def clones(self) -> list[Machine]:
         """Clones in an order where every source comes before its copies."""
         done = {m.name for m in self.originals}
         ordered: list[Machine] = []
-        pending = [m for m in self.scenario.machines if m.clone_of is not None]
+        pending = [m for m in self.scenario.lab_machines if m.clone_of is not None]
         while pending:
             ready = [m for m in pending if m.clone_of in done]
             ordered += ready

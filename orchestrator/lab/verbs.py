@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.backends import require_available
-from orchestrator.checks import grade
+from orchestrator.checks import grade, run_before
 from orchestrator.errors import MachineUnavailable, ProvisioningError, UsageError
+from orchestrator.lab import grading_machines
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.bring_up import restore_before
 from orchestrator.lab.reporter import Reporter, Silent
@@ -17,6 +18,8 @@ from orchestrator.state import LabRecord, Store, lab_lock
 
 #: the check a task fails when a machine it names did not come back from its reboot
 REBOOT_CHECK = "the machine comes back from a reboot"
+#: the check a task fails when a grading machine could not be made from the student's work
+COPY_CHECK = "a new copy of the machine comes up"
 
 
 def require_up(lab: Lab, record: LabRecord) -> None:
@@ -54,23 +57,40 @@ def check(
     for backend in lab.backends:
         require_available(backend)
     tasks = select_tasks(lab, task_ids)
-    machines = reboot_machines(tasks)
-    failed = restart(lab, store, machines, reporter or Silent()) if reboot and machines else {}
-    results = grade(lab, lab.ref, tasks)
+    reporter = reporter or Silent()
+    copies = grading_machines.named(lab, tasks)
+    first = saved_before_step(store, lab.ref.key)
+    with grading_machines.made(lab, store, copies, reporter, first=first) as not_made:
+        machines = [m for m in reboot_machines(tasks, lab) if m not in not_made]
+        earlier, failed = {}, {}
+        if reboot and machines:
+            later = [t for t in tasks if t.after_reboot]
+            earlier = run_before(lab, lab.ref, later)
+            failed = restart(lab, store, machines, reporter)
+        results = grade(lab, lab.ref, tasks, earlier=earlier)
     for task, result in zip(tasks, results, strict=True):
         result.unproven = task.after_reboot and not reboot
         why = [f"{m}: {failed[m]}" for m in task.machines if m in failed and task.after_reboot]
         if why:  # a machine that does not come back fails the task, with the reason
             result.checks.append(CheckResult(REBOOT_CHECK, False, "; ".join(why)[:500]))
+        unmade = [not_made[m] for m in task.machines if m in not_made]
+        if unmade:  # the student's work does not give a machine that boots
+            result.checks.append(CheckResult(COPY_CHECK, False, "; ".join(unmade)[:500]))
     rebooted = [m for m in machines if m not in failed] if reboot else []
     out = Report.now(lab.scenario.id, lab.ref.student, lab.backend.name, results, rebooted)
     store.add_attempt(lab.ref.key, out)
     return out
 
 
-def reboot_machines(tasks: Sequence[Task]) -> list[str]:
-    """The machines the `after_reboot` tasks' checks name, each once, in order."""
-    return list(dict.fromkeys(m for t in tasks if t.after_reboot for m in t.machines))
+def reboot_machines(tasks: Sequence[Task], lab: Lab | None = None) -> list[str]:
+    """The machines the `after_reboot` tasks' checks name, each once, in order; of a task
+    that grades on grading machines, only those (the student's machines are only read)."""
+    grading = {m.name for m in lab.grading} if lab is not None else set()
+    names: list[str] = []
+    for task in (t for t in tasks if t.after_reboot):
+        own = [m for m in task.machines if m in grading]
+        names += own or task.machines
+    return list(dict.fromkeys(names))
 
 
 def restart(lab: Lab, store: Store, machines: Sequence[str], reporter: Reporter) -> dict[str, str]:

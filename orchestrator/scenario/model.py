@@ -11,25 +11,25 @@ from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from orchestrator.scenario.model_base import Strict, Text
+from orchestrator.scenario.translation_model import (
+    LANGUAGE,
+    Translation,
+    translation_problems,
+)
 
 NAME = r"^[a-z0-9]+(-[a-z0-9]+)*$"  # no "--": it separates scenario and student in lab keys
 TASK_ID = r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$"
 SIZE = r"^\d+(\.\d+)?[KMG]?$"
 
 Name = Annotated[str, Field(pattern=NAME, max_length=40)]
-Text = Annotated[str, Field(min_length=1)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _compiles(value: str | None) -> str | None:
@@ -85,6 +85,32 @@ class FileCopy(Strict):
     mode: Annotated[str, Field(pattern=r"^0?[0-7]{3,4}$")] | None = None
 
 
+class SeedFile(Strict):
+    """A file written into a grading machine before its boot: a lab machine's file as it is
+    at check time (`machine` + `path`), or a text of the scenario's (`content`)."""
+
+    machine: Name | None = None
+    path: Annotated[str, Field(pattern=r"^/")] | None = None
+    content: str | None = None
+    dest: Annotated[str, Field(pattern=r"^/")]
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SeedFile:
+        if (self.machine is None) != (self.path is None):
+            raise ValueError("a seed read from a machine needs both `machine` and `path`")
+        _exactly_one(self, ("path", "content"), "a seed")
+        return self
+
+
+class Grading(Strict):
+    """How a grading machine is made, anew at every check (see docs/scenario-format.md)."""
+
+    #: current: a copy of the source as the student left it; start: as `up` left it
+    state: Literal["current", "start"] = "current"
+    #: files read from lab machines and written into the copy before its first boot
+    seed: Annotated[list[SeedFile], Field(max_length=16)] = []
+
+
 class Machine(Strict):
     name: Name
     #: container (default): the lab's backend; vm: a real virtual machine (Vagrant backend)
@@ -95,9 +121,20 @@ class Machine(Strict):
     resources: Resources = Resources()
     files: list[FileCopy] = []
     clone_of: Name | None = None
+    #: made anew by every check, for grading only: a copy of `clone_of` that boots on its
+    #: own; nobody works in it, `up` does not make it and the check removes it
+    grading: Annotated[
+        Grading | None,
+        Field(
+            description="A machine made by every check from a copy of `clone_of`, booted, "
+            "graded and removed: what a new machine made from the student's work would do."
+        ),
+    ] = None
 
     @model_validator(mode="after")
     def _clone_inherits(self) -> Machine:
+        if self.grading is not None and self.clone_of is None:
+            raise ValueError("a grading machine is a copy: it needs `clone_of`")
         if self.clone_of is not None:
             inherited = [f for f in ("kind", "image", "init") if getattr(self, f) is not None]
             if self.files:
@@ -152,7 +189,7 @@ class MachinesCommand(Strict):
 
 #: the check forms, each the field of a Check that holds its condition; what each runs and
 #: how it judges is in `orchestrator.checks` (one module per form, registered once there)
-CHECK_FORMS = ("run", "file", "service", "distinct", "equal")
+CHECK_FORMS = ("run", "file", "service", "distinct", "equal", "kept")
 #: the forms that name their machines inside their condition; the others run on `machine`
 MULTI_MACHINE_FORMS = ("distinct", "equal")
 
@@ -171,6 +208,8 @@ class Check(Strict):
     service: ServiceCondition | None = None
     distinct: MachinesCommand | None = None
     equal: MachinesCommand | None = None
+    #: a command whose output must be the same before and after the task's reboot
+    kept: Text | None = None
 
     @property
     def form(self) -> str:
@@ -218,76 +257,11 @@ class Task(Strict):
         """The machines this task's checks run in, each once, in order."""
         return list(dict.fromkeys(m for c in self.checks for m in c.machines))
 
-
-# --- translations: the student-facing texts in other languages (see scenario/i18n.py) ----
-
-LANGUAGE = r"^[a-z]{2,3}(-[A-Z][a-z]{3})?(-[A-Z]{2}|-[0-9]{3})?$"
-
-
-class CheckTranslation(Strict):
-    name: Text | None = None
-    fail_message: Text | None = None
-
-
-class TaskTranslation(Strict):
-    title: Text | None = None
-    instructions: Text | None = None
-    #: when given, one text per hint of the task, in the same order
-    hints: list[Text] | None = None
-    #: by position: the first entry translates the task's first check; `{}` skips one
-    checks: list[CheckTranslation] = []
-
-
-class MetadataTranslation(Strict):
-    title: Text | None = None
-
-
-class Translation(Strict):
-    """One language's texts; whatever it leaves out stays in English."""
-
-    metadata: MetadataTranslation = MetadataTranslation()
-    description: Text | None = None
-    tasks: dict[str, TaskTranslation] = {}
-
-
-def _translation_problems(
-    translations: dict[str, Translation], tasks: list[Task]
-) -> list[InitErrorDetails]:
-    """Task ids that do not exist, checks and hints that the task does not have."""
-    by_id = {t.id: t for t in tasks}
-    problems: list[InitErrorDetails] = []
-
-    def problem(loc: tuple[str | int, ...], message: str, value: object) -> None:
-        error = PydanticCustomError("value_error", "{message}", {"message": message})
-        problems.append(InitErrorDetails(type=error, loc=loc, input=value))
-
-    for lang, translation in translations.items():
-        for task_id, text in translation.tasks.items():
-            task = by_id.get(task_id)
-            if task is None:
-                known = ", ".join(by_id) or "none"
-                # "[key]": the position reported is the key's own, not its value's
-                problem(
-                    (lang, "tasks", task_id, "[key]"),
-                    f"no task `{task_id}` in this scenario (its tasks: {known})",
-                    task_id,
-                )
-                continue
-            if len(text.checks) > len(task.checks):
-                problem(
-                    (lang, "tasks", task_id, "checks", len(task.checks)),
-                    f"task `{task_id}` has {len(task.checks)} check(s): translations of checks"
-                    f" go by position, so this list has at most {len(task.checks)} entries",
-                    len(text.checks),
-                )
-            if text.hints is not None and len(text.hints) != len(task.hints):
-                problem(
-                    (lang, "tasks", task_id, "hints"),
-                    f"task `{task_id}` has {len(task.hints)} hint(s) and this translation"
-                    f" {len(text.hints)}: translate each hint, in the same order",
-                    len(text.hints),
-                )
-    return problems
+    @model_validator(mode="after")
+    def _kept_needs_reboot(self) -> Task:
+        if not self.after_reboot and any(c.kept is not None for c in self.checks):
+            raise ValueError("a `kept` check compares outputs across a reboot: set after_reboot")
+        return self
 
 
 BACKENDS = ("docker", "lxd", "nspawn", "vagrant")
@@ -314,7 +288,7 @@ class Scenario(Strict):
         tasks = info.data.get("tasks")
         if tasks is None:  # the tasks themselves are wrong: reported there
             return value
-        problems = _translation_problems(value, tasks)
+        problems = translation_problems(value, tasks)
         if problems:
             # located problems: pydantic prefixes each loc with `translations`
             raise ValidationError.from_exception_data("Scenario", problems)
@@ -347,3 +321,12 @@ class Scenario(Strict):
         while m.clone_of:
             m = self.machine(m.clone_of)
         return m
+
+    @property
+    def lab_machines(self) -> list[Machine]:
+        """The machines `up` makes and students work in: all but the grading machines."""
+        return [m for m in self.machines if m.grading is None]
+
+    @property
+    def grading_machines(self) -> list[Machine]:
+        return [m for m in self.machines if m.grading is not None]

@@ -40,6 +40,10 @@ def check_references(data: dict[str, Any], report: Report, labs_dir: Path | None
         if names.known(("machines", i, "clone_of"), parent) and is_first:
             names.parent_of[name] = parent
     _check_clone_cycles(names.parent_of, names.first, report)
+    names.grading = {
+        m["name"]: i for i, m in machines if isinstance(m.get("name"), str) and "grading" in m
+    }
+    _check_grading(machines, names)
     for i, step in _items(data.get("setup")):
         loc: Loc = ("setup", i, "machine")
         name = step.get("machine")
@@ -64,6 +68,17 @@ class _Machines:
         self.report = report
         self.first = first  # name -> index of the first machine so named
         self.parent_of: dict[str, str] = {}
+        self.grading: dict[str, int] = {}  # grading machines: made by checks, not by `up`
+
+    def workable(self, loc: Loc, name: Any, what: str) -> None:
+        """Report `name` if it is a grading machine, which `what` cannot use."""
+        if isinstance(name, str) and name in self.grading:
+            self.report.add(
+                loc,
+                f"`{name}` is a grading machine, made by each check from a copy of"
+                f" `{self.parent_of.get(name, '?')}`: {what} cannot use it",
+                unless_reported=True,
+            )
 
     def known(self, loc: Loc, name: Any) -> bool:
         """Report `name` unless it is a defined machine."""
@@ -119,7 +134,26 @@ def _check_task_machines(t: int, task: dict[str, Any], names: _Machines) -> None
                 for k, name in enumerate(multi["machines"]):
                     names.known(("tasks", t, "checks", c, form, "machines", k), name)
     for s, step in _items(task.get("solution")):
-        names.known(("tasks", t, "solution", s, "machine"), step.get("machine"))
+        loc: Loc = ("tasks", t, "solution", s, "machine")
+        if names.known(loc, step.get("machine")):
+            names.workable(loc, step.get("machine"), "a solution (the student's work)")
+
+
+def _check_grading(machines: Entries, names: _Machines) -> None:
+    """Grading machines copy a lab machine, read their seeds from lab machines, and are
+    copied by no other machine."""
+    for i, machine in machines:
+        parent = machine.get("clone_of")
+        if parent in names.grading and machine.get("name") not in names.grading:
+            names.workable(("machines", i, "clone_of"), parent, "a clone made by `up`")
+        elif parent in names.grading:
+            names.workable(("machines", i, "clone_of"), parent, "another grading machine")
+        grading = machine.get("grading")
+        seeds = grading.get("seed") if isinstance(grading, dict) else None
+        for j, seed in _items(seeds):
+            loc: Loc = ("machines", i, "grading", "seed", j, "machine")
+            if names.known(loc, seed.get("machine")):
+                names.workable(loc, seed.get("machine"), "a seed")
 
 
 def _check_sources(

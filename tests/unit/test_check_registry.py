@@ -50,6 +50,11 @@ CASES: dict[str, tuple[dict[str, object], list[ExecResult], str]] = {
         [ExecResult(0, "Linux"), ExecResult(0, "Linux\n")],
         "equal on a, b: uname",
     ),
+    "kept": (  # its first probe runs before the reboot
+        {"machine": "a", "kept": "cat /etc/machine-id"},
+        [ExecResult(0, "4f1e\n"), ExecResult(0, "4f1e")],
+        "a: cat /etc/machine-id (the same after a reboot)",
+    ),
 }
 
 
@@ -70,7 +75,7 @@ def test_registering_a_form_twice_or_an_unknown_one_fails() -> None:
         registry([*forms, FORMS["run"]])
     with pytest.raises(ValueError, match="`port` is no field of a Check"):
         registry([*forms, replace(FORMS["run"], name="port")])
-    with pytest.raises(ValueError, match="without a registration: equal"):
+    with pytest.raises(ValueError, match="without a registration: kept"):
         registry(forms[:-1])
 
 
@@ -83,7 +88,7 @@ def test_a_form_probes_and_judges_its_own_checks(name: str) -> None:
     planned = plan(check)
     assert planned.form is form and list(planned.probes) == form.probes(check) == probes(check)
     machines = [p.machine for p in planned.probes]
-    assert machines == (data[name]["machines"] if name in MULTI_MACHINE_FORMS else ["a"])  # type: ignore[index]
+    assert set(machines) == set(data[name]["machines"] if name in MULTI_MACHINE_FORMS else ["a"])  # type: ignore[index]
     assert all(p.argv[:2] == ("sh", "-c") for p in planned.probes)
     result = planned.judge(passing)
     assert result.passed and result.name == title
@@ -113,7 +118,7 @@ def test_a_form_judges_only_probes_that_ran_to_their_end(name: str) -> None:
 
 def test_grading_plans_each_check_once(monkeypatch: pytest.MonkeyPatch) -> None:
     checks = [CASES[name][0] for name in CHECK_FORMS]
-    task = Task.model_validate({"id": "t", "title": "t", "checks": checks})
+    task = Task.model_validate({"id": "t", "title": "t", "checks": checks, "after_reboot": True})
     # the fake answers by machine and command, each different in this task
     answers = {
         (p.machine, p.argv): r
@@ -129,6 +134,7 @@ def test_grading_plans_each_check_once(monkeypatch: pytest.MonkeyPatch) -> None:
                 return ExecResult(NOT_BATCHED)  # no batch here: probe by probe
             return answers[(machine, tuple(argv))]
 
+    earlier = {probes(kept)[0]: CASES["kept"][1][0]}  # what ran before the reboot
     planned: list[str] = []
     counting: dict[str, Form] = {}
     for name, form in FORMS.items():
@@ -139,7 +145,43 @@ def test_grading_plans_each_check_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
         counting[name] = replace(form, probes=counted)
     monkeypatch.setattr(registry_module, "FORMS", counting)
-    results = grade(Answers(), LAB, [task])
+    results = grade(Answers(), LAB, [task], earlier=earlier)
     assert [c.passed for c in results[0].checks] == [True] * len(CHECK_FORMS)
     # each check's probes computed once, not again to judge it
     assert sorted(planned) == sorted(CHECK_FORMS)
+
+
+kept = chk(CASES["kept"][0])
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "why"),
+    [
+        (None, ExecResult(0, "4f1e"), "could not run on a: it was not run before a reboot"),
+        (ExecResult(0, "4f1e"), ExecResult(0, "9b2c"), "'4f1e' before the reboot and '9b2c'"),
+        (ExecResult(0, " \n"), ExecResult(0, ""), "it printed nothing before the reboot"),
+        (ExecResult(1, "", "No such file"), ExecResult(0, "x"), "failed before the reboot"),
+        (ExecResult(0, "x"), ExecResult(2, "", "gone"), "failed after the reboot (exit 2): gone"),
+    ],
+)
+def test_kept_fails_unless_the_output_is_the_same_on_both_sides_of_a_reboot(
+    before: ExecResult | None, after: ExecResult, why: str
+) -> None:
+    task = Task.model_validate(
+        {"id": "t", "title": "t", "checks": [CASES["kept"][0]], "after_reboot": True}
+    )
+
+    class After:
+        def exec(
+            self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float
+        ) -> ExecResult:
+            return ExecResult(NOT_BATCHED) if BATCH_MARK in argv[2] else after
+
+    earlier = {} if before is None else {probes(kept)[0]: before}
+    result = grade(After(), LAB, [task], earlier=earlier)[0].checks[0]
+    assert not result.passed and why in result.message
+
+
+def test_a_kept_check_belongs_to_a_task_graded_after_a_reboot() -> None:
+    with pytest.raises(ValueError, match="set after_reboot"):
+        Task.model_validate({"id": "t", "title": "t", "checks": [CASES["kept"][0]]})

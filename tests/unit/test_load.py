@@ -153,7 +153,7 @@ def test_check_with_two_forms() -> None:
     line, col, path, message = one(text)
     assert (line, col, path) == (18, 9, "tasks.0.checks.0")
     assert message == (
-        "a check needs exactly one of run | file | service | distinct | equal (has: run, file)"
+        "a check needs exactly one of run | file | service | distinct | equal | kept (has: run, file)"
     )
 
 

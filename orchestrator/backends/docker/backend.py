@@ -302,6 +302,22 @@ class DockerBackend:
         self._run(target, image)
         self.wait_ready(target.lab, target.name, target.init, progress)
 
+    def clone_start(self, source: MachineSpec, target: MachineSpec, progress: Progress) -> None:
+        """A new machine from `source`'s starting state (the image `snapshot` committed)."""
+        image = self._start_image(source.lab, source.name)
+        progress(f"copying {source.name} as it started into {target.name}")
+        self._run(target, image)
+        self.wait_ready(target.lab, target.name, target.init, progress)
+
+    def _start_image(self, lab: LabRef, machine: str) -> str:
+        image = f"{lab_repo(lab)}:{machine}-start"
+        if not self.resources.has_image(image):
+            raise ProvisioningError(
+                f"no starting state saved for {machine}",
+                hint=f"bring the lab down and up again: guestlab down {lab.scenario}",
+            )
+        return image
+
     def commit(
         self, spec: MachineSpec, tag: str, labels: dict[str, str], *, repo: str | None = None
     ) -> str:
@@ -320,12 +336,7 @@ class DockerBackend:
 
     def restore(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
         for spec in machines:
-            image = f"{lab_repo(lab)}:{spec.name}-start"
-            if not self.resources.has_image(image):
-                raise ProvisioningError(
-                    f"no starting state saved for {spec.name}",
-                    hint=f"bring the lab down and up again: guestlab down {lab.scenario}",
-                )
+            image = self._start_image(lab, spec.name)
             progress(f"restoring {spec.name}")
             self.resources.remove_container(container_name(lab, spec.name))
             self._run(spec, image)

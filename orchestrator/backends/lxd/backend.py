@@ -211,8 +211,23 @@ class LxdBackend:
             inroot.unstage_in(pid, path)
 
     def clone(self, source: MachineSpec, target: MachineSpec, progress: Progress) -> None:
+        self._copy(source, target, progress, start=False)
+
+    def clone_start(self, source: MachineSpec, target: MachineSpec, progress: Progress) -> None:
+        """A new machine from `source`'s starting snapshot (what `up` saved)."""
+        self._copy(source, target, progress, start=True)
+
+    def _copy(
+        self, source: MachineSpec, target: MachineSpec, progress: Progress, *, start: bool
+    ) -> None:
         conn = self._connection()
-        src = running_instance(conn.client, source.lab, source.name)
+        if start:
+            src = get_instance(conn.client, source.lab, source.name)
+            if SNAPSHOT not in {snap.name for snap in src.snapshots.all()}:
+                raise ProvisioningError(f"machine `{source.name}` has no starting snapshot")
+        else:
+            src = running_instance(conn.client, source.lab, source.name)
+        origin = f"{src.name}/{SNAPSHOT}" if start else src.name
         name = instance_name(target.lab, target.name)
         refuse_existing(conn.client, target, name)
         request = instance_request(
@@ -221,15 +236,15 @@ class LxdBackend:
             name,
             # LXD 5.0 copies a running container without stopping it (a stateless copy),
             # file for file, /etc/machine-id included: what `lxc copy` users get
-            source={"type": "copy", "source": src.name, "instance_only": True},
-            description=f"guestlab {target.lab.key} {target.name} (copy of {source.name})",
+            source={"type": "copy", "source": origin, "instance_only": True},
+            description=f"guestlab {target.lab.key} {target.name} (copy of {origin})",
             progress=progress,
         )
-        progress(f"copying {src.name} to {name}")
-        with api_errors(f"copy {src.name} to {name}"):
+        progress(f"copying {origin} to {name}")
+        with api_errors(f"copy {origin} to {name}"):
             inst = create_started(conn.client, request)
             src.sync()
-            if src.status != "Running":  # should not happen, but the source must stay up
+            if not start and src.status != "Running":  # the source must stay up
                 src.start(wait=True)
         wait_ready(conn, inst, target.init, progress)
         settle(conn, inst, target)

@@ -11,20 +11,15 @@ makes, else ``$GUESTLAB_HOME/nspawn``; ``GUESTLAB_NSPAWN_ROOT`` picks another)::
         seccomp.bpf                     the seccomp filters of the running init
         nspawn.log                      console and nspawn messages
 
-Two routes, picked by whether the host runs systemd (``/run/systemd/system``):
-
-* no systemd (containers, CI runners): ``--register=no --keep-unit``; guestlab puts each
-  nspawn process in cgroups of its own, which gives every machine separate
-  supervisor/payload cgroups, memory/CPU/PIDs limits, a freezer, and a list of every process
-  to kill on destroy.
-* systemd host: nspawn registers with systemd-machined, which creates ``machine-<name>.scope``;
-  limits go through ``--property=``, freezing through ``systemctl freeze``.
+Two routes, picked by whether the host runs systemd (``/run/systemd/system``): without
+it (containers, CI runners) ``--register=no --keep-unit`` and cgroups of guestlab's own per
+machine (limits, a freezer, every process to kill on destroy); with it, systemd-machined's
+``machine-<name>.scope``, limits through ``--property=``, ``systemctl freeze``.
 
 Machines boot with private users; commands enter through enter.py (boot.py, execution.py).
-The lifecycle is here; what it stands on is a module each: the trees (store.py), a
-machine's directory and meta.json (machines.py), booting and stopping (boot.py), running
-commands (execution.py, enter.py), the host's processes (host.py), cgroups and the
-freezer (cgroups.py), the seccomp filter (seccomp.py).
+The lifecycle is here; what it stands on is a module each: trees (store.py), a machine's
+directory (machines.py), boot (boot.py), commands (execution.py, enter.py), the host's
+processes (host.py), cgroups and the freezer (cgroups.py), the seccomp filter (seccomp.py).
 """
 
 from __future__ import annotations
@@ -190,15 +185,30 @@ class NspawnBackend:
             raise
 
     def clone(self, source: MachineSpec, target: MachineSpec, progress: Progress) -> None:
+        self._copy(source, target, progress, start=False)
+
+    def clone_start(self, source: MachineSpec, target: MachineSpec, progress: Progress) -> None:
+        """A new machine from `source`'s starting snapshot (what `up` saved)."""
+        self._copy(source, target, progress, start=True)
+
+    def remove_machine(self, lab: LabRef, machine: str) -> None:
+        self._discard(self.machine_dir(lab, machine))
+
+    def _copy(self, source: MachineSpec, target: MachineSpec, progress: Progress, *, start: bool):
         sdir = self.machine_dir(source.lab, source.name)
         smeta = existing_meta(sdir, source.lab, source.name)
-        running_init(sdir, smeta)  # cloning a stopped machine is a mistake upstream
+        if start and not (sdir / "snapshot").is_dir():
+            raise UsageError(f"machine `{source.name}` of lab `{source.lab.key}` has no snapshot")
+        if not start:
+            running_init(sdir, smeta)  # cloning a stopped machine is a mistake upstream
         mdir = self._new_machine_dir(target)
         try:
-            progress(f"{target.name}: copying {source.name}")
-            # Frozen, the source cannot change files mid-copy; it keeps running afterwards.
-            with frozen(smeta):
-                self.trees.copy(sdir / "rootfs", mdir / "rootfs")
+            progress(f"{target.name}: copying {source.name}" + (" as it started" if start else ""))
+            if start:
+                self.trees.copy(sdir / "snapshot", mdir / "rootfs")
+            else:  # frozen, the source cannot change files mid-copy; it keeps running
+                with frozen(smeta):
+                    self.trees.copy(sdir / "rootfs", mdir / "rootfs")
             self._boot(target, mdir, progress)
         except BaseException:
             self._discard(mdir)

@@ -1,0 +1,121 @@
+"""Grading machines: made by each check from a copy of a lab machine, booted, removed.
+
+A task graded on a grading machine judges what the student's work does to a new machine
+(a clone of the sealed template at its first boot, a new instance booted from the
+student's user-data), not what the student's own machine holds. The copy is of the
+source as the student left it (`state: current`) or as `up` left it (`state: start`);
+`seed` files are written into it and then it boots again, so that its boot reads them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+from orchestrator.backends.contract import FileReader, MachineRemoval, StartCopies
+from orchestrator.checks.reads import follow
+from orchestrator.errors import GuestlabError
+from orchestrator.lab.bound import Lab
+from orchestrator.lab.reporter import Reporter
+from orchestrator.scenario.model import Machine, SeedFile, Step, Task
+from orchestrator.state import Store, lab_lock
+
+#: the most of a seed file read from a lab machine (a user-data file is a few KiB)
+SEED_LIMIT = 256 * 1024
+
+
+def named(lab: Lab, tasks: Sequence[Task]) -> list[Machine]:
+    """The grading machines the tasks' checks name, each once, in the scenario's order."""
+    wanted = {m for t in tasks for m in t.machines}
+    return [m for m in lab.grading if m.name in wanted]
+
+
+def can_make(lab: Lab) -> str | None:
+    """Why this lab's engines cannot make its grading machines, if they cannot."""
+    for m in lab.grading:
+        backend = lab.backend_for(m.name)
+        if not isinstance(backend, MachineRemoval):
+            return f"the {backend.name} backend cannot remove one machine of a lab"
+        if m.grading and m.grading.state == "start" and not isinstance(backend, StartCopies):
+            return f"the {backend.name} backend cannot copy a machine's starting state"
+    return None
+
+
+@contextlib.contextmanager
+def made(
+    lab: Lab, store: Store, machines: Sequence[Machine], reporter: Reporter, *, first: int | None
+) -> Iterator[dict[str, str]]:
+    """Make the grading machines for one check, then remove them; yields the ones that
+    could not be made, each with why (their tasks fail with it)."""
+    failed: dict[str, str] = {}
+    try:
+        for m in machines:
+            reporter.line(f"making {m.name}, a new copy of {m.clone_of}, to grade it")
+            try:
+                with lab_lock(lab.ref.key):
+                    _make(lab, m, reporter, first)
+            except GuestlabError as exc:
+                failed[m.name] = f"a new copy of {m.clone_of} did not come up: {exc}"[:500]
+                reporter.line(failed[m.name])
+        if machines:
+            store.event(lab.ref.key, "grading", machines=[m.name for m in machines])
+        yield failed
+    finally:
+        for m in machines:
+            with contextlib.suppress(GuestlabError), lab_lock(lab.ref.key):
+                backend = lab.backend_for(m.name)
+                assert isinstance(backend, MachineRemoval)
+                backend.remove_machine(lab.ref, m.name)
+
+
+def _make(lab: Lab, machine: Machine, reporter: Reporter, first: int | None) -> None:
+    assert machine.clone_of is not None and machine.grading is not None
+    backend = lab.backend_for(machine.name)
+    assert isinstance(backend, MachineRemoval)
+    backend.remove_machine(lab.ref, machine.name)  # one a killed check left behind
+    source, target = lab.spec(machine.clone_of), lab.spec(machine.name)
+    if machine.grading.state == "current":
+        backend.clone(source, target, reporter.line)
+    else:
+        assert isinstance(backend, StartCopies)
+        backend.clone_start(source, target, reporter.line)
+        if first is not None:  # a pool's lab saved its start before the student's steps
+            lab.run_steps(
+                [
+                    s.model_copy(update={"machine": machine.name})
+                    for s in _steps_of(lab, machine, first)
+                ],
+                f"setup of {machine.name},",
+            )
+    if machine.grading.seed:
+        for seed in machine.grading.seed:
+            data = _seed_data(lab, seed)
+            if data is not None:
+                backend.put_file(lab.ref, machine.name, seed.dest, data, 0o644)
+        backend.restart(lab.ref, [target], reporter.line)
+
+
+def _steps_of(lab: Lab, machine: Machine, first: int) -> list[Step]:
+    """The setup steps from `first` on that ran in the grading machine's source."""
+    source = lab.scenario.root_of(machine.name).name
+    return [s for s in lab.scenario.setup[first:] if s.machine == source]
+
+
+def _seed_data(lab: Lab, seed: SeedFile) -> bytes | None:
+    """The seed's bytes; None when the lab machine has no such file (nothing is written)."""
+    if seed.content is not None:
+        return seed.content.encode()
+    assert seed.machine is not None and seed.path is not None
+    backend = lab.backend_for(seed.machine)
+    if isinstance(backend, FileReader):
+        got = backend.read_file(lab.ref, seed.machine, seed.path, SEED_LIMIT + 1)
+        if got is not None:
+            got = follow(backend, lab.ref, seed.machine, seed.path, got)
+            if got.kind != "regular":
+                return None
+            return got.data[:SEED_LIMIT]
+    # no engine read from here: the machine's own cat (the file is the student's anyway)
+    res = lab.exec(
+        lab.ref, seed.machine, ["head", "-c", str(SEED_LIMIT), "--", seed.path], timeout=30
+    )
+    return res.stdout.encode() if res.ok else None

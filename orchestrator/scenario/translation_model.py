@@ -1,0 +1,83 @@
+"""The translations of a scenario's student-facing texts, as pydantic models, and what
+they must match in the scenario (see docs/scenario-format.md, Translations)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from orchestrator.scenario.model_base import Strict, Text
+
+if TYPE_CHECKING:
+    from orchestrator.scenario.model import Task
+
+# --- translations: the student-facing texts in other languages (see scenario/i18n.py) ----
+
+LANGUAGE = r"^[a-z]{2,3}(-[A-Z][a-z]{3})?(-[A-Z]{2}|-[0-9]{3})?$"
+
+
+class CheckTranslation(Strict):
+    name: Text | None = None
+    fail_message: Text | None = None
+
+
+class TaskTranslation(Strict):
+    title: Text | None = None
+    instructions: Text | None = None
+    #: when given, one text per hint of the task, in the same order
+    hints: list[Text] | None = None
+    #: by position: the first entry translates the task's first check; `{}` skips one
+    checks: list[CheckTranslation] = []
+
+
+class MetadataTranslation(Strict):
+    title: Text | None = None
+
+
+class Translation(Strict):
+    """One language's texts; whatever it leaves out stays in English."""
+
+    metadata: MetadataTranslation = MetadataTranslation()
+    description: Text | None = None
+    tasks: dict[str, TaskTranslation] = {}
+
+
+def translation_problems(
+    translations: dict[str, Translation], tasks: list[Task]
+) -> list[InitErrorDetails]:
+    """Task ids that do not exist, checks and hints that the task does not have."""
+    by_id = {t.id: t for t in tasks}
+    problems: list[InitErrorDetails] = []
+
+    def problem(loc: tuple[str | int, ...], message: str, value: object) -> None:
+        error = PydanticCustomError("value_error", "{message}", {"message": message})
+        problems.append(InitErrorDetails(type=error, loc=loc, input=value))
+
+    for lang, translation in translations.items():
+        for task_id, text in translation.tasks.items():
+            task = by_id.get(task_id)
+            if task is None:
+                known = ", ".join(by_id) or "none"
+                # "[key]": the position reported is the key's own, not its value's
+                problem(
+                    (lang, "tasks", task_id, "[key]"),
+                    f"no task `{task_id}` in this scenario (its tasks: {known})",
+                    task_id,
+                )
+                continue
+            if len(text.checks) > len(task.checks):
+                problem(
+                    (lang, "tasks", task_id, "checks", len(task.checks)),
+                    f"task `{task_id}` has {len(task.checks)} check(s): translations of checks"
+                    f" go by position, so this list has at most {len(task.checks)} entries",
+                    len(text.checks),
+                )
+            if text.hints is not None and len(text.hints) != len(task.hints):
+                problem(
+                    (lang, "tasks", task_id, "hints"),
+                    f"task `{task_id}` has {len(task.hints)} hint(s) and this translation"
+                    f" {len(text.hints)}: translate each hint, in the same order",
+                    len(text.hints),
+                )
+    return problems
