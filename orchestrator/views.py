@@ -85,6 +85,9 @@ def scenario_view(sc: Scenario, *, instructions: bool = True) -> RenderableType:
     for m in sc.machines:
         root = sc.root_of(m.name)
         note = f"clone of {m.clone_of}" if m.clone_of else ""
+        if m.grading:
+            when = "as you left it" if m.grading.state == "current" else "as it started"
+            note = f"made by each check: a copy of {m.clone_of} {when}"
         machines.add_row(m.name, root.image or "debian-12-systemd", root.init or "systemd", note)
     parts.append(machines)
     for n, task in enumerate(sc.tasks, 1):

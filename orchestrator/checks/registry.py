@@ -25,6 +25,8 @@ from orchestrator.scenario.model import CHECK_FORMS, Check
 
 #: the longest message a check result keeps
 MAX_MESSAGE = 1000
+#: in a fail_message, the first line of what the check's (first) command printed
+FOUND = "{found}"
 
 
 def registry(forms: Sequence[Form]) -> dict[str, Form]:
@@ -72,7 +74,11 @@ class Plan:
         failure = self.form.judge(self.check, results)
         if failure is None:
             return CheckResult(self.title, True)
-        return self._failed(self.check.fail_message or failure)
+        message = self.check.fail_message
+        if message and FOUND in message:  # what the check found, in the author's sentence
+            found = results[0].stdout.strip().splitlines() if results else []
+            message = message.replace(FOUND, textsafe.cap(found[0], 80) if found else "nothing")
+        return self._failed(message or failure)
 
     def _problem(self, probe: Probe, outcome: Outcome) -> str | None:
         """Why a probe's outcome cannot be judged at all, if it cannot."""

@@ -149,7 +149,7 @@ def exec_cmd(
 
 
 def _require_machine(lab: Lab, machine: str) -> None:
-    names = [m.name for m in lab.scenario.machines]
+    names = [m.name for m in lab.scenario.lab_machines]
     if machine not in names:
         raise GuestlabError(
             f"lab {lab.scenario.id} has no machine {machine}",

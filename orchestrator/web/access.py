@@ -51,7 +51,7 @@ def seat_for(db: sqlite3.Connection, token: str) -> Seat | None:
 
 def machine_names(lab: Lab) -> list[str]:
     """The machines a student may open in a lab, in the scenario's order."""
-    return [m.name for m in lab.scenario.machines]
+    return [m.name for m in lab.scenario.lab_machines]
 
 
 def shell_argv(lab: Lab, machine: str) -> list[str]:
