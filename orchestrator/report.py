@@ -36,6 +36,7 @@ class CheckResult:
     message: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        # name: what the check expects; message: what it found instead (when it failed)
         return {"name": self.name, "passed": self.passed, "message": self.message}
 
     @classmethod
@@ -54,6 +55,8 @@ class TaskResult:
     #: an `after_reboot` task graded without its reboot (`check --no-reboot`): not passed,
     #: whatever its checks say, since nothing proved the change survives a boot
     unproven: bool = False
+    #: the tasks it requires that did not pass in the same check: "do them first"
+    first: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, task: Task) -> TaskResult:
@@ -80,6 +83,7 @@ class TaskResult:
             "max_points": self.max_points,
             "checks": [c.to_dict() for c in self.checks],
             "unproven": self.unproven,
+            "first": list(self.first),
         }
 
     @classmethod
@@ -90,6 +94,7 @@ class TaskResult:
             int(data.get("max_points", data.get("points", 0))),
             [CheckResult.from_dict(c) for c in data.get("checks", [])],
             bool(data.get("unproven", False)),  # reports before reboots had none
+            [str(t) for t in data.get("first") or []],
         )
 
 

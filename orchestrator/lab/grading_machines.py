@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from orchestrator.backends.contract import FileReader, MachineRemoval, StartCopies
 from orchestrator.checks.reads import follow
@@ -48,15 +49,19 @@ def made(
     """Make the grading machines for one check, then remove them; yields the ones that
     could not be made, each with why (their tasks fail with it)."""
     failed: dict[str, str] = {}
+
+    def one(m: Machine) -> None:
+        reporter.line(f"making {m.name}, a new copy of {m.clone_of}, to grade it")
+        try:
+            _make(lab, m, reporter, first)
+        except GuestlabError as exc:
+            failed[m.name] = f"a new copy of {m.clone_of} did not come up: {exc}"[:500]
+            reporter.line(failed[m.name])
+
     try:
-        for m in machines:
-            reporter.line(f"making {m.name}, a new copy of {m.clone_of}, to grade it")
-            try:
-                with lab_lock(lab.ref.key):
-                    _make(lab, m, reporter, first)
-            except GuestlabError as exc:
-                failed[m.name] = f"a new copy of {m.clone_of} did not come up: {exc}"[:500]
-                reporter.line(failed[m.name])
+        # side by side: a copy that does not boot costs one boot timeout, not one per copy
+        with lab_lock(lab.ref.key), ThreadPoolExecutor(max(1, len(machines))) as pool:
+            list(pool.map(one, machines))
         if machines:
             store.event(lab.ref.key, "grading", machines=[m.name for m in machines])
         yield failed

@@ -76,6 +76,9 @@ def check(
         unmade = [not_made[m] for m in task.machines if m in not_made]
         if unmade:  # the student's work does not give a machine that boots
             result.checks.append(CheckResult(COPY_CHECK, False, "; ".join(unmade)[:500]))
+    outcome = {r.id: r.passed for r in results}
+    for task, result in zip(tasks, results, strict=True):
+        result.first = [t for t in task.requires if t in outcome and not outcome[t]]
     rebooted = [m for m in machines if m not in failed] if reboot else []
     out = Report.now(lab.scenario.id, lab.ref.student, lab.backend.name, results, rebooted)
     store.add_attempt(lab.ref.key, out)

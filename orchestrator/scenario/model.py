@@ -242,6 +242,8 @@ class Task(Strict):
     points: Annotated[int, Field(ge=0, le=1000)] = 1
     checks: Annotated[list[Check], Field(min_length=1)]
     solution: list[Step] = []
+    #: tasks to do before this one (earlier ones): a report says "do X first" while they fail
+    requires: list[Annotated[str, Field(pattern=TASK_ID)]] = []
     #: graded only after the machines its checks name have been restarted: a change that
     #: lasts only until the next boot (a unit started, not enabled) does not pass
     after_reboot: Annotated[

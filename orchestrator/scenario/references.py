@@ -56,8 +56,18 @@ def check_references(data: dict[str, Any], report: Report, labs_dir: Path | None
             )
     tasks = list(_items(data.get("tasks")))
     _first_of(tasks, "tasks", "id", "task id", report)
+    earlier: list[str] = []
     for t, task in tasks:
         _check_task_machines(t, task, names)
+        for r, needed in enumerate(task.get("requires") or []):
+            if isinstance(needed, str) and needed not in earlier:
+                report.add(
+                    ("tasks", t, "requires", r),
+                    f"`{needed}` is no earlier task (earlier: {', '.join(earlier) or 'none'})",
+                    unless_reported=True,
+                )
+        if isinstance(task.get("id"), str):
+            earlier.append(task["id"])
     _check_sources(data, machines, report, labs_dir)
 
 

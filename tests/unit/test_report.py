@@ -46,10 +46,11 @@ OLD: dict[str, Any] = {
 
 
 #: the same report as guestlab writes it now: every old key in its place, the reboot's
-#: keys after them (`unproven` per task, `rebooted` for the run)
+#: keys after them (`unproven` per task, `rebooted` for the run), then each task's
+#: required tasks that failed (`first`)
 NOW: dict[str, Any] = {
     **OLD,
-    "tasks": [{**t, "unproven": False} for t in OLD["tasks"]],
+    "tasks": [{**t, "unproven": False, "first": []} for t in OLD["tasks"]],
     "rebooted": [],
 }
 
@@ -85,7 +86,7 @@ def test_the_json_is_the_old_dict_key_for_key_in_order_new_keys_after() -> None:
     assert rep.to_dict() == NOW
     keys = list(json.loads(rep.to_json()))
     assert keys[: len(OLD)] == list(OLD) and keys[len(OLD) :] == ["rebooted"]
-    assert list(rep.to_dict()["tasks"][0])[-1] == "unproven"
+    assert list(rep.to_dict()["tasks"][0])[-2:] == ["unproven", "first"]
     assert json.loads(rep.to_json(indent=2, clean=True)) == NOW
     assert (rep.score, rep.max_score, rep.passed) == (2, 5, False)
 
