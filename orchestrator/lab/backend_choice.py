@@ -8,6 +8,7 @@ from orchestrator import backends
 from orchestrator.backends.contract import Backend
 from orchestrator.errors import UsageError
 from orchestrator.lab.bound import VM_BACKEND
+from orchestrator.messages import _
 from orchestrator.scenario.model import Machine, Scenario
 
 
@@ -31,8 +32,10 @@ def choose_backend(scenario: Scenario, name: str | None) -> Backend:
     chosen = name or scenario.backends[0]
     if chosen not in scenario.backends:
         raise UsageError(
-            f"scenario {scenario.id} does not support the {chosen} backend",
-            hint=f"it supports: {', '.join(scenario.backends)}",
+            _("scenario {id} does not support the {backend} backend").format(
+                id=scenario.id, backend=chosen
+            ),
+            hint=_("it supports: {names}").format(names=", ".join(scenario.backends)),
         )
     backend = backends.get(chosen)
     # `kind: vm` machines of a container lab go to the VM backend; the rest stay here
@@ -53,7 +56,9 @@ def choose_backend(scenario: Scenario, name: str | None) -> Backend:
     if missing:
         others = [b for b in scenario.backends if not missing - backends.get(b).capabilities]
         raise UsageError(
-            f"the {chosen} backend lacks {', '.join(sorted(missing))}, which {scenario.id} needs",
-            hint=f"use --backend {others[0]}" if others else None,
+            _("the {backend} backend lacks {what}, which {id} needs").format(
+                backend=chosen, what=", ".join(sorted(missing)), id=scenario.id
+            ),
+            hint=_("use --backend {name}").format(name=others[0]) if others else None,
         )
     return backend

@@ -25,6 +25,7 @@ from orchestrator.credentials import Seats
 from orchestrator.errors import BackendUnavailable, ProvisioningError, UsageError
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.reporter import Reporter
+from orchestrator.messages import _
 from orchestrator.scenario.load import source_path
 from orchestrator.scenario.model import Machine, Step
 from orchestrator.state import LabRecord, Store, lab_lock
@@ -104,8 +105,8 @@ def _is_up(lab: Lab, record: LabRecord | None) -> bool:
     key = lab.ref.key
     if record and record.backend != lab.backend.name:
         raise UsageError(
-            f"lab {key} is up on {record.backend}",
-            hint=f"bring it down first: guestlab down {lab.ref.scenario}",
+            _("lab {lab} is up on {backend}").format(lab=key, backend=record.backend),
+            hint=_("bring it down first: guestlab down {id}").format(id=lab.ref.scenario),
         )
     if not (record and record.status == "up"):
         return False
@@ -114,8 +115,10 @@ def _is_up(lab: Lab, record: LabRecord | None) -> bool:
     if not missing:
         return True
     raise ProvisioningError(
-        f"lab {key} is up but its machines {', '.join(missing)} are gone",
-        hint=f"guestlab reset {lab.ref.scenario} restores them",
+        _("lab {lab} is up but its machines {machines} are gone").format(
+            lab=key, machines=", ".join(missing)
+        ),
+        hint=_("guestlab reset {id} restores them").format(id=lab.ref.scenario),
     )
 
 

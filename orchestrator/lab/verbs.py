@@ -11,6 +11,7 @@ from orchestrator.errors import MachineUnavailable, ProvisioningError, UsageErro
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.bring_up import restore_before
 from orchestrator.lab.reporter import Reporter, Silent
+from orchestrator.messages import _, did_you_mean
 from orchestrator.report import CheckResult, Report
 from orchestrator.scenario.model import Task
 from orchestrator.state import LabRecord, Store, lab_lock
@@ -22,9 +23,12 @@ REBOOT_CHECK = "the machine comes back from a reboot"
 def require_up(lab: Lab, record: LabRecord) -> None:
     if record.status != "up":
         raise ProvisioningError(
-            f"lab {record.key} is not ready (its `up` stopped at step {record.step or '?'})",
-            hint=f"run `guestlab up {lab.ref.scenario}` again,"
-            f" or `guestlab down {lab.ref.scenario}`",
+            _("lab {lab} is not ready (its `up` stopped at step {step})").format(
+                lab=record.key, step=record.step or "?"
+            ),
+            hint=_("run `guestlab up {id}` again, or `guestlab down {id}`").format(
+                id=lab.ref.scenario
+            ),
         )
 
 
@@ -33,8 +37,8 @@ def select_tasks(lab: Lab, task_ids: Sequence[str]) -> list[Any]:
     unknown = [t for t in task_ids if t not in known]
     if unknown:
         raise UsageError(
-            f"no task {', '.join(unknown)} in {lab.scenario.id}",
-            hint=f"its tasks: {', '.join(known)}",
+            _("no task {tasks} in {lab}").format(tasks=", ".join(unknown), lab=lab.scenario.id),
+            hint=did_you_mean(unknown[0], list(known), _("its tasks: {names}")),
         )
     return [known[t] for t in task_ids] if task_ids else list(known.values())
 

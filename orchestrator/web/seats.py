@@ -22,17 +22,22 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from orchestrator import messages
 from orchestrator.errors import GuestlabError, UsageError
 from orchestrator.lab import Lab, Silent, open_lab
 from orchestrator.lab import check as check_lab
 from orchestrator.lab import hint as hint_lab
 from orchestrator.lab import reset as reset_lab
+from orchestrator.messages import N_, _
 from orchestrator.report import Report
 from orchestrator.state import LabRecord, Store
 from orchestrator.web import access, i18n
 from orchestrator.web.config import COOKIE, ServeConfig, seat_of, student_token
 from orchestrator.web.rendering import data, markdown, page, with_headers
 from orchestrator.web.static_files import vendor_ready
+
+NO_SESSION = N_("This page needs your personal link. Open the link your instructor gave you again.")
+NO_TOKEN = N_("a student's link or token is needed")
 
 
 class RateLimit:
@@ -63,12 +68,13 @@ def describe_seat(db_path: Any, seat: access.Seat, lang: str) -> dict[str, Any]:
     """What the page and `/api/me` show: texts rendered, each task's latest state."""
     store = Store(db_path)
     try:
-        lab, _record = open_lab(store, seat.scenario, seat.student, lang)
+        with messages.language(lang):
+            lab, _record = open_lab(store, seat.scenario, seat.student, lang)
         attempts = store.attempts(seat.lab)
         last = attempts[-1].report if attempts else None
         tasks = []
         for task in lab.scenario.tasks:
-            state, earned, messages = _state(last, task.id)
+            state, earned, failing = _state(last, task.id)
             tasks.append(
                 {
                     "id": task.id,
@@ -76,7 +82,7 @@ def describe_seat(db_path: Any, seat: access.Seat, lang: str) -> dict[str, Any]:
                     "points": task.points,
                     "earned": earned,
                     "state": state,
-                    "messages": messages,
+                    "messages": failing,
                     "instructions_html": markdown(task.instructions),
                     "hints_taken": store.hints_taken(seat.lab, task.id),
                 }
@@ -104,6 +110,12 @@ def _failure(e: GuestlabError, status: int = 409) -> Response:
     return data({"error": str(e), "hint": e.hint}, status)
 
 
+def _refused(lang: str, status: int, english: str) -> Response:
+    """An API refusal in the page's language (`english` is a catalog msgid)."""
+    with messages.language(lang):
+        return data({"error": _(english)}, status)
+
+
 class Endpoints:
     """The seat's HTTP endpoints, sharing the config and the rate limit."""
 
@@ -118,8 +130,9 @@ class Endpoints:
         token = request.path_params["token"]
         if seat_of(self.config.db_path, token) is None:
             self.config.log("refused: a seat link that opens no lab")
-            t = i18n.catalog(_lang(request))
-            return page("message.html", 403, message=t["no_session"])
+            lang = _lang(request)
+            with messages.language(lang):
+                return page("message.html", 403, lang=lang, message=_(NO_SESSION))
         lang = request.query_params.get("lang")
         target = "/seat" + (f"?lang={i18n.choose(lang, None)}" if lang else "")
         response = RedirectResponse(target, status_code=303)
@@ -135,23 +148,23 @@ class Endpoints:
 
     def seat_page(self, request: Request) -> Response:
         lang = _lang(request)
-        t = i18n.catalog(lang)
         found = self.seat(request)
         if found is None:
             # A Strict cookie is withheld on a navigation another site started (a link in
             # a mail): the page reloads itself once, as a same-site request that sends it.
             cross = request.headers.get("sec-fetch-site") == "cross-site"
             reload = cross and COOKIE not in request.cookies
-            message = t["reloading"] if reload else t["no_session"]
-            return page("message.html", 200 if reload else 403, message=message, reload=reload)
+            with messages.language(lang):
+                message = _("Opening your lab…") if reload else _(NO_SESSION)
+            status = 200 if reload else 403
+            return page("message.html", status, lang=lang, message=message, reload=reload)
         try:
             seen = describe_seat(self.config.db_path, found, lang)
         except GuestlabError as e:
-            return page("message.html", 409, message=str(e))
+            return page("message.html", 409, lang=lang, message=str(e))
         return page(
             "seat.html",
-            t=t,
-            strings_json=json.dumps(t),
+            strings_json=json.dumps(i18n.script_strings(lang)),
             languages=i18n.available(),
             vendor_ok=vendor_ready(),
             **seen,
@@ -160,7 +173,7 @@ class Endpoints:
     async def me(self, request: Request) -> Response:
         found = await run_in_threadpool(self.seat, request)
         if found is None:
-            return data({"error": "a student's link or token is needed"}, 403)
+            return _refused(_lang(request), 403, NO_TOKEN)
         try:
             seen = await run_in_threadpool(
                 describe_seat, self.config.db_path, found, _lang(request)
@@ -174,7 +187,7 @@ class Endpoints:
         found = await run_in_threadpool(self.seat, request)
         if found is None:
             self.config.log(f"refused: {verb} without a student's token")
-            return data({"error": "a student's link or token is needed"}, 403)
+            return _refused(_lang(request), 403, NO_TOKEN)
         body: dict[str, Any] = {}
         if verb == "hint":
             try:
@@ -182,9 +195,11 @@ class Endpoints:
             except ValueError:
                 body = {}
             if not isinstance(body, dict) or not isinstance(body.get("task"), str):
-                return data({"error": 'send {"task": ID}'}, 400)
+                return data({"error": 'send {"task": ID}'}, 400)  # for scripts: not translated
         if not self.limit.allow(found.lab, verb):
-            return data({"error": "at most one every 2 seconds"}, 429, {"Retry-After": "2"})
+            with messages.language(_lang(request)):
+                too_fast = _("at most one every 2 seconds")
+            return data({"error": too_fast}, 429, {"Retry-After": "2"})
         try:
             result = await run_in_threadpool(VERBS[verb], self.config, found, _lang(request), body)
         except UsageError as e:
@@ -195,8 +210,12 @@ class Endpoints:
             self.config.log(
                 f"{verb} of {found.lab}: the engine did not answer ({type(e).__name__})"
             )
-            error = f"the lab's engine did not answer ({type(e).__name__}); try again shortly"
-            return data({"error": error, "hint": "ask your instructor if it goes on"}, 503)
+            with messages.language(_lang(request)):
+                error = _("the lab's engine did not answer ({error}); try again shortly").format(
+                    error=type(e).__name__
+                )
+                hint = _("ask your instructor if it goes on")
+            return data({"error": error, "hint": hint}, 503)
         return data(result)
 
     async def check(self, request: Request) -> Response:
@@ -228,8 +247,9 @@ def _opened(
     """The seat's lab as `guestlab` opens it, on a store of its own (one per worker thread)."""
     store = Store(config.db_path)
     try:
-        lab, record = open_lab(store, seat.scenario, seat.student, lang)
-        yield lab, record, store
+        with messages.language(lang):  # errors raised in here are in the page's language
+            lab, record = open_lab(store, seat.scenario, seat.student, lang)
+            yield lab, record, store
     finally:
         store.close()
 
