@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.markup import escape
 
-from orchestrator import backends
+from orchestrator import backends, messages
 from orchestrator.cli import options
 from orchestrator.cli.console import ConsoleReporter, err, out
 from orchestrator.errors import ExitCode, GuestlabError
@@ -99,6 +99,9 @@ def status(scenario: str | None, student: str | None, fmt: str) -> None:
     records = store.labs(scenario)
     if student:
         records = [r for r in records if r.student == student]
+    languages = {r.lang for r in records}
+    if len(languages) == 1:  # one lab, or labs that all speak the same: speak it too
+        messages.use(options.lab_language(None, languages.pop()))
     scores = _last_scores(store, records)
     if fmt == "json":
         rows = [{**r.__dict__, "last_check": scores.get(r.key)} for r in records]
@@ -148,7 +151,7 @@ def exec_cmd(
     scenario: str, machine: str, command: tuple[str, ...], student: str | None, timeout: float
 ) -> None:
     """Run a command as root in a lab machine: guestlab exec ID MACHINE -- CMD..."""
-    lab, _record, _ = options.open_lab(scenario, student)
+    lab, _record, _store = options.open_lab(scenario, student)
     _require_machine(lab, machine)
     res = lab.exec(lab.ref, machine, list(command), timeout=timeout)
     sys.stdout.write(res.stdout)
@@ -314,6 +317,8 @@ def down(scenario: str, student: str | None, backend: str | None) -> None:
     store = options.store()
     ref = options.ref(scenario, options.student(student))
     record = store.lab_of(ref)
+    if record:
+        messages.use(options.lab_language(None, record.lang))
     names = list(
         dict.fromkeys([*(record.backends if record else []), *([backend] if backend else [])])
     )

@@ -48,7 +48,7 @@ def refuse_host_root(lab: Lab, reporter: Reporter, *, accepted: bool) -> None:
                 hint="`guestlab doctor` says how to confine it; --unsafe-host-root accepts "
                 "the risk for a lab of your own (never for a class)",
             )
-        reporter.line(f"UNSAFE, as asked: {risk}")
+        reporter.line(_("UNSAFE, as asked: {risk}").format(risk=risk))
 
 
 @dataclass
@@ -82,7 +82,7 @@ def up(
         if _is_up(lab, record):
             return UpResult(lab, True, {})
         if record or any(_found(b, lab.ref) for b in lab.backends):
-            reporter.line("a previous `up` did not finish: removing what it left")
+            reporter.line(_("a previous `up` did not finish: removing what it left"))
             for backend in lab.backends:
                 backend.destroy(lab.ref)
         store.put_lab(
@@ -125,7 +125,7 @@ def _is_up(lab: Lab, record: LabRecord | None) -> bool:
 def forget_unfinished(lab: Lab, store: Store, reporter: Reporter) -> None:
     """Remove a lab whose `up` (or claim) stopped half-way, and forget it."""
     with lab_lock(lab.ref.key):
-        reporter.line("a previous `up` did not finish: removing what it left")
+        reporter.line(_("a previous `up` did not finish: removing what it left"))
         for backend in lab.backends:
             backend.destroy(lab.ref)
         store.delete_lab(lab.ref.key)
@@ -224,7 +224,7 @@ def restore_before(lab: Lab, first: int, reporter: Reporter) -> None:
         backend = lab.backend_for(m.name)
         if not isinstance(backend, MachineRemoval):
             raise ProvisioningError(f"{backend.name} cannot make clone {m.name} again")
-        reporter.line(f"removing {m.name}")
+        reporter.line(_("removing {machine}").format(machine=m.name))
         backend.remove_machine(lab.ref, m.name)
     for backend, specs in lab.by_backend(originals(lab)):
         backend.restore(lab.ref, specs, reporter.line)

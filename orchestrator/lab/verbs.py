@@ -88,7 +88,9 @@ def restart(lab: Lab, store: Store, machines: Sequence[str], reporter: Reporter)
     with lab_lock(lab.ref.key):
         store.event(lab.ref.key, "reboot", machines=list(machines))
         for name in machines:
-            reporter.line(f"rebooting {name} to prove the change survives")
+            reporter.line(
+                _("rebooting {machine} to prove the change survives").format(machine=name)
+            )
         with reporter.step("reboot"):
             specs = [lab.spec(name) for name in machines]
             for backend, group in lab.by_backend(specs):
@@ -96,7 +98,7 @@ def restart(lab: Lab, store: Store, machines: Sequence[str], reporter: Reporter)
                     backend.restart(lab.ref, group, reporter.line)
                 except (MachineUnavailable, ProvisioningError) as exc:
                     failed.update({s.name: f"the reboot failed: {exc}" for s in group})
-                    reporter.line(f"the reboot failed: {exc}")
+                    reporter.line(_("the reboot failed: {error}").format(error=exc))
     return failed
 
 
