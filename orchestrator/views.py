@@ -93,7 +93,10 @@ def catalog_json(rows: Sequence[tuple[str, dict[str, Any] | None, str]]) -> list
     return out
 
 
-def scenario_view(sc: Scenario, *, instructions: bool = True) -> RenderableType:
+def scenario_view(
+    sc: Scenario, *, instructions: bool = True, student_flag: str = ""
+) -> RenderableType:
+    """The scenario as a student reads it; `student_flag` goes with the commands shown."""
     from rich.markdown import Markdown  # here: markdown-it costs `check` and `status` 25 ms
 
     meta = sc.metadata
@@ -130,6 +133,7 @@ def scenario_view(sc: Scenario, *, instructions: bool = True) -> RenderableType:
             _("{n} hint(s): guestlab hint {lab} {task}").format(
                 n=len(task.hints), lab=sc.id, task=task.id
             )
+            + student_flag
             if task.hints
             else ""
         )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -13,7 +11,7 @@ import click
 from rich.markup import escape
 
 from orchestrator import backends, messages
-from orchestrator.cli import options
+from orchestrator.cli import attached, options
 from orchestrator.cli.console import ConsoleReporter, err, out
 from orchestrator.errors import ExitCode, GuestlabError
 from orchestrator.messages import _, did_you_mean
@@ -83,8 +81,9 @@ def up(
         else:
             done = _("Lab is up in {seconds} s.").format(seconds=seconds)
         out.print(f"[green]{done}[/]")
-    out.print(views.scenario_view(lab.scenario))
-    out.print(views.next_steps(lab, options.student_flag(lab.ref.student)))
+    flag = options.student_flag(lab.ref.student)
+    out.print(views.scenario_view(lab.scenario, student_flag=flag))
+    out.print(views.next_steps(lab, flag))
 
 
 @click.command()
@@ -151,9 +150,23 @@ def exec_cmd(
     scenario: str, machine: str, command: tuple[str, ...], student: str | None, timeout: float
 ) -> None:
     """Run a command as root in a lab machine: guestlab exec ID MACHINE -- CMD..."""
+    from orchestrator.backends.contract import Attachable
+
     lab, _record, _store = options.open_lab(scenario, student)
     _require_machine(lab, machine)
-    res = lab.exec(lab.ref, machine, list(command), timeout=timeout)
+    argv = [*attached.IN_MACHINE_SHELL, *command]
+    backend = lab.backend_for(machine)
+    if attached.stdin_is_piped() and isinstance(backend, Attachable):
+        # the input streams through to the command, as `docker exec -i` passes it
+        code, stopped = attached.run_streaming(
+            backend.attach_argv(lab.ref, machine, argv, tty=False), timeout
+        )
+        if stopped:
+            err.print(
+                _("error: the command was stopped after {seconds} s").format(seconds=f"{timeout:g}")
+            )
+        sys.exit(code)
+    res = lab.exec(lab.ref, machine, argv, timeout=timeout)
     sys.stdout.write(res.stdout)
     sys.stderr.write(res.stderr)
     if res.timed_out:
@@ -193,7 +206,7 @@ def shell(scenario: str, machine: str | None, student: str | None) -> None:
     err.print(f"[dim]{left}[/]")
     sys.stdout.flush()
     started = time.time()
-    code = _run_interactive(argv)
+    code = attached.run_interactive(argv)
     if lifecycle.reboots_since(store, lab, machine, started):
         err.print(
             _(
@@ -202,24 +215,6 @@ def shell(scenario: str, machine: str | None, student: str | None) -> None:
             ).format(machine=machine, lab=scenario)
         )
     sys.exit(code)
-
-
-def _run_interactive(argv: list[str]) -> int:
-    """Run argv on this terminal and return its exit status; Ctrl-C belongs to it."""
-    previous = signal.signal(signal.SIGINT, lambda *_: None)  # reset to default in the child
-    try:
-        proc = subprocess.Popen(argv)
-    except FileNotFoundError:
-        raise GuestlabError(
-            _("`{program}` is needed for an interactive shell and is not installed").format(
-                program=argv[0]
-            )
-        ) from None
-    try:
-        code = proc.wait()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    return code if code >= 0 else 128 - code
 
 
 @click.command()

@@ -18,7 +18,7 @@ from babel.messages.pofile import read_po
 from click.testing import CliRunner, Result
 
 from orchestrator import backends, messages
-from orchestrator.cli import cli
+from orchestrator.cli import cli, console
 from tests.unit.test_classroom_bulk import FakeBackend
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,12 +129,16 @@ def fake_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fak
     monkeypatch.setitem(backends._cache, "docker", backend)
     monkeypatch.setenv("GUESTLAB_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("GUESTLAB_LANG", raising=False)
+    # rich fixes a console's width when it is made if $COLUMNS is set then: `guestlab()`
+    # sets it per command, and this puts the made one back afterwards
+    monkeypatch.setattr(console.out, "_width", console.out._width)
     monkeypatch.setenv("LANG", "C.UTF-8")
     yield backend
     messages.use(messages.ENGLISH)  # the CLI sets the language of this thread
 
 
 def guestlab(*args: str, columns: int = 100, **env: str) -> Result:
+    console.out.width = columns
     return CliRunner().invoke(cli, list(args), env={"COLUMNS": str(columns), **env})
 
 
