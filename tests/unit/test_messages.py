@@ -19,12 +19,12 @@ from click.testing import CliRunner, Result
 
 from orchestrator import backends, messages
 from orchestrator.cli import cli, console
+from tests.english import PLACEHOLDER, PO, english_in
 from tests.unit.test_classroom_bulk import FakeBackend
 
 ROOT = Path(__file__).resolve().parents[2]
-PO = messages.LOCALE / "pt_BR" / "LC_MESSAGES" / "guestlab.po"
+
 POT = messages.LOCALE / "guestlab.pot"
-PLACEHOLDER = re.compile(r"\{[a-z_]*\}|%\([a-z_]+\)s")
 LAB = "machine-id-clone"
 
 
@@ -97,30 +97,6 @@ def test_a_missing_or_stale_mo_is_compiled_from_the_po_into_the_cache(
     finally:
         messages.translations.cache_clear()
     assert len(list((tmp_path / "cache" / "guestlab" / "locale").glob("pt_BR-*.mo"))) == 1
-
-
-def english_phrases() -> list[str]:
-    """What would give English away: the literal parts of each msgid that pt-BR says
-    otherwise; single words only when capitalized (PASS, Score), since a Portuguese text
-    may name a file, a command or an English term ("machine ID") in lower case."""
-    po = catalog(PO)
-    phrases = set()
-    for entry in po:
-        if not entry.id or not isinstance(entry.id, str) or entry.string == entry.id:
-            continue
-        for part in PLACEHOLDER.split(entry.id):
-            part = part.strip(" .:;,()`?")
-            words = re.findall(r"[A-Za-z]+", part)
-            # a command line (`guestlab reset ID`) reads the same in both languages
-            sentence = len(words) >= 2 and "guestlab" not in part
-            if sentence or (len(words) == 1 and part[0].isupper() and len(part) >= 4):
-                phrases.add(part)
-    return sorted(phrases)
-
-
-def english_in(text: str) -> list[str]:
-    flat = " ".join(text.split())
-    return [p for p in english_phrases() if re.search(rf"(?<![\w-]){re.escape(p)}(?![\w-])", flat)]
 
 
 @pytest.fixture
