@@ -177,3 +177,19 @@ def test_script_strings_are_translated() -> None:
     english, portuguese = script_strings("en"), script_strings("pt-BR")
     assert english.keys() == portuguese.keys()
     assert all(english[k] != portuguese[k] for k in english)
+
+
+def test_every_command_takes_lang() -> None:
+    import click
+
+    def commands(group: click.Group, path: str) -> Iterator[tuple[str, click.Command]]:
+        for name, command in group.commands.items():
+            if isinstance(command, click.Group):
+                yield from commands(command, f"{path} {name}")
+            else:
+                yield f"{path} {name}", command
+
+    found = dict(commands(cli, "guestlab"))
+    assert {"guestlab up", "guestlab class status", "guestlab serve", "guestlab list"} <= set(found)
+    lacking = [name for name, c in found.items() if not any(p.name == "lang" for p in c.params)]
+    assert lacking == []
