@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -106,6 +108,23 @@ def _lang(request: Request) -> str:
     return i18n.choose(request.query_params.get("lang"), request.headers.get("accept-language"))
 
 
+def _seat_lang(request: Request, db_path: Path, seat: access.Seat) -> str:
+    """A seat's language: `?lang=`, else the one its lab was brought up in (as the CLI
+    speaks it), else the browser's."""
+    if not request.query_params.get("lang"):
+        try:
+            db = access.read_only(db_path)
+            try:
+                row = db.execute("SELECT lang FROM labs WHERE key=?", (seat.lab,)).fetchone()
+            finally:
+                db.close()
+        except sqlite3.Error:  # a store from before languages were remembered
+            row = None
+        if row and row[0]:
+            return i18n.choose(row[0], None)
+    return _lang(request)
+
+
 def _failure(e: GuestlabError, status: int = 409) -> Response:
     return data({"error": str(e), "hint": e.hint}, status)
 
@@ -125,6 +144,11 @@ class Endpoints:
 
     def seat(self, request: Request) -> access.Seat | None:
         return seat_of(self.config.db_path, student_token(request))
+
+    def seat_and_lang(self, request: Request) -> tuple[access.Seat | None, str]:
+        found = self.seat(request)
+        lang = _seat_lang(request, self.config.db_path, found) if found else _lang(request)
+        return found, lang
 
     def link(self, request: Request) -> Response:
         token = request.path_params["token"]
@@ -147,8 +171,7 @@ class Endpoints:
         return with_headers(response)
 
     def seat_page(self, request: Request) -> Response:
-        lang = _lang(request)
-        found = self.seat(request)
+        found, lang = self.seat_and_lang(request)
         if found is None:
             # A Strict cookie is withheld on a navigation another site started (a link in
             # a mail): the page reloads itself once, as a same-site request that sends it.
@@ -171,23 +194,21 @@ class Endpoints:
         )
 
     async def me(self, request: Request) -> Response:
-        found = await run_in_threadpool(self.seat, request)
+        found, lang = await run_in_threadpool(self.seat_and_lang, request)
         if found is None:
-            return _refused(_lang(request), 403, NO_TOKEN)
+            return _refused(lang, 403, NO_TOKEN)
         try:
-            seen = await run_in_threadpool(
-                describe_seat, self.config.db_path, found, _lang(request)
-            )
+            seen = await run_in_threadpool(describe_seat, self.config.db_path, found, lang)
         except GuestlabError as e:
             return _failure(e)
         return data(seen)
 
     async def act(self, request: Request, verb: str) -> Response:
         """Check, hint or reset: the student's own lab, once per interval, off the loop."""
-        found = await run_in_threadpool(self.seat, request)
+        found, lang = await run_in_threadpool(self.seat_and_lang, request)
         if found is None:
             self.config.log(f"refused: {verb} without a student's token")
-            return _refused(_lang(request), 403, NO_TOKEN)
+            return _refused(lang, 403, NO_TOKEN)
         body: dict[str, Any] = {}
         if verb == "hint":
             try:
@@ -197,11 +218,11 @@ class Endpoints:
             if not isinstance(body, dict) or not isinstance(body.get("task"), str):
                 return data({"error": 'send {"task": ID}'}, 400)  # for scripts: not translated
         if not self.limit.allow(found.lab, verb):
-            with messages.language(_lang(request)):
+            with messages.language(lang):
                 too_fast = _("at most one every 2 seconds")
             return data({"error": too_fast}, 429, {"Retry-After": "2"})
         try:
-            result = await run_in_threadpool(VERBS[verb], self.config, found, _lang(request), body)
+            result = await run_in_threadpool(VERBS[verb], self.config, found, lang, body)
         except UsageError as e:
             return _failure(e, 400)
         except GuestlabError as e:
@@ -210,7 +231,7 @@ class Endpoints:
             self.config.log(
                 f"{verb} of {found.lab}: the engine did not answer ({type(e).__name__})"
             )
-            with messages.language(_lang(request)):
+            with messages.language(lang):
                 error = _("the lab's engine did not answer ({error}); try again shortly").format(
                     error=type(e).__name__
                 )

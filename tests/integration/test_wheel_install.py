@@ -84,7 +84,7 @@ def test_the_wheel_installed_elsewhere_lists_validates_and_runs_a_lab(tmp_path: 
             elsewhere,
             {**env, "XDG_CACHE_HOME": str(cache)},
         )
-        assert "Laboratórios" in spoken and "última verificação" in spoken, spoken
+        assert "Laboratórios" in spoken and "situação" in spoken, spoken
         assert list((cache / "guestlab" / "locale").glob("pt_BR-*.mo"))  # compiled from the .po
     finally:
         run([guestlab, "down", *lab], elsewhere, env)
