@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.markup import escape
 
-from orchestrator import textsafe
+from orchestrator import messages, textsafe
 from orchestrator.cli import class_tables as tables
 from orchestrator.cli import options
 from orchestrator.cli.console import UP_STEPS, ConsoleReporter, bars, err, out
@@ -126,6 +126,10 @@ def class_up(
             build_images=not no_build,
             checked=True,
         )
+    if options.typed_lang():  # the students' labs then speak it too, in the CLI and seats
+        for o in outcomes:
+            if o.ok:
+                store.remember_language(p.labs[o.student].ref, messages.current())
     if p.use_pool:  # refill behind the class, once, if it has a pool
         from orchestrator.pool.claim import refill_later
 
