@@ -62,6 +62,16 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return translations(_language.get()).ngettext(singular, plural, n)
 
 
+#: languages that write a decimal comma (3,5 s)
+DECIMAL_COMMA = frozenset({"pt-BR"})
+
+
+def decimal(value: float, places: int = 1) -> str:
+    """`value` with `places` decimals, as the current language writes a number."""
+    text = f"{value:.{places}f}"
+    return text.replace(".", ",") if _language.get() in DECIMAL_COMMA else text
+
+
 def did_you_mean(given: str, known: list[str], listing: str) -> str:
     """A hint: the closest of `known` to `given`, else `listing` (translated, with
     `{names}`) listing them all."""

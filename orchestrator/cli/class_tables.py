@@ -12,7 +12,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator import textsafe
+from orchestrator import messages, textsafe
 from orchestrator.cli.console import out
 from orchestrator.messages import _
 
@@ -37,7 +37,7 @@ def outcomes_table(title: str, outcomes: Sequence[Outcome], names: Mapping[str, 
             Text(textsafe.clean(o.student)),
             Text(textsafe.clean(names.get(o.student, ""))),
             result,
-            f"{o.seconds:.1f} s",
+            f"{messages.decimal(o.seconds)} s",
             Text(textsafe.clean(detail), style="" if o.ok else "red"),
         )
     return table

@@ -150,7 +150,7 @@ def _report_up(
     out.print(tables.outcomes_table(_("Class {id}").format(id=p.class_id), outcomes, names))
     ok = sum(1 for o in outcomes if o.ok)
     summary = _("{ok}/{total} lab(s) up in {seconds} s.").format(
-        ok=ok, total=len(outcomes), seconds=f"{seconds:.1f}"
+        ok=ok, total=len(outcomes), seconds=messages.decimal(seconds)
     )
     if expires:
         summary += " " + _("They expire in {expires} (at `guestlab gc`).").format(expires=expires)

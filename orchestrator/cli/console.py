@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from orchestrator import textsafe
-from orchestrator.messages import N_, _
+from orchestrator.messages import N_, _, decimal
 
 out = Console(highlight=False, emoji=False)  # `:name:` in a machine's output stays text
 err = Console(stderr=True, highlight=False, emoji=False)
@@ -83,7 +83,7 @@ class ConsoleReporter:
             finally:
                 self._status = None
         self.console.print(
-            f"[green]✓[/] {self._label} [dim]({time.monotonic() - started:.1f} s)[/]"
+            f"[green]✓[/] {self._label} [dim]({decimal(time.monotonic() - started)} s)[/]"
         )
 
     def line(self, text: str) -> None:

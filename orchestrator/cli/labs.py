@@ -75,7 +75,7 @@ def up(
             )
         )
     else:
-        seconds = f"{sum(result.timings.values()):.1f}"
+        seconds = messages.decimal(sum(result.timings.values()))
         if claimed:
             done = _("Lab is up (from the pool) in {seconds} s.").format(seconds=seconds)
         else:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 from rich.markup import escape
 
+from orchestrator import messages
 from orchestrator.cli import options
 from orchestrator.cli.console import out
 from orchestrator.cli.host import Collector, add_collector
@@ -129,7 +130,7 @@ def fill_cmd(
         backend=target.backend,
         size=target.size,
         made=len(done.made),
-        seconds=f"{time.monotonic() - started:.1f}",
+        seconds=messages.decimal(time.monotonic() - started),
     )
     out.print(f"[green]✓[/] {filled}")
 

@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator import textsafe
+from orchestrator import messages, textsafe
 from orchestrator.cli import options
 from orchestrator.cli.console import ConsoleReporter, err, out
 from orchestrator.errors import UsageError
@@ -62,7 +62,7 @@ def proof_table(proofs: list[Proof]) -> Table:
                 proof.backend,
                 Text(textsafe.clean(step.name)),
                 result,
-                f"{step.seconds:.1f}",
+                messages.decimal(step.seconds),
                 Text(textsafe.clean(step.detail)),
             )
     return table

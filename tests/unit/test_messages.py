@@ -135,6 +135,7 @@ def test_a_pt_br_session_shows_no_english_and_remembers_its_language(
     assert [r.exit_code for r in later] == [1, 0, 0, 0, 1, 0], [r.output for r in later]
     shown = "\n".join(r.output + str(r.exception or "") for r in [up, *later])
     assert "Pontuação: 0/5" in shown and "Dica 1/4 para unique-id" in shown
+    assert re.search(r"O laboratório está no ar em \d+,\d s\.", shown)  # a decimal comma
     assert "o laboratório machine-id-clone não tem a máquina clnoe" in shown
     assert english_in(shown) == []
 
