@@ -242,3 +242,13 @@ def next_steps(lab: Lab, student_flag: str) -> str:
     ]
     width = max(len(label) for label, _command in rows) + 2
     return "\n" + "\n".join(f"{label:<{width}}{command}" for label, command in rows)
+
+
+#: the kinds of resource a backend names in `FoundResources.other` ("network gl-...")
+RESOURCE_KINDS = {"network": N_("network"), "image": N_("image"), "volume": N_("volume")}
+
+
+def resource(text: str) -> str:
+    """A resource as a backend names it, its kind in the reader's language."""
+    kind, sep, name = text.partition(" ")
+    return f"{_(RESOURCE_KINDS[kind])}{sep}{name}" if kind in RESOURCE_KINDS and sep else text

@@ -307,7 +307,7 @@ def reset(scenario: str, student: str | None) -> None:
 @options.backend_option("Also look on this backend.")
 def down(scenario: str, student: str | None, backend: str | None) -> None:
     """Remove every resource of a lab and forget it. Safe to run twice."""
-    from orchestrator import teardown
+    from orchestrator import teardown, views
 
     store = options.store()
     ref = options.ref(scenario, options.student(student))
@@ -328,7 +328,7 @@ def down(scenario: str, student: str | None, backend: str | None) -> None:
             if found.machines
             else []
         )
-        parts += found.other
+        parts += [views.resource(other) for other in found.other]
         what = "; ".join(parts)
         out.print(
             "[green]✓[/] " + _("removed from {backend}: {what}").format(backend=name, what=what)

@@ -194,3 +194,13 @@ def test_every_command_takes_lang() -> None:
     assert {"guestlab up", "guestlab class status", "guestlab serve", "guestlab list"} <= set(found)
     lacking = [name for name, c in found.items() if not any(p.name == "lang" for p in c.params)]
     assert lacking == []
+
+
+def test_a_removed_resource_is_named_in_the_readers_language() -> None:
+    from orchestrator import views
+
+    with messages.language("pt-BR"):
+        assert views.resource("network gl-lab") == "rede gl-lab"
+        assert views.resource("image guestlab/lab:clone-start") == "imagem guestlab/lab:clone-start"
+        assert views.resource("clone/start") == "clone/start"  # an LXD snapshot: no kind
+    assert views.resource("network gl-lab") == "network gl-lab"
