@@ -52,9 +52,11 @@ def up(
     from orchestrator import views
     from orchestrator.pool import claim as pool
 
-    language = options.lang(lang)
-    lab = lifecycle.prepare(scenario, options.student(student), backend, language)
     store = options.store()
+    who = options.student(student)
+    language = options.lab_language(lang, _remembered(store, scenario, who))
+    messages.use(language)
+    lab = lifecycle.prepare(scenario, who, backend, language)
     where = _("{lab} on {backend}").format(lab=lab.ref.key, backend=lab.backend.name)
     out.print(f"[bold]{lab.scenario.metadata.title}[/] [dim]({where})[/]")
     result, claimed = pool.up(
@@ -84,6 +86,15 @@ def up(
     flag = options.student_flag(lab.ref.student)
     out.print(views.scenario_view(lab.scenario, student_flag=flag))
     out.print(views.next_steps(lab, flag))
+
+
+def _remembered(store: Store, scenario: str, student: str) -> str:
+    """The language of the lab `up` is asked for, if it is up already (`up` again)."""
+    try:
+        found = store.lab_of(options.ref(scenario, student))
+    except GuestlabError:  # not a lab id: `prepare` says what is wrong with it
+        return ""
+    return found.lang if found else ""
 
 
 @click.command()

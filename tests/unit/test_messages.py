@@ -142,6 +142,8 @@ def test_a_pt_br_session_shows_no_english_and_remembers_its_language(
 
 def test_an_explicit_lang_wins_over_the_labs(fake_engine: FakeBackend) -> None:
     assert guestlab("up", LAB, "-s", "ana", "--lang", "pt-BR").exit_code == 0
+    again = guestlab("up", LAB, "-s", "ana")  # up again keeps the lab's language
+    assert "já está no ar para ana" in again.output, again.output
     check = guestlab("check", LAB, "-s", "ana", "--lang", "en")
     assert "Score: 0/5" in check.output and "Pontuação" not in check.output
 
