@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+from orchestrator.messages import ngettext
+
 
 class ExitCode(IntEnum):
     """Documented exit codes of every `guestlab` command."""
@@ -54,7 +56,8 @@ class ScenarioError(GuestlabError):
         self.problems = sorted(problems)
         n = len(self.problems)
         first = self.problems[0].file if self.problems else "scenario"
-        super().__init__(f"{first}: {n} problem{'s' if n != 1 else ''} found")
+        found = ngettext("{file}: {n} problem found", "{file}: {n} problems found", n)
+        super().__init__(found.format(file=first, n=n))
 
 
 class BackendUnavailable(GuestlabError):

@@ -20,9 +20,10 @@ from typing import Any
 from orchestrator import paths
 from orchestrator.backends.contract import LabRef
 from orchestrator.errors import LabBusy, StateError
+from orchestrator.messages import _
 from orchestrator.report import Attempt, Report
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS labs (
     key TEXT PRIMARY KEY,
@@ -36,7 +37,8 @@ CREATE TABLE IF NOT EXISTS labs (
     step TEXT NOT NULL DEFAULT '',
     created REAL NOT NULL,
     updated REAL NOT NULL,
-    owner TEXT NOT NULL DEFAULT ''  -- LabRef.owner: the key of a lab made for its student
+    owner TEXT NOT NULL DEFAULT '', -- LabRef.owner: the key of a lab made for its student
+    lang TEXT NOT NULL DEFAULT ''   -- the language chosen at `up`: later commands speak it
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -79,6 +81,7 @@ class LabRecord:
     created: float
     updated: float
     owner: str = ""
+    lang: str = ""
 
     @property
     def ref(self) -> LabRef:
@@ -116,6 +119,10 @@ class Store:
                 self.db.execute("ALTER TABLE labs ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
             self.db.execute("UPDATE labs SET owner = key WHERE owner = ''")
             self.db.execute("CREATE INDEX IF NOT EXISTS labs_owner ON labs(owner)")
+        if version < 3:
+            columns = {r["name"] for r in self.db.execute("PRAGMA table_info(labs)")}
+            if "lang" not in columns:  # before 3, every command chose its language afresh
+                self.db.execute("ALTER TABLE labs ADD COLUMN lang TEXT NOT NULL DEFAULT ''")
         self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _error(self, e: sqlite3.Error) -> StateError:
@@ -174,6 +181,12 @@ class Store:
                 owner or key,
             ),
         )
+
+    def remember_language(self, ref: LabRef, lang: str) -> None:
+        """The language the student chose at `up`, spoken by the lab's later commands."""
+        record = self.lab_of(ref)
+        if record is not None:
+            self._run("UPDATE labs SET lang=? WHERE key=?", (lang, record.key))
 
     def set_status(self, key: str, status: str, step: str = "") -> None:
         self._run(
@@ -257,8 +270,8 @@ def lab_lock(key: str) -> Iterator[None]:
             f.seek(0)
             holder = f.read().strip() or "another process"
             raise LabBusy(
-                f"lab {key} is busy: {holder} is working on it",
-                hint="wait for that command to finish, then try again",
+                _("lab {lab} is busy: {holder} is working on it").format(lab=key, holder=holder),
+                hint=_("wait for that command to finish, then try again"),
             ) from None
         f.seek(0)
         f.truncate()

@@ -12,11 +12,31 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator import textsafe
+from orchestrator.messages import N_, _
 from orchestrator.report import Report, TaskResult
 from orchestrator.state import LabRecord
 
 if TYPE_CHECKING:  # `status` and `list` show no scenario model: pydantic stays unloaded
+    from orchestrator.lab import Lab
     from orchestrator.scenario.model import Scenario
+
+#: a scenario's `metadata.level`, translated where shown
+LEVELS = {
+    "beginner": N_("beginner"),
+    "intermediate": N_("intermediate"),
+    "advanced": N_("advanced"),
+}
+
+
+def level(value: str) -> str:
+    return _(LEVELS[value]) if value in LEVELS else value
+
+
+def duration(value: str) -> str:
+    """A scenario's `metadata.duration` (`20m`, `1h`, `90s`) as a reader says it."""
+    units = {"s": N_("{n} s"), "m": N_("{n} min"), "h": N_("{n} h")}
+    number, unit = value[:-1], value[-1:]
+    return _(units[unit]).format(n=number) if number.isdigit() and unit in units else value
 
 
 def when(ts: float | None) -> str:
@@ -29,29 +49,37 @@ def catalog_table(
     rows: Sequence[tuple[str, dict[str, Any] | None, str]], *, long: bool = False
 ) -> Table:
     """rows: (file, its summary or None when invalid, error text); `long` adds the file."""
-    table = Table(title="Scenarios", title_justify="left")
-    for col in ("id", "title", "level", "backends", *(["file"] if long else [])):
-        table.add_column(col, overflow="fold")
+    table = Table(title=_("Scenarios"), title_justify="left")
+    # ids are what a student types: never cut nor folded; the title wraps instead
+    table.add_column(_("id"), no_wrap=True)
+    table.add_column(_("title"), overflow="fold", ratio=1)
+    table.add_column(_("level"), overflow="fold")
+    table.add_column(_("backends"), overflow="fold")
+    if long:
+        table.add_column(_("file"), overflow="fold")
     for ref, sc, error in rows:
         extra = [ref] if long else []
         if sc is None:
-            table.add_row(ref, Text(f"invalid: {error}", style="red"), "", "", *extra)
+            invalid = _("invalid: {error}").format(error=error)
+            table.add_row(ref, Text(invalid, style="red"), "", "", *extra)
         else:
-            table.add_row(sc["id"], sc["title"], sc["level"], ", ".join(sc["backends"]), *extra)
+            backends = ", ".join(sc["backends"])
+            table.add_row(sc["id"], sc["title"], level(sc["level"]), backends, *extra)
     return table
 
 
 def search_path_table(folders: Sequence[tuple[str, str]], shadowed: dict[str, list[str]]) -> Table:
     """The scenario search path in order (folder, what put it there) and what is shadowed."""
-    table = Table(title="Search path (first match wins)", title_justify="left")
+    table = Table(title=_("Search path (first match wins)"), title_justify="left")
     table.add_column("#", justify="right")
-    table.add_column("folder", overflow="fold")
-    table.add_column("from")
+    table.add_column(_("folder"), overflow="fold")
+    table.add_column(_("from"))
     for n, (folder, source) in enumerate(folders, 1):
         table.add_row(str(n), folder, source)
     for winner, losers in shadowed.items():
         for loser in losers:
-            table.add_row("", Text(f"{loser} is shadowed by {winner}", style="yellow"), "")
+            note = _("{loser} is shadowed by {winner}").format(loser=loser, winner=winner)
+            table.add_row("", Text(note, style="yellow"), "")
     return table
 
 
@@ -65,40 +93,59 @@ def catalog_json(rows: Sequence[tuple[str, dict[str, Any] | None, str]]) -> list
     return out
 
 
-def scenario_view(sc: Scenario, *, instructions: bool = True) -> RenderableType:
+def scenario_view(
+    sc: Scenario, *, instructions: bool = True, student_flag: str = ""
+) -> RenderableType:
+    """The scenario as a student reads it; `student_flag` goes with the commands shown."""
     from rich.markdown import Markdown  # here: markdown-it costs `check` and `status` 25 ms
 
     meta = sc.metadata
     parts: list[RenderableType] = [
         Text(meta.title, style="bold"),
         Text(
-            f"{sc.id} · {meta.level} · about {meta.duration} · {meta.objective or 'LPIC-1 102.6'}"
-            f" · backends: {', '.join(sc.backends)}",
+            " · ".join(
+                [
+                    sc.id,
+                    level(meta.level),
+                    _("about {duration}").format(duration=duration(meta.duration)),
+                    meta.objective or "LPIC-1 102.6",
+                    _("backends: {names}").format(names=", ".join(sc.backends)),
+                ]
+            ),
             style="dim",
         ),
     ]
     if sc.description.strip():
         parts.append(Markdown(sc.description))
-    machines = Table(title="Machines", title_justify="left")
-    for col in ("machine", "image", "init", "notes"):
+    machines = Table(title=_("Machines"), title_justify="left")
+    for col in (_("machine"), _("image"), _("init"), _("notes")):
         machines.add_column(col)
     for m in sc.machines:
         root = sc.root_of(m.name)
-        note = f"clone of {m.clone_of}" if m.clone_of else ""
-        if m.grading:
-            when = "as you left it" if m.grading.state == "current" else "as it started"
-            note = f"made by each check: a copy of {m.clone_of} {when}"
+        note = _("clone of {machine}").format(machine=m.clone_of) if m.clone_of else ""
+        if m.grading and m.grading.state == "current":
+            note = _("made by each check: a copy of {machine} as you left it")
+        elif m.grading:
+            note = _("made by each check: a copy of {machine} as it started")
+        note = note.format(machine=m.clone_of) if m.grading else note
         machines.add_row(m.name, root.image or "debian-12-systemd", root.init or "systemd", note)
     parts.append(machines)
     for n, task in enumerate(sc.tasks, 1):
         body: list[RenderableType] = []
         if instructions and task.instructions.strip():
             body.append(Markdown(task.instructions))
-        hints = f"{len(task.hints)} hint(s): guestlab hint {sc.id} {task.id}" if task.hints else ""
-        body.append(Text(f"{task.points} point(s). {hints}", style="dim"))
-        parts.append(
-            Panel(Group(*body), title=f"Task {n} · {task.id}: {task.title}", title_align="left")
+        hints = (
+            _("{n} hint(s): guestlab hint {lab} {task}").format(
+                n=len(task.hints), lab=sc.id, task=task.id
+            )
+            + student_flag
+            if task.hints
+            else ""
         )
+        points = _("{n} point(s).").format(n=task.points)
+        body.append(Text(f"{points} {hints}", style="dim"))
+        title = _("Task {n} · {id}: {title}").format(n=n, id=task.id, title=task.title)
+        parts.append(Panel(Group(*body), title=title, title_align="left"))
     return Group(*parts)
 
 
@@ -108,48 +155,77 @@ def report_table(report: Report) -> RenderableType:
         title=f"{textsafe.markup(report.scenario)} · {textsafe.markup(report.student)}",
         title_justify="left",
     )
-    table.add_column("task")
-    table.add_column("result")
-    table.add_column("points", justify="right")
-    table.add_column("what is wrong")
+    table.add_column(_("task"))
+    table.add_column(_("result"))
+    table.add_column(_("points"), justify="right")
+    table.add_column(_("expected, and what was found"))
     for task in report.tasks:
-        result = _verdict(task)
-        why = "\n".join(f"{c.name}: {c.message}" for c in task.failing)
-        if task.unproven:
-            why = "\n".join([UNPROVEN_WHY, *([why] if why else [])])
         table.add_row(
             Text(textsafe.clean(task.id)),
-            result,
+            _verdict(task),
             f"{task.points}/{task.max_points}",
-            Text(textsafe.clean(why)),
+            findings(task),
         )
     style = "bold green" if report.passed else "bold"
-    total = Text(f"Score: {report.score}/{report.max_score}", style=style)
+    score = _("Score: {score}/{max_score}").format(score=report.score, max_score=report.max_score)
+    total = Text(score, style=style)
     if report.rebooted:
         return Group(
             table,
             total,
-            Text(textsafe.clean(f"Rebooted before grading: {', '.join(report.rebooted)}")),
+            Text(
+                textsafe.clean(
+                    _("Rebooted before grading: {machines}").format(
+                        machines=", ".join(report.rebooted)
+                    )
+                )
+            ),
         )
     return Group(table, total)
 
 
+def findings(task: TaskResult) -> Text:
+    """What a task still lacks: each failed check's name (what it expects) and, apart from
+    it, what it found; first, the tasks to do before this one."""
+    out = Text()
+    lines: list[Text] = []
+    if task.first:
+        first = _("do {tasks} first").format(tasks=", ".join(task.first))
+        lines.append(Text(textsafe.clean(first), style="bold"))
+    if task.unproven:
+        lines.append(Text(_(UNPROVEN_WHY)))
+    for check in task.failing:
+        line = Text(textsafe.clean(check.name))
+        if check.message:
+            line.append("\n  " + _("found:") + " ", style="dim")
+            line.append(textsafe.clean(check.message))
+        lines.append(line)
+    return Text("\n").join(lines) if lines else out
+
+
 #: why an `after_reboot` task graded by `check --no-reboot` earns nothing
-UNPROVEN_WHY = "graded without the reboot it asks for: run `guestlab check` to prove it"
+UNPROVEN_WHY = N_("graded without the reboot it asks for: run `guestlab check` to prove it")
 
 
 def _verdict(task: TaskResult) -> Text:
     if task.unproven:
-        return Text("UNPROVEN", style="bold yellow")
-    return Text("PASS", style="bold green") if task.passed else Text("FAIL", style="bold red")
+        return Text(_("UNPROVEN"), style="bold yellow")
+    if task.passed:
+        return Text(_("PASS"), style="bold green")
+    return Text(_("FAIL"), style="bold red")
 
 
 def labs_table(records: Sequence[LabRecord], scores: dict[str, str]) -> Table:
-    table = Table(title="Labs", title_justify="left")
-    for col in ("scenario", "student", "backend", "status", "last check", "updated"):
-        table.add_column(col)
+    table = Table(title=_("Labs"), title_justify="left")
+    # ids are what a student types: never cut; the other columns fold where they must
+    table.add_column(_("scenario"), no_wrap=True)
+    table.add_column(_("student"), no_wrap=True)
+    for col in (_("backend"), _("status"), _("last check"), _("updated")):
+        table.add_column(col, overflow="fold")
     for r in records:
-        status = r.status if r.status == "up" else f"{r.status} (at {r.step or '?'})"
+        shown = _(STATUSES[r.status]) if r.status in STATUSES else r.status
+        at = _("at {step}").format(step=r.step or "?")
+        status = shown if r.status == "up" else f"{shown} ({at})"
         style = "green" if r.status == "up" else "yellow"
         table.add_row(
             r.scenario,
@@ -163,10 +239,36 @@ def labs_table(records: Sequence[LabRecord], scores: dict[str, str]) -> Table:
 
 
 def doctor_table(rows: Sequence[tuple[str, bool, str, str]]) -> Table:
-    table = Table(title="Backends on this host", title_justify="left")
-    for col in ("backend", "usable", "details", "how to fix"):
+    table = Table(title=_("Backends on this host"), title_justify="left")
+    for col in (_("backend"), _("usable"), _("details"), _("how to fix")):
         table.add_column(col)
     for name, usable, detail, fix in rows:
-        mark = Text("yes", style="green") if usable else Text("no", style="red")
+        mark = Text(_("yes"), style="green") if usable else Text(_("no"), style="red")
         table.add_row(name, mark, detail, fix)
     return table
+
+
+#: a lab's status in the state store, translated where shown
+STATUSES = {"up": N_("up"), "provisioning": N_("provisioning"), "failed": N_("failed")}
+
+
+def next_steps(lab: Lab, student_flag: str) -> str:
+    """What `up` suggests next; `student_flag` (` --student S` or ``) goes with every command."""
+    sid, first, task = lab.scenario.id, lab.specs[-1].name, lab.scenario.tasks[0].id
+    rows = [
+        (_("Work in a machine:"), f"guestlab shell {sid} {first}{student_flag}"),
+        (_("See your progress:"), f"guestlab check {sid}{student_flag}"),
+        (_("Stuck?"), f"guestlab hint {sid} {task}{student_flag}"),
+    ]
+    width = max(len(label) for label, _command in rows) + 2
+    return "\n" + "\n".join(f"{label:<{width}}{command}" for label, command in rows)
+
+
+#: the kinds of resource a backend names in `FoundResources.other` ("network gl-...")
+RESOURCE_KINDS = {"network": N_("network"), "image": N_("image"), "volume": N_("volume")}
+
+
+def resource(text: str) -> str:
+    """A resource as a backend names it, its kind in the reader's language."""
+    kind, sep, name = text.partition(" ")
+    return f"{_(RESOURCE_KINDS[kind])}{sep}{name}" if kind in RESOURCE_KINDS and sep else text

@@ -36,6 +36,8 @@ install_venv() {
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e '.[test,lxd,vagrant]'
+  # the message catalogs' .mo files, beside their .po (build output, not in git)
+  .venv/bin/pybabel -q compile -d orchestrator/locale -D guestlab
   ln -sf "$PWD/.venv/bin/guestlab" /usr/local/bin/guestlab
 }
 echo "setup: installing guestlab into .venv"

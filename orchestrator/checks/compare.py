@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from orchestrator.backends.contract import ExecResult
 from orchestrator.checks.form import Form, Probe, sh, tail
+from orchestrator.messages import _
 from orchestrator.scenario.model import Check, MachinesCommand
 
 #: machine -> its stripped stdout; None when the outputs meet the form, else why not
@@ -20,7 +21,9 @@ def _no_two_alike(outputs: dict[str, str]) -> str | None:
     seen: dict[str, str] = {}
     for machine, out in outputs.items():
         if out in seen:
-            return f"{seen[out]} and {machine} give the same output: {tail(out, 80)}"
+            return _("{first} and {second} give the same output: {output}").format(
+                first=seen[out], second=machine, output=tail(out, 80)
+            )
         seen[out] = machine
     return None
 
@@ -28,7 +31,7 @@ def _no_two_alike(outputs: dict[str, str]) -> str | None:
 def _all_alike(outputs: dict[str, str]) -> str | None:
     if len(set(outputs.values())) > 1:
         shown = "; ".join(f"{m}: {tail(o, 60)}" for m, o in outputs.items())
-        return f"the outputs differ ({shown})"
+        return _("the outputs differ ({outputs})").format(outputs=shown)
     return None
 
 

@@ -13,6 +13,7 @@ from orchestrator.checks.form import (
     tail,
     text_problem,
 )
+from orchestrator.messages import _
 from orchestrator.scenario.model import Check, FileCondition
 
 #: the largest file a `file` check reads (its first line, mode and owner, fits beside it)
@@ -45,26 +46,32 @@ def _judge(check: Check, results: Sequence[ExecResult]) -> str | None:
     cond, res = _condition(check), results[0]
     exists = res.exit_code != MISSING
     if not cond.exists:
-        return f"{cond.path} exists" if exists else None
+        return _("{path} exists").format(path=cond.path) if exists else None
     if not exists:
-        return f"{cond.path} does not exist"
+        return _("{path} does not exist").format(path=cond.path)
     if res.exit_code not in (0, NOT_REGULAR, TOO_BIG):
-        return f"cannot read {cond.path}: {tail(res.stderr)}"
-    head, _, content = res.stdout.partition("\n")
+        return _("cannot read {path}: {error}").format(path=cond.path, error=tail(res.stderr))
+    head, _sep, content = res.stdout.partition("\n")
     return _stat_problem(cond, head) or _content_problem(cond, res.exit_code, content)
 
 
 def _stat_problem(cond: FileCondition, head: str) -> str | None:
     """What is wrong with the mode and owner that the probe's first line gives."""
-    mode_text, _, owner = head.partition(" ")
+    mode_text, _sep, owner = head.partition(" ")
     try:
         mode = int(mode_text, 8)
     except ValueError:  # not what stat prints: the machine's tools are not to be trusted
-        return f"cannot read the mode of {cond.path}: {tail(head, 40)!r}"
+        return _("cannot read the mode of {path}: {seen}").format(
+            path=cond.path, seen=repr(tail(head, 40))
+        )
     if cond.mode is not None and mode != int(cond.mode, 8):
-        return f"{cond.path} has mode {mode:04o}, expected {int(cond.mode, 8):04o}"
+        return _("{path} has mode {mode}, expected {expected}").format(
+            path=cond.path, mode=f"{mode:04o}", expected=f"{int(cond.mode, 8):04o}"
+        )
     if cond.owner is not None and owner != cond.owner:
-        return f"{cond.path} is owned by {owner}, expected {cond.owner}"
+        return _("{path} is owned by {owner}, expected {expected}").format(
+            path=cond.path, owner=owner, expected=cond.owner
+        )
     return None
 
 
@@ -73,13 +80,19 @@ def _content_problem(cond: FileCondition, code: int, content: str) -> str | None
     if cond.contains is None and cond.matches is None:
         return None
     if code == NOT_REGULAR:
-        kind = tail(content, 40) or "not a regular file"
-        return f"{cond.path} is not a regular file ({kind}), so it was not read"
+        kind = tail(content, 40) or _("not a regular file")
+        return _("{path} is not a regular file ({kind}), so it was not read").format(
+            path=cond.path, kind=kind
+        )
     if code == TOO_BIG:
         size = tail(content, 20)
-        return f"{cond.path} is {size} bytes, more than the {MAX_FILE_BYTES} a check reads"
+        return _("{path} is {size} bytes, more than the {limit} a check reads").format(
+            path=cond.path, size=size, limit=MAX_FILE_BYTES
+        )
     if len(content.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
-        return f"{cond.path} is more than {MAX_FILE_BYTES} bytes, more than a check reads"
+        return _("{path} is more than {limit} bytes, more than a check reads").format(
+            path=cond.path, limit=MAX_FILE_BYTES
+        )
     return text_problem(content, cond.contains, cond.matches, subject=cond.path)
 
 

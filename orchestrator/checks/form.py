@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from orchestrator.backends.contract import ExecResult
+from orchestrator.messages import _
 from orchestrator.scenario.model import Check
 
 #: the most of one stream of one probe that grading keeps; a probe printing more is stopped
@@ -93,7 +94,9 @@ def text_problem(
 ) -> str | None:
     """Why `text` (called `subject`, or `shown` when quoting a regex miss) fails a condition."""
     if contains is not None and contains not in text:
-        return f"{subject} does not contain {contains!r}"
+        return _("{subject} does not contain {text}").format(subject=subject, text=repr(contains))
     if matches is not None and not re.search(matches, text):
-        return f"{shown or subject} does not match /{matches}/"
+        return _("{subject} does not match /{regex}/").format(
+            subject=shown or subject, regex=matches
+        )
     return None

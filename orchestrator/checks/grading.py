@@ -10,6 +10,7 @@ from orchestrator.backends.contract import Executor, LabRef
 from orchestrator.checks.form import Outcome, Probe, Unreachable
 from orchestrator.checks.registry import plan
 from orchestrator.checks.trusted import PROBES_PER_BATCH, run_machine
+from orchestrator.messages import N_, _
 from orchestrator.report import TaskResult
 from orchestrator.scenario.model import Task
 
@@ -21,7 +22,7 @@ def _chunks(items: list[T], size: int) -> list[list[T]]:
 
 
 #: a `kept` check's first outcome when nothing ran before a reboot
-NO_REBOOT = Unreachable("it was not run before a reboot")
+NO_REBOOT = N_("it was not run before a reboot")
 
 
 def run_before(
@@ -68,7 +69,7 @@ def grade(
 
     def outcome(probe: Probe) -> Outcome:
         if probe.before_reboot:
-            return known.get(probe, NO_REBOOT)
+            return known.get(probe, Unreachable(_(NO_REBOOT)))
         return next(outcomes[probe.machine])
 
     results: dict[str, TaskResult] = {t.id: TaskResult.of(t) for t in tasks}

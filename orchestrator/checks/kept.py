@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from orchestrator.backends.contract import ExecResult
 from orchestrator.checks.form import Form, Probe, on_machine, sh, tail
+from orchestrator.messages import _
 from orchestrator.scenario.model import Check
 
 
@@ -27,22 +28,29 @@ def _probes(check: Check) -> list[Probe]:
 
 def _judge(check: Check, results: Sequence[ExecResult]) -> str | None:
     before, after = results
-    for when, res in (("before", before), ("after", after)):
+    failing = (
+        (_("it failed before the reboot (exit {code})"), before),
+        (_("it failed after the reboot (exit {code})"), after),
+    )
+    for when, res in failing:
         if res.exit_code != 0:
             detail = tail(res.stderr) or tail(res.stdout)
-            return f"it failed {when} the reboot (exit {res.exit_code})" + (
-                f": {detail}" if detail else ""
-            )
+            problem = when.format(code=res.exit_code)
+            return f"{problem}: {detail}" if detail else problem
     first, second = before.stdout.strip(), after.stdout.strip()
     if not first:
-        return "it printed nothing before the reboot"
+        return _("it printed nothing before the reboot")
     if first != second:
-        return f"it printed {tail(first, 80)!r} before the reboot and {tail(second, 80)!r} after it"
+        return _("it printed {before} before the reboot and {after} after it").format(
+            before=repr(tail(first, 80)), after=repr(tail(second, 80))
+        )
     return None
 
 
 def _title(check: Check) -> str:
-    return f"{check.machine}: {_command(check)} (the same after a reboot)"
+    return _("{machine}: {command} (the same after a reboot)").format(
+        machine=check.machine, command=_command(check)
+    )
 
 
 FORM = Form("kept", _probes, _judge, _title)

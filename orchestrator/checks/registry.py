@@ -20,6 +20,7 @@ from orchestrator.checks.form import (
     Tampered,
     Unreachable,
 )
+from orchestrator.messages import _
 from orchestrator.report import CheckResult
 from orchestrator.scenario.model import CHECK_FORMS, Check
 
@@ -77,22 +78,27 @@ class Plan:
         message = self.check.fail_message
         if message and FOUND in message:  # what the check found, in the author's sentence
             found = results[0].stdout.strip().splitlines() if results else []
-            message = message.replace(FOUND, textsafe.cap(found[0], 80) if found else "nothing")
+            message = message.replace(FOUND, textsafe.cap(found[0], 80) if found else _("nothing"))
         return self._failed(message or failure)
 
     def _problem(self, probe: Probe, outcome: Outcome) -> str | None:
         """Why a probe's outcome cannot be judged at all, if it cannot."""
         if isinstance(outcome, Unreachable):
-            return f"could not run on {probe.machine}: {outcome.message}"
-        if isinstance(outcome, Tampered):
-            return f"{outcome.message} (on {probe.machine})"
-        if outcome.timed_out:
-            return f"timed out after {self.check.timeout:g} s on {probe.machine}"
-        if outcome.truncated:
-            return (
-                f"printed more than {PROBE_OUTPUT_LIMIT // 1024} KiB on {probe.machine}, so it"
-                " was stopped and not judged"
+            return _("could not run on {machine}: {error}").format(
+                machine=probe.machine, error=outcome.message
             )
+        if isinstance(outcome, Tampered):
+            return _("{problem} (on {machine})").format(
+                problem=outcome.message, machine=probe.machine
+            )
+        if outcome.timed_out:
+            return _("timed out after {seconds} s on {machine}").format(
+                seconds=f"{self.check.timeout:g}", machine=probe.machine
+            )
+        if outcome.truncated:
+            return _(
+                "printed more than {size} KiB on {machine}, so it was stopped and not judged"
+            ).format(size=PROBE_OUTPUT_LIMIT // 1024, machine=probe.machine)
         return None
 
     def _failed(self, message: str) -> CheckResult:

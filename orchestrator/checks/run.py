@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from orchestrator.backends.contract import ExecResult
 from orchestrator.checks.form import Form, Probe, on_machine, sh, tail, text_problem
+from orchestrator.messages import _
 from orchestrator.scenario.model import Check
 
 
@@ -23,15 +24,20 @@ def _judge(check: Check, results: Sequence[ExecResult]) -> str | None:
     expected = check.exit_code if check.exit_code is not None else 0
     if res.exit_code != expected:
         detail = tail(res.stderr) or tail(res.stdout)
-        return f"exit code {res.exit_code}, expected {expected}" + (f": {detail}" if detail else "")
+        problem = _("exit code {code}, expected {expected}").format(
+            code=res.exit_code, expected=expected
+        )
+        return f"{problem}: {detail}" if detail else problem
     if check.stdout is None:
         return None
     out = res.stdout.strip()
     cond = check.stdout
     if cond.equals is not None and out != cond.equals.strip():
-        return f"output is {tail(out, 80)!r}, expected {cond.equals.strip()!r}"
-    shown = f"output {tail(out, 80)!r}"
-    return text_problem(out, cond.contains, cond.matches, subject="output", shown=shown)
+        return _("output is {output}, expected {expected}").format(
+            output=repr(tail(out, 80)), expected=repr(cond.equals.strip())
+        )
+    shown = _("output {output}").format(output=repr(tail(out, 80)))
+    return text_problem(out, cond.contains, cond.matches, subject=_("output"), shown=shown)
 
 
 def _title(check: Check) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from orchestrator.backends.contract import ExecResult
 from orchestrator.checks.form import Form, Probe, on_machine, sh
+from orchestrator.messages import _
 from orchestrator.scenario.model import Check, ServiceCondition
 
 # the unit's name is a positional parameter, never shell text
@@ -26,11 +27,15 @@ def _judge(check: Check, results: Sequence[ExecResult]) -> str | None:
     lines = [*results[0].stdout.split("\n"), "", ""]
     active, enabled = lines[0].strip(), lines[1].strip()
     if cond.active is not None and (active == "active") != cond.active:
-        want = "active" if cond.active else "not active"
-        return f"{cond.name} is {active or 'unknown'}, expected {want}"
+        want = _("active") if cond.active else _("not active")
+        return _("{service} is {state}, expected {expected}").format(
+            service=cond.name, state=active or _("unknown"), expected=want
+        )
     if cond.enabled is not None and (enabled in ("enabled", "enabled-runtime")) != cond.enabled:
-        want = "enabled" if cond.enabled else "not enabled"
-        return f"{cond.name} is {enabled or 'unknown'}, expected {want}"
+        want = _("enabled") if cond.enabled else _("not enabled")
+        return _("{service} is {state}, expected {expected}").format(
+            service=cond.name, state=enabled or _("unknown"), expected=want
+        )
     return None
 
 

@@ -24,6 +24,7 @@ from orchestrator.classroom.store import (
     last_gradebook,
     list_members,
 )
+from orchestrator.messages import _
 from orchestrator.report import Report
 
 #: a task's state in the grid
@@ -182,16 +183,20 @@ def to_table(book: Mapping[str, Any]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    when = iso(book["checked_at"]).replace("T", " ") or "never"
-    title = f"Gradebook · {textsafe.markup(book['class'])} · checked {when}"
+    when = iso(book["checked_at"]).replace("T", " ") or _("never")
+    title = _("Gradebook · {id} · checked {when}").format(
+        id=textsafe.markup(book["class"]), when=when
+    )
     table = Table(title=title, title_justify="left")
-    table.add_column("student")
-    table.add_column("name")
+    table.add_column(_("student"))
+    table.add_column(_("name"))
     for t in book["tasks"]:
         table.add_column(Text(textsafe.clean(t["id"])), justify="right")
-    for col in ("total", "attempts", "last check", "hints"):
-        table.add_column(col, justify="right" if col != "last check" else "left")
-    table.add_column("notes")
+    table.add_column(_("total"), justify="right")
+    table.add_column(_("attempts"), justify="right")
+    table.add_column(_("last check"))
+    table.add_column(_("hints"), justify="right")
+    table.add_column(_("notes"))
     style = {PASS: "green", FAIL: "red", UNCHECKED: "dim"}
     flagged = 0
     for r in book["students"]:
@@ -206,7 +211,7 @@ def to_table(book: Mapping[str, Any]) -> Any:
         if any(is_copy(f) for f in r["copies"]):
             flagged += 1
         notes += [
-            Text(textsafe.clean("copy? " + describe(f)), style="bold yellow")
+            Text(textsafe.clean(_("copy?") + " " + describe(f)), style="bold yellow")
             if is_copy(f)
             else Text(textsafe.clean(describe(f)), style="yellow")
             for f in r["copies"]
@@ -224,9 +229,9 @@ def to_table(book: Mapping[str, Any]) -> Any:
         )
     students = book["students"]
     full = sum(1 for r in students if r["total"] == r["max_total"] and not r["error"])
-    summary = f"{full}/{len(students)} student(s) with full marks"
+    summary = _("{full}/{n} student(s) with full marks").format(full=full, n=len(students))
     if flagged:
-        summary += f"; {flagged} flagged as sharing a per-student value"
+        summary += "; " + _("{n} flagged as sharing a per-student value").format(n=flagged)
     return Group(table, Text(summary))
 
 

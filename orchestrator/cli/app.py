@@ -13,7 +13,7 @@ from typing import NoReturn
 import click
 from rich.markup import escape
 
-from orchestrator import __version__, textsafe
+from orchestrator import __version__, messages, textsafe
 from orchestrator.cli import (
     catalog,
     classroom,
@@ -21,6 +21,7 @@ from orchestrator.cli import (
     host,
     images,
     labs,
+    options,
     pool,
     prove,
     seat_links,
@@ -28,12 +29,13 @@ from orchestrator.cli import (
 )
 from orchestrator.cli.console import err
 from orchestrator.errors import ExitCode, GuestlabError, ScenarioError
+from orchestrator.messages import N_, _
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok, 1 checks failed, 2 usage or invalid scenario, 3 backend unavailable, "
     "4 provisioning failed, 5 lab busy or state store unusable, 130 interrupted."
 )
-INTERRUPTED = (
+INTERRUPTED = N_(
     "error: interrupted. What was done is recorded: run the same command again, "
     "or `guestlab down ID` to remove the lab."
 )
@@ -84,15 +86,17 @@ for command in (
 classroom.register(cli)
 pool.register(cli)
 classroom.class_group.add_command(seat_links.class_links)
+options.add_lang_everywhere(cli)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the CLI and map every outcome to a documented exit code."""
     args = sys.argv[1:] if argv is None else argv
+    messages.use(options.lang(None))  # until a command's `--lang` or its lab's says otherwise
     try:
         code = cli.main(args=args, prog_name="guestlab", standalone_mode=False)
     except click.exceptions.Abort:
-        err.print("error: interrupted")
+        err.print(_("error: interrupted"))
         sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as e:
         e.show()
@@ -100,13 +104,14 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except ScenarioError as e:
         for problem in e.problems:
             click.echo(str(problem), err=True)
-        err.print(f"error: {textsafe.markup(str(e))}")
+        label = _("error:")
+        err.print(f"{label} {textsafe.markup(str(e))}")
         sys.exit(e.exit_code)
     except GuestlabError as e:
         _show_error(e, debug="--debug" in args)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        err.print(INTERRUPTED)
+        err.print(_(INTERRUPTED))
         sys.exit(ExitCode.INTERRUPTED)
     except OSError as e:  # the host or an engine's socket failed (a timeout, a reset): not a bug
         _show_environment(e, debug="--debug" in args)
@@ -123,9 +128,10 @@ def _show_error(e: GuestlabError, *, debug: bool) -> None:
         import traceback  # only with --debug: it loads the tokenizer and linecache
 
         traceback.print_exc()
-    err.print(f"[bold red]error:[/] {textsafe.markup(str(e))}")
+    label, hint = _("error:"), _("hint:")
+    err.print(f"[bold red]{label}[/] {textsafe.markup(str(e))}")
     if e.hint:
-        err.print(f"[bold]hint:[/] {textsafe.markup(e.hint)}")
+        err.print(f"[bold]{hint}[/] {textsafe.markup(e.hint)}")
 
 
 def _show_environment(e: OSError, *, debug: bool) -> None:
@@ -135,10 +141,13 @@ def _show_environment(e: OSError, *, debug: bool) -> None:
         import traceback  # only with --debug: it loads the tokenizer and linecache
 
         traceback.print_exc()
-    err.print(f"[bold red]error:[/] {escape(type(e).__name__)}: {textsafe.markup(str(e))}")
+    label = _("error:")
+    err.print(f"[bold red]{label}[/] {escape(type(e).__name__)}: {textsafe.markup(str(e))}")
     err.print(
-        "hint: the host or an engine failed (under heavy load an engine can time out);"
-        " what was done is recorded: run the same command again, or `guestlab down ID`"
+        _(
+            "hint: the host or an engine failed (under heavy load an engine can time out);"
+            " what was done is recorded: run the same command again, or `guestlab down ID`"
+        )
     )
 
 
@@ -148,5 +157,7 @@ def _show_bug(e: Exception, *, debug: bool) -> None:
         import traceback  # only with --debug: it loads the tokenizer and linecache
 
         traceback.print_exc()
-    err.print(f"[bold red]internal error:[/] {escape(type(e).__name__)}: {textsafe.markup(str(e))}")
-    err.print("hint: run again with --debug for the traceback, and report it")
+    what = f"{escape(type(e).__name__)}: {textsafe.markup(str(e))}"
+    label = _("internal error:")
+    err.print(f"[bold red]{label}[/] {what}")
+    err.print(_("hint: run again with --debug for the traceback, and report it"))

@@ -13,6 +13,7 @@ from rich.markup import escape
 from orchestrator.cli import options
 from orchestrator.cli.console import out
 from orchestrator.errors import GuestlabError, ScenarioError
+from orchestrator.messages import _
 
 if TYPE_CHECKING:
     pass
@@ -93,12 +94,15 @@ def validate(paths: tuple[str, ...], fmt: str) -> None:
         click.echo(json.dumps([_validation(p, e) for p, e in results.items()], indent=2))
     for path, error in results.items() if fmt == "text" else ():
         if error is None:
-            out.print(f"[green]ok[/] {escape(str(path))}")
+            ok = _("ok")
+            out.print(f"[green]{ok}[/] {escape(str(path))}")
         else:
             for problem in error.problems:
                 click.echo(str(problem))
     if bad:
-        raise GuestlabError(f"{bad} of {len(results)} scenario file(s) are invalid")
+        raise GuestlabError(
+            _("{bad} of {total} scenario file(s) are invalid").format(bad=bad, total=len(results))
+        )
 
 
 def _validation(path: Path, error: ScenarioError | None) -> dict[str, object]:
@@ -126,11 +130,13 @@ def new(scenario_id: str, folder: Path, title: str | None) -> None:
 
     written = write_skeleton(scenario_id, folder, title)
     for path in written:
-        out.print(f"wrote {escape(str(path))}")
+        out.print(_("wrote {file}").format(file=escape(str(path))))
     error = scenario_errors([written[0]])[written[0]]
     if error is not None:  # a skeleton guestlab cannot read would be a bug of ours
         raise error
-    out.print(f"[green]valid.[/] Next: edit it, then `guestlab validate {escape(str(written[0]))}`")
+    valid = _("valid.")
+    then = _("Next: edit it, then `guestlab validate {file}`").format(file=escape(str(written[0])))
+    out.print(f"[green]{valid}[/] {then}")
 
 
 @click.command()

@@ -12,8 +12,9 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator import textsafe
+from orchestrator import messages, textsafe
 from orchestrator.cli.console import out
+from orchestrator.messages import _
 
 if TYPE_CHECKING:
     from orchestrator.classroom.bulk import Outcome
@@ -24,32 +25,40 @@ if TYPE_CHECKING:
 def outcomes_table(title: str, outcomes: Sequence[Outcome], names: Mapping[str, str]) -> Table:
     """One row per student: whether their lab did what was asked, how long it took, why not."""
     table = Table(title=title, title_justify="left")
-    for col in ("student", "name", "result", "time", "details"):
-        table.add_column(col, justify="right" if col == "time" else "left")
+    for col in (_("student"), _("name"), _("result")):
+        table.add_column(col)
+    table.add_column(_("time"), justify="right")
+    table.add_column(_("details"))
     for o in outcomes:
-        result = Text("ok", style="green") if o.ok else Text("FAILED", style="bold red")
-        detail = o.detail + (f"\nhint: {o.hint}" if o.hint and not o.ok else "")
+        result = Text(_("ok"), style="green") if o.ok else Text(_("FAILED"), style="bold red")
+        hint = _("hint:")
+        detail = o.detail + (f"\n{hint} {o.hint}" if o.hint and not o.ok else "")
         table.add_row(
             Text(textsafe.clean(o.student)),
             Text(textsafe.clean(names.get(o.student, ""))),
             result,
-            f"{o.seconds:.1f} s",
+            f"{messages.decimal(o.seconds)} s",
             Text(textsafe.clean(detail), style="" if o.ok else "red"),
         )
     return table
 
 
 def raise_failures(outcomes: Sequence[Outcome], what: str) -> None:
-    """Raise a ClassError naming the students whose lab could not do `what`, if any."""
+    """Raise a ClassError naming the students whose lab could not do `what` (marked with
+    `N_` where it is written), if any."""
     from orchestrator.classroom.bulk import ClassError
 
     failed = [o for o in outcomes if not o.ok]
     if failed:
+        names = ", ".join(o.student for o in failed[:10]) + (" ..." if len(failed) > 10 else "")
         raise ClassError(
-            f"{len(failed)} of {len(outcomes)} student lab(s) could not {what}:"
-            f" {', '.join(o.student for o in failed[:10])}{' ...' if len(failed) > 10 else ''}",
-            hint="the table above gives each one's reason; run the same command again to retry"
-            " them (labs that are done are kept)",
+            _("{failed} of {total} student lab(s) could not {what}: {students}").format(
+                failed=len(failed), total=len(outcomes), what=_(what), students=names
+            ),
+            hint=_(
+                "the table above gives each one's reason; run the same command again to retry"
+                " them (labs that are done are kept)"
+            ),
         )
 
 
@@ -70,12 +79,14 @@ def print_book(book: dict[str, Any], fmt: str) -> None:
 def expiry(ts: float | None) -> str:
     """When a class's labs go: never, in how long, or at the next `gc`."""
     if not ts:
-        return "never"
+        return _("never")
     left = ts - time.time()
     if left <= 0:
-        return "expired (removed at the next `guestlab gc`)"
+        return _("expired (removed at the next `guestlab gc`)")
     hours, rest = divmod(int(left), 3600)
-    return f"in {hours} h {rest // 60:02d} min" if hours else f"in {rest // 60} min"
+    if hours:
+        return _("in {hours} h {minutes} min").format(hours=hours, minutes=f"{rest // 60:02d}")
+    return _("in {minutes} min").format(minutes=rest // 60)
 
 
 def classes_rows(cstore: ClassStore) -> list[dict[str, Any]]:
@@ -103,8 +114,9 @@ def classes_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     """The rows of `classes_rows` as a table."""
     from orchestrator.classroom import gradebook as gb
 
-    table = Table(title="Classes", title_justify="left")
-    for col in ("class", "backend", "status", "labs up", "expires", "last class check"):
+    table = Table(title=_("Classes"), title_justify="left")
+    table.add_column(_("class"), no_wrap=True)
+    for col in (_("backend"), _("status"), _("labs up"), _("expires"), _("last class check")):
         table.add_column(col)
     for r in rows:
         table.add_row(
@@ -120,9 +132,13 @@ def classes_table(rows: Sequence[Mapping[str, Any]]) -> Table:
 
 def lab_state(rec: LabRecord | None) -> str:
     """A student's lab as the class status shows it: its status (and step), or absent."""
+    from orchestrator.views import STATUSES
+
     if rec is None:
-        return "absent"
-    return rec.status + (f" (at {rec.step})" if rec.step and rec.status != "up" else "")
+        return _("absent")
+    shown = _(STATUSES[rec.status]) if rec.status in STATUSES else rec.status
+    at = _("at {step}").format(step=rec.step)
+    return shown + (f" ({at})" if rec.step and rec.status != "up" else "")
 
 
 def class_table(
@@ -132,14 +148,18 @@ def class_table(
     from orchestrator.classroom import gradebook as gb
 
     expires = (
-        f" · expires {expiry(klass.expires)}" if klass.expires and klass.status == "up" else ""
+        " · " + _("expires {when}").format(when=expiry(klass.expires))
+        if klass.expires and klass.status == "up"
+        else ""
     )
+    title = _("Class {id}").format(id=klass.id)
     table = Table(
-        title=f"Class {klass.id} · {klass.backend} · {klass.status}{expires}",
-        title_justify="left",
+        title=f"{title} · {klass.backend} · {klass.status}{expires}", title_justify="left"
     )
-    for col in ("student", "name", "email", "lab", "score", "last check", "hints", "notes"):
+    table.add_column(_("student"), no_wrap=True)
+    for col in (_("name"), _("email"), _("lab"), _("score"), _("last check"), _("hints")):
         table.add_column(col)
+    table.add_column(_("notes"))
     for r in book["students"]:
         lab = lab_state(labs.get(r["student"]))
         checked = any(c["state"] != gb.UNCHECKED for c in r["tasks"].values())
@@ -147,7 +167,7 @@ def class_table(
             Text(textsafe.clean(r["student"])),
             Text(textsafe.clean(r["name"])),
             Text(textsafe.clean(r["email"])),
-            Text(lab, style="green" if lab == "up" else "yellow"),
+            Text(lab, style="green" if lab == _("up") else "yellow"),
             f"{r['total']}/{r['max_total']}" if checked else "-",
             gb.short_time(r["last_check"]),
             str(r["hints"]),

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING
 import click
 from rich.markup import escape
 
-from orchestrator import textsafe
+from orchestrator import messages, textsafe
 from orchestrator.cli import class_tables as tables
 from orchestrator.cli import options
 from orchestrator.cli.console import UP_STEPS, ConsoleReporter, bars, err, out
 from orchestrator.cli.host import Collector, add_collector
 from orchestrator.errors import GuestlabError
+from orchestrator.messages import N_, _
 
 if TYPE_CHECKING:
     from orchestrator.classroom.bulk import Outcome, Plan
@@ -49,7 +50,7 @@ def class_group() -> None:
 def _expire_class_time(store: Store) -> list[str]:
     from orchestrator.classroom.bulk import expire
 
-    return [f"class time is up: removed lab {key}" for key in expire(store)]
+    return [_("class time is up: removed lab {lab}").format(lab=key) for key in expire(store)]
 
 
 EXPIRE = Collector("labs whose class time is up", _expire_class_time)
@@ -107,12 +108,13 @@ def class_up(
     p = bulk.plan(scenario, students, backend, per_lab)
     p.use_pool = not no_pool
     store = options.store()
-    out.print(
-        f"[bold]Class {escape(p.class_id)}[/]: {len(students)} student(s) on {p.backend.name},"
-        f" {bulk.fmt_bytes(p.per_lab)} per lab, {parallel} at a time"
+    title = _("Class {id}").format(id=escape(p.class_id))
+    plan = _("{n} student(s) on {backend}, {memory} per lab, {parallel} at a time").format(
+        n=len(students), backend=p.backend.name, memory=bulk.fmt_bytes(p.per_lab), parallel=parallel
     )
+    out.print(f"[bold]{title}[/]: {plan}")
     started = time.monotonic()
-    with out.status("checking the engine, the memory and the image..."):
+    with out.status(_("checking the engine, the memory and the image...")):
         bulk.preflight(p, store, build_images=not no_build)
     with bars([s.id for s in students], len(UP_STEPS), out) as progress:
         outcomes = bulk.up(
@@ -124,6 +126,10 @@ def class_up(
             build_images=not no_build,
             checked=True,
         )
+    if options.typed_lang():  # the students' labs then speak it too, in the CLI and seats
+        for o in outcomes:
+            if o.ok:
+                store.remember_language(p.labs[o.student].ref, messages.current())
     if p.use_pool:  # refill behind the class, once, if it has a pool
         from orchestrator.pool.claim import refill_later
 
@@ -141,19 +147,23 @@ def _report_up(
 ) -> None:
     """After `class up`: each student's outcome, what to do next, and the failures raised."""
     names = {s.id: s.name for s in students}
-    out.print(tables.outcomes_table(f"Class {p.class_id}", outcomes, names))
+    out.print(tables.outcomes_table(_("Class {id}").format(id=p.class_id), outcomes, names))
     ok = sum(1 for o in outcomes if o.ok)
-    out.print(
-        f"{ok}/{len(outcomes)} lab(s) up in {seconds:.1f} s."
-        + (f" They expire in {expires} (at `guestlab gc`)." if expires else "")
+    summary = _("{ok}/{total} lab(s) up in {seconds} s.").format(
+        ok=ok, total=len(outcomes), seconds=messages.decimal(seconds)
     )
+    if expires:
+        summary += " " + _("They expire in {expires} (at `guestlab gc`).").format(expires=expires)
+    out.print(summary)
     _tell_earlier_roster(store, p, students)
     if ok:
         out.print(
-            f"Students: guestlab shell {p.class_id} --student ID · "
-            f"grade everyone: guestlab class check {p.class_id} · live grid: guestlab serve"
+            _(
+                "Students: guestlab shell {id} --student ID · grade everyone: guestlab class"
+                " check {id} · live grid: guestlab serve"
+            ).format(id=p.class_id)
         )
-    tables.raise_failures(outcomes, "come up")
+    tables.raise_failures(outcomes, N_("come up"))
 
 
 def _roster(path: Path) -> list[Student]:
@@ -179,11 +189,14 @@ def _tell_earlier_roster(store: Store, p: Plan, students: list[Student]) -> None
         if m.student not in listed and m.status == "up" and store.lab(m.lab)
     ]
     if earlier:
-        out.print(
-            f"[yellow]{len(earlier)} student(s) of an earlier roster keep their lab in the"
-            f" class:[/] {escape(', '.join(earlier))} (`guestlab down {p.class_id} --student ID`"
-            " removes a lab; the next `class up` then forgets its student)"
+        kept = _("{n} student(s) of an earlier roster keep their lab in the class:").format(
+            n=len(earlier)
         )
+        how = _(
+            "(`guestlab down {id} --student ID` removes a lab; the next `class up` then forgets"
+            " its student)"
+        ).format(id=p.class_id)
+        out.print(f"[yellow]{kept}[/] {escape(', '.join(earlier))} {how}")
 
 
 @class_group.command("check")
@@ -214,10 +227,15 @@ def class_check(class_id: str, fmt: str, parallel: int, no_reboot: bool) -> None
     broken = [r for r in book["students"] if r["error"]]
     if broken:
         raise bulk.ClassError(
-            f"{len(broken)} of {len(book['students'])} lab(s) could not be checked:"
-            f" {', '.join(r['student'] for r in broken[:10])}",
-            hint="`guestlab class status " + class_id + "` shows their state;"
-            " `guestlab class up` again brings missing labs back",
+            _("{failed} of {total} lab(s) could not be checked: {students}").format(
+                failed=len(broken),
+                total=len(book["students"]),
+                students=", ".join(r["student"] for r in broken[:10]),
+            ),
+            hint=_(
+                "`guestlab class status {id}` shows their state; `guestlab class up` again"
+                " brings missing labs back"
+            ).format(id=class_id),
         )
 
 
@@ -234,7 +252,7 @@ def class_export(class_id: str, fmt: str) -> None:
     book = cstore.last_gradebook(class_id)
     if book is None:
         raise GuestlabError(
-            f"class {class_id} has not been checked yet",
+            _("class {id} has not been checked yet").format(id=class_id),
             hint=f"guestlab class check {class_id}",
         )
     tables.print_book(book, fmt)
@@ -256,7 +274,7 @@ def class_status(class_id: str | None, fmt: str) -> None:
         if fmt == "json":
             click.echo(json.dumps(rows, indent=2))
         elif not rows:
-            out.print("No classes. Bring one up: guestlab class up ID --roster class.csv")
+            out.print(_("No classes. Bring one up: guestlab class up ID --roster class.csv"))
         else:
             out.print(tables.classes_table(rows))
         return
@@ -281,7 +299,11 @@ def class_reset(class_id: str, student: str) -> None:
     from orchestrator.classroom import bulk
 
     bulk.reset(options.store(), class_id, student, ConsoleReporter(out))
-    out.print(f"The lab of {escape(student)} in {escape(class_id)} is back at its starting state.")
+    out.print(
+        _("The lab of {student} in {id} is back at its starting state.").format(
+            student=escape(student), id=escape(class_id)
+        )
+    )
 
 
 @class_group.command("down")
@@ -295,13 +317,15 @@ def class_down(class_id: str, parallel: int) -> None:
     store = options.store()
     members = ClassStore(store.db).members(class_id)
     if not members:
-        out.print(f"No class {escape(class_id)} with students here; nothing to remove.")
+        out.print(
+            _("No class {id} with students here; nothing to remove.").format(id=escape(class_id))
+        )
         return
     with bars([m.student for m in members], 1, out) as progress:
         outcomes = bulk.down(store, class_id, parallel=parallel, progress=progress)
     names = {m.student: m.name for m in members}
-    out.print(tables.outcomes_table(f"Class {class_id} down", outcomes, names))
-    tables.raise_failures(outcomes, "be removed")
+    out.print(tables.outcomes_table(_("Class {id} down").format(id=class_id), outcomes, names))
+    tables.raise_failures(outcomes, N_("be removed"))
 
 
 @class_group.command("enrol")
@@ -324,9 +348,9 @@ def class_enrol(
     store = options.store()
     if close:
         enrol.close_class(store, options.lab_id(scenario))
-        out.print(f"Class {escape(scenario)} is closed to enrolment.")
+        out.print(_("Class {id} is closed to enrolment.").format(id=escape(scenario)))
         return
     if not base_url or not base_url.startswith(("http://", "https://")):
-        raise GuestlabError("--base-url must be the http(s) address of `guestlab serve`")
+        raise GuestlabError(_("--base-url must be the http(s) address of `guestlab serve`"))
     opening = enrol.open_class(store, scenario, backend, cap)
     click.echo(f"{base_url.rstrip('/')}/join/{opening.secret}")

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from orchestrator import textsafe
+from orchestrator.messages import N_, _, decimal
 
 out = Console(highlight=False, emoji=False)  # `:name:` in a machine's output stays text
 err = Console(stderr=True, highlight=False, emoji=False)
@@ -24,7 +25,9 @@ err = Console(stderr=True, highlight=False, emoji=False)
 
 @dataclass(frozen=True)
 class StepLabel:
-    """How a lifecycle step is shown: `doing` on a bar while it runs, `done` with its tick."""
+    """How a lifecycle step is shown: `doing` on a bar while it runs, `done` with its tick.
+
+    Both are marked for translation here and translated where they are shown."""
 
     doing: str
     done: str
@@ -32,25 +35,25 @@ class StepLabel:
 
 #: the lifecycle's steps, `up`'s first and in its order
 STEPS = {
-    "image": StepLabel("image", "image ready"),
-    "provision": StepLabel("creating machines", "machines created"),
-    "setup": StepLabel("starting state", "starting state applied"),
-    "clone": StepLabel("cloning", "clones taken"),
-    "snapshot": StepLabel("saving start", "starting state saved (for reset)"),
-    "restore": StepLabel("restoring", "machines restored"),
-    "reboot": StepLabel("rebooting", "machines rebooted"),
+    "image": StepLabel(N_("image"), N_("image ready")),
+    "provision": StepLabel(N_("creating machines"), N_("machines created")),
+    "setup": StepLabel(N_("starting state"), N_("starting state applied")),
+    "clone": StepLabel(N_("cloning"), N_("clones taken")),
+    "snapshot": StepLabel(N_("saving start"), N_("starting state saved (for reset)")),
+    "restore": StepLabel(N_("restoring"), N_("machines restored")),
+    "reboot": StepLabel(N_("rebooting"), N_("machines rebooted")),
 }
 UP_STEPS = ("image", "provision", "setup", "clone", "snapshot")
 
 
 def done_label(name: str) -> str:
     step = STEPS.get(name)
-    return step.done if step else name
+    return _(step.done) if step else name
 
 
 def doing_label(name: str) -> str:
     step = STEPS.get(name)
-    return step.doing if step else name
+    return _(step.doing) if step else name
 
 
 def shorten(text: str, width: int) -> str:
@@ -80,7 +83,7 @@ class ConsoleReporter:
             finally:
                 self._status = None
         self.console.print(
-            f"[green]✓[/] {self._label} [dim]({time.monotonic() - started:.1f} s)[/]"
+            f"[green]✓[/] {self._label} [dim]({decimal(time.monotonic() - started)} s)[/]"
         )
 
     def line(self, text: str) -> None:
@@ -100,7 +103,7 @@ class ProgressBars:
         self.progress = progress
         self.total = total
         self.tasks = {
-            s: progress.add_task(escape(s), total=total, detail="waiting", start=False)
+            s: progress.add_task(escape(s), total=total, detail=_("waiting"), start=False)
             for s in students
         }
 
@@ -110,11 +113,12 @@ class ProgressBars:
     def finished(self, student: str, ok: bool, detail: str) -> None:
         task = self.tasks[student]
         shown = textsafe.markup(shorten(detail, 70))
+        failed = _("failed:")
         self.progress.start_task(task)
         self.progress.update(
             task,
             completed=self.total,
-            detail=f"[green]{shown}[/]" if ok else f"[red]failed: {shown}[/]",
+            detail=f"[green]{shown}[/]" if ok else f"[red]{failed} {shown}[/]",
         )
         self.progress.stop_task(task)
 

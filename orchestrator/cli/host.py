@@ -18,6 +18,7 @@ from orchestrator import backends
 from orchestrator.cli import options
 from orchestrator.cli.console import out
 from orchestrator.errors import GuestlabError
+from orchestrator.messages import _
 
 if TYPE_CHECKING:
     from orchestrator.state import Store
@@ -65,13 +66,13 @@ def gc() -> None:
         out.print(f"[green]✓[/] {escape(sentence)}")
     removed = teardown.gc(store)
     if not removed and not collected:
-        out.print("Nothing to collect.")
+        out.print(_("Nothing to collect."))
     for name, labs in removed.items():
         for key, found in labs.items():
-            out.print(
-                f"[green]✓[/] {name}: removed {key}"
-                f" ({len(found.machines)} machine(s), {len(found.other)} other)"
+            removed_lab = _("{backend}: removed {lab} ({n} machine(s), {other} other)").format(
+                backend=name, lab=key, n=len(found.machines), other=len(found.other)
             )
+            out.print(f"[green]✓[/] {removed_lab}")
 
 
 @click.command()
@@ -81,9 +82,9 @@ def doctor() -> None:
 
     rows = [_diagnose(name) for name in backends.names()]
     out.print(views.doctor_table(rows))
-    out.print(f"State and images: {paths.home()}")
+    out.print(_("State and images: {folder}").format(folder=paths.home()))
     if not any(r[1] for r in rows):
-        raise GuestlabError("no backend is usable on this host", hint="follow a fix above")
+        raise GuestlabError(_("no backend is usable on this host"), hint=_("follow a fix above"))
 
 
 def _diagnose(name: str) -> tuple[str, bool, str, str]:
@@ -101,7 +102,7 @@ def _diagnose(name: str) -> tuple[str, bool, str, str]:
         return (
             name,
             False,
-            f"its Python package is missing ({e.name})",
+            _("its Python package is missing ({package})").format(package=e.name),
             f"pip install 'guestlab[{name}]'",
         )
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -12,10 +10,11 @@ from typing import TYPE_CHECKING
 import click
 from rich.markup import escape
 
-from orchestrator import backends
-from orchestrator.cli import options
+from orchestrator import backends, messages
+from orchestrator.cli import attached, options
 from orchestrator.cli.console import ConsoleReporter, err, out
 from orchestrator.errors import ExitCode, GuestlabError
+from orchestrator.messages import _, did_you_mean
 
 if TYPE_CHECKING:
     from orchestrator.lab import Lab
@@ -53,11 +52,13 @@ def up(
     from orchestrator import views
     from orchestrator.pool import claim as pool
 
-    lab = lifecycle.prepare(scenario, options.student(student), backend, options.lang(lang))
     store = options.store()
-    out.print(
-        f"[bold]{lab.scenario.metadata.title}[/] [dim]({lab.ref.key} on {lab.backend.name})[/]"
-    )
+    who = options.student(student)
+    language = options.lab_language(lang, _remembered(store, scenario, who))
+    messages.use(language)
+    lab = lifecycle.prepare(scenario, who, backend, language)
+    where = _("{lab} on {backend}").format(lab=lab.ref.key, backend=lab.backend.name)
+    out.print(f"[bold]{lab.scenario.metadata.title}[/] [dim]({where})[/]")
     result, claimed = pool.up(
         lab,
         store,
@@ -66,20 +67,34 @@ def up(
         build_images=not no_build,
         unsafe_host_root=unsafe_host_root,
     )
+    store.remember_language(lab.ref, language)
     if claimed:
         pool.refill_later(store, lab.scenario.id, lab.backend.name)
     if result.already_up:
-        out.print(f"Lab {lab.scenario.id} is already up for {lab.ref.student}; nothing changed.")
+        out.print(
+            _("Lab {lab} is already up for {student}; nothing changed.").format(
+                lab=lab.scenario.id, student=lab.ref.student
+            )
+        )
     else:
-        how = " (from the pool)" if claimed else ""
-        out.print(f"[green]Lab is up[/]{how} in {sum(result.timings.values()):.1f} s.")
-    out.print(views.scenario_view(lab.scenario))
-    first = lab.specs[-1].name
-    out.print(
-        f"\nWork in a machine:  guestlab shell {lab.scenario.id} {first}\n"
-        f"See your progress:  guestlab check {lab.scenario.id}\n"
-        f"Stuck?              guestlab hint {lab.scenario.id} {lab.scenario.tasks[0].id}"
-    )
+        seconds = messages.decimal(sum(result.timings.values()))
+        if claimed:
+            done = _("Lab is up (from the pool) in {seconds} s.").format(seconds=seconds)
+        else:
+            done = _("Lab is up in {seconds} s.").format(seconds=seconds)
+        out.print(f"[green]{done}[/]")
+    flag = options.student_flag(lab.ref.student)
+    out.print(views.scenario_view(lab.scenario, student_flag=flag))
+    out.print(views.next_steps(lab, flag))
+
+
+def _remembered(store: Store, scenario: str, student: str) -> str:
+    """The language of the lab `up` is asked for, if it is up already (`up` again)."""
+    try:
+        found = store.lab_of(options.ref(scenario, student))
+    except GuestlabError:  # not a lab id: `prepare` says what is wrong with it
+        return ""
+    return found.lang if found else ""
 
 
 @click.command()
@@ -94,33 +109,43 @@ def status(scenario: str | None, student: str | None, fmt: str) -> None:
     records = store.labs(scenario)
     if student:
         records = [r for r in records if r.student == student]
+    languages = {r.lang for r in records}
+    if len(languages) == 1:  # one lab, or labs that all speak the same: speak it too
+        messages.use(options.lab_language(None, languages.pop()))
     scores = _last_scores(store, records)
     if fmt == "json":
         rows = [{**r.__dict__, "last_check": scores.get(r.key)} for r in records]
         click.echo(json.dumps(rows, indent=2))
         return
     if not records:
-        out.print("No labs." + ("" if scenario else " Bring one up with: guestlab up ID"))
+        out.print(_("No labs.") if scenario else _("No labs. Bring one up with: guestlab up ID"))
         return
     out.print(views.labs_table(records, scores))
     if scenario:
         for r in records:
             for name in r.backends:
                 found = backends.get(name).find(r.ref).get(r.key)
-                machines = ", ".join(found.machines) if found else "none"
-                out.print(f"{r.key}: machines on {name}: {machines}")
+                machines = ", ".join(found.machines) if found else _("none")
+                out.print(
+                    _("{lab}: machines on {backend}: {machines}").format(
+                        lab=r.key, backend=name, machines=machines
+                    )
+                )
 
 
 def _last_scores(store: Store, records: list[LabRecord]) -> dict[str, str]:
-    """Each lab's last score and when it was checked, for the labs checked at least once."""
+    """Each lab's last score and when it was checked, for the labs checked at least once
+    since they came up (attempts of an earlier lab of the same key stay for the record)."""
     from orchestrator import views
 
     scores = {}
     for r in records:
-        attempts = store.attempts(r.key)
+        attempts = [a for a in store.attempts(r.key) if a.at >= r.created]
         if attempts:
             last = attempts[-1]
-            scores[r.key] = f"{last.report.score}/{last.report.max_score} at {views.when(last.at)}"
+            scores[r.key] = _("{score}/{max_score} at {when}").format(
+                score=last.report.score, max_score=last.report.max_score, when=views.when(last.at)
+            )
     return scores
 
 
@@ -136,15 +161,31 @@ def exec_cmd(
     scenario: str, machine: str, command: tuple[str, ...], student: str | None, timeout: float
 ) -> None:
     """Run a command as root in a lab machine: guestlab exec ID MACHINE -- CMD..."""
-    lab, _record, _ = options.open_lab(scenario, student)
+    from orchestrator.backends.contract import Attachable
+
+    lab, _record, _store = options.open_lab(scenario, student)
     _require_machine(lab, machine)
-    res = lab.exec(lab.ref, machine, list(command), timeout=timeout)
+    argv = [*attached.IN_MACHINE_SHELL, *command]
+    backend = lab.backend_for(machine)
+    if attached.stdin_is_piped() and isinstance(backend, Attachable):
+        # the input streams through to the command, as `docker exec -i` passes it
+        code, stopped = attached.run_streaming(
+            backend.attach_argv(lab.ref, machine, argv, tty=False), timeout
+        )
+        if stopped:
+            err.print(
+                _("error: the command was stopped after {seconds} s").format(seconds=f"{timeout:g}")
+            )
+        sys.exit(code)
+    res = lab.exec(lab.ref, machine, argv, timeout=timeout)
     sys.stdout.write(res.stdout)
     sys.stderr.write(res.stderr)
     if res.timed_out:
-        err.print(f"error: the command was stopped after {timeout:g} s")
+        err.print(
+            _("error: the command was stopped after {seconds} s").format(seconds=f"{timeout:g}")
+        )
     if res.truncated:
-        err.print("error: the command printed more than 1 MiB on a stream and was stopped there")
+        err.print(_("error: the command printed more than 1 MiB on a stream and was stopped there"))
     sys.exit(res.exit_code)
 
 
@@ -152,8 +193,8 @@ def _require_machine(lab: Lab, machine: str) -> None:
     names = [m.name for m in lab.scenario.lab_machines]
     if machine not in names:
         raise GuestlabError(
-            f"lab {lab.scenario.id} has no machine {machine}",
-            hint=f"its machines: {', '.join(names)}",
+            _("lab {lab} has no machine {machine}").format(lab=lab.scenario.id, machine=machine),
+            hint=did_you_mean(machine, names, _("its machines: {names}")),
         )
 
 
@@ -172,32 +213,19 @@ def shell(scenario: str, machine: str | None, student: str | None) -> None:
     machine = machine or lab.specs[-1].name
     _require_machine(lab, machine)
     argv = lab.backend_for(machine).shell_argv(lab.ref, machine)
-    err.print(f"[dim]{machine} of {lab.ref.key}; leave with `exit`[/]")
+    left = _("{machine} of {lab}; leave with `exit`").format(machine=machine, lab=lab.ref.key)
+    err.print(f"[dim]{left}[/]")
     sys.stdout.flush()
     started = time.time()
-    code = _run_interactive(argv)
+    code = attached.run_interactive(argv)
     if lifecycle.reboots_since(store, lab, machine, started):
         err.print(
-            f"The shell ended: guestlab rebooted {machine} to prove that changes survive a"
-            f" reboot. Open a new one: guestlab shell {scenario} {machine}"
+            _(
+                "The shell ended: guestlab rebooted {machine} to prove that changes survive a"
+                " reboot. Open a new one: guestlab shell {lab} {machine}"
+            ).format(machine=machine, lab=scenario)
         )
     sys.exit(code)
-
-
-def _run_interactive(argv: list[str]) -> int:
-    """Run argv on this terminal and return its exit status; Ctrl-C belongs to it."""
-    previous = signal.signal(signal.SIGINT, lambda *_: None)  # reset to default in the child
-    try:
-        proc = subprocess.Popen(argv)
-    except FileNotFoundError:
-        raise GuestlabError(
-            f"`{argv[0]}` is needed for an interactive shell and is not installed"
-        ) from None
-    try:
-        code = proc.wait()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    return code if code >= 0 else 128 - code
 
 
 @click.command()
@@ -250,9 +278,12 @@ def hint(scenario: str, task: str, student: str | None, lang: str | None) -> Non
     lab, _record, store = options.open_lab(scenario, student, lang)
     n, total, text = lifecycle.hint(lab, store, task)
     if text is None:
-        out.print(f"Task {task} has no hints.")
+        out.print(_("Task {task} has no hints.").format(task=task))
     else:
-        out.print(f"[bold]Hint {n}/{total}[/] for {task}: {escape(text)}")
+        which = _("Hint {n}/{total}").format(n=n, total=total)
+        out.print(
+            f"[bold]{which}[/] " + _("for {task}: {text}").format(task=task, text=escape(text))
+        )
 
 
 @click.command()
@@ -265,8 +296,8 @@ def solve(scenario: str, student: str | None, tasks: tuple[str, ...]) -> None:
 
     lab, record, store = options.open_lab(scenario, student)
     for task in lifecycle.solve(lab, record, store, tasks):
-        out.print(f"[green]✓[/] solution of {task} applied")
-    out.print(f"See the result: guestlab check {scenario}")
+        out.print("[green]✓[/] " + _("solution of {task} applied").format(task=task))
+    out.print(_("See the result: guestlab check {lab}").format(lab=scenario))
 
 
 @click.command()
@@ -278,7 +309,7 @@ def reset(scenario: str, student: str | None) -> None:
 
     lab, record, store = options.open_lab(scenario, student)
     lifecycle.reset(lab, record, store, ConsoleReporter(out))
-    out.print(f"Lab {scenario} is back at its starting state.")
+    out.print(_("Lab {lab} is back at its starting state.").format(lab=scenario))
 
 
 @click.command()
@@ -287,11 +318,13 @@ def reset(scenario: str, student: str | None) -> None:
 @options.backend_option("Also look on this backend.")
 def down(scenario: str, student: str | None, backend: str | None) -> None:
     """Remove every resource of a lab and forget it. Safe to run twice."""
-    from orchestrator import teardown
+    from orchestrator import teardown, views
 
     store = options.store()
     ref = options.ref(scenario, options.student(student))
     record = store.lab_of(ref)
+    if record:
+        messages.use(options.lab_language(None, record.lang))
     names = list(
         dict.fromkeys([*(record.backends if record else []), *([backend] if backend else [])])
     )
@@ -299,11 +332,18 @@ def down(scenario: str, student: str | None, backend: str | None) -> None:
         names = [n for n in backends.names() if backends.get(n).availability().usable]
     removed = teardown.down(ref, names, store)
     if not removed:
-        out.print(f"Nothing of lab {ref.key} was left; it is down.")
+        out.print(_("Nothing of lab {lab} was left; it is down.").format(lab=ref.key))
     for name, found in removed.items():
-        parts = [f"machines {', '.join(found.machines)}"] if found.machines else []
-        parts += found.other
-        out.print(f"[green]✓[/] removed from {name}: {'; '.join(parts)}")
+        parts = (
+            [_("machines {names}").format(names=", ".join(found.machines))]
+            if found.machines
+            else []
+        )
+        parts += [views.resource(other) for other in found.other]
+        what = "; ".join(parts)
+        out.print(
+            "[green]✓[/] " + _("removed from {backend}: {what}").format(backend=name, what=what)
+        )
 
 
 #: the commands this module adds to `guestlab`

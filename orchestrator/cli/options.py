@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from orchestrator import backends
+from orchestrator import backends, messages
 from orchestrator.errors import UsageError
+from orchestrator.messages import _
 
 if TYPE_CHECKING:
     from orchestrator.backends.contract import LabRef
@@ -38,12 +39,41 @@ def student_option(*, required: bool = False) -> Callable[[F], F]:
     )
 
 
-lang_option = click.option(
-    "--lang",
-    metavar="TAG",
-    help="Language of the lab's texts, e.g. en or pt-BR"
-    " (default: $GUESTLAB_LANG, then the locale; English where a text is not translated).",
+#: where the `--lang` a user typed is kept for the command (`None` when not typed)
+LANG_KEY = "guestlab.lang"
+LANG_HELP = (
+    "Language of what guestlab and the lab's texts say, e.g. en or pt-BR (default: the"
+    " language the lab was brought up in, then $GUESTLAB_LANG, then the locale)."
 )
+
+
+def _speak(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """Runs while the command line is parsed, before the command: its errors are in the
+    language asked for. A lab's remembered language is applied when the lab is opened."""
+    ctx.meta[LANG_KEY] = value
+    messages.use(lang(value))
+    return value
+
+
+def lang_parameter(*, expose: bool) -> click.Option:
+    """`--lang TAG`; `expose` passes it to the command as `lang`."""
+    return click.Option(
+        ["--lang"], metavar="TAG", callback=_speak, expose_value=expose, help=LANG_HELP
+    )
+
+
+#: `--lang TAG`, passed to the command as `lang`
+lang_option = click.option("--lang", metavar="TAG", callback=_speak, help=LANG_HELP)
+
+
+def add_lang_everywhere(group: click.Group) -> None:
+    """Give every command under `group` a `--lang` (not passed to it: the chosen language
+    is the process's, `messages.current()`), unless it declares its own."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            add_lang_everywhere(command)
+        elif not any(p.name == "lang" for p in command.params):
+            command.params.append(lang_parameter(expose=False))
 
 
 def backend_option(
@@ -113,6 +143,28 @@ def lang(option: str | None) -> str:
     return pick_language(option)
 
 
+def typed_lang() -> str | None:
+    """The `--lang` typed for the running command, if any."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(LANG_KEY) if ctx else None
+
+
+def lab_language(option: str | None, remembered: str) -> str:
+    """A lab's language: `--lang` typed, else the one it was brought up in, else the
+    environment's ($GUESTLAB_LANG, then the locale)."""
+    typed = option or typed_lang()
+    if typed:
+        return lang(typed)
+    return remembered or lang(None)
+
+
+def student_flag(student_id: str) -> str:
+    """` --student S` for the commands guestlab suggests, when S is not the default one."""
+    from orchestrator.backends.contract import default_student
+
+    return "" if student_id == default_student() else f" --student {student_id}"
+
+
 def lab_id(given: str) -> str:
     """The lab ID a command names: an ID as given, or the `metadata.id` of a scenario file
     (a user who brought a lab up from its file names it the same way)."""
@@ -125,15 +177,17 @@ def lab_id(given: str) -> str:
         try:
             found = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise UsageError(f"cannot read the scenario file {given}: {exc}") from exc
+            raise UsageError(
+                _("cannot read the scenario file {file}: {error}").format(file=given, error=exc)
+            ) from exc
         meta = found.get("metadata") if isinstance(found, dict) else None
         found_id = meta.get("id") if isinstance(meta, dict) else None
         # the id names files under the state store: only a valid one is taken
         if isinstance(found_id, str) and LAB_ID.fullmatch(found_id):
             return found_id
     raise UsageError(
-        f"{given!r} is neither a lab ID nor a scenario file with an id",
-        hint="guestlab status lists the labs that are up, by ID",
+        _("{given} is neither a lab ID nor a scenario file with an id").format(given=repr(given)),
+        hint=_("guestlab status lists the labs that are up, by ID"),
     )
 
 
@@ -147,11 +201,17 @@ def ref(scenario: str, student_id: str) -> LabRef:
 def open_lab(
     scenario: str, student_id: str | None, language: str | None = None
 ) -> tuple[Lab, LabRecord, Store]:
-    """A lab that is up, its record, and the open state store."""
+    """A lab that is up, its record, and the open state store; from here on guestlab speaks
+    the lab's language (`lab_language`)."""
+    from orchestrator.backends.contract import LabRef
     from orchestrator.lab import open_lab as open_recorded
 
     opened = store()
-    lab, record = open_recorded(opened, lab_id(scenario), student(student_id), lang(language))
+    ref_ = LabRef(lab_id(scenario), student(student_id))
+    found = opened.lab_of(ref_)
+    chosen = lab_language(language, found.lang if found else "")
+    messages.use(chosen)
+    lab, record = open_recorded(opened, ref_.scenario, ref_.student, chosen)
     return lab, record, opened
 
 

@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING
 import click
 from rich.markup import escape
 
+from orchestrator import messages
 from orchestrator.cli import options
 from orchestrator.cli.console import out
 from orchestrator.cli.host import Collector, add_collector
 from orchestrator.errors import UsageError
+from orchestrator.messages import _
 
 if TYPE_CHECKING:
     from orchestrator.state import Store
@@ -59,7 +61,10 @@ def parse_age(text: str) -> float:
     except (ValueError, KeyError, IndexError):
         seconds = 0
     if seconds <= 0:
-        raise UsageError(f"--max-age {text!r} is not a duration", hint="for example 45m, 8h, 2d")
+        raise UsageError(
+            _("--max-age {value} is not a duration").format(value=repr(text)),
+            hint=_("for example 45m, 8h, 2d"),
+        )
     return seconds
 
 
@@ -94,7 +99,11 @@ def fill_cmd(
     given = fill.target_for(scenario, backend, 0, None, None)
     earlier = PoolStore(store.db).target(given.scenario, given.backend)
     if refill and earlier is None:  # drained since the claim: never bring it back
-        out.print(f"Pool {given.scenario} on {given.backend} was drained: nothing to refill.")
+        out.print(
+            _("Pool {id} on {backend} was drained: nothing to refill.").format(
+                id=given.scenario, backend=given.backend
+            )
+        )
         return
     target = type(given)(
         given.scenario,
@@ -107,14 +116,23 @@ def fill_cmd(
     started = time.monotonic()
     done = fill.fill(target, store, lambda _key: _quiet(), parallel, record=not refill)
     if done.busy:
-        out.print(f"Pool {target.scenario} on {target.backend} is being filled already.")
+        out.print(
+            _("Pool {id} on {backend} is being filled already.").format(
+                id=target.scenario, backend=target.backend
+            )
+        )
         return
     for key in done.removed:
-        out.print(f"[dim]replaced {escape(key)} (left half-made, too old or stale)[/]")
-    out.print(
-        f"[green]✓[/] pool {escape(target.scenario)} on {target.backend}: {target.size} ready"
-        f" ({len(done.made)} made in {time.monotonic() - started:.1f} s)"
+        replaced = _("replaced {lab} (left half-made, too old or stale)").format(lab=escape(key))
+        out.print(f"[dim]{replaced}[/]")
+    filled = _("pool {id} on {backend}: {size} ready ({made} made in {seconds} s)").format(
+        id=escape(target.scenario),
+        backend=target.backend,
+        size=target.size,
+        made=len(done.made),
+        seconds=messages.decimal(time.monotonic() - started),
     )
+    out.print(f"[green]✓[/] {filled}")
 
 
 def _quiet() -> object:
@@ -152,13 +170,22 @@ def status_cmd(scenario: str | None, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
     elif not rows:
-        out.print("No pools. Fill one: guestlab pool fill ID --size N")
+        out.print(_("No pools. Fill one: guestlab pool fill ID --size N"))
     else:
         from rich.table import Table
 
-        table = Table(title="Pools", title_justify="left")
+        table = Table(title=_("Pools"), title_justify="left")
+        headers = {
+            "scenario": _("scenario"),
+            "backend": _("backend"),
+            "size": _("size"),
+            "ready": _("ready"),
+            "claimed": _("claimed"),
+            "filling": _("filling"),
+        }
         for col in rows[0]:
-            table.add_column(col, justify="left" if col in ("scenario", "backend") else "right")
+            justify = "left" if col in ("scenario", "backend") else "right"
+            table.add_column(headers.get(col, col), justify=justify)
         for r in rows:
             table.add_row(*(escape(str(v)) for v in r.values()))
         out.print(table)
@@ -172,4 +199,5 @@ def drain_cmd(scenario: str, backend: str | None) -> None:
     from orchestrator.pool import fill
 
     removed = fill.drain(options.store(), options.lab_id(scenario), backend)
-    out.print(f"[green]✓[/] pool {escape(scenario)} drained: {len(removed)} lab(s) removed")
+    drained = _("pool {id} drained: {n} lab(s) removed").format(id=escape(scenario), n=len(removed))
+    out.print(f"[green]✓[/] {drained}")

@@ -8,10 +8,11 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator import textsafe
+from orchestrator import messages, textsafe
 from orchestrator.cli import options
 from orchestrator.cli.console import ConsoleReporter, err, out
 from orchestrator.errors import UsageError
+from orchestrator.messages import _
 
 if TYPE_CHECKING:
     from orchestrator.lab.prove import Proof
@@ -34,7 +35,7 @@ def prove(scenario: str, backend: str | None, all_backends: bool, fmt: str) -> N
     from orchestrator.lab import prove as proving
 
     if backend and all_backends:
-        raise UsageError("--backend and --all-backends exclude each other")
+        raise UsageError(_("--backend and --all-backends exclude each other"))
     names = proving.declared_backends(scenario) if all_backends else [backend]
     store = options.store()
     proofs = [proving.prove(scenario, name, store, ConsoleReporter(err)) for name in names]
@@ -49,17 +50,19 @@ def prove(scenario: str, backend: str | None, all_backends: bool, fmt: str) -> N
 def proof_table(proofs: list[Proof]) -> Table:
     """Every step of every proof: its backend, result, seconds, and why it failed."""
     table = Table(title=f"guestlab prove {proofs[0].scenario}", title_justify="left")
-    for col in ("backend", "step", "result", "seconds"):
-        table.add_column(col, justify="right" if col == "seconds" else "left")
-    table.add_column("what went wrong")
+    for col in (_("backend"), _("step"), _("result")):
+        table.add_column(col)
+    table.add_column(_("seconds"), justify="right")
+    table.add_column(_("what went wrong"))
     for proof in proofs:
         for step in proof.steps:
-            result = Text("ok", style="green") if step.ok else Text("FAILED", style="bold red")
+            ok = Text(_("ok"), style="green")
+            result = ok if step.ok else Text(_("FAILED"), style="bold red")
             table.add_row(
                 proof.backend,
                 Text(textsafe.clean(step.name)),
                 result,
-                f"{step.seconds:.1f}",
+                messages.decimal(step.seconds),
                 Text(textsafe.clean(step.detail)),
             )
     return table

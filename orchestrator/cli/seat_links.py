@@ -19,6 +19,7 @@ import click
 from orchestrator import textsafe
 from orchestrator.cli import options
 from orchestrator.errors import UsageError
+from orchestrator.messages import _
 
 if TYPE_CHECKING:
     from orchestrator.state import Store
@@ -45,7 +46,9 @@ class Link:
 
 def _base(url: str) -> str:
     if not url.startswith(("http://", "https://")) or any(c in url for c in " ?#"):
-        raise UsageError(f"--base-url {url!r} is not an http(s) URL without query")
+        raise UsageError(
+            _("--base-url {url} is not an http(s) URL without query").format(url=repr(url))
+        )
     return url.rstrip("/")
 
 
@@ -108,7 +111,10 @@ def class_links(class_id: str, base_url: str, fmt: str, rotate: bool) -> None:
     try:
         members = ClassStore(store.db).members(class_id)
         if not members:
-            raise UsageError(f"no class {class_id}", hint="guestlab class status lists them")
+            raise UsageError(
+                _("no class {id}").format(id=class_id),
+                hint=_("guestlab class status lists them"),
+            )
         links = [
             Link(m.student, m.name, m.email, *_link(store, m.lab, base, rotate)) for m in members
         ]
@@ -134,7 +140,7 @@ def link(scenario: str, student: str | None, base_url: str, rotate: bool) -> Non
         store.close()
     if not url:
         raise UsageError(
-            f"no lab {ref.scenario} for student {ref.student}",
-            hint=f"bring it up first: guestlab up {ref.scenario}",
+            _("no lab {lab} for student {student}").format(lab=ref.scenario, student=ref.student),
+            hint=_("bring it up first: guestlab up {lab}").format(lab=ref.scenario),
         )
     click.echo(url)

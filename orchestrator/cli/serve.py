@@ -13,6 +13,7 @@ from orchestrator import textsafe
 from orchestrator.cli import options
 from orchestrator.cli.console import err, out
 from orchestrator.errors import UsageError
+from orchestrator.messages import _
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -66,7 +67,7 @@ def serve(
     from orchestrator.web.config import ServeConfig
 
     if (tls_cert is None) != (tls_key is None):
-        raise UsageError("--tls-cert and --tls-key go together")
+        raise UsageError(_("--tls-cert and --tls-key go together"))
     store = options.store()
     ClassStore(store.db)  # the tables exist before the read-only connections look for them
     Seats(store.db)
@@ -90,11 +91,14 @@ def serve(
     if ssh_port is not None:
         click.echo(f"SSH door: port {ssh_port}")
     if host not in LOCAL_HOSTS and tls_cert is None:
-        err.print(
-            f"[yellow]warning:[/] listening on {escape(host)} over plain HTTP: tokens, grades"
-            " and terminals cross the network in clear; use --tls-cert and --tls-key"
-        )
-    out.print("[dim]Ctrl-C stops it.[/]")
+        warning = _(
+            "listening on {host} over plain HTTP: tokens, grades and terminals cross the"
+            " network in clear; use --tls-cert and --tls-key"
+        ).format(host=escape(host))
+        label = _("warning:")
+        err.print(f"[yellow]{label}[/] {warning}")
+    stops = _("Ctrl-C stops it.")
+    out.print(f"[dim]{stops}[/]")
     sys.stdout.flush()
     try:
         server.run(config, listen, sock)
@@ -102,4 +106,4 @@ def serve(
         pass
     finally:
         sock.close()
-    out.print("Dashboard stopped.")
+    out.print(_("Dashboard stopped."))

@@ -8,6 +8,7 @@ from orchestrator import backends
 from orchestrator.backends.contract import Backend, MachineRemoval, StartCopies
 from orchestrator.errors import UsageError
 from orchestrator.lab.bound import VM_BACKEND
+from orchestrator.messages import _
 from orchestrator.scenario.model import Machine, Scenario
 
 
@@ -31,8 +32,10 @@ def choose_backend(scenario: Scenario, name: str | None) -> Backend:
     chosen = name or scenario.backends[0]
     if chosen not in scenario.backends:
         raise UsageError(
-            f"scenario {scenario.id} does not support the {chosen} backend",
-            hint=f"it supports: {', '.join(scenario.backends)}",
+            _("scenario {id} does not support the {backend} backend").format(
+                id=scenario.id, backend=chosen
+            ),
+            hint=_("it supports: {names}").format(names=", ".join(scenario.backends)),
         )
     backend = backends.get(chosen)
     # `kind: vm` machines of a container lab go to the VM backend; the rest stay here
@@ -59,8 +62,10 @@ def choose_backend(scenario: Scenario, name: str | None) -> Backend:
             and not _grading_needs(scenario, backends.get(b), own)
         ]
         raise UsageError(
-            f"the {chosen} backend lacks {', '.join(sorted(missing))}, which {scenario.id} needs",
-            hint=f"use --backend {others[0]}" if others else None,
+            _("the {backend} backend lacks {what}, which {id} needs").format(
+                backend=chosen, what=", ".join(sorted(missing)), id=scenario.id
+            ),
+            hint=_("use --backend {name}").format(name=others[0]) if others else None,
         )
     return backend
 
@@ -70,9 +75,9 @@ def _grading_needs(scenario: Scenario, backend: Backend, own: Sequence[Machine])
     mine = [m for m in own if m.grading is not None]
     lacks = set()
     if mine and not isinstance(backend, MachineRemoval):
-        lacks.add("removing one machine (for grading machines)")
+        lacks.add(_("removing one machine (for grading machines)"))
     if any(m.grading and m.grading.state == "start" for m in mine) and not isinstance(
         backend, StartCopies
     ):
-        lacks.add("copying a starting state (for grading machines)")
+        lacks.add(_("copying a starting state (for grading machines)"))
     return lacks

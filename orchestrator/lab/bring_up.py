@@ -25,6 +25,7 @@ from orchestrator.credentials import Seats
 from orchestrator.errors import BackendUnavailable, ProvisioningError, UsageError
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.reporter import Reporter
+from orchestrator.messages import _
 from orchestrator.scenario.load import source_path
 from orchestrator.scenario.model import Machine, Step
 from orchestrator.state import LabRecord, Store, lab_lock
@@ -47,7 +48,7 @@ def refuse_host_root(lab: Lab, reporter: Reporter, *, accepted: bool) -> None:
                 hint="`guestlab doctor` says how to confine it; --unsafe-host-root accepts "
                 "the risk for a lab of your own (never for a class)",
             )
-        reporter.line(f"UNSAFE, as asked: {risk}")
+        reporter.line(_("UNSAFE, as asked: {risk}").format(risk=risk))
 
 
 @dataclass
@@ -81,7 +82,7 @@ def up(
         if _is_up(lab, record):
             return UpResult(lab, True, {})
         if record or any(_found(b, lab.ref) for b in lab.backends):
-            reporter.line("a previous `up` did not finish: removing what it left")
+            reporter.line(_("a previous `up` did not finish: removing what it left"))
             for backend in lab.backends:
                 backend.destroy(lab.ref)
         store.put_lab(
@@ -104,8 +105,8 @@ def _is_up(lab: Lab, record: LabRecord | None) -> bool:
     key = lab.ref.key
     if record and record.backend != lab.backend.name:
         raise UsageError(
-            f"lab {key} is up on {record.backend}",
-            hint=f"bring it down first: guestlab down {lab.ref.scenario}",
+            _("lab {lab} is up on {backend}").format(lab=key, backend=record.backend),
+            hint=_("bring it down first: guestlab down {id}").format(id=lab.ref.scenario),
         )
     if not (record and record.status == "up"):
         return False
@@ -114,15 +115,17 @@ def _is_up(lab: Lab, record: LabRecord | None) -> bool:
     if not missing:
         return True
     raise ProvisioningError(
-        f"lab {key} is up but its machines {', '.join(missing)} are gone",
-        hint=f"guestlab reset {lab.ref.scenario} restores them",
+        _("lab {lab} is up but its machines {machines} are gone").format(
+            lab=key, machines=", ".join(missing)
+        ),
+        hint=_("guestlab reset {id} restores them").format(id=lab.ref.scenario),
     )
 
 
 def forget_unfinished(lab: Lab, store: Store, reporter: Reporter) -> None:
     """Remove a lab whose `up` (or claim) stopped half-way, and forget it."""
     with lab_lock(lab.ref.key):
-        reporter.line("a previous `up` did not finish: removing what it left")
+        reporter.line(_("a previous `up` did not finish: removing what it left"))
         for backend in lab.backends:
             backend.destroy(lab.ref)
         store.delete_lab(lab.ref.key)
@@ -221,7 +224,7 @@ def restore_before(lab: Lab, first: int, reporter: Reporter) -> None:
         backend = lab.backend_for(m.name)
         if not isinstance(backend, MachineRemoval):
             raise ProvisioningError(f"{backend.name} cannot make clone {m.name} again")
-        reporter.line(f"removing {m.name}")
+        reporter.line(_("removing {machine}").format(machine=m.name))
         backend.remove_machine(lab.ref, m.name)
     for backend, specs in lab.by_backend(originals(lab)):
         backend.restore(lab.ref, specs, reporter.line)

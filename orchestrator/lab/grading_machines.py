@@ -18,6 +18,7 @@ from orchestrator.checks.reads import follow
 from orchestrator.errors import GuestlabError
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.reporter import Reporter
+from orchestrator.messages import _
 from orchestrator.scenario.model import Machine, SeedFile, Step, Task
 from orchestrator.state import Store, lab_lock
 
@@ -51,11 +52,16 @@ def made(
     failed: dict[str, str] = {}
 
     def one(m: Machine) -> None:
-        reporter.line(f"making {m.name}, a new copy of {m.clone_of}, to grade it")
+        reporter.line(
+            _("making {machine}, a new copy of {source}, to grade it").format(
+                machine=m.name, source=m.clone_of
+            )
+        )
         try:
             _make(lab, m, reporter, first)
         except GuestlabError as exc:
-            failed[m.name] = f"a new copy of {m.clone_of} did not come up: {exc}"[:500]
+            why = _("a new copy of {source} did not come up: {error}")
+            failed[m.name] = why.format(source=m.clone_of, error=exc)[:500]
             reporter.line(failed[m.name])
 
     try:

@@ -10,6 +10,7 @@ from orchestrator.backends.contract import Backend, LabRef, default_student
 from orchestrator.errors import ScenarioError, UsageError
 from orchestrator.lab.backend_choice import choose_backend
 from orchestrator.lab.bound import Lab
+from orchestrator.messages import _
 from orchestrator.scenario.catalog import resolve
 from orchestrator.scenario.i18n import localize
 from orchestrator.scenario.load import load_file
@@ -42,10 +43,10 @@ def open_lab(
     """A lab that is in the state store, as it was brought up."""
     record = store.lab_of(LabRef(scenario_id, student))
     if record is None:
+        flag = f" --student {student}" if student != default_student() else ""
         raise UsageError(
-            f"no lab {scenario_id} for student {student}",
-            hint=f"bring it up first: guestlab up {scenario_id}"
-            + (f" --student {student}" if student != default_student() else ""),
+            _("no lab {lab} for student {student}").format(lab=scenario_id, student=student),
+            hint=_("bring it up first: guestlab up {lab}").format(lab=scenario_id) + flag,
         )
     path = Path(record.scenario_path)
     scenario = localize(load_file(path), lang)  # a vanished file is a UsageError naming it

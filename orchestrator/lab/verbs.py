@@ -12,22 +12,26 @@ from orchestrator.lab import grading_machines
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.bring_up import restore_before
 from orchestrator.lab.reporter import Reporter, Silent
+from orchestrator.messages import N_, _, did_you_mean
 from orchestrator.report import CheckResult, Report
 from orchestrator.scenario.model import Task
 from orchestrator.state import LabRecord, Store, lab_lock
 
 #: the check a task fails when a machine it names did not come back from its reboot
-REBOOT_CHECK = "the machine comes back from a reboot"
+REBOOT_CHECK = N_("the machine comes back from a reboot")
 #: the check a task fails when a grading machine could not be made from the student's work
-COPY_CHECK = "a new copy of the machine comes up"
+COPY_CHECK = N_("a new copy of the machine comes up")
 
 
 def require_up(lab: Lab, record: LabRecord) -> None:
     if record.status != "up":
         raise ProvisioningError(
-            f"lab {record.key} is not ready (its `up` stopped at step {record.step or '?'})",
-            hint=f"run `guestlab up {lab.ref.scenario}` again,"
-            f" or `guestlab down {lab.ref.scenario}`",
+            _("lab {lab} is not ready (its `up` stopped at step {step})").format(
+                lab=record.key, step=record.step or "?"
+            ),
+            hint=_("run `guestlab up {id}` again, or `guestlab down {id}`").format(
+                id=lab.ref.scenario
+            ),
         )
 
 
@@ -36,8 +40,8 @@ def select_tasks(lab: Lab, task_ids: Sequence[str]) -> list[Any]:
     unknown = [t for t in task_ids if t not in known]
     if unknown:
         raise UsageError(
-            f"no task {', '.join(unknown)} in {lab.scenario.id}",
-            hint=f"its tasks: {', '.join(known)}",
+            _("no task {tasks} in {lab}").format(tasks=", ".join(unknown), lab=lab.scenario.id),
+            hint=did_you_mean(unknown[0], list(known), _("its tasks: {names}")),
         )
     return [known[t] for t in task_ids] if task_ids else list(known.values())
 
@@ -72,10 +76,10 @@ def check(
         result.unproven = task.after_reboot and not reboot
         why = [f"{m}: {failed[m]}" for m in task.machines if m in failed and task.after_reboot]
         if why:  # a machine that does not come back fails the task, with the reason
-            result.checks.append(CheckResult(REBOOT_CHECK, False, "; ".join(why)[:500]))
+            result.checks.append(CheckResult(_(REBOOT_CHECK), False, "; ".join(why)[:500]))
         unmade = [not_made[m] for m in task.machines if m in not_made]
         if unmade:  # the student's work does not give a machine that boots
-            result.checks.append(CheckResult(COPY_CHECK, False, "; ".join(unmade)[:500]))
+            result.checks.append(CheckResult(_(COPY_CHECK), False, "; ".join(unmade)[:500]))
     outcome = {r.id: r.passed for r in results}
     for task, result in zip(tasks, results, strict=True):
         result.first = [t for t in task.requires if t in outcome and not outcome[t]]
@@ -107,7 +111,9 @@ def restart(lab: Lab, store: Store, machines: Sequence[str], reporter: Reporter)
     with lab_lock(lab.ref.key):
         store.event(lab.ref.key, "reboot", machines=list(machines))
         for name in machines:
-            reporter.line(f"rebooting {name} to prove the change survives")
+            reporter.line(
+                _("rebooting {machine} to prove the change survives").format(machine=name)
+            )
         with reporter.step("reboot"):
             specs = [lab.spec(name) for name in machines]
             for backend, group in lab.by_backend(specs):
@@ -115,7 +121,7 @@ def restart(lab: Lab, store: Store, machines: Sequence[str], reporter: Reporter)
                     backend.restart(lab.ref, group, reporter.line)
                 except (MachineUnavailable, ProvisioningError) as exc:
                     failed.update({s.name: f"the reboot failed: {exc}" for s in group})
-                    reporter.line(f"the reboot failed: {exc}")
+                    reporter.line(_("the reboot failed: {error}").format(error=exc))
     return failed
 
 

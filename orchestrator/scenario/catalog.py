@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from orchestrator.errors import UsageError
+from orchestrator.messages import _, did_you_mean
 
 SUFFIXES = (".yaml", ".yml")
 #: the environment variables of the search path, in order; the second is the older name
@@ -71,9 +72,11 @@ def resolve(ref: str) -> Path:
     if _is_path(ref):
         path = Path(ref)
         if not path.exists():
-            raise UsageError(f"no such scenario file: {ref}")
+            raise UsageError(_("no such scenario file: {file}").format(file=ref))
         if not path.is_file() or path.suffix not in SUFFIXES:
-            raise UsageError(f"not a scenario file (a .yaml or .yml file): {ref}")
+            raise UsageError(
+                _("not a scenario file (a .yaml or .yml file): {file}").format(file=ref)
+            )
         return path
     dirs = search_path()
     for folder in dirs:
@@ -82,9 +85,14 @@ def resolve(ref: str) -> Path:
             if candidate.is_file():
                 return candidate
     searched = ", ".join(str(d) for d in dirs)
+    known = sorted({p.stem for folder in dirs if folder.is_dir() for p in _files_in(folder)})
     raise UsageError(
-        f"unknown scenario `{ref}` (searched: {searched})",
-        hint="`guestlab list` shows the scenarios available; `guestlab --path DIR` adds a folder",
+        _("unknown scenario `{id}` (searched: {folders})").format(id=ref, folders=searched),
+        hint=did_you_mean(
+            ref,
+            known,
+            _("`guestlab list` shows the scenarios available; `guestlab --path DIR` adds a folder"),
+        ),
     )
 
 

@@ -22,6 +22,7 @@ from orchestrator.classroom.copies import describe, is_copy
 from orchestrator.classroom.store import list_classes, student_history
 from orchestrator.web import access
 from orchestrator.web.config import ServeConfig, instructor_ok
+from orchestrator.web.i18n import page_language
 from orchestrator.web.rendering import data, page, text
 
 REFRESH_SECONDS = 3
@@ -82,7 +83,7 @@ def index(config: ServeConfig, request: Request, db: sqlite3.Connection) -> Resp
     classes = [
         (c, _link(f"/class/{urllib.parse.quote(c.id)}", config.token)) for c in list_classes(db)
     ]
-    return page("index.html", classes=classes)
+    return page("index.html", lang=page_language(request), classes=classes)
 
 
 def api_classes(config: ServeConfig, request: Request, db: sqlite3.Connection) -> Response:
@@ -104,6 +105,7 @@ def klass(config: ServeConfig, request: Request, db: sqlite3.Connection) -> Resp
     with_presence(book, config)
     return page(
         "class.html",
+        lang=page_language(request),
         book=book,
         token=config.token,
         base=f"/class/{urllib.parse.quote(cid)}",
@@ -134,6 +136,7 @@ def student(config: ServeConfig, request: Request, db: sqlite3.Connection) -> Re
     base = f"/class/{urllib.parse.quote(book['class'])}"
     return page(
         "student.html",
+        lang=page_language(request),
         book=book,
         r=row,
         history=history,
@@ -155,6 +158,7 @@ def watch(config: ServeConfig, request: Request, db: sqlite3.Connection) -> Resp
         return text(404, "no such class or student")
     return page(
         "watch.html",
+        lang=page_language(request),
         r=row,
         cid=book["class"],
         token=config.token,

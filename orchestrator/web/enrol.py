@@ -14,22 +14,34 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from orchestrator import messages
 from orchestrator.classroom.enrol import EnrolRefused, join, opening_for
 from orchestrator.errors import GuestlabError
+from orchestrator.messages import _
 from orchestrator.web import access
 from orchestrator.web.config import COOKIE, ServeConfig
+from orchestrator.web.i18n import page_language
 from orchestrator.web.rendering import page, with_headers
 
 MAX_FORM = 4096
 
 
-def _form_page(secret: str, status: int = 200, error: str = "", name: str = "") -> Response:
-    response = page("join.html", status, secret=secret, error=error, typed=name)
+def _form_page(
+    request: Request, secret: str, status: int = 200, error: str = "", name: str = ""
+) -> Response:
+    lang = page_language(request)
+    response = page("join.html", status, lang=lang, secret=secret, error=error, typed=name)
     policy = response.headers["content-security-policy"]
     response.headers["content-security-policy"] = policy.replace(
         "form-action 'none'", "form-action 'self'"
     )
     return response
+
+
+def _closed(request: Request) -> Response:
+    lang = page_language(request)
+    with messages.language(lang):
+        return page("message.html", 403, lang=lang, message=_("This class link is not open."))
 
 
 def routes(config: ServeConfig) -> list[Route]:
@@ -43,23 +55,25 @@ def routes(config: ServeConfig) -> list[Route]:
     async def form(request: Request) -> Response:
         secret = request.path_params["secret"]
         if not await run_in_threadpool(is_open, secret):
-            return page("message.html", 403, message="This class link is not open.")
-        return _form_page(secret)
+            return _closed(request)
+        return _form_page(request, secret)
 
     async def enrol(request: Request) -> Response:
         secret = request.path_params["secret"]
         if not await run_in_threadpool(is_open, secret):
-            return page("message.html", 403, message="This class link is not open.")
+            return _closed(request)
         body = (await request.body())[:MAX_FORM].decode("utf-8", "replace")
         fields = parse_qs(body)
         student = (fields.get("student") or [""])[0].strip()
         try:
             token = await run_in_threadpool(join, config.db_path, secret, student, student)
         except EnrolRefused as e:
-            return _form_page(secret, 400, str(e), student)
+            return _form_page(request, secret, 400, str(e), student)
         except GuestlabError as e:
             config.log(f"enrolment failed: {e}")
-            return _form_page(secret, 503, f"No lab could be made now: {e}", student)
+            with messages.language(page_language(request)):
+                error = _("No lab could be made now: {error}").format(error=e)
+            return _form_page(request, secret, 503, error, student)
         config.log(f"enrolled {student}")
         response = RedirectResponse("/seat", status_code=303)
         secure = request.url.scheme == "https"

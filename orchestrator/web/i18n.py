@@ -1,39 +1,55 @@
-"""The seat's own strings in the student's language: one JSON catalog per language.
+"""The page's language, and the seat's strings that its script shows.
 
 The language is `?lang=`, else the browser's Accept-Language (in its order of
-preference), else English. Scenario texts follow the same choice through
-`scenario.i18n.localize`; a string missing from a catalog falls back to English.
+preference), else English. Pages and the CLI share one gettext catalog
+(orchestrator.messages); scenario texts follow the same choice through
+`scenario.i18n.localize`. A string missing from a catalog stays in English.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-from pathlib import Path
+from starlette.requests import Request
 
+from orchestrator import messages
+from orchestrator.messages import _
 from orchestrator.scenario.i18n import DEFAULT, match
-
-CATALOG = Path(__file__).resolve().parent / "catalog"
-
-
-@functools.cache
-def catalog(lang: str) -> dict[str, str]:
-    english = json.loads((CATALOG / f"{DEFAULT}.json").read_text(encoding="utf-8"))
-    if lang == DEFAULT:
-        return english
-    own = json.loads((CATALOG / f"{lang}.json").read_text(encoding="utf-8"))
-    return {**english, **own}
 
 
 def available() -> list[str]:
-    return sorted(p.stem for p in CATALOG.glob("*.json"))
+    return messages.available()
+
+
+def script_strings(lang: str) -> dict[str, str]:
+    """What seat.js shows by itself (statuses, notices), in `lang`."""
+    with messages.language(lang):
+        return {
+            "checking": _("Checking…"),
+            "reset_confirm": _(
+                "Put every machine of this lab back to its starting state? Everything you"
+                " changed in them is lost."
+            ),
+            "resetting": _("Resetting…"),
+            "reset_done": _("The lab is back to its starting state."),
+            "status_pass": _("passed"),
+            "status_fail": _("not yet"),
+            "status_unchecked": _("not checked yet"),
+            "no_hints": _("This task has no hints."),
+            # seat.js puts the numbers in
+            "hint_n": _("Hint {n} of {total}"),
+            "too_fast": _("Wait a moment before trying again."),
+            "failed": _("It did not work:"),
+            "terminal_closed": _("The terminal is closed."),
+            "reconnect": _("Open again"),
+            "found": _("found:"),
+            "do_first": _("do {tasks} first"),
+        }
 
 
 def accepted(header: str) -> list[str]:
     """The tags of an Accept-Language header, most wanted first (q=0 dropped)."""
     ranked: list[tuple[float, int, str]] = []
     for i, part in enumerate(header.split(",")[:20]):
-        tag, _, params = part.strip().partition(";")
+        tag, _sep, params = part.strip().partition(";")
         quality = 1.0
         if params.strip().startswith("q="):
             try:
@@ -57,3 +73,8 @@ def choose(query: str | None, accept_language: str | None) -> str:
         if found:
             return found
     return DEFAULT
+
+
+def page_language(request: Request) -> str:
+    """The language a request asks for: `?lang=`, else its Accept-Language."""
+    return choose(request.query_params.get("lang"), request.headers.get("accept-language"))

@@ -1,7 +1,9 @@
 """What every page of the serve process shares: templates, Markdown, headers, safe logs.
 
 Pages are Jinja2 template files with autoescape on; Markdown from a scenario is rendered
-with raw HTML disabled, so an author's or a student's `<script>` stays text. Every HTML
+with raw HTML disabled, so an author's or a student's `<script>` stays text. Templates
+speak the page's language through gettext (`{% trans %}`, `_()`: jinja2.ext.i18n), from
+the same catalog as the CLI (orchestrator.messages), chosen per request. Every HTML
 response carries a Content-Security-Policy with a fresh nonce: only our own scripts run.
 """
 
@@ -18,6 +20,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markdown_it import MarkdownIt
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
+from orchestrator import messages
+
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
@@ -27,7 +31,10 @@ _env = Environment(
     autoescape=select_autoescape(["html"], default=True),
     trim_blocks=True,
     lstrip_blocks=True,
+    extensions=["jinja2.ext.i18n"],
 )
+# each render passes the request's language's `gettext` in its context, which shadows these
+_env.install_null_translations()  # type: ignore[attr-defined]
 #: CommonMark without raw HTML: a scenario's text can format, never inject
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
 
@@ -55,10 +62,18 @@ def csp(nonce: str) -> str:
     )
 
 
-def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    """A template rendered with a fresh nonce, sent with the strict headers."""
+def page(name: str, status: int = 200, *, lang: str = "en", **context: Any) -> HTMLResponse:
+    """A template rendered in `lang` with a fresh nonce, sent with the strict headers."""
     nonce = secrets.token_urlsafe(12)
-    body = _env.get_template(name).render(nonce=nonce, **context)
+    with messages.language(lang):
+        body = _env.get_template(name).render(
+            nonce=nonce,
+            lang=lang,
+            gettext=messages._,
+            ngettext=messages.ngettext,
+            _=messages._,
+            **context,
+        )
     headers = {**BASE_HEADERS, "Content-Security-Policy": csp(nonce)}
     return HTMLResponse(body, status_code=status, headers=headers)
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -22,17 +24,22 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from orchestrator import messages
 from orchestrator.errors import GuestlabError, UsageError
 from orchestrator.lab import Lab, Silent, open_lab
 from orchestrator.lab import check as check_lab
 from orchestrator.lab import hint as hint_lab
 from orchestrator.lab import reset as reset_lab
+from orchestrator.messages import N_, _
 from orchestrator.report import Report
 from orchestrator.state import LabRecord, Store
 from orchestrator.web import access, i18n
 from orchestrator.web.config import COOKIE, ServeConfig, seat_of, student_token
 from orchestrator.web.rendering import data, markdown, page, with_headers
 from orchestrator.web.static_files import vendor_ready
+
+NO_SESSION = N_("This page needs your personal link. Open the link your instructor gave you again.")
+NO_TOKEN = N_("a student's link or token is needed")
 
 
 class RateLimit:
@@ -52,23 +59,27 @@ class RateLimit:
             return True
 
 
-def _state(report: Report | None, task_id: str) -> tuple[str, int, list[str]]:
+def _state(report: Report | None, task_id: str) -> tuple[str, int, list[dict[str, str]], list[str]]:
+    """A task's state, points, failed checks (what each expects, what it found) and the
+    tasks to do first."""
     found = report.task(task_id) if report else None
     if found is None:
-        return "unchecked", 0, []
-    return ("pass" if found.passed else "fail"), found.points, [c.message for c in found.failing]
+        return "unchecked", 0, [], []
+    failing = [{"expected": c.name, "found": c.message} for c in found.failing]
+    return ("pass" if found.passed else "fail"), found.points, failing, found.first
 
 
 def describe_seat(db_path: Any, seat: access.Seat, lang: str) -> dict[str, Any]:
     """What the page and `/api/me` show: texts rendered, each task's latest state."""
     store = Store(db_path)
     try:
-        lab, _record = open_lab(store, seat.scenario, seat.student, lang)
+        with messages.language(lang):
+            lab, _record = open_lab(store, seat.scenario, seat.student, lang)
         attempts = store.attempts(seat.lab)
         last = attempts[-1].report if attempts else None
         tasks = []
         for task in lab.scenario.tasks:
-            state, earned, messages = _state(last, task.id)
+            state, earned, failing, first = _state(last, task.id)
             tasks.append(
                 {
                     "id": task.id,
@@ -76,7 +87,8 @@ def describe_seat(db_path: Any, seat: access.Seat, lang: str) -> dict[str, Any]:
                     "points": task.points,
                     "earned": earned,
                     "state": state,
-                    "messages": messages,
+                    "messages": failing,
+                    "first": first,
                     "instructions_html": markdown(task.instructions),
                     "hints_taken": store.hints_taken(seat.lab, task.id),
                 }
@@ -100,8 +112,31 @@ def _lang(request: Request) -> str:
     return i18n.choose(request.query_params.get("lang"), request.headers.get("accept-language"))
 
 
+def _seat_lang(request: Request, db_path: Path, seat: access.Seat) -> str:
+    """A seat's language: `?lang=`, else the one its lab was brought up in (as the CLI
+    speaks it), else the browser's."""
+    if not request.query_params.get("lang"):
+        try:
+            db = access.read_only(db_path)
+            try:
+                row = db.execute("SELECT lang FROM labs WHERE key=?", (seat.lab,)).fetchone()
+            finally:
+                db.close()
+        except sqlite3.Error:  # a store from before languages were remembered
+            row = None
+        if row and row[0]:
+            return i18n.choose(row[0], None)
+    return _lang(request)
+
+
 def _failure(e: GuestlabError, status: int = 409) -> Response:
     return data({"error": str(e), "hint": e.hint}, status)
+
+
+def _refused(lang: str, status: int, english: str) -> Response:
+    """An API refusal in the page's language (`english` is a catalog msgid)."""
+    with messages.language(lang):
+        return data({"error": _(english)}, status)
 
 
 class Endpoints:
@@ -114,12 +149,18 @@ class Endpoints:
     def seat(self, request: Request) -> access.Seat | None:
         return seat_of(self.config.db_path, student_token(request))
 
+    def seat_and_lang(self, request: Request) -> tuple[access.Seat | None, str]:
+        found = self.seat(request)
+        lang = _seat_lang(request, self.config.db_path, found) if found else _lang(request)
+        return found, lang
+
     def link(self, request: Request) -> Response:
         token = request.path_params["token"]
         if seat_of(self.config.db_path, token) is None:
             self.config.log("refused: a seat link that opens no lab")
-            t = i18n.catalog(_lang(request))
-            return page("message.html", 403, message=t["no_session"])
+            lang = _lang(request)
+            with messages.language(lang):
+                return page("message.html", 403, lang=lang, message=_(NO_SESSION))
         lang = request.query_params.get("lang")
         target = "/seat" + (f"?lang={i18n.choose(lang, None)}" if lang else "")
         response = RedirectResponse(target, status_code=303)
@@ -134,47 +175,44 @@ class Endpoints:
         return with_headers(response)
 
     def seat_page(self, request: Request) -> Response:
-        lang = _lang(request)
-        t = i18n.catalog(lang)
-        found = self.seat(request)
+        found, lang = self.seat_and_lang(request)
         if found is None:
             # A Strict cookie is withheld on a navigation another site started (a link in
             # a mail): the page reloads itself once, as a same-site request that sends it.
             cross = request.headers.get("sec-fetch-site") == "cross-site"
             reload = cross and COOKIE not in request.cookies
-            message = t["reloading"] if reload else t["no_session"]
-            return page("message.html", 200 if reload else 403, message=message, reload=reload)
+            with messages.language(lang):
+                message = _("Opening your lab…") if reload else _(NO_SESSION)
+            status = 200 if reload else 403
+            return page("message.html", status, lang=lang, message=message, reload=reload)
         try:
             seen = describe_seat(self.config.db_path, found, lang)
         except GuestlabError as e:
-            return page("message.html", 409, message=str(e))
+            return page("message.html", 409, lang=lang, message=str(e))
         return page(
             "seat.html",
-            t=t,
-            strings_json=json.dumps(t),
+            strings_json=json.dumps(i18n.script_strings(lang)),
             languages=i18n.available(),
             vendor_ok=vendor_ready(),
             **seen,
         )
 
     async def me(self, request: Request) -> Response:
-        found = await run_in_threadpool(self.seat, request)
+        found, lang = await run_in_threadpool(self.seat_and_lang, request)
         if found is None:
-            return data({"error": "a student's link or token is needed"}, 403)
+            return _refused(lang, 403, NO_TOKEN)
         try:
-            seen = await run_in_threadpool(
-                describe_seat, self.config.db_path, found, _lang(request)
-            )
+            seen = await run_in_threadpool(describe_seat, self.config.db_path, found, lang)
         except GuestlabError as e:
             return _failure(e)
         return data(seen)
 
     async def act(self, request: Request, verb: str) -> Response:
         """Check, hint or reset: the student's own lab, once per interval, off the loop."""
-        found = await run_in_threadpool(self.seat, request)
+        found, lang = await run_in_threadpool(self.seat_and_lang, request)
         if found is None:
             self.config.log(f"refused: {verb} without a student's token")
-            return data({"error": "a student's link or token is needed"}, 403)
+            return _refused(lang, 403, NO_TOKEN)
         body: dict[str, Any] = {}
         if verb == "hint":
             try:
@@ -182,11 +220,13 @@ class Endpoints:
             except ValueError:
                 body = {}
             if not isinstance(body, dict) or not isinstance(body.get("task"), str):
-                return data({"error": 'send {"task": ID}'}, 400)
+                return data({"error": 'send {"task": ID}'}, 400)  # for scripts: not translated
         if not self.limit.allow(found.lab, verb):
-            return data({"error": "at most one every 2 seconds"}, 429, {"Retry-After": "2"})
+            with messages.language(lang):
+                too_fast = _("at most one every 2 seconds")
+            return data({"error": too_fast}, 429, {"Retry-After": "2"})
         try:
-            result = await run_in_threadpool(VERBS[verb], self.config, found, _lang(request), body)
+            result = await run_in_threadpool(VERBS[verb], self.config, found, lang, body)
         except UsageError as e:
             return _failure(e, 400)
         except GuestlabError as e:
@@ -195,8 +235,12 @@ class Endpoints:
             self.config.log(
                 f"{verb} of {found.lab}: the engine did not answer ({type(e).__name__})"
             )
-            error = f"the lab's engine did not answer ({type(e).__name__}); try again shortly"
-            return data({"error": error, "hint": "ask your instructor if it goes on"}, 503)
+            with messages.language(lang):
+                error = _("the lab's engine did not answer ({error}); try again shortly").format(
+                    error=type(e).__name__
+                )
+                hint = _("ask your instructor if it goes on")
+            return data({"error": error, "hint": hint}, 503)
         return data(result)
 
     async def check(self, request: Request) -> Response:
@@ -228,8 +272,9 @@ def _opened(
     """The seat's lab as `guestlab` opens it, on a store of its own (one per worker thread)."""
     store = Store(config.db_path)
     try:
-        lab, record = open_lab(store, seat.scenario, seat.student, lang)
-        yield lab, record, store
+        with messages.language(lang):  # errors raised in here are in the page's language
+            lab, record = open_lab(store, seat.scenario, seat.student, lang)
+            yield lab, record, store
     finally:
         store.close()
 

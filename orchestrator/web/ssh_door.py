@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import asyncssh
 
-from orchestrator import paths
+from orchestrator import messages, paths
 from orchestrator.lab.opening import open_lab
 from orchestrator.state import Store
 from orchestrator.web.access import Seat, attach_argv, machine_names, read_only
@@ -80,7 +80,11 @@ class Door:
         def work() -> Opened:
             store = Store(self.store_path)
             try:
-                lab, _ = open_lab(store, seat.scenario, seat.student)
+                # the lab's language (chosen at `up`): its errors reach the student in it
+                record = store.lab(seat.lab)
+                lang = record.lang if record and record.lang else messages.ENGLISH
+                with messages.language(lang):
+                    lab, _ = open_lab(store, seat.scenario, seat.student, lang)
             finally:
                 store.close()
             name = machine or machine_names(lab)[0]

@@ -42,6 +42,9 @@ def test_the_wheel_installed_elsewhere_lists_validates_and_runs_a_lab(tmp_path: 
     assert "orchestrator/library/scenarios/machine-id-clone.yaml" in names
     assert "orchestrator/library/labs/machine-id-clone/files/motd" in names
     assert any(n.startswith("orchestrator/web/templates/") for n in names)  # the seat's pages
+    # the message catalog travels as its .po; a .mo is compiled where it is used
+    assert "orchestrator/locale/pt_BR/LC_MESSAGES/guestlab.po" in names
+    assert not [n for n in names if n.endswith(".mo")]
     with tarfile.open(sdist) as tar:
         assert any(
             n.endswith("orchestrator/library/scenarios/machine-id-clone.yaml")
@@ -75,6 +78,14 @@ def test_the_wheel_installed_elsewhere_lists_validates_and_runs_a_lab(tmp_path: 
         run([guestlab, "up", *lab, "--backend", "docker"], elsewhere, env)
         report = json.loads(run([guestlab, "check", *lab, "--format", "json"], elsewhere, env))
         assert report["score"] < report["max_score"]  # a fresh lab: the tasks are still to do
+        cache = tmp_path / "cache"
+        spoken = run(
+            [guestlab, "status", "--lang", "pt-BR"],
+            elsewhere,
+            {**env, "XDG_CACHE_HOME": str(cache)},
+        )
+        assert "Laboratórios" in spoken and "situação" in spoken, spoken
+        assert list((cache / "guestlab" / "locale").glob("pt_BR-*.mo"))  # compiled from the .po
     finally:
         run([guestlab, "down", *lab], elsewhere, env)
     assert backend.find(LabRef("machine-id-clone", student)) == {}

@@ -301,6 +301,30 @@ def test_cli_reports_each_failure_and_exits_non_zero(
     assert '"lab_status": "up"' in status.output
 
 
+def test_class_up_with_a_language_gives_it_to_every_students_lab(
+    fake: FakeBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator import messages
+    from orchestrator.cli import cli
+
+    monkeypatch.setenv("GUESTLAB_HOME", str(tmp_path))
+    csv = tmp_path / "class.csv"
+    csv.write_text("id,name,email\nann,Ann,\nbob,Bob,\n")
+    try:
+        up = CliRunner().invoke(
+            cli, ["class", "up", SCENARIO, "--roster", str(csv), "--lang", "pt"]
+        )
+        assert up.exit_code == 0, up.output
+        assert "2/2 laboratório(s) no ar" in up.output
+        hint = CliRunner().invoke(cli, ["hint", SCENARIO, "find-id", "--student", "bob"])
+        assert hint.output.startswith("Dica 1/1 para find-id"), hint.output
+    finally:
+        messages.use(messages.ENGLISH)
+    store = Store(tmp_path / "state.db")
+    assert {store.lab_of(LabRef(SCENARIO, s)).lang for s in ("ann", "bob")} == {"pt-BR"}  # type: ignore[union-attr]
+    store.close()
+
+
 def test_cli_refuses_a_bad_roster_with_every_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

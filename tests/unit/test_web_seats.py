@@ -155,6 +155,22 @@ def test_the_page_language(client: TestClient, tokens: dict[str, str]) -> None:
     assert ">Check<" in client.get("/seat?lang=xx", headers={"Accept-Language": "en"}).text
 
 
+def test_the_seat_speaks_the_language_its_lab_was_brought_up_in(
+    client: TestClient, tokens: dict[str, str], store: Store
+) -> None:
+    from orchestrator.backends.contract import LabRef
+
+    store.remember_language(LabRef(SCENARIO, "ann"), "pt-BR")
+    client.cookies.set(COOKIE, tokens["ann"])
+    english_browser = {"Accept-Language": "en-US,en;q=0.9"}
+    assert ">Verificar<" in client.get("/seat", headers=english_browser).text
+    assert ">Check<" in client.get("/seat?lang=en", headers=english_browser).text
+    refused = client.post("/api/hint", content=b"[]", headers=english_browser)
+    assert refused.status_code == 400  # a script's malformed request: not translated
+    client.cookies.set(COOKIE, tokens["bob"])  # bob's lab remembers no language
+    assert ">Check<" in client.get("/seat", headers=english_browser).text
+
+
 def test_markdown_with_raw_html_is_inert() -> None:
     from orchestrator.web.rendering import markdown
 

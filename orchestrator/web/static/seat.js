@@ -41,9 +41,24 @@ function showReport(report) {
     }
     const list = document.querySelector(`.messages[data-task="${CSS.escape(t.id)}"]`);
     if (list) {
-      list.replaceChildren(...t.checks.filter(c => !c.passed).map(c => {
-        const li = document.createElement("li"); li.textContent = c.message; return li;
-      }));
+      // each failed check: what it expects (its name), and apart, what it found
+      const items = t.checks.filter(c => !c.passed).map(c => {
+        const li = document.createElement("li");
+        const expected = document.createElement("span");
+        expected.className = "expected"; expected.textContent = c.name; li.append(expected);
+        if (c.message) {
+          const found = document.createElement("span"), label = document.createElement("span");
+          found.className = "found"; label.className = "label"; label.textContent = strings.found;
+          found.append(label, " " + c.message); li.append(found);
+        }
+        return li;
+      });
+      if (t.first && t.first.length) {
+        const li = document.createElement("li"); li.className = "first";
+        li.textContent = strings.do_first.replace("{tasks}", t.first.join(", "));
+        items.unshift(li);
+      }
+      list.replaceChildren(...items);
     }
   }
   document.getElementById("score").textContent = String(score);
