@@ -19,7 +19,7 @@ from orchestrator.errors import GuestlabError
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.reporter import Reporter
 from orchestrator.messages import _
-from orchestrator.scenario.model import Machine, SeedFile, Step, Task
+from orchestrator.scenario.model import Machine, SeedFile, Task
 from orchestrator.state import Store, lab_lock
 
 #: the most of a seed file read from a lab machine (a user-data file is a few KiB)
@@ -32,20 +32,9 @@ def named(lab: Lab, tasks: Sequence[Task]) -> list[Machine]:
     return [m for m in lab.grading if m.name in wanted]
 
 
-def can_make(lab: Lab) -> str | None:
-    """Why this lab's engines cannot make its grading machines, if they cannot."""
-    for m in lab.grading:
-        backend = lab.backend_for(m.name)
-        if not isinstance(backend, MachineRemoval):
-            return f"the {backend.name} backend cannot remove one machine of a lab"
-        if m.grading and m.grading.state == "start" and not isinstance(backend, StartCopies):
-            return f"the {backend.name} backend cannot copy a machine's starting state"
-    return None
-
-
 @contextlib.contextmanager
 def made(
-    lab: Lab, store: Store, machines: Sequence[Machine], reporter: Reporter, *, first: int | None
+    lab: Lab, store: Store, machines: Sequence[Machine], reporter: Reporter
 ) -> Iterator[dict[str, str]]:
     """Make the grading machines for one check, then remove them; yields the ones that
     could not be made, each with why (their tasks fail with it)."""
@@ -58,7 +47,7 @@ def made(
             )
         )
         try:
-            _make(lab, m, reporter, first)
+            _make(lab, m, reporter)
         except GuestlabError as exc:
             why = _("a new copy of {source} did not come up: {error}")
             failed[m.name] = why.format(source=m.clone_of, error=exc)[:500]
@@ -79,7 +68,7 @@ def made(
                 backend.remove_machine(lab.ref, m.name)
 
 
-def _make(lab: Lab, machine: Machine, reporter: Reporter, first: int | None) -> None:
+def _make(lab: Lab, machine: Machine, reporter: Reporter) -> None:
     assert machine.clone_of is not None and machine.grading is not None
     backend = lab.backend_for(machine.name)
     assert isinstance(backend, MachineRemoval)
@@ -90,26 +79,12 @@ def _make(lab: Lab, machine: Machine, reporter: Reporter, first: int | None) -> 
     else:
         assert isinstance(backend, StartCopies)
         backend.clone_start(source, target, reporter.line)
-        if first is not None:  # a pool's lab saved its start before the student's steps
-            lab.run_steps(
-                [
-                    s.model_copy(update={"machine": machine.name})
-                    for s in _steps_of(lab, machine, first)
-                ],
-                f"setup of {machine.name},",
-            )
     if machine.grading.seed:
         for seed in machine.grading.seed:
             data = _seed_data(lab, seed)
             if data is not None:
                 backend.put_file(lab.ref, machine.name, seed.dest, data, 0o644)
         backend.restart(lab.ref, [target], reporter.line)
-
-
-def _steps_of(lab: Lab, machine: Machine, first: int) -> list[Step]:
-    """The setup steps from `first` on that ran in the grading machine's source."""
-    source = lab.scenario.root_of(machine.name).name
-    return [s for s in lab.scenario.setup[first:] if s.machine == source]
 
 
 def _seed_data(lab: Lab, seed: SeedFile) -> bytes | None:

@@ -63,8 +63,7 @@ def check(
     tasks = select_tasks(lab, task_ids)
     reporter = reporter or Silent()
     copies = grading_machines.named(lab, tasks)
-    first = saved_before_step(store, lab.ref.key)
-    with grading_machines.made(lab, store, copies, reporter, first=first) as not_made:
+    with grading_machines.made(lab, store, copies, reporter) as not_made:
         machines = [m for m in reboot_machines(tasks, lab) if m not in not_made]
         earlier, failed = {}, {}
         if reboot and machines:

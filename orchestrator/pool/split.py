@@ -66,13 +66,25 @@ def first_student_step(raw: Scenario) -> int:
 
 
 def require_poolable(raw: Scenario) -> None:
-    """Refuse a scenario whose machines themselves depend on the student."""
-    machines = [m.name for m in raw.machines if uses_student(m.model_dump_json())]
+    """Refuse a scenario whose machines themselves depend on the student (grading machines
+    may: each check makes them, for the student whose lab it grades)."""
+    machines = [m.name for m in raw.lab_machines if uses_student(m.model_dump_json())]
     if machines:
         raise UsageError(
             f"{raw.id} cannot be pooled: machine {machines[0]} depends on the student",
             hint="bring its labs up cold: guestlab up ID --no-pool",
         )
+    # a pool saves the starting state before the student's steps: a copy of that state
+    # would lack them (running them again in the copy gives other keys, other IDs)
+    late = {step.machine for step in raw.setup[first_student_step(raw) :]}
+    for m in raw.grading_machines:
+        source = raw.root_of(m.name).name
+        if m.grading and m.grading.state == "start" and source in late:
+            raise UsageError(
+                f"{raw.id} cannot be pooled: grading machine {m.name} copies {source} as"
+                " `up` left it, after setup steps that depend on the student",
+                hint="bring its labs up cold: guestlab up ID --no-pool",
+            )
 
 
 def digest(path: Path) -> str:

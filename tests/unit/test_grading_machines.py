@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.errors import ScenarioError, UsageError
 from orchestrator.lab import backend_choice
-from orchestrator.lab.grading_machines import can_make, named
+from orchestrator.lab.grading_machines import named
 from orchestrator.lab.verbs import reboot_machines
 from orchestrator.scenario.load import load_text
 
@@ -131,18 +131,12 @@ def test_an_engine_that_cannot_copy_a_start_is_refused_before_anything_is_made(
         backend_choice.choose_backend(scenario, "vagrant")
 
 
-def test_can_make_says_which_engine_lacks_what() -> None:
-    scenario = load(HEAD + MACHINES + TASKS)
+def test_a_start_copy_of_a_machine_the_students_steps_touch_cannot_be_pooled() -> None:
+    from orchestrator.pool.split import require_poolable
 
-    class Removes:
-        name = "half"
-
-        def remove_machine(self, lab: object, machine: str) -> None: ...
-
-    class LabLike:
-        grading = scenario.grading_machines
-
-        def backend_for(self, _name: str) -> object:
-            return Removes()
-
-    assert can_make(LabLike()) == "the half backend cannot copy a machine's starting state"  # type: ignore[arg-type]
+    plain = load(HEAD + MACHINES + TASKS)
+    require_poolable(plain)  # no setup step depends on the student
+    steps = "setup:\n  - machine: template\n    run: echo {{ student.id }} > /root/who\n"
+    personal = load(HEAD + MACHINES + steps + TASKS)
+    with pytest.raises(UsageError, match="grading machine copy copies template as `up` left"):
+        require_poolable(personal)
