@@ -85,6 +85,33 @@ class FileCopy(Strict):
     mode: Annotated[str, Field(pattern=r"^0?[0-7]{3,4}$")] | None = None
 
 
+#: extra block devices of one machine: at most this many, each of at most MAX_DISK_SIZE
+MAX_DISKS = 8
+MAX_DISK_SIZE = "64G"
+
+
+def size_bytes(text: str) -> int:
+    """Bytes of a size such as `512K`, `1.5G` or `4096` (the SIZE pattern)."""
+    unit = text[-1].upper() if text[-1].isalpha() else ""
+    return int(float(text[:-1] if unit else text) * 1024 ** " KMG".index(unit or " "))
+
+
+class Disk(Strict):
+    """An extra, empty block device of a virtual machine (vdb, vdc, ... in the guest)."""
+
+    size: Annotated[
+        str,
+        Field(pattern=SIZE, description=f"Capacity, as resources' sizes: 1M to {MAX_DISK_SIZE}."),
+    ]
+
+    @field_validator("size")
+    @classmethod
+    def _bounded(cls, value: str) -> str:
+        if not 1024**2 <= size_bytes(value) <= size_bytes(MAX_DISK_SIZE):
+            raise ValueError(f"a disk holds from 1M to {MAX_DISK_SIZE} (has {value})")
+        return value
+
+
 class Machine(Strict):
     name: Name
     #: container (default): the lab's backend; vm: a real virtual machine (Vagrant backend)
@@ -95,6 +122,15 @@ class Machine(Strict):
     resources: Resources = Resources()
     files: list[FileCopy] = []
     clone_of: Name | None = None
+    #: extra empty block devices; virtual machines only (references.py says when not)
+    disks: Annotated[
+        list[Disk],
+        Field(
+            max_length=MAX_DISKS,
+            description="Extra empty block devices of a virtual machine (`kind: vm`, or a "
+            "scenario on the vagrant backend only), in the guest vdb, vdc, ...",
+        ),
+    ] = []
 
     @model_validator(mode="after")
     def _clone_inherits(self) -> Machine:
@@ -106,6 +142,8 @@ class Machine(Strict):
                 raise ValueError(
                     f"a clone takes {', '.join(inherited)} from `{self.clone_of}`; remove it here"
                 )
+            if self.disks:
+                raise ValueError("a clone is a copy of one system disk: it has no extra `disks`")
         return self
 
 
