@@ -55,6 +55,7 @@ class Lab:
             cpus=cpus or DEFAULT_CPUS,
             pids=pids or DEFAULT_PIDS,
             disk=parse_size(disk) if disk else DEFAULT_DISK,
+            disks=tuple(parse_size(d.size) for d in m.disks),
         )
 
     def _limit(self, name: str, field: str) -> Any:
