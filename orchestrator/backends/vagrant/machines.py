@@ -64,7 +64,6 @@ def machine_entry(spec: MachineSpec, meta: dict[str, Any], **extra: Any) -> dict
 def create(spec: MachineSpec, progress: Progress, preflight: Preflight, files: LabFiles) -> None:
     """A new machine of the lab, up and ready (the backend's `create`)."""
     lab = spec.lab
-    refuse_existing(lab, spec.name, exists=libvirt.domain_exists(domain_name(lab, spec.name)))
     provider = preflight.engine().provider
     if spec.disks and provider != "libvirt":
         # the Vagrantfile adds extra disks for libvirt only: never a VM without them
@@ -73,6 +72,7 @@ def create(spec: MachineSpec, progress: Progress, preflight: Preflight, files: L
             f"provider only (this host uses {provider})",
             hint="make libvirt usable (`guestlab doctor` says what is missing)",
         )
+    refuse_existing(lab, spec.name, exists=libvirt.domain_exists(domain_name(lab, spec.name)))
     boxes.ensure_image(spec.image, progress, preflight, build=False)
     files.init_lab(lab, preflight.engine())
     with files.editing(lab) as meta:
