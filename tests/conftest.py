@@ -10,6 +10,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: VM test modules of lane one (about 8 and 15 minutes in the last full run, before
+#: data-disk added about 6 to each lane)
+VM_LANE_ONE = ("test_vagrant_backend", "test_data_disk")
+
+
 def engine_group(marks: set[str], module: str = "") -> str | None:
     """The xdist group of a test with these marks, in this test module.
 
@@ -21,9 +26,10 @@ def engine_group(marks: set[str], module: str = "") -> str | None:
     if "docker" in marks:
         return "docker"
     if "vagrant" in marks:
-        # lane one: the backend's own tests, which run the contract on their VMs; lane
-        # two: the VM lab and the VMs beside LXD and nspawn containers
-        return "vagrant" if module == "test_vagrant_backend" else "vagrant-b"
+        # lane one: the backend's own tests, which run the contract on their VMs, and the
+        # data-disk lab's (its proof, in test_scenarios, is lane two's); lane two: the VM
+        # labs and the VMs beside LXD and nspawn containers
+        return "vagrant" if module in VM_LANE_ONE else "vagrant-b"
     for engine in ("lxd", "nspawn"):
         if engine in marks:
             return engine
