@@ -27,7 +27,7 @@ from tests.integration.conftest import engine, student_id
 pytestmark = pytest.mark.vagrant
 
 #: the data disk as the solution finds it: the 1G disk, whatever its name
-DATA = "$(lsblk -dpno NAME,SIZE | awk '$2 == \"1G\" {print $1}')"
+DATA = "$(lsblk -dpno NAME,SIZE,TYPE | awk '$2 == \"1G\" && $3 == \"disk\" {print $1}')"
 FIND, FS, MOUNT = "find-disk", "filesystem", "mount-by-uuid"
 
 
