@@ -1,6 +1,6 @@
 """The data-disk lab on one real VM (one boot; each reboot costs about a minute under
-emulation): wrong answers, runtime-only answers and hand-made imitations fail, and the
-extra disk is removed with the lab.
+emulation): wrong answers, runtime-only answers and hand-made imitations fail, and `gc`
+removes the extra disk of a lab whose store record and directory are gone.
 
 `guestlab prove data-disk` (every solution passes, the last one through a real reboot;
 reset fails them again) runs in test_scenarios.py. Here each case changes one thing in
@@ -12,6 +12,7 @@ own verdicts without it, beside the solved state's passing verdicts.
 from __future__ import annotations
 
 import shlex
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 from orchestrator import lab as lifecycle
 from orchestrator import teardown
 from orchestrator.backends.vagrant import libvirt
-from orchestrator.backends.vagrant.host import domain_prefix
+from orchestrator.backends.vagrant.host import domain_prefix, lab_dir
 from orchestrator.state import Store
 from tests.integration.conftest import engine, student_id
 
@@ -80,13 +81,19 @@ def disk_lab() -> Iterator[Lab]:
     engine("vagrant")
     store = Store()
     lab = lifecycle.prepare("data-disk", student_id(), "vagrant")
+    removed: dict[str, Any] = {}
     try:
         lifecycle.up(lab, store, lifecycle.Silent())
         yield Lab(lab, store)
+        # as after a crash: the store forgets the lab and its directory (meta.json) goes;
+        # `gc` finds the domain by its labels, and its extra disk must go with it
+        store.delete_lab(lab.ref.key)
+        shutil.rmtree(lab_dir(lab.ref))
+        removed = teardown.gc(store)
     finally:
-        teardown.down(lab.ref, [b.name for b in lab.backends], store)
+        teardown.down(lab.ref, [b.name for b in lab.backends], store)  # idempotent
         store.close()
-    # the extra disk's volume goes with the domain
+    assert lab.ref.key in removed.get("vagrant", {}), removed
     prefix = domain_prefix(lab.ref)
     left = [v for v in libvirt.virsh("vol-list", libvirt.POOL).split() if v.startswith(prefix)]
     assert left == [], left
