@@ -103,6 +103,8 @@ class MachineSpec:
     cpus: float = DEFAULT_CPUS
     pids: int = DEFAULT_PIDS
     disk: int = DEFAULT_DISK  # bytes
+    #: sizes in bytes of extra empty block devices (a VM's vdb, vdc, ...)
+    disks: tuple[int, ...] = ()
 
     @property
     def labels(self) -> dict[str, str]:

@@ -22,7 +22,8 @@ def required_capabilities(
         need.add("systemd")
     if any(m.clone_of for m in chosen):
         need.add("clone")
-    if any(scenario.root_of(m.name).kind == "vm" for m in chosen):
+    # extra disks are block devices of a virtual machine
+    if any(scenario.root_of(m.name).kind == "vm" or m.disks for m in chosen):
         need.add("vm")
     return need
 

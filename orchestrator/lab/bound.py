@@ -19,7 +19,7 @@ from orchestrator.backends.contract import (
 )
 from orchestrator.errors import ProvisioningError
 from orchestrator.images.catalog import DEFAULT_IMAGE
-from orchestrator.scenario.model import Machine, Scenario, Step
+from orchestrator.scenario.model import Machine, Scenario, Step, size_bytes
 
 #: the backend of `kind: vm` machines in a lab whose own backend makes containers
 VM_BACKEND = "vagrant"
@@ -27,8 +27,8 @@ UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
 
 def parse_size(text: str) -> int:
-    unit = text[-1].upper() if text[-1].isalpha() else ""
-    return int(float(text[:-1] if unit else text) * UNITS[unit])
+    """Bytes of a size of the scenario format (`512K`, `256M`, `1.5G`)."""
+    return size_bytes(text)
 
 
 @dataclass
@@ -55,6 +55,7 @@ class Lab:
             cpus=cpus or DEFAULT_CPUS,
             pids=pids or DEFAULT_PIDS,
             disk=parse_size(disk) if disk else DEFAULT_DISK,
+            disks=tuple(parse_size(d.size) for d in m.disks),
         )
 
     def _limit(self, name: str, field: str) -> Any:

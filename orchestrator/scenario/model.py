@@ -111,6 +111,33 @@ class Grading(Strict):
     seed: Annotated[list[SeedFile], Field(max_length=16)] = []
 
 
+#: extra block devices of one machine: at most this many, each of at most MAX_DISK_SIZE
+MAX_DISKS = 8
+MAX_DISK_SIZE = "64G"
+
+
+def size_bytes(text: str) -> int:
+    """Bytes of a size such as `512K`, `1.5G` or `4096` (the SIZE pattern)."""
+    unit = text[-1].upper() if text[-1].isalpha() else ""
+    return int(float(text[:-1] if unit else text) * 1024 ** " KMG".index(unit or " "))
+
+
+class Disk(Strict):
+    """An extra, empty block device of a virtual machine (vdb, vdc, ... in the guest)."""
+
+    size: Annotated[
+        str,
+        Field(pattern=SIZE, description=f"Capacity, as resources' sizes: 1M to {MAX_DISK_SIZE}."),
+    ]
+
+    @field_validator("size")
+    @classmethod
+    def _bounded(cls, value: str) -> str:
+        if not 1024**2 <= size_bytes(value) <= size_bytes(MAX_DISK_SIZE):
+            raise ValueError(f"a disk holds from 1M to {MAX_DISK_SIZE} (has {value})")
+        return value
+
+
 class Machine(Strict):
     name: Name
     #: container (default): the lab's backend; vm: a real virtual machine (Vagrant backend)
@@ -131,6 +158,16 @@ class Machine(Strict):
         ),
     ] = None
 
+    #: extra empty block devices; virtual machines only (references.py says when not)
+    disks: Annotated[
+        list[Disk],
+        Field(
+            max_length=MAX_DISKS,
+            description="Extra empty block devices of a virtual machine (`kind: vm`, or a "
+            "scenario on the vagrant backend only), in the guest vdb, vdc, ...",
+        ),
+    ] = []
+
     @model_validator(mode="after")
     def _clone_inherits(self) -> Machine:
         if self.grading is not None and self.clone_of is None:
@@ -143,6 +180,8 @@ class Machine(Strict):
                 raise ValueError(
                     f"a clone takes {', '.join(inherited)} from `{self.clone_of}`; remove it here"
                 )
+            if self.disks:
+                raise ValueError("a clone is a copy of one system disk: it has no extra `disks`")
         return self
 
 

@@ -2,8 +2,9 @@
 
 Machine names and task ids are unique; every machine a clone, a step or a check names is
 defined; clones form no loop; setup targets no clone; every `files[].src` stays inside
-`labs/<id>/`. The checks read the file's plain data, whatever its shape, so that they run
-(and report) even when the model found problems.
+`labs/<id>/`; extra `disks` belong to virtual machines that nothing clones. The checks
+read the file's plain data, whatever its shape, so that they run (and report) even when
+the model found problems.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def check_references(data: dict[str, Any], report: Report, labs_dir: Path | None
         if isinstance(task.get("id"), str):
             earlier.append(task["id"])
     _check_sources(data, machines, report, labs_dir)
+    _check_disks(data, machines, names, report)
 
 
 class _Machines:
@@ -184,6 +186,35 @@ def _check_sources(
             _, message = resolve_src(src, check_dir, scenario_id or "<id>")
             if message:
                 report.add(("machines", i, "files", j, "src"), message, unless_reported=True)
+
+
+def _check_disks(data: dict[str, Any], machines: Entries, names: _Machines, report: Report) -> None:
+    """Extra disks only on VMs: a container has no block devices of its own to add, and a
+    clone is made from a copy of its source's system disk alone."""
+    backends = data.get("backends", ["docker"])
+    containers = [b for b in backends if b != "vagrant"] if isinstance(backends, list) else []
+    with_disks: dict[Any, int] = {}
+    for i, machine in machines:
+        if not machine.get("disks") or machine.get("clone_of") is not None:
+            continue  # a clone's disks are the model's to report
+        with_disks[machine.get("name")] = i
+        if machine.get("kind") != "vm" and containers:
+            report.add(
+                ("machines", i, "disks"),
+                "extra disks need a virtual machine, and this machine is a container on "
+                f"{', '.join(map(str, containers))}: set `kind: vm`, or list only the "
+                "vagrant backend",
+                unless_reported=True,
+            )
+    for i, machine in machines:
+        source = machine.get("clone_of")
+        if isinstance(source, str) and source in with_disks and source in names.first:
+            report.add(
+                ("machines", i, "clone_of"),
+                f"`{source}` has extra `disks`, which a clone would not get (a clone copies "
+                "its source's system disk only): clone a machine without `disks`",
+                unless_reported=True,
+            )
 
 
 def _check_clone_cycles(parent_of: dict[str, str], first: dict[str, int], report: Report) -> None:

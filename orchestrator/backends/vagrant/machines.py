@@ -43,6 +43,9 @@ def machine_entry(spec: MachineSpec, meta: dict[str, Any], **extra: Any) -> dict
         "labels": spec.labels,
         "disk": None,
         "clone_of": None,
+        # vagrant-libvirt makes each one as <domain>-vdb.qcow2, ... in the pool: a name
+        # that `down` and `gc` find by the lab's prefix, and snapshots cover (qcow2)
+        "disks": [f"{math.ceil(size / 1024**2)}M" for size in spec.disks],
     }
     if meta["provider"] == "docker":
         from orchestrator.backends.docker import image_ref
@@ -61,12 +64,19 @@ def machine_entry(spec: MachineSpec, meta: dict[str, Any], **extra: Any) -> dict
 def create(spec: MachineSpec, progress: Progress, preflight: Preflight, files: LabFiles) -> None:
     """A new machine of the lab, up and ready (the backend's `create`)."""
     lab = spec.lab
+    provider = preflight.engine().provider
+    if spec.disks and provider != "libvirt":
+        # the Vagrantfile adds extra disks for libvirt only: never a VM without them
+        raise ProvisioningError(
+            f"machine `{spec.name}` has extra disks, which guestlab makes with the libvirt "
+            f"provider only (this host uses {provider})",
+            hint="make libvirt usable (`guestlab doctor` says what is missing)",
+        )
     refuse_existing(lab, spec.name, exists=libvirt.domain_exists(domain_name(lab, spec.name)))
     boxes.ensure_image(spec.image, progress, preflight, build=False)
     files.init_lab(lab, preflight.engine())
     with files.editing(lab) as meta:
         meta["machines"][spec.name] = machine_entry(spec, meta)
-    provider = preflight.engine().provider
     if provider == "docker":
         progress(f"vagrant up {spec.name} (a container: Vagrant's docker provider)")
     else:
