@@ -282,3 +282,17 @@ def test_machine_id_clone_a_bind_mounted_id_is_gone_after_the_reboot() -> None:
         assert not passed(lab.check("unique-id"), "unique-id")
     finally:
         lab.close()
+
+
+@pytest.mark.lxd
+def test_docker_basics_another_image_tagged_tiny_is_not_the_loaded_one() -> None:
+    """A hand-made imitation: the lab's other image tagged tiny:1.0 instead of a load."""
+    lab = Running("docker-basics", "lxd")
+    try:
+        lab.run("dockerhost", "docker tag legacy:0.9 tiny:1.0")
+        wrong = failed(lab.check("load-image"), "load-image")
+        assert list(wrong) == ["tiny:1.0 is the image saved in /root/images/tiny-1.0.tar"]
+        lab.run("dockerhost", "docker rmi tiny:1.0 && docker load -i /root/images/tiny-1.0.tar")
+        assert passed(lab.check("load-image"), "load-image")
+    finally:
+        lab.close()
