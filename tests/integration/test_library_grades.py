@@ -296,3 +296,20 @@ def test_docker_basics_another_image_tagged_tiny_is_not_the_loaded_one() -> None
         assert passed(lab.check("load-image"), "load-image")
     finally:
         lab.close()
+
+
+@pytest.mark.lxd
+def test_nspawn_machine_a_hand_written_answer_in_the_tree_is_not_a_run() -> None:
+    """A hand-made imitation: the answer written into the guest's tree from outside."""
+    lab = Running("nspawn-machine", "lxd")
+    try:
+        guest = lab.lab.params["guest"]
+        lab.run("host", f"echo systemd-nspawn > /var/lib/machines/{guest}/root/detect-virt")
+        wrong = failed(lab.check("run-command"), "run-command")
+        assert list(wrong) == [
+            "systemd-nspawn ran the guest's tree (systemd-machined registered it)"
+        ]
+        lab.solve("run-command")
+        assert passed(lab.check("run-command"), "run-command")
+    finally:
+        lab.close()
