@@ -313,3 +313,25 @@ def test_nspawn_machine_a_hand_written_answer_in_the_tree_is_not_a_run() -> None
         assert passed(lab.check("run-command"), "run-command")
     finally:
         lab.close()
+
+
+@pytest.mark.lxd
+def test_lxd_first_container_a_new_launch_with_the_same_limit_is_no_copy() -> None:
+    """A plausible wrong answer: a new container from the image, given the original's
+    memory limit and a snapshot of the same name."""
+    lab = Running("lxd-first-container", "lxd")
+    try:
+        lab.solve("launch", "limit-memory", "snapshot")
+        p = lab.lab.params
+        lab.run(
+            "lxdhost",
+            f"lxc launch tiny {p['copy']} -c limits.memory={p['memory']} >/dev/null 2>&1;"
+            f" lxc snapshot {p['copy']} {p['snap']}",
+        )
+        wrong = failed(lab.check("copy"), "copy")
+        assert list(wrong) == [f"{p['copy']} carries the snapshot {p['snap']} of {p['name']}"]
+        lab.run("lxdhost", f"lxc delete -f {p['copy']}")
+        lab.solve("copy")
+        assert passed(lab.check("copy"), "copy")
+    finally:
+        lab.close()
