@@ -193,3 +193,17 @@ def wait(predicate: Any, limit: float = 60, what: str = "") -> Any:
             return found
         time.sleep(0.3)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def check_until(driver: Any, task: str, state: str, limit: float = 60) -> str:
+    """Press the seat's Check and wait until `task` shows `state`; its status selector."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.ID, "check").click()
+    status = f'.status[data-task="{task}"]'
+    wait(
+        lambda: driver.find_element(By.CSS_SELECTOR, status).get_attribute("data-state") == state,
+        limit=limit,
+        what=f"{task} to be {state}",
+    )
+    return status

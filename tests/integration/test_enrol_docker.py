@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import engine, guestlab, student_id
-from tests.integration.seat_helpers import Served, browser, screen, wait
+from tests.integration.seat_helpers import Served, browser, check_until, screen, wait
 from tests.integration.test_pool_docker import drain, ok, scenario
 
 pytestmark = pytest.mark.docker
@@ -48,14 +48,7 @@ def test_a_student_enrols_by_name_and_passes_a_check_in_the_browser(tmp_path: Pa
         box = driver.find_element(By.CSS_SELECTOR, ".xterm-helper-textarea")
         box.send_keys("cp /etc/code /root/answer; echo done-$((40+2))\n")
         wait(lambda: any(r.strip() == "done-42" for r in screen(driver)), what="the answer")
-        driver.find_element(By.ID, "check").click()
-        status = '.status[data-task="answer"]'
-        wait(
-            lambda: (
-                driver.find_element(By.CSS_SELECTOR, status).get_attribute("data-state") == "pass"
-            ),
-            what="the task to pass",
-        )
+        check_until(driver, "answer", "pass")
         record = guestlab("status", sid, "--student", name, "--format", "json")
         assert "--pool-" in record.stdout  # the lab came from the pool
         driver.get(f"{server.base}/class/{sid}?token={server.token}")

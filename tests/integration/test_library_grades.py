@@ -53,6 +53,12 @@ class Running:
         teardown.down(self.lab.ref, [b.name for b in self.lab.backends], self.store)
         self.store.close()
 
+    def __enter__(self) -> Running:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
 
 def failed(report: Report, task: str) -> dict[str, str]:
     """The failed checks of one task: name -> message."""
@@ -66,11 +72,8 @@ def passed(report: Report, task: str) -> bool:
 
 @pytest.fixture(scope="module")
 def template() -> Iterator[Running]:
-    lab = Running("template-seal", "nspawn")
-    try:
+    with Running("template-seal", "nspawn") as lab:
         yield lab
-    finally:
-        lab.close()
 
 
 #: the drop-in template-seal used to teach: its ExecStartPre runs after Debian's `sshd -t`,
@@ -142,8 +145,7 @@ def test_template_seal_machine_id_wrong_answers_fail(template: Running) -> None:
 def test_template_seal_a_fresh_id_at_every_boot_is_not_kept() -> None:
     """Runtime-only: /etc/machine-id a link into /run, so each boot makes another ID. On
     Docker the clones boot and only `kept` tells (systemd-nspawn does not boot them)."""
-    lab = Running("template-seal", "docker")
-    try:
+    with Running("template-seal", "docker") as lab:
         lab.run(
             "template",
             "rm -f /var/lib/dbus/machine-id /etc/machine-id; ln -s /run/machine-id /etc/machine-id",
@@ -153,8 +155,6 @@ def test_template_seal_a_fresh_id_at_every_boot_is_not_kept() -> None:
             "a clone keeps the ID of its first boot at its second boot"
         ]
         assert report.rebooted == ["clone-1", "clone-2"]  # the template is never rebooted
-    finally:
-        lab.close()
 
 
 @pytest.mark.nspawn
@@ -172,11 +172,8 @@ def test_template_seal_the_solution_passes_and_leaves_no_clone(template: Running
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[Running]:
-    lab = Running("cloud-init-user-data", "lxd")
-    try:
+    with Running("cloud-init-user-data", "lxd") as lab:
         yield lab
-    finally:
-        lab.close()
 
 
 @pytest.mark.lxd
@@ -217,11 +214,8 @@ def test_cloud_init_a_solved_lab_whose_user_data_is_emptied_loses_its_points(
 
 @pytest.fixture(scope="module")
 def inspect() -> Iterator[Running]:
-    lab = Running("machine-id-inspect", "lxd")
-    try:
+    with Running("machine-id-inspect", "lxd") as lab:
         yield lab
-    finally:
-        lab.close()
 
 
 @pytest.mark.lxd
@@ -268,8 +262,7 @@ def test_machine_id_inspect_says_what_the_virtualization_line_says(inspect: Runn
 @pytest.mark.nspawn
 def test_machine_id_clone_a_bind_mounted_id_is_gone_after_the_reboot() -> None:
     """Runtime-only: a new ID bind-mounted over both files passes until the next boot."""
-    lab = Running("machine-id-clone", "nspawn")
-    try:
+    with Running("machine-id-clone", "nspawn") as lab:
         lab.run(
             "clone",
             "od -An -N16 -tx1 /dev/urandom | tr -d ' \\n' > /run/new-id; echo >> /run/new-id;"
@@ -280,29 +273,23 @@ def test_machine_id_clone_a_bind_mounted_id_is_gone_after_the_reboot() -> None:
         assert not before.passed
         assert before.unproven and all(c.passed for c in before.checks)  # it fools the eye
         assert not passed(lab.check("unique-id"), "unique-id")
-    finally:
-        lab.close()
 
 
 @pytest.mark.lxd
 def test_docker_basics_another_image_tagged_tiny_is_not_the_loaded_one() -> None:
     """A hand-made imitation: the lab's other image tagged tiny:1.0 instead of a load."""
-    lab = Running("docker-basics", "lxd")
-    try:
+    with Running("docker-basics", "lxd") as lab:
         lab.run("dockerhost", "docker tag legacy:0.9 tiny:1.0")
         wrong = failed(lab.check("load-image"), "load-image")
         assert list(wrong) == ["tiny:1.0 is the image saved in /root/images/tiny-1.0.tar"]
         lab.run("dockerhost", "docker rmi tiny:1.0 && docker load -i /root/images/tiny-1.0.tar")
         assert passed(lab.check("load-image"), "load-image")
-    finally:
-        lab.close()
 
 
 @pytest.mark.lxd
 def test_nspawn_machine_a_hand_written_answer_in_the_tree_is_not_a_run() -> None:
     """A hand-made imitation: the answer written into the guest's tree from outside."""
-    lab = Running("nspawn-machine", "lxd")
-    try:
+    with Running("nspawn-machine", "lxd") as lab:
         guest = lab.lab.params["guest"]
         lab.run("host", f"echo systemd-nspawn > /var/lib/machines/{guest}/root/detect-virt")
         wrong = failed(lab.check("run-command"), "run-command")
@@ -311,16 +298,13 @@ def test_nspawn_machine_a_hand_written_answer_in_the_tree_is_not_a_run() -> None
         ]
         lab.solve("run-command")
         assert passed(lab.check("run-command"), "run-command")
-    finally:
-        lab.close()
 
 
 @pytest.mark.lxd
 def test_lxd_first_container_a_new_launch_with_the_same_limit_is_no_copy() -> None:
     """A plausible wrong answer: a new container from the image, given the original's
     memory limit and a snapshot of the same name."""
-    lab = Running("lxd-first-container", "lxd")
-    try:
+    with Running("lxd-first-container", "lxd") as lab:
         lab.solve("launch", "limit-memory", "snapshot")
         p = lab.lab.params
         lab.run(
@@ -333,5 +317,3 @@ def test_lxd_first_container_a_new_launch_with_the_same_limit_is_no_copy() -> No
         lab.run("lxdhost", f"lxc delete -f {p['copy']}")
         lab.solve("copy")
         assert passed(lab.check("copy"), "copy")
-    finally:
-        lab.close()

@@ -15,7 +15,15 @@ import docker
 import pytest
 
 from tests.integration.conftest import engine, guestlab, student_id
-from tests.integration.seat_helpers import Served, browser, refused, screen, terminal, wait
+from tests.integration.seat_helpers import (
+    Served,
+    browser,
+    check_until,
+    refused,
+    screen,
+    terminal,
+    wait,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -79,15 +87,7 @@ def test_a_student_works_in_the_browser_and_the_instructor_sees_it(
         wait(lambda: any(r.strip() == "guest" for r in screen(driver)), what="the hostname")
         box.send_keys("dbus-uuidgen --get > /root/machine-id; echo saved-$((40+2))\n")
         wait(lambda: any(r.strip() == "saved-42" for r in screen(driver)), what="the answer saved")
-        driver.find_element(By.ID, "check").click()
-        status = '.status[data-task="record-id"]'
-        wait(
-            lambda: (
-                driver.find_element(By.CSS_SELECTOR, status).get_attribute("data-state") == "pass"
-            ),
-            limit=60,
-            what="the task to pass",
-        )
+        status = check_until(driver, "record-id", "pass", limit=60)
         assert driver.find_element(By.CSS_SELECTOR, status).text == "passed"
         seat = driver.current_window_handle
         # the instructor, in another tab while the student's terminal stays open

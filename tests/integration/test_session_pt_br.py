@@ -24,7 +24,7 @@ from tests.integration.conftest import (
     guestlab,
     student_id,
 )
-from tests.integration.seat_helpers import Served, browser, wait
+from tests.integration.seat_helpers import Served, browser, check_until, wait
 
 SCENARIO = "machine-id-clone"
 #: what `exec` is fed through a pipe: more than one read of any buffer, several lines
@@ -191,15 +191,7 @@ def seat_page_text(base: str, token: str, tmp_path: Path) -> str:
     try:
         driver.get(f"{base}/s/{token}?lang=pt-BR")
         wait(lambda: driver.find_elements(By.ID, "check"), what="the seat page")
-        driver.find_element(By.ID, "check").click()
-        status = '.status[data-task="unique-id"]'
-        wait(
-            lambda: (
-                driver.find_element(By.CSS_SELECTOR, status).get_attribute("data-state") == "fail"
-            ),
-            limit=120,
-            what="the check's result",
-        )
+        status = check_until(driver, "unique-id", "fail", limit=120)
         driver.find_element(By.CSS_SELECTOR, 'button.hint[data-task="unique-id"]').click()
         hint = '.hint-text[data-task="unique-id"]'
         wait(lambda: driver.find_element(By.CSS_SELECTOR, hint).text, what="the hint")
