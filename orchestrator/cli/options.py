@@ -204,13 +204,14 @@ def open_lab(
     """A lab that is up, its record, and the open state store; from here on guestlab speaks
     the lab's language (`lab_language`)."""
     from orchestrator.backends.contract import LabRef
-    from orchestrator.lab import open_lab as open_recorded
 
     opened = store()
     ref_ = LabRef(lab_id(scenario), student(student_id))
-    found = opened.lab_of(ref_)
-    chosen = lab_language(language, found.lang if found else "")
+    found = opened.require_lab(ref_)  # before the lifecycle and the scenario format load
+    chosen = lab_language(language, found.lang)
     messages.use(chosen)
+    from orchestrator.lab import open_lab as open_recorded
+
     lab, record = open_recorded(opened, ref_.scenario, ref_.student, chosen)
     return lab, record, opened
 
