@@ -168,12 +168,12 @@ def student_flag(student_id: str) -> str:
 def lab_id(given: str) -> str:
     """The lab ID a command names: an ID as given, or the `metadata.id` of a scenario file
     (a user who brought a lab up from its file names it the same way)."""
-    import yaml
-
     if LAB_ID.fullmatch(given):
         return given
     path = Path(given)
     if path.is_file():
+        import yaml  # only for a file: an ID, the usual case, needs no YAML reader
+
         try:
             found = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
