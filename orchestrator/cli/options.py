@@ -66,14 +66,14 @@ def lang_parameter(*, expose: bool) -> click.Option:
 lang_option = click.option("--lang", metavar="TAG", callback=_speak, help=LANG_HELP)
 
 
-def add_lang_everywhere(group: click.Group) -> None:
-    """Give every command under `group` a `--lang` (not passed to it: the chosen language
-    is the process's, `messages.current()`), unless it declares its own."""
-    for command in group.commands.values():
-        if isinstance(command, click.Group):
-            add_lang_everywhere(command)
-        elif not any(p.name == "lang" for p in command.params):
-            command.params.append(lang_parameter(expose=False))
+def add_lang_everywhere_in(command: click.Command) -> None:
+    """Give `command`, or every command under it, a `--lang` (not passed to it: the chosen
+    language is the process's, `messages.current()`), unless it declares its own."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_lang_everywhere_in(sub)
+    elif not any(p.name == "lang" for p in command.params):
+        command.params.append(lang_parameter(expose=False))
 
 
 def backend_option(

@@ -29,8 +29,8 @@ ENGINES = {"docker", "requests", "urllib3", "pylxd", "vagrant"}
 SCENARIO = ROOT / "scenarios" / "machine-id-clone.yaml"
 
 
-def imported(args: list[str], home: Path) -> set[str]:
-    """Top-level packages a `guestlab` command imports, read from -X importtime."""
+def modules(args: list[str], home: Path) -> set[str]:
+    """Every module a `guestlab` command imports, read from -X importtime."""
     res = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "orchestrator.cli", *args],
         capture_output=True,
@@ -41,7 +41,12 @@ def imported(args: list[str], home: Path) -> set[str]:
     )
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("import time:")]
     assert lines, res.stderr
-    return {ln.rsplit("|", 1)[1].strip().split(".")[0] for ln in lines}
+    return {ln.rsplit("|", 1)[1].strip() for ln in lines}
+
+
+def imported(args: list[str], home: Path) -> set[str]:
+    """Top-level packages a `guestlab` command imports."""
+    return {name.split(".")[0] for name in modules(args, home)}
 
 
 @pytest.mark.parametrize(
@@ -131,3 +136,27 @@ def test_a_lab_opens_without_yaml_templates_or_an_engine_sdk(
     found = imported([*args, "--student", "ann"], tmp_path)
     assert "pydantic" in found  # it did open the lab's scenario
     assert not found & (FORMAT | ENGINES | SERVER), sorted(found & (FORMAT | ENGINES | SERVER))
+
+
+def test_the_command_table_names_each_modules_commands() -> None:
+    import importlib
+
+    from orchestrator.cli import app
+
+    for module_name in set(app.WHERE.values()):
+        module = importlib.import_module(f"orchestrator.cli.{module_name}")
+        named = {name for name, where in app.WHERE.items() if where == module_name}
+        assert {c.name for c in module.COMMANDS} == named, module_name
+
+
+@pytest.mark.parametrize(("args", "own"), [(["status"], "labs"), (["list"], "catalog")])
+def test_a_command_loads_only_its_own_command_module(
+    args: list[str], own: str, tmp_path: Path
+) -> None:
+    from orchestrator.cli import app
+
+    found = {
+        m.rsplit(".", 1)[1] for m in modules(args, tmp_path) if m.startswith("orchestrator.cli.")
+    }
+    others = set(app.WHERE.values()) - {own}
+    assert own in found and not found & others, sorted(found & others)
