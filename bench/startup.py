@@ -1,7 +1,8 @@
 """Start-up of each `guestlab` command against a bare `python -c pass`, in the same run.
 
 Each round runs, for every command, `python -c pass` and then the command, so both see
-the same load; the order of the commands is shuffled per round. Wall time of the whole
+the same load; the order of the commands is shuffled per round. Medians and p90 over the
+rounds. Wall time of the whole
 process (`python -m orchestrator.cli ...` from this tree, stdout and stderr discarded).
 
 No command talks to an engine: `status`, `hint` and `check` run against a state store made
@@ -14,9 +15,11 @@ warmed by one untimed run of each command first, and the package is byte-compile
 (`compileall`), as an installed guestlab is: with PYTHONDONTWRITEBYTECODE set, a source
 tree would otherwise compile every module of guestlab on every run.
 
-Writes bench/results/startup.json.
+With `--before DIR` (a source tree of an earlier guestlab, e.g. from `git archive`) the
+same commands of that tree run in the same rounds, shuffled with this tree's, so that a
+before/after comparison sees the same load. Writes bench/results/startup.json.
 
-    python bench/startup.py [--rounds 15] [--out bench/results/startup.json]
+    python bench/startup.py [--rounds 15] [--before DIR] [--out bench/results/startup.json]
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ COMMANDS: dict[str, tuple[list[str], str]] = {
 }
 
 
-def make_store(home: Path) -> None:
+def make_store(tree: Path, home: Path) -> None:
     """A state store with one lab of SCENARIO on Docker, left at `provisioning`."""
     code = f"""
 from orchestrator.lab import prepare
@@ -57,17 +60,17 @@ lab = prepare({SCENARIO!r}, "bench", "docker")
 Store().put_lab(lab.ref.key, scenario=lab.ref.scenario, student="bench", backends=["docker"],
     scenario_path=str(lab.path.resolve()), params=lab.params, status="provisioning")
 """
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env(home), check=True)
+    subprocess.run([sys.executable, "-c", code], cwd=tree, env=env(home), check=True)
 
 
 def env(home: Path) -> dict[str, str]:
     return {**os.environ, "GUESTLAB_HOME": str(home), "GUESTLAB_STUDENT": "bench"}
 
 
-def timed(argv: list[str], home: Path) -> float:
+def timed(argv: list[str], tree: Path, home: Path) -> float:
     started = time.perf_counter()
     subprocess.run(
-        argv, cwd=ROOT, env=env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        argv, cwd=tree, env=env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     return time.perf_counter() - started
 
@@ -76,58 +79,70 @@ def p90(values: list[float]) -> float:
     return statistics.quantiles(values, n=10, method="inclusive")[-1]
 
 
+def summary(t: dict[str, list[float]]) -> dict[str, float]:
+    med, bare_med = statistics.median(t["command"]), statistics.median(t["bare"])
+    return {
+        "median_s": round(med, 4),
+        "p90_s": round(p90(t["command"]), 4),
+        "bare_median_s": round(bare_med, 4),
+        "bare_p90_s": round(p90(t["bare"]), 4),
+        "over_bare_s": round(med - bare_med, 4),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "startup.json")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="another source tree of guestlab (e.g. `git archive` of an earlier commit), "
+        "measured in the same rounds",
+    )
     args = parser.parse_args()
+    trees = {"after": ROOT, **({"before": args.before.resolve()} if args.before else {})}
     bare = [sys.executable, "-c", "pass"]
     cli = [sys.executable, "-m", "orchestrator.cli"]
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", str(ROOT / "orchestrator")], check=True
-    )
+    times = {(name, label): {"command": [], "bare": []} for name in trees for label in COMMANDS}
     with tempfile.TemporaryDirectory(prefix="guestlab-startup-") as tmp:
-        homes = {"lab": Path(tmp) / "lab", "empty": Path(tmp) / "empty"}
-        make_store(homes["lab"])
-        for cmd, which in COMMANDS.values():  # warm the caches and the page cache
-            timed([*cli, *cmd], homes[which])
-        times: dict[str, dict[str, list[float]]] = {
-            label: {"command": [], "bare": []} for label in COMMANDS
-        }
+        homes = {}
+        for name, tree in trees.items():
+            compiled = [sys.executable, "-m", "compileall", "-q", str(tree / "orchestrator")]
+            subprocess.run(compiled, check=True)
+            homes[name] = {"lab": Path(tmp) / name / "lab", "empty": Path(tmp) / name / "empty"}
+            make_store(tree, homes[name]["lab"])
+            for cmd, which in COMMANDS.values():  # warm the caches and the page cache
+                timed([*cli, *cmd], tree, homes[name][which])
         load = os.getloadavg()[0]
         for _ in range(args.rounds):
-            labels = list(COMMANDS)
-            random.shuffle(labels)
-            for label in labels:
+            runs = list(times)
+            random.shuffle(runs)
+            for name, label in runs:
                 cmd, which = COMMANDS[label]
-                times[label]["bare"].append(timed(bare, homes[which]))
-                times[label]["command"].append(timed([*cli, *cmd], homes[which]))
-    results = {}
-    for label, t in times.items():
-        med, bare_med = statistics.median(t["command"]), statistics.median(t["bare"])
-        results[label] = {
-            "median_s": round(med, 4),
-            "p90_s": round(p90(t["command"]), 4),
-            "bare_median_s": round(bare_med, 4),
-            "bare_p90_s": round(p90(t["bare"]), 4),
-            "over_bare_s": round(med - bare_med, 4),
-        }
+                home = homes[name][which]
+                times[name, label]["bare"].append(timed(bare, trees[name], home))
+                times[name, label]["command"].append(timed([*cli, *cmd], trees[name], home))
+    results = {name: {label: summary(times[name, label]) for label in COMMANDS} for name in trees}
     doc = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": platform.python_version(),
         "rounds": args.rounds,
+        "trees": {name: str(tree) for name, tree in trees.items()},
         "load_average_at_start": round(load, 2),
         "load_average_at_end": round(os.getloadavg()[0], 2),
         "commands": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    print(f"{'command':40} {'median':>7} {'p90':>7} {'bare':>7} {'over':>7}")
-    for label, r in results.items():
-        print(
-            f"{label:40} {r['median_s']:7.3f} {r['p90_s']:7.3f} "
-            f"{r['bare_median_s']:7.3f} {r['over_bare_s']:+7.3f}"
-        )
+    print(f"{'command':40} {'tree':6} {'median':>7} {'p90':>7} {'bare':>7} {'over':>7}")
+    for label in COMMANDS:
+        for name in trees:
+            r = results[name][label]
+            print(
+                f"{label:40} {name:6} {r['median_s']:7.3f} {r['p90_s']:7.3f} "
+                f"{r['bare_median_s']:7.3f} {r['over_bare_s']:+7.3f}"
+            )
 
 
 if __name__ == "__main__":
