@@ -16,7 +16,8 @@ entry only after pydantic (and `scenario.load`) validated that very scenario, an
 when the object built back from the entry equals the validated one; and an entry is read
 only under the exact key it was written with. So the object built from it is the one
 validation gave. The entry is JSON, never pickle: a file someone else wrote can at worst
-be ignored, never run.
+be ignored, never run. Like the state store beside it, the folder is trusted as far as
+its permissions keep others out.
 """
 
 from __future__ import annotations
@@ -63,13 +64,18 @@ def folder() -> Path:
 
 
 def schema_hash() -> str:
-    """A hash of the format's source, read once per process (a few small files)."""
+    """A hash of the format's source, read once per process (a few small files); "" when
+    a source cannot be read, and then nothing is cached."""
     if not _schema:
         digest = hashlib.sha256()
         here = Path(__file__).parent
-        for name in SCHEMA_SOURCES:
-            digest.update(name.encode() + b"\0" + (here / name).read_bytes())
-        _schema.append(digest.hexdigest())
+        try:
+            for name in SCHEMA_SOURCES:
+                digest.update(name.encode() + b"\0" + (here / name).read_bytes())
+        except OSError:
+            _schema.append("")
+        else:
+            _schema.append(digest.hexdigest())
     return _schema[0]
 
 
@@ -97,6 +103,8 @@ def localized(path: Path, lang: str) -> tuple[Scenario, list[str]]:
 def remembered(parts: Sequence[str], validate: Callable[[], Scenario]) -> Scenario:
     """The scenario `validate` returns for these key parts: built from the cache when it
     holds an entry of exactly this key, else validated (and then kept)."""
+    if not schema_hash():
+        return validate()
     key = "\0".join([__version__, schema_hash(), *parts])
     file = folder() / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
     entry = _read(file)

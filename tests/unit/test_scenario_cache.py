@@ -142,3 +142,14 @@ def test_a_cached_scenario_builds_no_validator(tmp_path: Path) -> None:
 
     assert run() == ["True"] * 4  # the first load validates
     assert run() == ["False"] * 4
+
+
+def test_without_the_formats_source_nothing_is_cached(
+    tmp_path: Path, validations: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache, "_schema", [])
+    monkeypatch.setattr(cache, "SCHEMA_SOURCES", (*cache.SCHEMA_SOURCES, "missing.py"))
+    path = scenario_file(tmp_path)
+    first, _ = cache.localized(path, "en")
+    again, _ = cache.localized(path, "en")
+    assert again == first and len(validations) == 2 and entries() == []
