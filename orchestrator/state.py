@@ -19,7 +19,7 @@ from typing import Any
 
 from orchestrator import paths
 from orchestrator.backends.contract import LabRef
-from orchestrator.errors import LabBusy, StateError
+from orchestrator.errors import LabBusy, StateError, UsageError
 from orchestrator.messages import _
 from orchestrator.report import Attempt, Report
 
@@ -203,6 +203,21 @@ class Store:
         row = self._run("SELECT * FROM labs WHERE owner=? ORDER BY created DESC", (ref.owner,))
         found = row.fetchone()
         return _record(found) if found else self.lab(ref.key)
+
+    def require_lab(self, ref: LabRef) -> LabRecord:
+        """The lab of ref's student; UsageError, saying how to make it, when there is none."""
+        found = self.lab_of(ref)
+        if found is None:
+            from orchestrator.backends.contract import default_student
+
+            flag = f" --student {ref.student}" if ref.student != default_student() else ""
+            raise UsageError(
+                _("no lab {lab} for student {student}").format(
+                    lab=ref.scenario, student=ref.student
+                ),
+                hint=_("bring it up first: guestlab up {lab}").format(lab=ref.scenario) + flag,
+            )
+        return found
 
     def labs(self, scenario: str | None = None) -> list[LabRecord]:
         if scenario:

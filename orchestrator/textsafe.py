@@ -35,8 +35,9 @@ _SEQUENCE = re.compile(
 # C0 but tab and newline, DEL, C1; bidirectional embeddings, overrides and isolates (they
 # reorder what a terminal shows); lone surrogates (a decoder's leftovers, unprintable)
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-# what XML 1.0 allows: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF]
-_NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# what XML 1.0 allows: #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] | [#x10000-#x10FFFF];
+# compiled when first used (by JUnit reports only): its ranges take milliseconds to compile
+_NOT_XML = "[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 
 
 def clean(text: str) -> str:
@@ -72,7 +73,7 @@ def markup(text: str) -> str:
 
 def xml(text: str) -> str:
     """`text` cleaned, with whatever XML 1.0 forbids replaced: always a valid XML string."""
-    return _NOT_XML.sub(REPLACEMENT, clean(text))
+    return re.sub(_NOT_XML, REPLACEMENT, clean(text))  # re's cache keeps it compiled
 
 
 def cap(text: str, limit: int) -> str:

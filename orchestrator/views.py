@@ -13,12 +13,12 @@ from rich.text import Text
 
 from orchestrator import textsafe
 from orchestrator.messages import N_, _
-from orchestrator.report import Report, TaskResult
-from orchestrator.state import LabRecord
 
 if TYPE_CHECKING:  # `status` and `list` show no scenario model: pydantic stays unloaded
     from orchestrator.lab import Lab
+    from orchestrator.report import Report, TaskResult
     from orchestrator.scenario.model import Scenario
+    from orchestrator.state import LabRecord
 
 #: a scenario's `metadata.level`, translated where shown
 LEVELS = {

@@ -1,7 +1,9 @@
 """The `guestlab` group, its commands, and `main`: the one place that prints errors and
 maps every outcome to an exit code.
 
-Command modules import engine SDKs only when a command runs, so `--help` stays fast.
+The command modules are imported when their command runs or is listed (`--help`), so
+that `guestlab list` loads none of the others; they import engine SDKs and the scenario
+format only when a command needs them.
 """
 
 from __future__ import annotations
@@ -14,19 +16,7 @@ import click
 from rich.markup import escape
 
 from orchestrator import __version__, messages, textsafe
-from orchestrator.cli import (
-    catalog,
-    classroom,
-    completion,
-    host,
-    images,
-    labs,
-    options,
-    pool,
-    prove,
-    seat_links,
-    serve,
-)
+from orchestrator.cli import options
 from orchestrator.cli.console import err
 from orchestrator.errors import ExitCode, GuestlabError, ScenarioError
 from orchestrator.messages import N_, _
@@ -41,7 +31,68 @@ INTERRUPTED = N_(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+#: each command of `guestlab` and the module of orchestrator.cli that defines it (in its
+#: COMMANDS); a unit test holds this table to the modules
+WHERE = {
+    **dict.fromkeys(("list", "show", "validate", "new", "schema"), "catalog"),
+    **dict.fromkeys(
+        ("up", "status", "exec", "shell", "check", "hint", "solve", "reset", "down"), "labs"
+    ),
+    "prove": "prove",
+    **dict.fromkeys(("doctor", "gc"), "host"),
+    "image": "images",
+    "serve": "serve",
+    "completion": "completion",
+    "link": "seat_links",
+    "class": "classroom",
+    "pool": "pool",
+}
+#: what loading a module brings with it: `gc` runs (and its help names) the collectors
+#: that the class and pool modules add
+ALONG = {"host": ("classroom", "pool")}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported from their modules when first asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *WHERE})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in WHERE:
+            load(WHERE[cmd_name])
+        return self.commands.get(cmd_name)
+
+
+_loaded: set[str] = set()
+
+
+def load(module_name: str) -> None:
+    """Import a command module and add its commands, each with `--lang`."""
+    if module_name in _loaded:
+        return
+    _loaded.add(module_name)
+    # __import__, not importlib.import_module: `python -X importtime` then lists the module
+    module = __import__(f"orchestrator.cli.{module_name}", fromlist=["COMMANDS"])
+    for other in ALONG.get(module_name, ()):
+        load(other)
+    if module_name == "classroom":  # `class links` is defined beside `link`
+        seat_links = __import__("orchestrator.cli.seat_links", fromlist=["class_links"])
+        module.class_group.add_command(seat_links.class_links)
+    if hasattr(module, "register"):
+        module.register(cli)  # its group, and its collector for `gc`
+    else:
+        for command in module.COMMANDS:
+            cli.add_command(command)
+    for command in module.COMMANDS:
+        options.add_lang_everywhere_in(command)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EXIT_CODES_HELP,
+)
 @click.version_option(__version__, prog_name="guestlab")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
 @click.option(
@@ -72,21 +123,11 @@ def cli(ctx: click.Context, debug: bool, folders: tuple[str, ...]) -> None:
         os.environ["GUESTLAB_PATH"] = os.pathsep.join([*folders, *([rest] if rest else [])])
 
 
-for command in (
-    *catalog.COMMANDS,
-    *labs.COMMANDS,
-    *prove.COMMANDS,
-    *host.COMMANDS,
-    images.image,
-    serve.serve,
-    completion.completion,
-    seat_links.link,
-):
-    cli.add_command(command)
-classroom.register(cli)
-pool.register(cli)
-classroom.class_group.add_command(seat_links.class_links)
-options.add_lang_everywhere(cli)
+def load_all() -> click.Group:
+    """`guestlab` with every command loaded (for what walks the whole tree)."""
+    for module_name in sorted(set(WHERE.values())):
+        load(module_name)
+    return cli
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -64,11 +64,10 @@ def show(scenario: str, fmt: str, lang: str | None) -> None:
     the chosen language), for editors and scripts.
     """
     from orchestrator import views
+    from orchestrator.scenario import cache
     from orchestrator.scenario.catalog import resolve
-    from orchestrator.scenario.i18n import localize
-    from orchestrator.scenario.load import load_file
 
-    sc = localize(load_file(resolve(scenario)), options.lang(lang))
+    sc, _key = cache.localized(resolve(scenario), options.lang(lang))
     if fmt == "json":
         click.echo(json.dumps(sc.model_dump(mode="json", by_alias=True), indent=2))
     else:

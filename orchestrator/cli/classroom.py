@@ -354,3 +354,7 @@ def class_enrol(
         raise GuestlabError(_("--base-url must be the http(s) address of `guestlab serve`"))
     opening = enrol.open_class(store, scenario, backend, cap)
     click.echo(f"{base_url.rstrip('/')}/join/{opening.secret}")
+
+
+#: the commands this module adds to `guestlab`
+COMMANDS = (class_group,)

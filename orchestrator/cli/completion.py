@@ -26,3 +26,7 @@ def completion(ctx: click.Context, shell: str) -> None:
         raise click.UsageError(f"this click has no {shell} completion")
     script = cls(root.command, {}, "guestlab", "_GUESTLAB_COMPLETE").source()
     click.echo(script)
+
+
+#: the commands this module adds to `guestlab`
+COMMANDS = (completion,)

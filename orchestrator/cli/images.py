@@ -184,3 +184,7 @@ def image_build(name: str, backend: str, mirror: str | None, rebuild: bool) -> N
         else:
             engine.ensure_image(name, reporter.line)
     out.print(f"Image {name} is ready on {backend}.")
+
+
+#: the commands this module adds to `guestlab`
+COMMANDS = (image,)

@@ -66,14 +66,14 @@ def lang_parameter(*, expose: bool) -> click.Option:
 lang_option = click.option("--lang", metavar="TAG", callback=_speak, help=LANG_HELP)
 
 
-def add_lang_everywhere(group: click.Group) -> None:
-    """Give every command under `group` a `--lang` (not passed to it: the chosen language
-    is the process's, `messages.current()`), unless it declares its own."""
-    for command in group.commands.values():
-        if isinstance(command, click.Group):
-            add_lang_everywhere(command)
-        elif not any(p.name == "lang" for p in command.params):
-            command.params.append(lang_parameter(expose=False))
+def add_lang_everywhere_in(command: click.Command) -> None:
+    """Give `command`, or every command under it, a `--lang` (not passed to it: the chosen
+    language is the process's, `messages.current()`), unless it declares its own."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_lang_everywhere_in(sub)
+    elif not any(p.name == "lang" for p in command.params):
+        command.params.append(lang_parameter(expose=False))
 
 
 def backend_option(
@@ -168,12 +168,12 @@ def student_flag(student_id: str) -> str:
 def lab_id(given: str) -> str:
     """The lab ID a command names: an ID as given, or the `metadata.id` of a scenario file
     (a user who brought a lab up from its file names it the same way)."""
-    import yaml
-
     if LAB_ID.fullmatch(given):
         return given
     path = Path(given)
     if path.is_file():
+        import yaml  # only for a file: an ID, the usual case, needs no YAML reader
+
         try:
             found = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -204,13 +204,14 @@ def open_lab(
     """A lab that is up, its record, and the open state store; from here on guestlab speaks
     the lab's language (`lab_language`)."""
     from orchestrator.backends.contract import LabRef
-    from orchestrator.lab import open_lab as open_recorded
 
     opened = store()
     ref_ = LabRef(lab_id(scenario), student(student_id))
-    found = opened.lab_of(ref_)
-    chosen = lab_language(language, found.lang if found else "")
+    found = opened.require_lab(ref_)  # before the lifecycle and the scenario format load
+    chosen = lab_language(language, found.lang)
     messages.use(chosen)
+    from orchestrator.lab import open_lab as open_recorded
+
     lab, record = open_recorded(opened, ref_.scenario, ref_.student, chosen)
     return lab, record, opened
 

@@ -201,3 +201,7 @@ def drain_cmd(scenario: str, backend: str | None) -> None:
     removed = fill.drain(options.store(), options.lab_id(scenario), backend)
     drained = _("pool {id} drained: {n} lab(s) removed").format(id=escape(scenario), n=len(removed))
     out.print(f"[green]✓[/] {drained}")
+
+
+#: the commands this module adds to `guestlab`
+COMMANDS = (pool_group,)

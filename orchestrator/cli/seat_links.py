@@ -144,3 +144,7 @@ def link(scenario: str, student: str | None, base_url: str, rotate: bool) -> Non
             hint=_("bring it up first: guestlab up {lab}").format(lab=ref.scenario),
         )
     click.echo(url)
+
+
+#: the commands this module adds to `guestlab`
+COMMANDS = (link,)

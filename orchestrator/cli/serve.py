@@ -107,3 +107,7 @@ def serve(
     finally:
         sock.close()
     out.print(_("Dashboard stopped."))
+
+
+#: the commands this module adds to `guestlab`
+COMMANDS = (serve,)

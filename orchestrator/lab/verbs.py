@@ -10,7 +10,6 @@ from orchestrator.checks import grade, run_before
 from orchestrator.errors import MachineUnavailable, ProvisioningError, UsageError
 from orchestrator.lab import grading_machines
 from orchestrator.lab.bound import Lab
-from orchestrator.lab.bring_up import restore_before
 from orchestrator.lab.reporter import Reporter, Silent
 from orchestrator.messages import N_, _, did_you_mean
 from orchestrator.report import CheckResult, Report
@@ -166,6 +165,8 @@ def reset(lab: Lab, record: LabRecord, store: Store, reporter: Reporter) -> None
             for backend, specs in lab.by_backend(lab.specs):
                 backend.restore(lab.ref, specs, reporter.line)
         else:  # claimed from a pool: the student's steps and the clones follow the restore
+            from orchestrator.lab.bring_up import restore_before  # it loads the YAML reader
+
             restore_before(lab, first, reporter)
         store.event(lab.ref.key, "reset")
 

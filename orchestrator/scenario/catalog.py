@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from orchestrator.errors import UsageError
@@ -24,8 +23,14 @@ class Folder:
 
 
 def library_dir() -> Path:
-    """The library shipped inside the package: scenarios/ and labs/ as package data."""
-    return Path(str(resources.files("orchestrator.library")))
+    """The library shipped inside the package: scenarios/ and labs/ as package data.
+
+    Found beside the package's own files, not through importlib.resources, which imports
+    tempfile, shutil and the compression modules on every command (guestlab is installed
+    as files, never run from a zip)."""
+    import orchestrator.library
+
+    return Path(orchestrator.library.__file__).parent
 
 
 def user_dir() -> Path:

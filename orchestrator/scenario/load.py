@@ -16,15 +16,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from orchestrator.errors import Problem, ScenarioError, UsageError
+from orchestrator.errors import Problem, ScenarioError
 from orchestrator.scenario.explain import report_validation
 from orchestrator.scenario.located import Loc, Pos, Report
 from orchestrator.scenario.model import Scenario
 from orchestrator.scenario.references import check_references, resolve_src
+from orchestrator.scenario.source import MAX_BYTES, read_source, too_large
 from orchestrator.scenario.template_check import MAX_TEMPLATES, SAMPLE_STUDENT, check_templates
 from orchestrator.scenario.yamlread import MAX_DEPTH, MAX_NODES, Loader, read_yaml
-
-MAX_BYTES = 512 * 1024
 
 __all__ = [
     "MAX_BYTES",
@@ -36,6 +35,7 @@ __all__ = [
     "Loc",
     "Pos",
     "labs_dir_for",
+    "load_bytes",
     "load_file",
     "load_text",
     "source_path",
@@ -49,24 +49,22 @@ def labs_dir_for(path: Path) -> Path:
 
 def load_file(path: Path) -> Scenario:
     """Load and check one scenario file; ScenarioError lists every problem in it."""
-    file = str(path)
-    try:
-        if path.stat().st_size > MAX_BYTES:
-            raise ScenarioError([Problem(file, 1, 1, "", _too_large())])
-        with path.open("rb") as f:
-            # Read one byte past the limit: a FIFO or /dev/zero reports size 0.
-            raw = f.read(MAX_BYTES + 1)
-    except OSError as e:
-        raise UsageError(f"cannot read scenario {path}: {e.strerror or e}") from None
+    return load_bytes(read_source(path), path)
+
+
+def load_bytes(raw: bytes, path: Path) -> Scenario:
+    """Check the bytes read from `path` (the scenario cache validates what it read once)."""
     if len(raw) > MAX_BYTES:
-        raise ScenarioError([Problem(file, 1, 1, "", _too_large())])
+        raise ScenarioError([Problem(str(path), 1, 1, "", too_large())])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         column = e.start - raw.rfind(b"\n", 0, e.start)
-        raise ScenarioError([Problem(file, line, column, "", "not valid UTF-8 text")]) from None
-    return load_text(text, file, labs_dir=labs_dir_for(path))
+        raise ScenarioError(
+            [Problem(str(path), line, column, "", "not valid UTF-8 text")]
+        ) from None
+    return load_text(text, str(path), labs_dir=labs_dir_for(path))
 
 
 def load_text(text: str, filename: str, *, labs_dir: Path | None) -> Scenario:
@@ -77,7 +75,7 @@ def load_text(text: str, filename: str, *, labs_dir: Path | None) -> Scenario:
     except UnicodeEncodeError:
         raise ScenarioError([Problem(filename, 1, 1, "", "not valid UTF-8 text")]) from None
     if size > MAX_BYTES:
-        raise ScenarioError([Problem(filename, 1, 1, "", _too_large())])
+        raise ScenarioError([Problem(filename, 1, 1, "", too_large())])
     text = text.removeprefix("\ufeff")
 
     data = read_yaml(text, report)
@@ -113,7 +111,3 @@ def source_path(scenario_file: Path, scenario: Scenario, src: str) -> Path:
         problem = message or f"`{src}` cannot be resolved"
         raise ScenarioError([Problem(str(scenario_file), 0, 0, where, problem)])
     return target
-
-
-def _too_large() -> str:
-    return f"file is larger than {MAX_BYTES // 1024} KiB"

@@ -145,7 +145,9 @@ class Machine(Strict):
     image: str | None = None
     init: Literal["systemd", "none"] | None = None
     hostname: Annotated[str, Field(pattern=NAME)] | None = None
-    resources: Resources = Resources()
+    # model_construct: an empty default built without validating, so that defining the
+    # models builds no validator (and loads no pydantic plugin) before one is needed
+    resources: Resources = Resources.model_construct()
     files: list[FileCopy] = []
     clone_of: Name | None = None
     #: made anew by every check, for grading only: a copy of `clone_of` that boots on its

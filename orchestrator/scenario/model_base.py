@@ -10,6 +10,9 @@ Text = Annotated[str, Field(min_length=1)]
 
 
 class Strict(BaseModel):
-    """Unknown keys are errors, never ignored; a loaded scenario does not change."""
+    """Unknown keys are errors, never ignored; a loaded scenario does not change.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    The validators are built when a model first validates, not when it is defined: a
+    scenario built from the cache of validated ones (`scenario.cache`) needs none."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)

@@ -2,8 +2,9 @@
 
 Validating a scenario needs the YAML reader, pydantic and Jinja2 (a quarter of a second of
 imports); a listing of files that have not changed needs none of them. An entry is used
-only when the file's SHA-256, the language and guestlab's version all match; an invalid
-file is never cached, so its problems are reported every time.
+only when the file's SHA-256, the language, guestlab's version and the hash of the
+format's modules (`cache.schema_hash`) all match; an invalid file is never cached, so its
+problems are reported every time.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from orchestrator import __version__, paths
 from orchestrator.errors import ScenarioError
+from orchestrator.scenario.cache import schema_hash
 
 Summary = dict[str, Any]
 CACHE = "catalog.json"
@@ -47,8 +49,9 @@ def summaries(files: list[Path], lang: str) -> list[tuple[str, Summary | None, s
     cache = _read(cache_file)
     rows: list[tuple[str, Summary | None, str]] = []
     changed = False
+    schema = schema_hash()
     for path in files:
-        key = f"{path}\0{lang}\0{__version__}"
+        key = f"{path}\0{lang}\0{__version__}\0{schema}"
         try:
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
         except OSError:

@@ -38,7 +38,8 @@ class MetadataTranslation(Strict):
 class Translation(Strict):
     """One language's texts; whatever it leaves out stays in English."""
 
-    metadata: MetadataTranslation = MetadataTranslation()
+    # built without validating: see Machine.resources
+    metadata: MetadataTranslation = MetadataTranslation.model_construct()
     description: Text | None = None
     tasks: dict[str, TaskTranslation] = {}
 

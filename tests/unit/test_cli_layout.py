@@ -5,11 +5,15 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from orchestrator.cli import classroom, cli, host
+from orchestrator.cli.app import load_all
 from orchestrator.state import Store
+
+load_all()  # every command, as `--help` loads them; tests below patch what they register
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "orchestrator" / "cli"
@@ -58,7 +62,22 @@ def test_gc_with_nothing_to_collect_says_so(monkeypatch: pytest.MonkeyPatch) -> 
     assert "Nothing to collect." in result.output
 
 
+def test_gc_loaded_alone_brings_the_class_and_pool_collectors() -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "gc", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert "labs whose class time is up, pool labs" in " ".join(res.stdout.split())
+
+
 def test_the_classroom_gives_gc_its_class_time_once() -> None:
+    assert cli.get_command(click.Context(cli), "gc") is host.gc
     assert host.COLLECTORS.count(classroom.EXPIRE) == 1
     classroom.register(cli)  # registering again changes nothing
     assert host.COLLECTORS.count(classroom.EXPIRE) == 1

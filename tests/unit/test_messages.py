@@ -186,7 +186,9 @@ def test_every_command_takes_lang() -> None:
     import click
 
     def commands(group: click.Group, path: str) -> Iterator[tuple[str, click.Command]]:
-        for name, command in group.commands.items():
+        for name in group.list_commands(click.Context(group)):
+            command = group.get_command(click.Context(group), name)
+            assert command is not None, name
             if isinstance(command, click.Group):
                 yield from commands(command, f"{path} {name}")
             else:

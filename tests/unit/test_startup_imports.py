@@ -2,7 +2,9 @@
 
 A bare `python -c pass` is the floor; every command may add click, rich and guestlab's own
 light modules, and only the commands that need them the scenario format (YAML, pydantic,
-Jinja2) or an engine's SDK. A listing whose files have not changed reads its cache.
+Jinja2) or an engine's SDK. A listing whose files have not changed reads its cache; a
+scenario whose file has not changed comes from the cache of validated ones (pydantic's
+models, but no YAML and no Jinja2); no engine SDK loads before a command talks to an engine.
 """
 
 from __future__ import annotations
@@ -17,11 +19,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 #: what costs start-up most: the scenario format, engine SDKs, the web server
 HEAVY = {"pydantic", "yaml", "jinja2", "docker", "requests", "urllib3", "pylxd", "vagrant"}
-WEB = {"starlette", "uvicorn", "asyncssh", "markdown_it"}
+SERVER = {"starlette", "uvicorn", "asyncssh"}
+WEB = {*SERVER, "markdown_it"}  # `show` renders Markdown; the others do not need it
 
 
-def imported(args: list[str], home: Path) -> set[str]:
-    """Top-level packages a `guestlab` command imports, read from -X importtime."""
+#: what reading a scenario from the cache of validated ones does without
+FORMAT = {"yaml", "jinja2", "markupsafe"}
+ENGINES = {"docker", "requests", "urllib3", "pylxd", "vagrant"}
+SCENARIO = ROOT / "scenarios" / "machine-id-clone.yaml"
+
+
+def modules(args: list[str], home: Path) -> set[str]:
+    """Every module a `guestlab` command imports, read from -X importtime."""
     res = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "orchestrator.cli", *args],
         capture_output=True,
@@ -32,7 +41,12 @@ def imported(args: list[str], home: Path) -> set[str]:
     )
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("import time:")]
     assert lines, res.stderr
-    return {ln.rsplit("|", 1)[1].strip().split(".")[0] for ln in lines}
+    return {ln.rsplit("|", 1)[1].strip() for ln in lines}
+
+
+def imported(args: list[str], home: Path) -> set[str]:
+    """Top-level packages a `guestlab` command imports."""
+    return {name.split(".")[0] for name in modules(args, home)}
 
 
 @pytest.mark.parametrize(
@@ -71,6 +85,78 @@ def test_a_changed_file_is_validated_again(tmp_path: Path, monkeypatch: pytest.M
     assert third is None and "problem" in error
 
 
-def test_check_of_a_docker_lab_loads_no_other_engine_nor_the_server(tmp_path: Path) -> None:
+def test_check_with_no_lab_loads_neither_the_format_nor_an_engine(tmp_path: Path) -> None:
     found = imported(["check", "machine-id-clone", "--student", "nobody"], tmp_path)
-    assert not found & ({"pylxd", "vagrant"} | WEB), sorted(found & ({"pylxd", "vagrant"} | WEB))
+    assert "sqlite3" in found  # it opened the state store to look for the lab
+    assert not found & (HEAVY | WEB), sorted(found & (HEAVY | WEB))
+
+
+def test_show_of_an_unchanged_file_reads_no_yaml_nor_templates(tmp_path: Path) -> None:
+    first = imported(["show", "machine-id-clone"], tmp_path)
+    assert first >= FORMAT  # the first one validates the file
+    again = imported(["show", "machine-id-clone"], tmp_path)
+    assert "pydantic" in again
+    assert not again & (FORMAT | ENGINES | SERVER), sorted(again & (FORMAT | ENGINES | SERVER))
+
+
+def lab_not_up(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A state store holding a Docker lab of machine-id-clone whose `up` did not finish:
+    `check` refuses it at its first step, which comes before its first engine call."""
+    from orchestrator.backends.contract import LabRef
+    from orchestrator.scenario.load import load_file
+    from orchestrator.scenario.render import derive_params
+    from orchestrator.state import Store
+
+    monkeypatch.setenv("GUESTLAB_HOME", str(home))
+    params = derive_params(load_file(SCENARIO), "ann")
+    store = Store()
+    key = LabRef("machine-id-clone", "ann").key
+    store.put_lab(
+        key,
+        scenario="machine-id-clone",
+        student="ann",
+        backends=["docker"],
+        scenario_path=str(SCENARIO),
+        params=params,
+        status="provisioning",
+    )
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["hint", "machine-id-clone", "find-id"], ["check", "machine-id-clone"]],
+    ids=" ".join,
+)
+def test_a_lab_opens_without_yaml_templates_or_an_engine_sdk(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lab_not_up(tmp_path, monkeypatch)
+    imported([*args, "--student", "ann"], tmp_path)  # fills the cache
+    found = imported([*args, "--student", "ann"], tmp_path)
+    assert "pydantic" in found  # it did open the lab's scenario
+    assert not found & (FORMAT | ENGINES | SERVER), sorted(found & (FORMAT | ENGINES | SERVER))
+
+
+def test_the_command_table_names_each_modules_commands() -> None:
+    import importlib
+
+    from orchestrator.cli import app
+
+    for module_name in set(app.WHERE.values()):
+        module = importlib.import_module(f"orchestrator.cli.{module_name}")
+        named = {name for name, where in app.WHERE.items() if where == module_name}
+        assert {c.name for c in module.COMMANDS} == named, module_name
+
+
+@pytest.mark.parametrize(("args", "own"), [(["status"], "labs"), (["list"], "catalog")])
+def test_a_command_loads_only_its_own_command_module(
+    args: list[str], own: str, tmp_path: Path
+) -> None:
+    from orchestrator.cli import app
+
+    found = {
+        m.rsplit(".", 1)[1] for m in modules(args, tmp_path) if m.startswith("orchestrator.cli.")
+    }
+    others = set(app.WHERE.values()) - {own}
+    assert own in found and not found & others, sorted(found & others)

@@ -10,10 +10,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import docker
-from docker.errors import APIError, DockerException, NotFound
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.backends import btrfs_quota, firewall, inroot
 from orchestrator.backends.common import (
@@ -35,7 +32,7 @@ from orchestrator.backends.contract import (
     MachineSpec,
     Progress,
 )
-from orchestrator.backends.docker import cgroups, execution, files, seccomp
+from orchestrator.backends.docker import cgroups, execution, files, sdk, seccomp
 from orchestrator.backends.docker.confine import BOOT_FLAG, Confinement
 from orchestrator.backends.docker.engine import (
     START_FIX,
@@ -54,6 +51,9 @@ from orchestrator.errors import (
     UsageError,
 )
 from orchestrator.images.rootfs import ensure_tarball
+
+if TYPE_CHECKING:
+    import docker
 
 READY_TIMEOUT = CONTAINER_BOOT_TIMEOUT
 #: seconds systemd has to power off on `docker restart` before the engine kills it
@@ -77,7 +77,7 @@ class DockerBackend:
     def client(self) -> docker.DockerClient:
         if self._client is None:
             self._client = connect_or_raise(
-                "the Docker engine", _connect, DockerException, START_FIX
+                "the Docker engine", _connect, sdk.errors.DockerException, START_FIX
             )
         return self._client
 
@@ -101,7 +101,7 @@ class DockerBackend:
             facts = self.facts
         except BackendUnavailable as e:
             return Availability(False, str(e), START_FIX)
-        except DockerException as e:
+        except sdk.errors.DockerException as e:
             return Availability(False, f"the Docker engine failed: {short(e)}", START_FIX)
         return Availability(True, f"Docker engine {version.get('Version', '?')}, {facts}")
 
@@ -127,7 +127,7 @@ class DockerBackend:
     def import_image(self, image: str, tarball: Path, progress: Progress) -> None:
         progress(f"importing {image} into Docker")
         repo, tag = image_ref(image).rsplit(":", 1)
-        with engine_errors(f"importing {image} into Docker", DockerException):
+        with engine_errors(f"importing {image} into Docker", sdk.errors.DockerException):
             self.client.api.import_image(
                 src=str(tarball),
                 repository=repo,
@@ -140,7 +140,7 @@ class DockerBackend:
     def remove_image(self, image: str) -> bool:
         if not self.has_image(image):
             return False
-        with engine_errors(f"removing the image {image} from Docker", DockerException):
+        with engine_errors(f"removing the image {image} from Docker", sdk.errors.DockerException):
             # untag only (no force): containers made from it keep their layers
             self.client.images.remove(image_ref(image), noprune=False)
         return True
@@ -163,7 +163,7 @@ class DockerBackend:
         conf = self.confinement(spec, self.ensure_network(spec.lab, spec.lab.labels()), spec.labels)
         if conf.disk is not None and self.facts.data_root:
             btrfs_quota.heal(Path(self.facts.data_root))  # or the bound would not hold
-        with engine_errors(f"starting machine {spec.name}", DockerException):
+        with engine_errors(f"starting machine {spec.name}", sdk.errors.DockerException):
             self.client.containers.run(
                 image, name=container_name(spec.lab, spec.name), **conf.sdk_kwargs()
             )
@@ -174,7 +174,7 @@ class DockerBackend:
         """Hand the machine its cgroups, then let its first process become systemd."""
         name = container_name(lab, machine)
         with engine_errors(
-            f"preparing {machine} for systemd", (DockerException, OSError, ValueError)
+            f"preparing {machine} for systemd", (sdk.errors.DockerException, OSError, ValueError)
         ):
             pid = int(self.client.api.inspect_container(name)["State"]["Pid"])
             cgroups.delegate(pid)
@@ -212,7 +212,7 @@ class DockerBackend:
             c = self.resources.call(
                 "finding " + machine, self.client.containers.get, container_name(lab, machine)
             )
-        except NotFound:
+        except sdk.errors.NotFound:
             raise MachineUnavailable(f"machine {machine} does not exist") from None
         if c.status != "running":
             raise MachineUnavailable(f"machine {machine} is not running (it is {c.status})")
@@ -236,7 +236,7 @@ class DockerBackend:
             return ExecResult(124, "", f"no answer from the engine in {timeout:g} s", True)
         if "error" in box:
             err = box["error"]
-            if isinstance(err, NotFound | APIError):
+            if isinstance(err, sdk.errors.NotFound | sdk.errors.APIError):
                 self.container(lab, machine)  # says "does not exist" or "is not running"
                 raise MachineUnavailable(f"machine {machine}: {short(err)}") from None
             raise engine_error(err, f"exec in {machine}", kind=BackendUnavailable, hint=START_FIX)
@@ -263,7 +263,11 @@ class DockerBackend:
         try:
             got = files.read_file(self.client.api, container_name(lab, machine), path, limit)
             return files.shifted(got, files.uid_base(self.facts.userns, self.facts.data_root))
-        except (DockerException, OSError, tarfile.TarError) as e:  # requests' errors are OSErrors
+        except (
+            sdk.errors.DockerException,
+            OSError,
+            tarfile.TarError,
+        ) as e:  # requests' errors are OSErrors
             raise engine_error(e, f"reading {path} in {machine}", kind=BackendUnavailable) from None
 
     def _local_pid(self, lab: LabRef, machine: str) -> int | None:
@@ -326,7 +330,7 @@ class DockerBackend:
         container = self.container(spec.lab, spec.name)
         repo = repo or lab_repo(spec.lab)
         label_line = " ".join(f'{k}="{v}"' for k, v in labels.items())
-        with engine_errors(f"saving {spec.name}", DockerException):
+        with engine_errors(f"saving {spec.name}", sdk.errors.DockerException):
             container.commit(repository=repo, tag=tag, changes=[f"LABEL {label_line}"])
         return f"{repo}:{tag}"
 
@@ -354,7 +358,7 @@ class DockerBackend:
             name = container_name(lab, spec.name)
             self.container(lab, spec.name)  # MachineUnavailable when it is not running
             progress(f"restarting {spec.name}")
-            with engine_errors(f"restarting machine {spec.name}", DockerException):
+            with engine_errors(f"restarting machine {spec.name}", sdk.errors.DockerException):
                 self.client.api.restart(name, timeout=RESTART_GRACE)
             if spec.init == "systemd":
                 self.release_boot(lab, spec.name)
@@ -386,6 +390,6 @@ class DockerBackend:
 
 def _connect() -> docker.DockerClient:
     """A client whose engine answered a ping."""
-    client = docker.from_env(timeout=120)
+    client = sdk.docker.from_env(timeout=120)
     client.ping()
     return client

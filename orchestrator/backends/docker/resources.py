@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-
 from orchestrator.backends.common import short
 from orchestrator.backends.contract import (
     LABEL_LAB,
@@ -18,6 +16,7 @@ from orchestrator.backends.contract import (
     FoundResources,
     LabRef,
 )
+from orchestrator.backends.docker import sdk
 from orchestrator.backends.docker.engine import START_FIX
 from orchestrator.backends.firewall import CONTAINER_PREFIX, bridge_name
 from orchestrator.errors import BackendUnavailable, ProvisioningError
@@ -34,9 +33,9 @@ class Resources:
         """Call the SDK, turning a vanished engine into BackendUnavailable."""
         try:
             return fn(*args, **kwargs)
-        except APIError:
+        except sdk.errors.APIError:
             raise
-        except DockerException as e:
+        except sdk.errors.DockerException as e:
             raise BackendUnavailable(
                 f"{what}: the Docker engine stopped answering ({short(e)})", hint=START_FIX
             ) from None
@@ -57,7 +56,7 @@ class Resources:
                 labels=labels,
                 options={"com.docker.network.bridge.name": bridge_name(CONTAINER_PREFIX, name)},
             )
-        except DockerException as e:
+        except sdk.errors.DockerException as e:
             raise ProvisioningError(
                 f"creating the lab's network failed: {short(e)}",
                 hint="with many labs, give Docker more address pools: `default-address-pools`"
@@ -74,13 +73,13 @@ class Resources:
         """Whether the engine holds the image `ref` (repository:tag)."""
         try:
             self.call("finding image " + ref, self.client.images.get, ref)
-        except ImageNotFound:
+        except sdk.errors.ImageNotFound:
             return False
         return True
 
     def remove_container(self, name: str) -> None:
         """Remove the container `name` and its anonymous volumes, if it exists."""
-        with contextlib.suppress(NotFound):
+        with contextlib.suppress(sdk.errors.NotFound):
             self.call("finding " + name, self.client.containers.get, name).remove(
                 force=True, v=True
             )
@@ -115,7 +114,7 @@ class Resources:
         for img in sorted(images, key=lambda i: i.attrs.get("Created", ""), reverse=True):
             try:
                 _ignore_missing(self.client.images.remove, img.id, force=True)
-            except APIError as e:
+            except sdk.errors.APIError as e:
                 raise ProvisioningError(
                     f"removing image {img.short_id} failed: {short(e)}"
                 ) from None
@@ -163,5 +162,5 @@ class Resources:
 
 
 def _ignore_missing(fn: Any, *args: Any, **kwargs: Any) -> None:
-    with contextlib.suppress(NotFound):  # already gone: removal is idempotent
+    with contextlib.suppress(sdk.errors.NotFound):  # already gone: removal is idempotent
         fn(*args, **kwargs)
