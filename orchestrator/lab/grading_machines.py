@@ -53,10 +53,17 @@ def made(
             failed[m.name] = why.format(source=m.clone_of, error=exc)[:500]
             reporter.line(failed[m.name])
 
+    def copies_of(source: str | None) -> None:
+        for m in machines:
+            if m.clone_of == source:
+                one(m)
+
     try:
-        # side by side: a copy that does not boot costs one boot timeout, not one per copy
-        with lab_lock(lab.ref.key), ThreadPoolExecutor(max(1, len(machines))) as pool:
-            list(pool.map(one, machines))
+        # copies of one source one after the other (an engine may pause the source while it
+        # copies it: Docker's commit does), copies of different sources side by side
+        sources = list(dict.fromkeys(m.clone_of for m in machines))
+        with lab_lock(lab.ref.key), ThreadPoolExecutor(max(1, len(sources))) as pool:
+            list(pool.map(copies_of, sources))
         if machines:
             store.event(lab.ref.key, "grading", machines=[m.name for m in machines])
         yield failed
