@@ -122,6 +122,9 @@ def test_ctrl_c_during_reset_leaves_no_extra_container(docker_lab: str, delay: f
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C at a terminal: a suite started in the background inherits SIGINT ignored,
+        # and Python then leaves it ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     # Ctrl-C once the reset is at work on the machines: a container gone, or a new one
     deadline = time.monotonic() + 120

@@ -298,7 +298,11 @@ def _free_subnet(lab: LabRef) -> ipaddress.IPv4Network:
         with contextlib.suppress(ValueError):
             used.append(ipaddress.ip_network(word, strict=False))  # type: ignore[arg-type]
     for net in virsh("net-list", "--all", "--name").split():
-        ip = ElementTree.fromstring(virsh("net-dumpxml", net)).find("ip")
+        try:
+            dumped = virsh("net-dumpxml", net)
+        except ProvisioningError:
+            continue  # another lab's network, removed since the list: it holds no subnet
+        ip = ElementTree.fromstring(dumped).find("ip")
         if ip is not None and ip.get("address"):
             addr = f"{ip.get('address')}/{ip.get('netmask') or ip.get('prefix') or 24}"
             used.append(ipaddress.ip_network(addr, strict=False))  # type: ignore[arg-type]
