@@ -108,8 +108,12 @@ def test_exec_on_nspawn_passes_piped_input_and_the_machines_errors(nspawn_lab: s
 def lab_containers(student: str) -> dict[str, str]:
     """The lab's containers by id: name."""
     key = LabRef(SCENARIO, student).key
-    found = docker.from_env().containers.list(all=True, filters={"label": f"{LABEL_LAB}={key}"})
-    return {c.id: c.name for c in found}
+    # sparse: one list call, no inspect of each (a container removed between the two would
+    # fail the inspect while a reset is at work)
+    found = docker.from_env().containers.list(
+        all=True, sparse=True, filters={"label": f"{LABEL_LAB}={key}"}
+    )
+    return {c.id: c.attrs["Names"][0].lstrip("/") for c in found}
 
 
 @pytest.mark.docker
@@ -126,16 +130,21 @@ def test_ctrl_c_during_reset_leaves_no_extra_container(docker_lab: str, delay: f
         # and Python then leaves it ignored
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    # Ctrl-C once the reset is at work on the machines: a container gone, or a new one
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if lab_containers(docker_lab).keys() != before.keys():
-            time.sleep(delay)  # at once, or with the next machine under way
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "the reset ended before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=120)
+    try:
+        # Ctrl-C once the reset is at work on the machines: a container gone, or a new one
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if lab_containers(docker_lab).keys() != before.keys():
+                time.sleep(delay)  # at once, or with the next machine under way
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the reset ended before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # a failed test leaves no reset holding the lab
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130, err
     left = lab_containers(docker_lab)
     assert len(left) <= len(before) and set(left.values()) <= set(before.values()), left
