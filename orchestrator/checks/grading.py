@@ -29,22 +29,15 @@ def run_before(
     runner: Executor, lab: LabRef, tasks: Sequence[Task], *, workers: int = 16
 ) -> dict[Probe, Outcome]:
     """The outcomes of the probes that run before the tasks' reboot (`kept` checks' first)."""
-    early = [
-        (probe, check.timeout)
+    early = {  # each probe once: two checks may ask the same before the reboot
+        probe: check.timeout
         for task in tasks
         for check in task.checks
         for probe in plan(check).probes
         if probe.before_reboot
-    ]
-    by_machine: dict[str, list[tuple[Probe, float]]] = {}
-    for probe, timeout in dict(early).items():
-        by_machine.setdefault(probe.machine, []).append((probe, timeout))
-    outcomes = _run(runner, lab, by_machine, workers)
-    return {
-        probe: next(outcomes[machine])
-        for machine, items in by_machine.items()
-        for probe, _t in items
     }
+    outcomes = _run(runner, lab, list(early.items()), workers)
+    return {probe: next(outcomes[probe.machine]) for probe in early}
 
 
 def grade(
@@ -59,12 +52,8 @@ def grade(
     Probes run under a trusted shell and files are read by the engine (trusted.py); those
     that run before a reboot are answered from `earlier`."""
     planned = [(task, plan(check)) for task in tasks for check in task.checks]
-    by_machine: dict[str, list[tuple[Probe, float]]] = {}
-    for _task, p in planned:
-        for probe in p.probes:
-            if not probe.before_reboot:
-                by_machine.setdefault(probe.machine, []).append((probe, p.check.timeout))
-    outcomes = _run(runner, lab, by_machine, workers)
+    now = [(pr, p.check.timeout) for _t, p in planned for pr in p.probes if not pr.before_reboot]
+    outcomes = _run(runner, lab, now, workers)
     known = earlier or {}
 
     def outcome(probe: Probe) -> Outcome:
@@ -79,12 +68,13 @@ def grade(
 
 
 def _run(
-    runner: Executor,
-    lab: LabRef,
-    by_machine: dict[str, list[tuple[Probe, float]]],
-    workers: int,
+    runner: Executor, lab: LabRef, items: Sequence[tuple[Probe, float]], workers: int
 ) -> dict[str, Iterator[Outcome]]:
-    """Each machine's outcomes in the order of its probes; batches of all machines at once."""
+    """Each machine's outcomes in the order of its probes (with their timeouts); batches of
+    all machines at once."""
+    by_machine: dict[str, list[tuple[Probe, float]]] = {}
+    for probe, timeout in items:
+        by_machine.setdefault(probe.machine, []).append((probe, timeout))
     if not by_machine:
         return {}
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -53,15 +53,14 @@ def choose_backend(scenario: Scenario, name: str | None) -> Backend:
                 f"here makes {vm.virtualization} containers, not VMs",
                 hint="make libvirt usable (`guestlab doctor` says what is missing)",
             )
-    missing = required_capabilities(scenario, own) - backend.capabilities
-    missing |= _grading_needs(scenario, backend, own)
+    needed = required_capabilities(scenario, own)
+
+    def lacks(candidate: Backend) -> set[str]:
+        return (needed - candidate.capabilities) | _grading_needs(candidate, own)
+
+    missing = lacks(backend)
     if missing:
-        others = [
-            b
-            for b in scenario.backends
-            if not (required_capabilities(scenario, own) - backends.get(b).capabilities)
-            and not _grading_needs(scenario, backends.get(b), own)
-        ]
+        others = [b for b in scenario.backends if not lacks(backends.get(b))]
         raise UsageError(
             _("the {backend} backend lacks {what}, which {id} needs").format(
                 backend=chosen, what=", ".join(sorted(missing)), id=scenario.id
@@ -71,7 +70,7 @@ def choose_backend(scenario: Scenario, name: str | None) -> Backend:
     return backend
 
 
-def _grading_needs(scenario: Scenario, backend: Backend, own: Sequence[Machine]) -> set[str]:
+def _grading_needs(backend: Backend, own: Sequence[Machine]) -> set[str]:
     """What the backend lacks to make the grading machines it would hold (lab.grading_machines)."""
     mine = [m for m in own if m.grading is not None]
     lacks = set()

@@ -156,10 +156,10 @@ def _check_grading(machines: Entries, names: _Machines) -> None:
     copied by no other machine."""
     for i, machine in machines:
         parent = machine.get("clone_of")
-        if parent in names.grading and machine.get("name") not in names.grading:
-            names.workable(("machines", i, "clone_of"), parent, "a clone made by `up`")
-        elif parent in names.grading:
-            names.workable(("machines", i, "clone_of"), parent, "another grading machine")
+        if parent in names.grading:
+            copier = machine.get("name") in names.grading
+            what = "another grading machine" if copier else "a clone made by `up`"
+            names.workable(("machines", i, "clone_of"), parent, what)
         grading = machine.get("grading")
         seeds = grading.get("seed") if isinstance(grading, dict) else None
         for j, seed in _items(seeds):

@@ -263,11 +263,8 @@ class DockerBackend:
         try:
             got = files.read_file(self.client.api, container_name(lab, machine), path, limit)
             return files.shifted(got, files.uid_base(self.facts.userns, self.facts.data_root))
-        except (
-            sdk.errors.DockerException,
-            OSError,
-            tarfile.TarError,
-        ) as e:  # requests' errors are OSErrors
+        # requests' errors are OSErrors
+        except (sdk.errors.DockerException, OSError, tarfile.TarError) as e:
             raise engine_error(e, f"reading {path} in {machine}", kind=BackendUnavailable) from None
 
     def _local_pid(self, lab: LabRef, machine: str) -> int | None:

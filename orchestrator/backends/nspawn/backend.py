@@ -194,7 +194,9 @@ class NspawnBackend:
     def remove_machine(self, lab: LabRef, machine: str) -> None:
         self._discard(self.machine_dir(lab, machine))
 
-    def _copy(self, source: MachineSpec, target: MachineSpec, progress: Progress, *, start: bool):
+    def _copy(
+        self, source: MachineSpec, target: MachineSpec, progress: Progress, *, start: bool
+    ) -> None:
         sdir = self.machine_dir(source.lab, source.name)
         smeta = existing_meta(sdir, source.lab, source.name)
         if start and not (sdir / "snapshot").is_dir():
@@ -204,11 +206,9 @@ class NspawnBackend:
         mdir = self._new_machine_dir(target)
         try:
             progress(f"{target.name}: copying {source.name}" + (" as it started" if start else ""))
-            if start:
-                self.trees.copy(sdir / "snapshot", mdir / "rootfs")
-            else:  # frozen, the source cannot change files mid-copy; it keeps running
-                with frozen(smeta):
-                    self.trees.copy(sdir / "rootfs", mdir / "rootfs")
+            # a running source is frozen, so that no file changes mid-copy; a snapshot cannot
+            with contextlib.nullcontext() if start else frozen(smeta):
+                self.trees.copy(sdir / ("snapshot" if start else "rootfs"), mdir / "rootfs")
             self._boot(target, mdir, progress)
         except BaseException:
             self._discard(mdir)
