@@ -117,7 +117,7 @@ class StudentResult:
     report: Report | None = None
     error: str = ""
     probes: dict[str, list[str]] = field(default_factory=dict)  # copy probe label -> values
-    copy_problems: list[str] = field(default_factory=list)
+    copy_problems: list[dict[str, Any]] = field(default_factory=list)  # copies.note each
     params: dict[str, str] = field(default_factory=dict)  # the lab's parameters
 
 
