@@ -31,7 +31,10 @@ def english_phrases() -> tuple[str, ...]:
             # a command line (`guestlab reset ID`) or an option (`--base-url`) reads the
             # same in both languages
             sentence = len(words) >= 2 and "guestlab" not in part and not part.startswith("-")
-            if sentence or (len(words) == 1 and part[0].isupper() and len(part) >= 4):
+            kept = part in entry.string  # a name the translation keeps (`FILE`, `PID 1`)
+            if not kept and (
+                sentence or (len(words) == 1 and part[0].isupper() and len(part) >= 4)
+            ):
                 phrases.add(part)
     return tuple(sorted(phrases))
 

@@ -23,7 +23,7 @@ from orchestrator.messages import N_, _
 if TYPE_CHECKING:
     from orchestrator.state import Store
 
-CONFINE_FIX = "scripts/setup.sh confines it (user namespaces); until then `up` refuses"
+CONFINE_FIX = N_("scripts/setup.sh confines it (user namespaces); until then `up` refuses")
 ORPHANS = N_("resources of labs the state store no longer knows (after a crash)")
 
 
@@ -95,7 +95,8 @@ def _diagnose(name: str) -> tuple[str, bool, str, str]:
         a = b.availability()
         risk = b.host_root_risk() if a.usable else None
         if risk:
-            return (name, True, f"{a.detail}; UNSAFE: {risk}", a.fix or CONFINE_FIX)
+            detail = _("{detail}; UNSAFE: {risk}").format(detail=a.detail, risk=risk)
+            return (name, True, detail, a.fix or _(CONFINE_FIX))
         return (name, a.usable, a.detail, a.fix)
     except GuestlabError as e:
         return (name, False, str(e), e.hint or "")

@@ -112,7 +112,7 @@ def test_the_groups_and_ups_help_in_pt_br_shows_no_english() -> None:
     [
         ("up", "--help", "--lang", "pt-BR"),  # after --help, which click acts on first
         ("up", "--lang=pt-BR", "--help"),
-        ("class", "up", "-h", "--lang", "pt-BR"),
+        ("class", "up", "--help", "--lang", "pt-BR"),
     ],
     ids=" ".join,
 )

@@ -8,9 +8,10 @@ from typing import Any
 
 from orchestrator.backends.contract import LabRef
 from orchestrator.backends.docker import seccomp
+from orchestrator.messages import N_
 
-START_FIX = "start it: `systemctl start docker`, or `dockerd &` where systemd is not PID 1"
-USERNS_FIX = (
+START_FIX = N_("start it: `systemctl start docker`, or `dockerd &` where systemd is not PID 1")
+USERNS_FIX = N_(
     "turn on user namespaces: `userns-remap` in /etc/docker/daemon.json "
     "(scripts/setup/docker.sh does it), then restart the engine"
 )
