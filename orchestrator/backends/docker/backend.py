@@ -37,20 +37,20 @@ from orchestrator.backends.docker.confine import BOOT_FLAG, Confinement
 from orchestrator.backends.docker.engine import (
     START_FIX,
     EngineFacts,
+    connect,
     container_name,
     image_ref,
     lab_repo,
     network_name,
 )
+from orchestrator.backends.docker.images import DockerImages
 from orchestrator.backends.docker.resources import Resources
 from orchestrator.errors import (
     BackendUnavailable,
     GuestlabError,
     MachineUnavailable,
     ProvisioningError,
-    UsageError,
 )
-from orchestrator.images.rootfs import ensure_tarball
 from orchestrator.messages import _
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ RESTART_GRACE = 20
 CLIENT_GRACE = 15.0
 
 
-class DockerBackend:
+class DockerBackend(DockerImages):
     name = "docker"
     capabilities = frozenset({"systemd", "clone", "snapshot"})
     virtualization = "docker"
@@ -78,7 +78,7 @@ class DockerBackend:
     def client(self) -> docker.DockerClient:
         if self._client is None:
             self._client = connect_or_raise(
-                _("the Docker engine"), _connect, sdk.errors.DockerException, _(START_FIX)
+                _("the Docker engine"), connect, sdk.errors.DockerException, _(START_FIX)
             )
         return self._client
 
@@ -115,52 +115,6 @@ class DockerBackend:
 
     def host_root_risk(self) -> str | None:
         return self.facts.host_root_risk()
-
-    # -- images ---------------------------------------------------------------------------
-    def has_image(self, image: str) -> bool:
-        return self.resources.has_image(image_ref(image))
-
-    def ensure_image(
-        self, image: str, progress: Progress, *, build: bool = True, mirror: str | None = None
-    ) -> None:
-        if self.has_image(image):
-            return
-        if not build:
-            raise UsageError(
-                _("the image `{image}` is not in the Docker engine").format(image=image),
-                hint=_("build it: guestlab image build {image} --backend docker").format(
-                    image=image
-                ),
-            )
-        self.import_image(image, ensure_tarball(image, mirror=mirror, progress=progress), progress)
-
-    def import_image(self, image: str, tarball: Path, progress: Progress) -> None:
-        progress(_("importing {image} into Docker").format(image=image))
-        repo, tag = image_ref(image).rsplit(":", 1)
-        with engine_errors(
-            _("importing {image} into Docker").format(image=image), sdk.errors.DockerException
-        ):
-            self.client.api.import_image(
-                src=str(tarball),
-                repository=repo,
-                tag=tag,
-                changes=[f"LABEL guestlab.image={image}", 'CMD ["/lib/systemd/systemd"]'],
-            )
-        if not self.has_image(image):
-            raise ProvisioningError(
-                _("Docker did not keep the imported image {image}").format(image=image)
-            )
-
-    def remove_image(self, image: str) -> bool:
-        if not self.has_image(image):
-            return False
-        with engine_errors(
-            _("removing the image {image} from Docker").format(image=image),
-            sdk.errors.DockerException,
-        ):
-            # untag only (no force): containers made from it keep their layers
-            self.client.images.remove(image_ref(image), noprune=False)
-        return True
 
     # -- machines -------------------------------------------------------------------------
     def ensure_network(self, lab: LabRef, labels: dict[str, str], name: str | None = None) -> str:
@@ -441,10 +395,3 @@ class DockerBackend:
     ) -> list[str]:
         self.container(lab, machine)
         return ["docker", "exec", "-it" if tty else "-i", container_name(lab, machine), *argv]
-
-
-def _connect() -> docker.DockerClient:
-    """A client whose engine answered a ping."""
-    client = sdk.docker.from_env(timeout=120)
-    client.ping()
-    return client

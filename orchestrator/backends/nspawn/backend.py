@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ from orchestrator.backends.contract import (
     MachineSpec,
     Progress,
 )
+from orchestrator.backends.nspawn import preflight
 from orchestrator.backends.nspawn.boot import (
     running_init,
     start,
@@ -68,7 +67,6 @@ from orchestrator.backends.nspawn.machines import (
     meta_or_guess,
     save_meta,
 )
-from orchestrator.backends.nspawn.seccomp import volume_ioctl_filter
 from orchestrator.backends.nspawn.store import Trees, base_tree, remove_base_tree, store_root
 from orchestrator.errors import GuestlabError, MachineUnavailable, ProvisioningError, UsageError
 from orchestrator.messages import _
@@ -119,58 +117,13 @@ class NspawnBackend:
     # ---------------------------------------------------------- availability
 
     def availability(self) -> Availability:
-        try:
-            volume_ioctl_filter(os.uname().machine)  # UnsupportedMachine: no filter, no machine
-            nspawn = shutil.which("systemd-nspawn")
-            if nspawn is None:
-                return Availability(
-                    False,
-                    _("systemd-nspawn is not installed"),
-                    "apt-get install -y systemd-container",
-                )
-            if os.geteuid() != 0:
-                return Availability(
-                    False,
-                    _("systemd-nspawn needs root and guestlab runs as uid {uid}").format(
-                        uid=os.geteuid()
-                    ),
-                    _("run guestlab as root (sudo)"),
-                )
-            out = subprocess.run(
-                [nspawn, "--version"], capture_output=True, text=True, timeout=10, check=False
-            )
-            if out.returncode != 0:
-                return Availability(
-                    False,
-                    _("`systemd-nspawn --version` failed: {stderr}").format(
-                        stderr=out.stderr.strip()[:200]
-                    ),
-                    "apt-get install --reinstall -y systemd-container",
-                )
-            version = out.stdout.splitlines()[0].strip() if out.stdout else "systemd-nspawn"
-            return Availability(True, f"{version} ({self._route()})")
-        except Exception as exc:  # availability reports, it never raises
-            return Availability(
-                False, _("cannot run systemd-nspawn: {error}").format(error=exc), ""
-            )
+        return preflight.availability(self._route)
 
     def _route(self) -> str:
-        """How machines run here: machined or not, private users or not, which store."""
-        route = (
-            "registered with systemd-machined"
-            if self._machined
-            else "host PID 1 is not systemd: --register=no --keep-unit"
-        )
-        users = "private users" if self._private_users else "NO private users"
-        return f"{route}; {users}; {self.trees.kind} in {self.trees.root}"
+        return preflight.route(self._machined, self._private_users, self.trees)
 
     def host_root_risk(self) -> str | None:
-        if self._private_users:
-            return None
-        return (
-            "nspawn machines run without private users here (user namespaces are off or "
-            "GUESTLAB_NSPAWN_PRIVATE_USERS=no): root in a machine is root on the host"
-        )
+        return None if self._private_users else preflight.no_private_users()
 
     # ----------------------------------------------------------------- image
 
