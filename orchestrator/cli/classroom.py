@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from orchestrator import messages, textsafe
 from orchestrator.cli import class_tables as tables
-from orchestrator.cli import options
+from orchestrator.cli import localized, options
 from orchestrator.cli.console import UP_STEPS, ConsoleReporter, bars, err, out
 from orchestrator.cli.host import Collector, add_collector
 from orchestrator.cli.localized import Path as PathType
@@ -361,7 +361,7 @@ def class_down(class_id: str, parallel: int) -> None:
 @click.option("--base-url", metavar="URL", help=N_("Where `guestlab serve` is reached."))
 @click.option(
     "--cap",
-    type=click.IntRange(1, 1000),
+    type=localized.IntRange(1, 1000),
     metavar="N",
     default=40,
     show_default=True,

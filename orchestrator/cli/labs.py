@@ -11,7 +11,7 @@ import click
 from rich.markup import escape
 
 from orchestrator import backends, messages
-from orchestrator.cli import attached, options
+from orchestrator.cli import attached, localized, options
 from orchestrator.cli.console import ConsoleReporter, err, out
 from orchestrator.cli.localized import command
 from orchestrator.errors import ExitCode, GuestlabError
@@ -164,6 +164,7 @@ def _last_scores(store: Store, records: list[LabRecord]) -> dict[str, str]:
 @click.option(
     "--timeout",
     metavar="N",
+    type=localized.Float(),
     default=600.0,
     show_default=True,
     help=N_("Seconds before the command is stopped."),

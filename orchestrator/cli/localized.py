@@ -133,6 +133,23 @@ class Path(click.Path):
         self._name = value
 
 
+class IntRange(click.IntRange):
+    """click.IntRange whose name in an error ("'x' is not a valid integer range") is
+    translated: click's number types name themselves in English only."""
+
+    @property  # type: ignore[override]
+    def name(self) -> str:
+        return _("integer range")
+
+
+class Float(click.types.FloatParamType):
+    """click's float type, named in the reader's language in its errors."""
+
+    @property  # type: ignore[override]
+    def name(self) -> str:
+        return _("float")
+
+
 def _plural(singular: str, plural: str, n: int) -> str:
     """click's plural texts, each form an entry of its own in the catalog (`N_` marks one
     string), chosen by English's rule: the counts click gives are 1 or many."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from orchestrator import backends, messages
+from orchestrator.cli import localized
 from orchestrator.errors import UsageError
 from orchestrator.messages import N_, _
 
@@ -126,7 +127,7 @@ def parallel_option(default: int, help_text: str) -> Callable[[F], F]:
     return click.option(
         "--parallel",
         "-j",
-        type=click.IntRange(1, 64),
+        type=localized.IntRange(1, 64),
         metavar="N",
         default=default,
         show_default=True,

@@ -14,7 +14,7 @@ import click
 from rich.markup import escape
 
 from orchestrator import messages
-from orchestrator.cli import options
+from orchestrator.cli import localized, options
 from orchestrator.cli.console import out
 from orchestrator.cli.host import Collector, add_collector
 from orchestrator.cli.localized import group
@@ -84,7 +84,7 @@ def parse_age(text: str) -> float:
 )
 @click.argument("scenario", metavar="ID|PATH", shell_complete=options.complete_scenario)
 @click.option(
-    "--size", "-n", type=click.IntRange(0, 500), metavar="N", help=N_("Labs to keep ready.")
+    "--size", "-n", type=localized.IntRange(0, 500), metavar="N", help=N_("Labs to keep ready.")
 )
 @options.backend_option()
 @click.option("--max-age", metavar="DURATION", help=N_("Replace a lab unclaimed this long (8h)."))

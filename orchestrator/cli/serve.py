@@ -10,7 +10,7 @@ import click
 from rich.markup import escape
 
 from orchestrator import textsafe
-from orchestrator.cli import options
+from orchestrator.cli import localized, options
 from orchestrator.cli.console import err, out
 from orchestrator.cli.localized import Path as PathType
 from orchestrator.cli.localized import command
@@ -39,7 +39,7 @@ FILE = PathType(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option(
     "--port",
-    type=click.IntRange(0, 65535),
+    type=localized.IntRange(0, 65535),
     metavar="N",
     default=8080,
     show_default=True,
@@ -47,7 +47,7 @@ FILE = PathType(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option(
     "--ssh-port",
-    type=click.IntRange(0, 65535),
+    type=localized.IntRange(0, 65535),
     metavar="N",
     help=N_("Also open the SSH door on this port."),
 )
@@ -55,7 +55,7 @@ FILE = PathType(exists=True, dir_okay=False, path_type=Path)
 @click.option("--tls-key", type=FILE, help=N_("The certificate's private key (PEM)."))
 @click.option(
     "--idle",
-    type=click.IntRange(1, 24 * 60),
+    type=localized.IntRange(1, 24 * 60),
     metavar="N",
     default=30,
     show_default=True,
@@ -63,7 +63,7 @@ FILE = PathType(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option(
     "--max-terminals",
-    type=click.IntRange(1, 64),
+    type=localized.IntRange(1, 64),
     metavar="N",
     default=4,
     show_default=True,

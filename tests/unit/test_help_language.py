@@ -159,6 +159,8 @@ def test_a_usage_error_is_in_portuguese() -> None:
     assert wrong.exit_code == 2
     assert "Erro: Valor inválido para '--format': 'xml' não é um destes:" in wrong.output
     assert "Tente 'guestlab status --help' para ver a ajuda." in wrong.output
+    number = guestlab("--lang", "pt-BR", "serve", "--port", "abc")
+    assert "'abc' não é um número inteiro válido." in number.output  # click's type, named
     missing = guestlab("up", "--lang", "pt-BR")
     assert "Erro: Falta o argumento 'ID|PATH'." in missing.output
     assert "Usage" not in missing.output and "Missing" not in missing.output
