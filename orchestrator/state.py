@@ -128,12 +128,14 @@ class Store:
     def _error(self, e: sqlite3.Error) -> StateError:
         if "locked" in str(e) or "busy" in str(e):
             return StateError(
-                f"the state store {self.path} is locked by another process ({e})",
-                hint="wait for the other guestlab command to finish, then try again",
+                _("the state store {path} is locked by another process ({error})").format(
+                    path=self.path, error=e
+                ),
+                hint=_("wait for the other guestlab command to finish, then try again"),
             )
         return StateError(
-            f"the state store {self.path} cannot be used ({e})",
-            hint="move it aside and run `guestlab gc`: resources are found by their labels",
+            _("the state store {path} cannot be used ({error})").format(path=self.path, error=e),
+            hint=_("move it aside and run `guestlab gc`: resources are found by their labels"),
         )
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:

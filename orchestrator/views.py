@@ -250,6 +250,8 @@ def doctor_table(rows: Sequence[tuple[str, bool, str, str]]) -> Table:
 
 #: a lab's status in the state store, translated where shown
 STATUSES = {"up": N_("up"), "provisioning": N_("provisioning"), "failed": N_("failed")}
+#: a class's statuses, translated where they are shown (`up` is above)
+CLASS_STATUSES = {"down": N_("down"), "expired": N_("expired")}
 
 
 def next_steps(lab: Lab, student_flag: str) -> str:

@@ -28,9 +28,13 @@ def english_phrases() -> tuple[str, ...]:
         for part in PLACEHOLDER.split(entry.id):
             part = part.strip(" .:;,()`?")
             words = re.findall(r"[A-Za-z]+", part)
-            # a command line (`guestlab reset ID`) reads the same in both languages
-            sentence = len(words) >= 2 and "guestlab" not in part
-            if sentence or (len(words) == 1 and part[0].isupper() and len(part) >= 4):
+            # a command line (`guestlab reset ID`) or an option (`--base-url`) reads the
+            # same in both languages
+            sentence = len(words) >= 2 and "guestlab" not in part and not part.startswith("-")
+            kept = part in entry.string  # a name the translation keeps (`FILE`, `PID 1`)
+            if not kept and (
+                sentence or (len(words) == 1 and part[0].isupper() and len(part) >= 4)
+            ):
                 phrases.add(part)
     return tuple(sorted(phrases))
 

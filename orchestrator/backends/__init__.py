@@ -6,6 +6,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from orchestrator.errors import UsageError
+from orchestrator.messages import _
 
 if TYPE_CHECKING:
     from orchestrator.backends.contract import Backend
@@ -29,7 +30,9 @@ def get(name: str) -> Backend:
     """The backend called `name`, created once per process."""
     if name not in REGISTRY:
         known = ", ".join(REGISTRY)
-        raise UsageError(f"unknown backend `{name}` (known: {known})")
+        raise UsageError(
+            _("unknown backend `{name}` (known: {known})").format(name=name, known=known)
+        )
     if name not in _cache:
         module, cls = REGISTRY[name].split(":")
         _cache[name] = getattr(importlib.import_module(module), cls)()

@@ -27,6 +27,7 @@ from orchestrator.errors import (
     MachineUnavailable,
     ProvisioningError,
 )
+from orchestrator.messages import _
 
 T = TypeVar("T")
 ErrorTypes = type[BaseException] | tuple[type[BaseException], ...]
@@ -152,18 +153,26 @@ def _poll(
             reading, said = ask(min(max(left, 1.0), PROBE_TIMEOUT))
         except MachineUnavailable as exc:
             raise MachineUnavailable(
-                f"{what} stopped while booting (last state: {last}): {exc}", hint=hint
+                _("{what} stopped while booting (last state: {last}): {error}").format(
+                    what=what, last=last, error=exc
+                ),
+                hint=hint,
             ) from None
         last = said[:200] or last
         if reading.verdict is Verdict.READY:
             return last
         if reading.verdict is Verdict.FAILED:
             raise ProvisioningError(
-                f"{what} did not boot (state: {last}): {reading.why}", hint=hint
+                _("{what} did not boot (state: {last}): {why}").format(
+                    what=what, last=last, why=reading.why
+                ),
+                hint=hint,
             )
         if clock() + POLL_INTERVAL > deadline:
             raise ProvisioningError(
-                f"{what} did not finish booting in {timeout:g} s (last state: {last})",
+                _("{what} did not finish booting in {timeout} s (last state: {last})").format(
+                    what=what, timeout=format(timeout, "g"), last=last
+                ),
                 hint=hint,
             )
         sleep(POLL_INTERVAL)
@@ -190,7 +199,9 @@ def connect_or_raise(engine: str, connect: Callable[[], T], errors: ErrorTypes, 
     try:
         return connect()
     except errors as exc:
-        raise BackendUnavailable(f"cannot reach {engine} ({short(exc)})", hint=fix) from None
+        raise BackendUnavailable(
+            _("cannot reach {engine} ({error})").format(engine=engine, error=short(exc)), hint=fix
+        ) from None
 
 
 class Connector(Generic[T]):
@@ -237,8 +248,10 @@ def refuse_existing(lab: LabRef, machine: str, *, exists: bool, where: str = "")
     if exists:
         detail = f" ({where})" if where else ""
         raise ProvisioningError(
-            f"machine `{machine}` of lab `{lab.key}` already exists{detail}",
-            hint="remove the lab first: guestlab down",
+            _("machine `{machine}` of lab `{key}` already exists{detail}").format(
+                machine=machine, key=lab.key, detail=detail
+            ),
+            hint=_("remove the lab first: guestlab down"),
         )
 
 
@@ -296,7 +309,7 @@ def engine_error(
     hint: str | None = None,
 ) -> GuestlabError:
     """Our error for an engine's exception, as one sentence: `<doing> failed: <why>`."""
-    return kind(f"{doing} failed: {short(exc)}", hint=hint)
+    return kind(_("{doing} failed: {error}").format(doing=doing, error=short(exc)), hint=hint)
 
 
 @contextmanager

@@ -19,6 +19,7 @@ import threading
 
 from orchestrator import paths
 from orchestrator.errors import ProvisioningError
+from orchestrator.messages import _
 
 CHAIN = "GUESTLAB-INPUT"
 CONTAINER_PREFIX = "glb"  # Docker lab networks
@@ -62,7 +63,7 @@ def _ensure(tool: str) -> None:
     path = shutil.which(tool)
     if path is None:
         raise ProvisioningError(
-            f"{tool} is missing: lab machines could reach this host's services",
+            _("{tool} is missing: lab machines could reach this host's services").format(tool=tool),
             hint="apt-get install -y iptables",
         )
 
@@ -81,8 +82,10 @@ def _ensure(tool: str) -> None:
 def _must(done: subprocess.CompletedProcess[str], tool: str) -> None:
     if done.returncode != 0:
         raise ProvisioningError(
-            f"could not keep lab machines away from the host ({tool}: {done.stderr.strip()[:200]})",
-            hint="guestlab must run as root on the host",
+            _("could not keep lab machines away from the host ({tool}: {stderr})").format(
+                tool=tool, stderr=done.stderr.strip()[:200]
+            ),
+            hint=_("guestlab must run as root on the host"),
         )
 
 

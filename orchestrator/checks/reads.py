@@ -16,6 +16,7 @@ from orchestrator.backends.contract import ExecResult, FileProbe, FileReader, La
 from orchestrator.checks.file import MAX_FILE_BYTES, MISSING, NOT_REGULAR, TOO_BIG
 from orchestrator.checks.form import Outcome, Probe, Unreachable
 from orchestrator.errors import GuestlabError
+from orchestrator.messages import _
 
 #: how many symlinks one path may go through (the kernel's own bound)
 MAX_LINKS = 40
@@ -34,7 +35,7 @@ KIND_NAMES = {
 def follow(reader: FileReader, lab: LabRef, machine: str, path: str, first: FileProbe) -> FileProbe:
     """What the symlink `first` at `path` leads to, after at most MAX_LINKS links."""
     here, got = path, first
-    for _ in range(MAX_LINKS):
+    for _try in range(MAX_LINKS):
         if got.kind != "symlink":
             return got
         base = "/" if got.target.startswith("/") else posixpath.dirname(here)
@@ -46,7 +47,7 @@ def follow(reader: FileReader, lab: LabRef, machine: str, path: str, first: File
 def _read(reader: FileReader, lab: LabRef, machine: str, path: str, limit: int) -> FileProbe:
     got = reader.read_file(lab, machine, path, limit)
     if got is None:  # it could read the first path: it can read the ones that follow
-        raise GuestlabError(f"{path} could not be read through the engine")
+        raise GuestlabError(_("{path} could not be read through the engine").format(path=path))
     return got
 
 

@@ -40,6 +40,7 @@ from orchestrator.checks.reads import read_probe
 from orchestrator.errors import GuestlabError, ProvisioningError
 from orchestrator.images import manifest as manifests
 from orchestrator.images.manifest import Manifest
+from orchestrator.messages import _
 
 #: Debian's busybox-static (scripts/setup/seat.sh installs it)
 BUSYBOX = Path(os.environ.get("GUESTLAB_BUSYBOX", "/bin/busybox"))
@@ -58,13 +59,15 @@ def busybox() -> bytes:
         data = BUSYBOX.read_bytes()
     except OSError as e:
         raise ProvisioningError(
-            f"the trusted probe shell {BUSYBOX} cannot be read ({e.strerror})",
-            hint="install Debian's busybox-static (scripts/setup/seat.sh does)",
+            _("the trusted probe shell {busybox} cannot be read ({strerror})").format(
+                busybox=BUSYBOX, strerror=e.strerror
+            ),
+            hint=_("install Debian's busybox-static (scripts/setup/seat.sh does)"),
         ) from None
     if b"/ld-linux" in data[:4096] or data[:4] != b"\x7fELF":
         raise ProvisioningError(
-            f"{BUSYBOX} is not a statically linked program",
-            hint="install Debian's busybox-static, not busybox",
+            _("{busybox} is not a statically linked program").format(busybox=BUSYBOX),
+            hint=_("install Debian's busybox-static, not busybox"),
         )
     return data
 
@@ -210,7 +213,7 @@ def run_machine(
     if late:
         again = run_machine(_Plain(backend), lab, machine, [_as_run(items[i]) for i in late])
         outcomes.update(zip(late, again, strict=True))
-    return [outcomes.get(i) or Unreachable("no result") for i in range(len(items))]
+    return [outcomes.get(i) or Unreachable(_("no result")) for i in range(len(items))]
 
 
 def _engine_reads(probe: Probe) -> bool:
@@ -250,7 +253,11 @@ def _trusted_batch(
     try:
         tool = stage(backend, lab, machine)
     except GuestlabError as e:
-        return [Unreachable(f"the trusted probe shell could not be copied in: {e}")] * len(batch)
+        return [
+            Unreachable(
+                _("the trusted probe shell could not be copied in: {error}").format(error=e)
+            )
+        ] * len(batch)
     try:
         return execute_batch(
             TrustedShell(backend, tool), lab, machine, batch, tool_dir=os.path.dirname(tool)

@@ -48,6 +48,7 @@ from orchestrator.classroom.workers import (
     in_parallel,
 )
 from orchestrator.errors import UsageError
+from orchestrator.messages import _
 from orchestrator.pool import claim as pool
 from orchestrator.state import Store
 
@@ -211,7 +212,7 @@ def up_one(
             ClassStore(own.db).set_member(p.class_id, s.id, "failed", str(e))
             return failed(s.id, e, started)
         ClassStore(own.db).set_member(p.class_id, s.id, "up", baseline=baseline)
-        detail = "already up" if result.already_up else "up"
+        detail = _("already up") if result.already_up else _("up")
         return Outcome(s.id, True, detail, time.monotonic() - started)
     finally:
         own.close()
@@ -254,7 +255,7 @@ def member(cstore: ClassStore, class_id: str, student: str) -> Member:
         bad = student_id_problem(student)
         raise UsageError(
             bad or f"no student {student} in class {class_id}",
-            hint=f"the roster: guestlab class status {class_id}",
+            hint=_("the roster: guestlab class status {class_id}").format(class_id=class_id),
         )
     return found[0]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from orchestrator import lab as lifecycle
 from orchestrator.backends.contract import Backend
 from orchestrator.errors import GuestlabError, UsageError
+from orchestrator.messages import _
 
 MIN_MACHINE_MEMORY = 64 * 1024**2
 #: inotify instances a booted systemd machine holds (systemd, journald, logind, dbus: 7-8 seen)
@@ -27,7 +28,8 @@ def parse_duration(text: str) -> float:
     m = DURATION.match(text)
     if not m or float(m.group(1)) <= 0:
         raise UsageError(
-            f"--expires {text!r} is not a duration", hint="a number and a unit: 45m, 3h, 2d"
+            _("--expires {text} is not a duration").format(text=repr(text)),
+            hint=_("a number and a unit: 45m, 3h, 2d"),
         )
     return float(m.group(1)) * SECONDS[m.group(2)]
 
@@ -39,7 +41,8 @@ def parse_memory(text: str) -> int:
         value = 0
     if value <= 0:
         raise UsageError(
-            f"--memory {text!r} is not a size", hint="bytes, or a number with K, M or G: 768M"
+            _("--memory {text} is not a size").format(text=repr(text)),
+            hint=_("bytes, or a number with K, M or G: 768M"),
         )
     return value
 
@@ -56,10 +59,19 @@ def with_memory(lab: lifecycle.Lab, per_lab: int) -> lifecycle.Lab:
     small = [n for n, size in sizes.items() if size < MIN_MACHINE_MEMORY]
     if small:
         raise UsageError(
-            f"--memory {fmt_bytes(per_lab)} leaves machine {small[0]} of {lab.scenario.id}"
-            f" {fmt_bytes(sizes[small[0]])}; each machine needs at least"
-            f" {fmt_bytes(MIN_MACHINE_MEMORY)}",
-            hint=f"at least --memory {len(specs) * MIN_MACHINE_MEMORY // 1024**2}M",
+            _(
+                "--memory {per_lab} leaves machine {small} of {id} {sizes}; each"
+                " machine needs at least {min_machine_memory}"
+            ).format(
+                per_lab=fmt_bytes(per_lab),
+                small=small[0],
+                id=lab.scenario.id,
+                sizes=fmt_bytes(sizes[small[0]]),
+                min_machine_memory=fmt_bytes(MIN_MACHINE_MEMORY),
+            ),
+            hint=_("at least --memory {mib}M").format(
+                mib=len(specs) * MIN_MACHINE_MEMORY // 1024**2
+            ),
         )
     machines = [
         m.model_copy(
@@ -99,7 +111,7 @@ def meminfo_available(path: str = "/proc/meminfo") -> int:
         for line in f:
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
-    raise UsageError("cannot tell how much memory this host has (no MemAvailable in /proc)")
+    raise UsageError(_("cannot tell how much memory this host has (no MemAvailable in /proc)"))
 
 
 def require_fit(per_lab: int, count: int, available: int, where: str) -> None:
@@ -108,11 +120,20 @@ def require_fit(per_lab: int, count: int, available: int, where: str) -> None:
     if need > available:
         fits = available // per_lab if per_lab else 0
         raise UsageError(
-            f"the class does not fit: {count} lab(s) x {fmt_bytes(per_lab)} ="
-            f" {fmt_bytes(need)} of memory, and {where} has {fmt_bytes(available)} available;"
-            " nothing was created",
-            hint=f"{fits} lab(s) of this size fit: a smaller roster, a smaller --memory,"
-            " or a remote LXD (GUESTLAB_LXD_ENDPOINT) with more memory",
+            _(
+                "the class does not fit: {count} lab(s) x {per_lab} = {need} of"
+                " memory, and {where} has {available} available; nothing was created"
+            ).format(
+                count=count,
+                per_lab=fmt_bytes(per_lab),
+                need=fmt_bytes(need),
+                where=where,
+                available=fmt_bytes(available),
+            ),
+            hint=_(
+                "{fits} lab(s) of this size fit: a smaller roster, a smaller"
+                " --memory, or a remote LXD (GUESTLAB_LXD_ENDPOINT) with more memory"
+            ).format(fits=fits),
         )
 
 
@@ -148,10 +169,22 @@ def require_inotify(machines: int, limit: int, used: int) -> None:
     if limit and need > limit - used:
         fits = max(0, (limit - used) // INOTIFY_PER_MACHINE)
         raise UsageError(
-            f"the class does not fit: {machines} new machine(s) running systemd need about"
-            f" {need} inotify instances ({INOTIFY_PER_MACHINE} each), and this host allows"
-            f" {limit} per user (fs.inotify.max_user_instances) with {used} in use;"
-            " nothing was created",
-            hint=f"room for {fits} machine(s) now; raise the limit as root: `sysctl -w"
-            " fs.inotify.max_user_instances=8192` (and in /etc/sysctl.d/ to keep it)",
+            _(
+                "the class does not fit: {machines} new machine(s) running systemd"
+                " need about {need} inotify instances ({inotify_per_machine} each),"
+                " and this host allows {limit} per user"
+                " (fs.inotify.max_user_instances) with {used} in use; nothing was"
+                " created"
+            ).format(
+                machines=machines,
+                need=need,
+                inotify_per_machine=INOTIFY_PER_MACHINE,
+                limit=limit,
+                used=used,
+            ),
+            hint=_(
+                "room for {fits} machine(s) now; raise the limit as root: `sysctl -w"
+                " fs.inotify.max_user_instances=8192` (and in /etc/sysctl.d/ to keep"
+                " it)"
+            ).format(fits=fits),
         )

@@ -18,6 +18,7 @@ from orchestrator.classroom.workers import (
     in_parallel,
 )
 from orchestrator.errors import UsageError
+from orchestrator.messages import N_, _
 from orchestrator.scenario.load import load_file
 from orchestrator.state import Store
 
@@ -25,10 +26,10 @@ from orchestrator.state import Store
 def require_class(cstore: ClassStore, class_id: str) -> ClassRecord:
     klass = cstore.klass(class_id)
     if klass is None:
-        known = ", ".join(c.id for c in cstore.classes()) or "none"
+        known = ", ".join(c.id for c in cstore.classes()) or _("none")
         raise UsageError(
-            f"no class {class_id} (classes: {known})",
-            hint=f"bring one up: guestlab class up {class_id} --roster class.csv",
+            _("no class {id} (classes: {known})").format(id=class_id, known=known),
+            hint=_("bring one up: guestlab class up {id} --roster class.csv").format(id=class_id),
         )
     return klass
 
@@ -46,8 +47,9 @@ def check_one(
         try:  # bounded reads: a hostile lab costs its own copy entry, not its grade
             found = copies.gather(lab)
         except Exception as e:
+            detail = failed(m.student, e, started).detail
             found = copies.Collected(
-                problems=[f"copy detection failed: {failed(m.student, e, started).detail}"]
+                problems=[copies.note(N_("copy detection failed: {error}"), error=detail)]
             )
         result = StudentResult(
             m.student,

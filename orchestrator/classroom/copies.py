@@ -11,6 +11,11 @@ Two kinds of per-student values are compared:
 A value found in the labs of two students is flagged, unless every one of them already had
 it when their lab came up (the `baseline`): machines made from one image share that image's
 machine ID, which is nobody's doing.
+
+Flags and notes are data (kept in the gradebook); `describe` says them in the reader's
+language when they are shown. Labels (`machine-id of clone`, `parameter template_id`) are
+kept in English in the records, and a note keeps its msgid and values beside its English
+sentence.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import textsafe
 from orchestrator.errors import GuestlabError
+from orchestrator.messages import N_, _
 
 if TYPE_CHECKING:
     from orchestrator.lab import Lab
@@ -37,6 +44,9 @@ ALPHABET_BITS = {"hex": math.log2(16), "digits": math.log2(10), "word": math.log
 VALUE_LIMIT = 4096
 #: the most files one probe reads (a glob a student can fill with thousands of names)
 MAX_FILES = 16
+#: how labels are written in the records, and how they read
+PROBE_LABEL = re.compile(r"(?P<what>[\w-]+) of (?P<machine>[\w-]+)")
+PARAMETER_LABEL = re.compile(r"parameter (?P<name>\w+)")
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,7 @@ class StudentProbe:
 
     @property
     def label(self) -> str:
+        """How the records name the probe (in English: `label_text` says it when shown)."""
         return f"{self.what} of {self.machine}"
 
     @property
@@ -98,40 +109,60 @@ def probes_of(lab: Lab) -> list[StudentProbe]:
     return [p for source in PROBE_SOURCES for p in source(lab)]
 
 
+def note(msgid: str, **values: Any) -> dict[str, Any]:
+    """Why something was not compared: the English sentence (for readers of the records),
+    and its msgid and values, from which `describe` says it in the reader's language."""
+    shown = {k: textsafe.clean(str(v)) for k, v in values.items()}
+    return {"problem": textsafe.clean(msgid.format(**shown)), "says": msgid, "values": shown}
+
+
 @dataclass
 class Collected:
     """What the per-student probes read in one lab, and what they refused to compare."""
 
     values: dict[str, list[str]] = field(default_factory=dict)  # probe label -> values
-    problems: list[str] = field(default_factory=list)  # one sentence each
+    problems: list[dict[str, Any]] = field(default_factory=list)  # one `note` each
 
 
 def _b64(text: str) -> bytes:
     return base64.b64decode(text, validate=True)
 
 
-def parse(probe: StudentProbe, stdout: str) -> tuple[list[str], list[str]]:
+def parse(probe: StudentProbe, stdout: str) -> tuple[list[str], list[dict[str, Any]]]:
     """(values, problems) from what `read_script` printed."""
     values: list[str] = []
-    problems: list[str] = []
+    problems: list[dict[str, Any]] = []
     for line in stdout.splitlines():
-        kind, _, rest = line.partition(" ")
+        kind, _sep, rest = line.partition(" ")
         if kind == "more":
-            problems.append(f"{probe.label}: more than {MAX_FILES} files")
+            problems.append(
+                note(N_("{label}: more than {n} files"), label=probe.label, n=MAX_FILES)
+            )
             continue
-        path_b64, _, content_b64 = rest.partition(" ")
+        path_b64, _sep, content_b64 = rest.partition(" ")
         try:
             if kind not in ("file", "other") or (kind == "file") != content_b64.endswith("-"):
                 raise ValueError(line)
             path = textsafe.clean(_b64(path_b64).decode("utf-8", "replace"))
             raw = _b64(content_b64[:-1]) if kind == "file" else b""
         except (ValueError, binascii.Error):
-            problems.append(f"{probe.label}: the probe printed something unreadable")
+            problems.append(
+                note(N_("{label}: the probe printed something unreadable"), label=probe.label)
+            )
             continue
         if kind != "file":
-            problems.append(f"{probe.label}: {path} is not a regular file")
+            problems.append(
+                note(N_("{label}: {path} is not a regular file"), label=probe.label, path=path)
+            )
         elif len(raw) > VALUE_LIMIT:
-            problems.append(f"{probe.label}: {path} is larger than {VALUE_LIMIT // 1024} KiB")
+            problems.append(
+                note(
+                    N_("{label}: {path} is larger than {kib} KiB"),
+                    label=probe.label,
+                    path=path,
+                    kib=VALUE_LIMIT // 1024,
+                )
+            )
         else:
             for text in raw.decode("utf-8", "replace").splitlines():
                 parts = text.split()
@@ -157,17 +188,30 @@ def gather(lab: Lab) -> Collected:
         try:
             res = lab.exec(lab.ref, probe.machine, probe.argv, timeout=PROBE_TIMEOUT)
         except GuestlabError as e:
-            out.problems.append(f"{probe.label} could not be read: {textsafe.cap(str(e), 200)}")
-            continue
-        if res.timed_out or res.truncated or res.exit_code != 0:
-            why = (
-                f"no answer within {PROBE_TIMEOUT:g} s"
-                if res.timed_out
-                else "it printed too much"
-                if res.truncated
-                else f"exit {res.exit_code}"
+            error = textsafe.cap(str(e), 200)
+            out.problems.append(
+                note(N_("{label} could not be read: {error}"), label=probe.label, error=error)
             )
-            out.problems.append(f"{probe.label} could not be read ({why})")
+            continue
+        if res.timed_out:
+            out.problems.append(
+                note(
+                    N_("{label} could not be read (no answer within {seconds} s)"),
+                    label=probe.label,
+                    seconds=f"{PROBE_TIMEOUT:g}",
+                )
+            )
+            continue
+        if res.truncated or res.exit_code != 0:
+            out.problems.append(
+                note(N_("{label} could not be read (it printed too much)"), label=probe.label)
+                if res.truncated
+                else note(
+                    N_("{label} could not be read (exit {code})"),
+                    label=probe.label,
+                    code=res.exit_code,
+                )
+            )
             continue
         values, problems = parse(probe, res.stdout)
         out.problems.extend(problems)
@@ -251,24 +295,61 @@ def shared(observations: Sequence[Observation]) -> dict[str, list[dict[str, Any]
     return flags
 
 
-def problem_flags(problems: Sequence[str]) -> list[dict[str, Any]]:
-    """Entries for a student's copy column saying what was not compared, and why."""
-    return [{"problem": textsafe.clean(p)} for p in problems]
+def problem_flags(problems: Sequence[dict[str, Any] | str]) -> list[dict[str, Any]]:
+    """Entries for a student's copy column saying what was not compared, and why (a `note`;
+    a sentence alone from an older record)."""
+    return [dict(p) if isinstance(p, dict) else {"problem": textsafe.clean(p)} for p in problems]
+
+
+def label_text(labels: str) -> str:
+    """Labels as the records write them (`machine-id of clone, parameter x`), in the
+    reader's language."""
+
+    def one(label: str) -> str:
+        if found := PROBE_LABEL.fullmatch(label):
+            return _("{what} of {machine}").format(**found.groupdict())
+        if found := PARAMETER_LABEL.fullmatch(label):
+            return _("parameter {name}").format(**found.groupdict())
+        return label
+
+    return ", ".join(one(label) for label in labels.split(", "))
+
+
+def _noted(flag: dict[str, Any]) -> str:
+    """A note's sentence in the reader's language (its English one if it has no msgid)."""
+    if not isinstance(flag.get("says"), str) or not isinstance(flag.get("values"), dict):
+        return str(flag["problem"])
+    values = {k: label_text(v) if k == "label" else v for k, v in flag["values"].items()}
+    try:
+        return _(flag["says"]).format(**values)
+    except (KeyError, IndexError, ValueError):  # a record from another version: as it was
+        return str(flag["problem"])
 
 
 def describe(flag: dict[str, Any]) -> str:
-    """One line for a table cell: whose value this student's lab holds, or why nothing was
-    compared. `machine-id of clone holds ann's parameter template_id`; where no holder owns
-    the value, `machine-id of clone = bob's machine-id of clone`."""
+    """One line for a table cell, in the reader's language: whose value this student's lab
+    holds, or why nothing was compared. `machine-id of clone holds ann's parameter
+    template_id`; where no holder owns the value, `machine-id of clone = bob's machine-id of
+    clone`."""
     if "problem" in flag:
-        return f"not compared: {flag['problem']}"
+        return _("not compared: {problem}").format(problem=_noted(flag))
+
+    def whose(holders: list[dict[str, Any]]) -> str:
+        return "; ".join(
+            _("{student}'s {what}").format(student=o["student"], what=label_text(o["what"]))
+            for o in holders
+        )
+
     owners = [o for o in flag["with"] if o.get("own")]
     others = [o for o in flag["with"] if not o.get("own")]
-    shown = "; ".join(f"{o['student']}'s {o['what']}" for o in owners)
-    rest = "; ".join(f"{o['student']}'s {o['what']}" for o in others)
+    what = label_text(flag["what"])
     if not owners:
-        return f"{flag['what']} = {rest}"
-    return f"{flag['what']} holds {shown}" + (f" (also in {rest})" if rest else "")
+        return _("{what} = {others}").format(what=what, others=whose(others))
+    if others:
+        return _("{what} holds {owners} (also in {others})").format(
+            what=what, owners=whose(owners), others=whose(others)
+        )
+    return _("{what} holds {owners}").format(what=what, owners=whose(owners))
 
 
 def is_copy(flag: dict[str, Any]) -> bool:

@@ -22,6 +22,7 @@ from orchestrator.classroom.roster import student_id_problem
 from orchestrator.classroom.store import ClassStore
 from orchestrator.credentials import Seats
 from orchestrator.errors import UsageError
+from orchestrator.messages import _
 from orchestrator.pool import claim as pool
 from orchestrator.pool.records import SLOT_PREFIX
 from orchestrator.state import Store
@@ -96,7 +97,7 @@ def join(db_path: Path, secret: str, student: str, name: str) -> str:
     try:
         opening = opening_for(store.db, secret)
         if opening is None:
-            raise EnrolRefused("this class link is not open for enrolment")
+            raise EnrolRefused(_("this class link is not open for enrolment"))
         bad = student_id_problem(student)
         if bad or student.lower().startswith(SLOT_PREFIX):
             raise EnrolRefused(bad or f"a name may not start with {SLOT_PREFIX!r}")
@@ -106,9 +107,11 @@ def join(db_path: Path, secret: str, student: str, name: str) -> str:
         members = cstore.members(opening.class_id)
         taken = {_same(m.student) for m in members}
         if _same(student) in taken:
-            raise EnrolRefused(f"{student} is already in the class: pick another name")
+            raise EnrolRefused(
+                _("{student} is already in the class: pick another name").format(student=student)
+            )
         if len(members) >= opening.cap:
-            raise EnrolRefused(f"the class is full ({opening.cap} students)")
+            raise EnrolRefused(_("the class is full ({cap} students)").format(cap=opening.cap))
         lab = lifecycle.prepare(klass.scenario_path, student, klass.backend)
         cstore.put_member(opening.class_id, student, name, "", lab.ref.key, len(members))
         result, claimed = pool.up(lab, store, lifecycle.Silent(), memory=klass.memory)

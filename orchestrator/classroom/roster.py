@@ -15,6 +15,7 @@ from pathlib import Path
 
 from orchestrator.backends.contract import LabRef
 from orchestrator.errors import UsageError
+from orchestrator.messages import _
 
 COLUMNS = ("id", "name", "email")
 #: columns a roster may have: `ssh_key`, a student's public key for the SSH door
@@ -64,7 +65,9 @@ def load(path: Path) -> list[Student]:
     try:
         raw = path.read_bytes()[: MAX_BYTES + 1]
     except OSError as e:
-        raise UsageError(f"cannot read the roster {path}: {e.strerror or e}") from None
+        raise UsageError(
+            _("cannot read the roster {path}: {error}").format(path=path, error=e.strerror or e)
+        ) from None
     if len(raw) > MAX_BYTES:
         raise RosterError(str(path), [f"{path}: the file is larger than {MAX_BYTES} bytes"])
     try:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import StateError
+from orchestrator.messages import _
 from orchestrator.report import Attempt, Report
 
 SCHEMA = """
@@ -117,7 +118,7 @@ class StudentResult:
     report: Report | None = None
     error: str = ""
     probes: dict[str, list[str]] = field(default_factory=dict)  # copy probe label -> values
-    copy_problems: list[str] = field(default_factory=list)
+    copy_problems: list[dict[str, Any]] = field(default_factory=list)  # copies.note each
     params: dict[str, str] = field(default_factory=dict)  # the lab's parameters
 
 
@@ -274,10 +275,10 @@ def run(db: sqlite3.Connection, sql: str, args: Sequence[Any] = ()) -> sqlite3.C
 def _error(e: sqlite3.Error) -> StateError:
     if "locked" in str(e) or "busy" in str(e):
         return StateError(
-            f"the state store is locked by another process ({e})",
-            hint="wait for the other guestlab command to finish, then try again",
+            _("the state store is locked by another process ({error})").format(error=e),
+            hint=_("wait for the other guestlab command to finish, then try again"),
         )
-    return StateError(f"the state store cannot be used for classes ({e})")
+    return StateError(_("the state store cannot be used for classes ({error})").format(error=e))
 
 
 def _class(row: sqlite3.Row) -> ClassRecord:

@@ -6,6 +6,7 @@ progress goes to a `ClassProgress`, and nothing here prints.
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -14,6 +15,7 @@ from typing import Protocol, TypeVar
 
 from orchestrator import lab as lifecycle
 from orchestrator.errors import GuestlabError, ProvisioningError
+from orchestrator.messages import _
 
 T = TypeVar("T")
 
@@ -53,9 +55,12 @@ class Outcome:
 
 
 def in_parallel(parallel: int, items: Sequence[T], fn: Callable[[T], Outcome]) -> Iterator[Outcome]:
-    """fn over items in `parallel` threads, yielding outcomes as they finish."""
+    """fn over items in `parallel` threads, yielding outcomes as they finish; each runs in a
+    copy of the caller's context, so it speaks the command's language."""
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(items) or 1))) as pool:
-        futures: list[Future[Outcome]] = [pool.submit(fn, item) for item in items]
+        futures: list[Future[Outcome]] = [
+            pool.submit(contextvars.copy_context().run, fn, item) for item in items
+        ]
         try:
             for fut in as_completed(futures):
                 yield fut.result()
@@ -69,5 +74,5 @@ def failed(student: str, e: BaseException, started: float) -> Outcome:
     if isinstance(e, GuestlabError):
         detail, hint = str(e), e.hint
     else:  # a bug: still this one student's failure, not the class's
-        detail, hint = f"internal error: {type(e).__name__}: {e}", None
+        detail, hint = f"{_('internal error:')} {type(e).__name__}: {e}", None
     return Outcome(student, False, detail, time.monotonic() - started, hint, e)

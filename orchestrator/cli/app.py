@@ -16,12 +16,14 @@ import click
 from rich.markup import escape
 
 from orchestrator import __version__, messages, textsafe
-from orchestrator.cli import options
+from orchestrator.cli import localized, options
 from orchestrator.cli.console import err
 from orchestrator.errors import ExitCode, GuestlabError, ScenarioError
 from orchestrator.messages import N_, _
 
-EXIT_CODES_HELP = (
+localized.route_click()  # click's own sentences (usage, errors) from guestlab's catalog
+
+EXIT_CODES_HELP = N_(
     "Exit codes: 0 ok, 1 checks failed, 2 usage or invalid scenario, 3 backend unavailable, "
     "4 provisioning failed, 5 lab busy or state store unusable, 130 interrupted."
 )
@@ -52,8 +54,16 @@ WHERE = {
 ALONG = {"host": ("classroom", "pool")}
 
 
-class LazyGroup(click.Group):
-    """A group whose commands are imported from their modules when first asked for."""
+class LazyGroup(localized.Group):
+    """A group whose commands are imported from their modules when first asked for, and
+    which picks the language before anything is parsed or printed."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None:  # the whole command line: `--help` may come before `--lang`
+            typed = options.typed_in(args)
+            ctx.meta[options.LANG_KEY] = typed
+            messages.use(options.lang(typed))
+        return super().parse_args(ctx, args)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *WHERE})
@@ -72,8 +82,10 @@ def load(module_name: str) -> None:
     if module_name in _loaded:
         return
     _loaded.add(module_name)
-    # __import__, not importlib.import_module: `python -X importtime` then lists the module
-    module = __import__(f"orchestrator.cli.{module_name}", fromlist=["COMMANDS"])
+    # __import__, not importlib.import_module: `python -X importtime` then lists the module;
+    # in English, so that what click names at import time is a msgid, translated when shown
+    with messages.language(messages.ENGLISH):
+        module = __import__(f"orchestrator.cli.{module_name}", fromlist=["COMMANDS"])
     for other in ALONG.get(module_name, ()):
         load(other)
     if module_name == "classroom":  # `class links` is defined beside `link`
@@ -88,35 +100,51 @@ def load(module_name: str) -> None:
         options.add_lang_everywhere_in(command)
 
 
+def _show_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(
+            _("%(prog)s, version %(version)s") % {"prog": "guestlab", "version": __version__}
+        )
+        ctx.exit()
+
+
 @click.group(
     cls=LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=EXIT_CODES_HELP,
+    help=N_(
+        "Hands-on Linux virtualization labs that grade themselves.\n\n"
+        "A student brings a lab up, works in its machines, runs `guestlab check` to see which"
+        " tasks pass, asks for hints, resets and tears it down:"
+    ),
+    examples="""
+        guestlab list
+        guestlab up machine-id-clone
+        guestlab shell machine-id-clone clone
+        guestlab check machine-id-clone
+        guestlab down machine-id-clone
+    """,
 )
-@click.version_option(__version__, prog_name="guestlab")
-@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_show_version,
+    help=N_("Show the version and exit."),
+)
+@click.option("--debug", is_flag=True, help=N_("Show tracebacks of errors."))
 @click.option(
     "--path",
     "folders",
     multiple=True,
-    type=click.Path(file_okay=False),
+    type=localized.Path(file_okay=False),
     metavar="DIR",
-    help="Look for scenarios in DIR first (repeatable); `list --long` shows the search path.",
+    help=N_("Look for scenarios in DIR first (repeatable); `list --long` shows the search path."),
 )
+@options.root_lang_option
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, folders: tuple[str, ...]) -> None:
-    """Hands-on Linux virtualization labs that grade themselves.
-
-    A student brings a lab up, works in its machines, runs `guestlab check` to see which
-    tasks pass, asks for hints, resets and tears it down:
-
-    \b
-      guestlab list
-      guestlab up machine-id-clone
-      guestlab shell machine-id-clone clone
-      guestlab check machine-id-clone
-      guestlab down machine-id-clone
-    """
     ctx.obj = {"debug": debug}
     if folders:  # through the environment, so that class workers and builders see it too
         rest = os.environ.get("GUESTLAB_PATH", "")

@@ -5,18 +5,17 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 from rich.markup import escape
 
 from orchestrator.cli import options
 from orchestrator.cli.console import out
+from orchestrator.cli.localized import Path as PathType
+from orchestrator.cli.localized import command
 from orchestrator.errors import GuestlabError, ScenarioError
-from orchestrator.messages import _
-
-if TYPE_CHECKING:
-    pass
+from orchestrator.messages import N_, _
 
 
 def _catalog_rows(lang: str = "en") -> list[tuple[str, dict[str, Any] | None, str]]:
@@ -27,18 +26,20 @@ def _catalog_rows(lang: str = "en") -> list[tuple[str, dict[str, Any] | None, st
     return summaries(discover(), lang)
 
 
-@click.command("list")
+@command(
+    "list",
+    help=N_(
+        "List the scenarios guestlab can bring up.\n\n"
+        "An id is looked up along a search path, first match wins: `guestlab --path DIR`"
+        " (repeatable), $GUESTLAB_PATH (folders separated by ':'), ./scenarios,"
+        " ~/.config/guestlab/scenarios, then the library shipped with guestlab. `--long` shows"
+        " the path and which scenarios another of the same id shadows."
+    ),
+)
 @options.format_option("table", "json")
-@click.option("--long", "-l", is_flag=True, help="Also show each file and the search path.")
+@click.option("--long", "-l", is_flag=True, help=N_("Also show each file and the search path."))
 @options.lang_option
 def list_cmd(fmt: str, long: bool, lang: str | None) -> None:
-    """List the scenarios guestlab can bring up.
-
-    An id is looked up along a search path, first match wins: `guestlab --path DIR`
-    (repeatable), $GUESTLAB_PATH (folders separated by ':'), ./scenarios,
-    ~/.config/guestlab/scenarios, then the library shipped with guestlab. `--long` shows
-    the path and which scenarios another of the same id shadows.
-    """
     from orchestrator import views
     from orchestrator.scenario.catalog import search_folders, shadowed
 
@@ -53,16 +54,17 @@ def list_cmd(fmt: str, long: bool, lang: str | None) -> None:
         out.print(views.search_path_table(folders, hidden))
 
 
-@click.command()
+@command(
+    help=N_(
+        "Show a scenario: description, machines, and each task's instructions.\n\n"
+        "`--format json` prints the scenario as guestlab read it (defaults filled in, texts in"
+        " the chosen language), for editors and scripts."
+    )
+)
 @click.argument("scenario", metavar="ID|PATH", shell_complete=options.complete_scenario)
 @options.format_option("text", "json")
 @options.lang_option
 def show(scenario: str, fmt: str, lang: str | None) -> None:
-    """Show a scenario: description, machines, and each task's instructions.
-
-    `--format json` prints the scenario as guestlab read it (defaults filled in, texts in
-    the chosen language), for editors and scripts.
-    """
     from orchestrator import views
     from orchestrator.scenario import cache
     from orchestrator.scenario.catalog import resolve
@@ -74,16 +76,17 @@ def show(scenario: str, fmt: str, lang: str | None) -> None:
         out.print(views.scenario_view(sc))
 
 
-@click.command()
+@command(
+    help=N_(
+        "Check scenario files (or folders of them) and report every problem at once.\n\n"
+        "Each problem is printed as FILE:LINE:COLUMN: field.path: message; `--format json`"
+        " prints [{file, valid, problems: [{file, line, column, path, message}]}] for editors"
+        " and CI. The exit code is 2 when any file is invalid."
+    )
+)
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @options.format_option("text", "json")
 def validate(paths: tuple[str, ...], fmt: str) -> None:
-    """Check scenario files (or folders of them) and report every problem at once.
-
-    Each problem is printed as FILE:LINE:COLUMN: field.path: message; `--format json`
-    prints [{file, valid, problems: [{file, line, column, path, message}]}] for editors
-    and CI. The exit code is 2 when any file is invalid.
-    """
     from orchestrator.lab import scenario_errors
     from orchestrator.scenario.catalog import expand
 
@@ -109,21 +112,26 @@ def _validation(path: Path, error: ScenarioError | None) -> dict[str, object]:
     return {"file": str(path), "valid": error is None, "problems": problems}
 
 
-@click.command()
+@command(
+    help=N_(
+        "Write a scenario skeleton to start from: one machine, one task with its checks and"
+        " solution, a pt-BR translation, and its labs/ID/ folder. It validates as written;"
+        " `guestlab prove` then shows it is solvable."
+    )
+)
 @click.argument("scenario_id", metavar="ID")
 @click.option(
     "--dir",
     "folder",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=PathType(file_okay=False, path_type=Path),
     default=Path("."),
     show_default=True,
-    help="Where to write scenarios/ID.yaml and labs/ID/.",
+    help=N_("Where to write scenarios/ID.yaml and labs/ID/."),
 )
-@click.option("--title", help="The scenario's title (default: from the id).")
+@click.option(
+    "--title", metavar=N_("TITLE"), help=N_("The scenario's title (default: from the id).")
+)
 def new(scenario_id: str, folder: Path, title: str | None) -> None:
-    """Write a scenario skeleton to start from: one machine, one task with its checks and
-    solution, a pt-BR translation, and its labs/ID/ folder. It validates as written;
-    `guestlab prove` then shows it is solvable."""
     from orchestrator.lab import scenario_errors
     from orchestrator.scenario.skeleton import write_skeleton
 
@@ -138,9 +146,8 @@ def new(scenario_id: str, folder: Path, title: str | None) -> None:
     out.print(f"[green]{valid}[/] {then}")
 
 
-@click.command()
+@command(help=N_("Print the JSON Schema of the scenario format (for editors and linters)."))
 def schema() -> None:
-    """Print the JSON Schema of the scenario format (for editors and linters)."""
     from orchestrator.scenario.schema import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2))

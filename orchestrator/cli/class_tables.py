@@ -122,7 +122,7 @@ def classes_table(rows: Sequence[Mapping[str, Any]]) -> Table:
         table.add_row(
             r["class"],
             r["backend"],
-            r["status"],
+            _(r["status"]),
             f"{r['labs_up']}/{r['students']}",
             expiry(r["expires"]) if r["status"] == "up" else "-",
             gb.iso(r["last_class_check"]).replace("T", " ")[:19] or "-",
@@ -154,7 +154,7 @@ def class_table(
     )
     title = _("Class {id}").format(id=klass.id)
     table = Table(
-        title=f"{title} · {klass.backend} · {klass.status}{expires}", title_justify="left"
+        title=f"{title} · {klass.backend} · {_(klass.status)}{expires}", title_justify="left"
     )
     table.add_column(_("student"), no_wrap=True)
     for col in (_("name"), _("email"), _("lab"), _("score"), _("last check"), _("hints")):

@@ -17,9 +17,11 @@ from rich.markup import escape
 
 from orchestrator import messages, textsafe
 from orchestrator.cli import class_tables as tables
-from orchestrator.cli import options
+from orchestrator.cli import localized, options
 from orchestrator.cli.console import UP_STEPS, ConsoleReporter, bars, err, out
 from orchestrator.cli.host import Collector, add_collector
+from orchestrator.cli.localized import Path as PathType
+from orchestrator.cli.localized import group
 from orchestrator.errors import GuestlabError
 from orchestrator.messages import N_, _
 
@@ -28,23 +30,26 @@ if TYPE_CHECKING:
     from orchestrator.classroom.roster import Student
     from orchestrator.state import Store
 
-parallel_option = options.parallel_option(4, "Labs worked on at the same time.")
+parallel_option = options.parallel_option(4, N_("Labs worked on at the same time."))
 
 
-@click.group("class")
+@group(
+    "class",
+    help=N_(
+        "Run one scenario for a whole class: a lab per student, a gradebook.\n\n"
+        "A class is named by its scenario id. Students work in their own lab with the usual"
+        " verbs and `--student ID`; the instructor grades everyone with `class check` and"
+        " watches the live grid with `guestlab serve`."
+    ),
+    examples="""
+        guestlab class up machine-id-clone --roster class.csv --expires 3h
+        guestlab class check machine-id-clone
+        guestlab class export machine-id-clone --format csv > grades.csv
+        guestlab class down machine-id-clone
+    """,
+)
 def class_group() -> None:
-    """Run one scenario for a whole class: a lab per student, a gradebook.
-
-    A class is named by its scenario id. Students work in their own lab with the usual
-    verbs and `--student ID`; the instructor grades everyone with `class check` and
-    watches the live grid with `guestlab serve`.
-
-    \b
-      guestlab class up machine-id-clone --roster class.csv --expires 3h
-      guestlab class check machine-id-clone
-      guestlab class export machine-id-clone --format csv > grades.csv
-      guestlab class down machine-id-clone
-    """
+    pass
 
 
 def _expire_class_time(store: Store) -> list[str]:
@@ -53,7 +58,7 @@ def _expire_class_time(store: Store) -> list[str]:
     return [_("class time is up: removed lab {lab}").format(lab=key) for key in expire(store)]
 
 
-EXPIRE = Collector("labs whose class time is up", _expire_class_time)
+EXPIRE = Collector(N_("labs whose class time is up"), _expire_class_time)
 
 
 def register(root: click.Group) -> None:
@@ -62,27 +67,42 @@ def register(root: click.Group) -> None:
     add_collector(EXPIRE)
 
 
-@class_group.command("up")
+@class_group.command(
+    "up",
+    help=N_(
+        "Bring up one lab per student of the roster, in parallel.\n\n"
+        "The roster is checked first and refused whole, with every bad line, and so is a class"
+        " whose memory does not fit the host: nothing is created then. One student's failure"
+        " does not stop the others; the command exits non-zero if any lab failed. Running it"
+        " again retries the failed labs and leaves the others as they are."
+    ),
+)
 @click.argument("scenario", metavar="ID|PATH", shell_complete=options.complete_scenario)
 @click.option(
     "--roster",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="CSV file with the header id,name,email and one student per line.",
+    type=PathType(dir_okay=False, path_type=Path),
+    help=N_("CSV file with the header id,name,email and one student per line."),
 )
 @parallel_option
 @options.backend_option()
 @click.option(
     "--memory",
     metavar="SIZE",
-    help="Memory limit of each lab (e.g. 768M), shared by its machines"
-    " (default: the scenario's limits).",
+    help=N_(
+        "Memory limit of each lab (e.g. 768M), shared by its machines"
+        " (default: the scenario's limits)."
+    ),
 )
 @click.option(
-    "--expires", metavar="DURATION", help="Remove the labs this long from now, at `guestlab gc`."
+    "--expires",
+    metavar="DURATION",
+    help=N_("Remove the labs this long from now, at `guestlab gc`."),
 )
 @options.no_build_option
-@click.option("--no-pool", is_flag=True, help="Make every lab now, even if a pool has some ready.")
+@click.option(
+    "--no-pool", is_flag=True, help=N_("Make every lab now, even if a pool has some ready.")
+)
 def class_up(
     scenario: str,
     roster: Path,
@@ -93,13 +113,6 @@ def class_up(
     no_build: bool,
     no_pool: bool,
 ) -> None:
-    """Bring up one lab per student of the roster, in parallel.
-
-    The roster is checked first and refused whole, with every bad line, and so is a class
-    whose memory does not fit the host: nothing is created then. One student's failure
-    does not stop the others; the command exits non-zero if any lab failed. Running it
-    again retries the failed labs and leaves the others as they are.
-    """
     from orchestrator.classroom import bulk
 
     students = _roster(roster)
@@ -199,21 +212,23 @@ def _tell_earlier_roster(store: Store, p: Plan, students: list[Student]) -> None
         out.print(f"[yellow]{kept}[/] {escape(', '.join(earlier))} {how}")
 
 
-@class_group.command("check")
+@class_group.command(
+    "check",
+    help=N_(
+        "Check every student's lab concurrently and print the gradebook.\n\n"
+        "Tasks that must survive a reboot are graded after the machines they check have been"
+        " restarted, which ends the students' shells in them; during a class, `--no-reboot`"
+        " gives a live view instead. Each class check is recorded with its time (`class export`"
+        " prints the last one again). Students who share a value that should be theirs alone (a"
+        " parameter, a machine ID, a host key) are flagged. Exits 0 when every lab could be"
+        " checked, whatever the grades."
+    ),
+)
 @click.argument("class_id", metavar="ID")
 @options.format_option("table", "csv", "json", "junit")
-@options.parallel_option(8, "Labs checked at the same time.")
+@options.parallel_option(8, N_("Labs checked at the same time."))
 @options.no_reboot_option
 def class_check(class_id: str, fmt: str, parallel: int, no_reboot: bool) -> None:
-    """Check every student's lab concurrently and print the gradebook.
-
-    Tasks that must survive a reboot are graded after the machines they check have been
-    restarted, which ends the students' shells in them; during a class, `--no-reboot`
-    gives a live view instead. Each class check is recorded with its time (`class export`
-    prints the last one again). Students who share a value that should be theirs alone (a
-    parameter, a machine ID, a host key) are flagged. Exits 0 when every lab could be
-    checked, whatever the grades.
-    """
     from orchestrator.classroom import bulk
     from orchestrator.classroom.store import ClassStore
 
@@ -239,11 +254,13 @@ def class_check(class_id: str, fmt: str, parallel: int, no_reboot: bool) -> None
         )
 
 
-@class_group.command("export")
+@class_group.command(
+    "export",
+    help=N_("Print the gradebook of the last `class check` (for an LMS), without checking again."),
+)
 @click.argument("class_id", metavar="ID")
 @options.format_option("csv", "json", "junit")
 def class_export(class_id: str, fmt: str) -> None:
-    """Print the gradebook of the last `class check` (for an LMS), without checking again."""
     from orchestrator.classroom import bulk
     from orchestrator.classroom.store import ClassStore
 
@@ -258,11 +275,13 @@ def class_export(class_id: str, fmt: str) -> None:
     tables.print_book(book, fmt)
 
 
-@class_group.command("status")
+@class_group.command(
+    "status",
+    help=N_("Show the classes, or one class's students with their lab and latest score."),
+)
 @click.argument("class_id", metavar="ID", required=False)
 @options.format_option("table", "json")
 def class_status(class_id: str | None, fmt: str) -> None:
-    """Show the classes, or one class's students with their lab and latest score."""
     from orchestrator.classroom import bulk
     from orchestrator.classroom import gradebook as gb
     from orchestrator.classroom.store import ClassStore
@@ -291,11 +310,10 @@ def class_status(class_id: str | None, fmt: str) -> None:
         out.print(tables.class_table(klass, book, labs))
 
 
-@class_group.command("reset")
+@class_group.command("reset", help=N_("Put one student's lab back into its starting state."))
 @click.argument("class_id", metavar="ID")
 @options.student_option(required=True)
 def class_reset(class_id: str, student: str) -> None:
-    """Put one student's lab back into its starting state."""
     from orchestrator.classroom import bulk
 
     bulk.reset(options.store(), class_id, student, ConsoleReporter(out))
@@ -306,11 +324,13 @@ def class_reset(class_id: str, student: str) -> None:
     )
 
 
-@class_group.command("down")
+@class_group.command(
+    "down",
+    help=N_("Remove every student's lab. Safe to run twice; the roster and grades stay recorded."),
+)
 @click.argument("class_id", metavar="ID")
 @parallel_option
 def class_down(class_id: str, parallel: int) -> None:
-    """Remove every student's lab. Safe to run twice; the roster and grades stay recorded."""
     from orchestrator.classroom import bulk
     from orchestrator.classroom.store import ClassStore
 
@@ -328,21 +348,30 @@ def class_down(class_id: str, parallel: int) -> None:
     tables.raise_failures(outcomes, N_("be removed"))
 
 
-@class_group.command("enrol")
+@class_group.command(
+    "enrol",
+    help=N_(
+        "Open a class to self-enrolment and print its one link.\n\n"
+        "A student opens the link, types a name (checked as a roster id; a name already in the"
+        " class is refused) and gets a lab, from the scenario's pool when it has one ready, and"
+        " their own seat. At most CAP students; each run draws a new link."
+    ),
+)
 @click.argument("scenario", metavar="ID|PATH", shell_complete=options.complete_scenario)
-@click.option("--base-url", metavar="URL", help="Where `guestlab serve` is reached.")
-@click.option("--cap", type=click.IntRange(1, 1000), default=40, show_default=True)
+@click.option("--base-url", metavar="URL", help=N_("Where `guestlab serve` is reached."))
+@click.option(
+    "--cap",
+    type=localized.IntRange(1, 1000),
+    metavar="N",
+    default=40,
+    show_default=True,
+    help=N_("Most students the class takes."),
+)
 @options.backend_option()
-@click.option("--close", is_flag=True, help="Close the class to enrolment: the link stops.")
+@click.option("--close", is_flag=True, help=N_("Close the class to enrolment: the link stops."))
 def class_enrol(
     scenario: str, base_url: str | None, cap: int, backend: str | None, close: bool
 ) -> None:
-    """Open a class to self-enrolment and print its one link.
-
-    A student opens the link, types a name (checked as a roster id; a name already in the
-    class is refused) and gets a lab, from the scenario's pool when it has one ready, and
-    their own seat. At most CAP students; each run draws a new link.
-    """
     from orchestrator.classroom import enrol
 
     store = options.store()

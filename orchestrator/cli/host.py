@@ -11,28 +11,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import click
 from rich.markup import escape
 
 from orchestrator import backends
 from orchestrator.cli import options
 from orchestrator.cli.console import out
+from orchestrator.cli.localized import command
 from orchestrator.errors import GuestlabError
-from orchestrator.messages import _
+from orchestrator.messages import N_, _
 
 if TYPE_CHECKING:
     from orchestrator.state import Store
 
-CONFINE_FIX = "scripts/setup.sh confines it (user namespaces); until then `up` refuses"
-ORPHANS = "resources of labs the state store no longer knows (after a crash)"
+CONFINE_FIX = N_("scripts/setup.sh confines it (user namespaces); until then `up` refuses")
+ORPHANS = N_("resources of labs the state store no longer knows (after a crash)")
 
 
 @dataclass(frozen=True)
 class Collector:
     """Something `guestlab gc` removes besides the labs nobody knows.
 
-    `what` completes "Remove ..." in gc's help; `collect` removes what is due and returns a
-    sentence per thing removed.
+    `what` completes "Remove ..." in gc's help (marked with `N_` where it is written);
+    `collect` removes what is due and returns a sentence per thing removed.
     """
 
     what: str
@@ -47,16 +47,18 @@ def add_collector(collector: Collector) -> None:
     """Have `guestlab gc` run `collector` too (once, however often it is added)."""
     if collector not in COLLECTORS:
         COLLECTORS.append(collector)
-    gc.help = gc_help()
 
 
 def gc_help() -> str:
-    """gc's help: what each collector removes, then the labs nobody knows."""
-    first = "".join(f"{c.what}, " for c in COLLECTORS) + ("and " if COLLECTORS else "")
-    return f"Remove {first}{ORPHANS}."
+    """gc's help in the current language: what each collector removes, then the labs
+    nobody knows."""
+    things = [_(c.what) for c in COLLECTORS]
+    last = _(ORPHANS)
+    what = _("{items}, and {last}").format(items=", ".join(things), last=last) if things else last
+    return _("Remove {what}.").format(what=what)
 
 
-@click.command(help=gc_help())
+@command(help_text=gc_help)
 def gc() -> None:
     from orchestrator import teardown
 
@@ -75,9 +77,8 @@ def gc() -> None:
             out.print(f"[green]✓[/] {removed_lab}")
 
 
-@click.command()
+@command(help=N_("Say which backends work on this host, and how to fix the ones that do not."))
 def doctor() -> None:
-    """Say which backends work on this host, and how to fix the ones that do not."""
     from orchestrator import paths, views
 
     rows = [_diagnose(name) for name in backends.names()]
@@ -94,7 +95,8 @@ def _diagnose(name: str) -> tuple[str, bool, str, str]:
         a = b.availability()
         risk = b.host_root_risk() if a.usable else None
         if risk:
-            return (name, True, f"{a.detail}; UNSAFE: {risk}", a.fix or CONFINE_FIX)
+            detail = _("{detail}; UNSAFE: {risk}").format(detail=a.detail, risk=risk)
+            return (name, True, detail, a.fix or _(CONFINE_FIX))
         return (name, a.usable, a.detail, a.fix)
     except GuestlabError as e:
         return (name, False, str(e), e.hint or "")

@@ -14,7 +14,10 @@ from orchestrator.backends import require_available
 from orchestrator.backends.contract import ImageRemoval, ImageStore
 from orchestrator.cli import options
 from orchestrator.cli.console import ConsoleReporter, out
+from orchestrator.cli.localized import Path as PathType
+from orchestrator.cli.localized import group
 from orchestrator.errors import GuestlabError
+from orchestrator.messages import N_, _
 
 #: the engines a root file system serves (a VM boots from a disk with a kernel)
 ROOTFS_BACKENDS = ("docker", "lxd", "nspawn")
@@ -23,22 +26,31 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _targets(help_text: str) -> Callable[[F], F]:
-    """`--backend B` (repeatable): the engines a command acts on."""
+    """`--backend B` (repeatable): the engines a command acts on (`help_text` marked with
+    `N_` where it is written)."""
     return click.option(
         "--backend", "targets", multiple=True, type=click.Choice(ALL_BACKENDS), help=help_text
     )
 
 
-@click.group()
+@group(
+    help=N_(
+        "Build, import, list and remove the base images that scenarios name (no container"
+        " hub needed)."
+    )
+)
 def image() -> None:
-    """Build, import, list and remove the base images that scenarios name (no container
-    hub needed)."""
+    pass
 
 
-@image.command("list")
+@image.command(
+    "list",
+    help=N_(
+        "List built-in and imported images: distribution, the kept file's size (a root file"
+        " system tarball, or an imported VM disk's box), and which engines hold each now."
+    ),
+)
 def image_list() -> None:
-    """List built-in and imported images: distribution, the kept file's size (a root file
-    system tarball, or an imported VM disk's box), and which engines hold each now."""
     from rich.table import Table
 
     from orchestrator.images.box import box_path
@@ -46,40 +58,46 @@ def image_list() -> None:
     from orchestrator.images.imported import imported
     from orchestrator.images.rootfs import tarball_path
 
-    table = Table(title="Images", title_justify="left")
-    table.add_column("image", no_wrap=True)  # a name is what one types: never cut it
-    for col in ("from", "os", "file", *backends.names()):
+    table = Table(title=_("Images"), title_justify="left")
+    table.add_column(_("image"), no_wrap=True)  # a name is what one types: never cut it
+    for col in (_("from"), _("os"), _("file"), *backends.names()):
         table.add_column(col, overflow="fold")
     # one read of the record: an image removed meanwhile is listed as it was, not an error
     found = imported()
     for img in [*CATALOG.values(), *(found[n].definition() for n in sorted(found))]:
         name = img.name
         kept = box_path(name) if img.vm_disk else tarball_path(name)
-        cached = f"{kept.stat().st_size / 1e6:.0f} MB" if kept.exists() else "not built"
-        origin = ("imported box" if img.vm_disk else "imported") if img.imported else "built-in"
+        cached = f"{kept.stat().st_size / 1e6:.0f} MB" if kept.exists() else _("not built")
+        origin = (
+            (_("imported box") if img.vm_disk else _("imported")) if img.imported else _("built-in")
+        )
         distro = f"{img.os_id} {img.suite}".strip()
         holders = [_has(b, name) for b in backends.names()]
         table.add_row(escape(name), origin, escape(distro), cached, *holders)
     out.print(table)
 
 
-@image.command("import")
+@image.command(
+    "import",
+    help=N_(
+        "Import FILE as the image NAME: a root file system tarball (.tar, .tar.gz, .tar.xz)"
+        " for docker, lxd and nspawn, or a Vagrant .box (libvirt) or qcow2 disk for VMs.\n\n"
+        "The file is checked first. A tarball: members inside the root, device nodes only in"
+        " /dev, no link escaping it. A disk: a lone qcow2 (no backing file) of at most 32 GiB"
+        " whose metadata qemu-img finds whole. Both: an init system, an os-release, this host's"
+        " architecture. Scenarios then name it as `image: NAME`; `{{ machines.M.os }}` is its"
+        " distribution's ID. Importing a name again replaces the image everywhere."
+    ),
+)
 @click.argument("name")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=PathType(exists=True, dir_okay=False, path_type=Path))
 @_targets(
-    "Also put it into this engine now (repeatable); otherwise each engine takes it"
-    " the first time a lab asks."
+    N_(
+        "Also put it into this engine now (repeatable); otherwise each engine takes it"
+        " the first time a lab asks."
+    )
 )
 def image_import(name: str, file: Path, targets: tuple[str, ...]) -> None:
-    """Import FILE as the image NAME: a root file system tarball (.tar, .tar.gz, .tar.xz)
-    for docker, lxd and nspawn, or a Vagrant .box (libvirt) or qcow2 disk for VMs.
-
-    The file is checked first. A tarball: members inside the root, device nodes only in
-    /dev, no link escaping it. A disk: a lone qcow2 (no backing file) of at most 32 GiB
-    whose metadata qemu-img finds whole. Both: an init system, an os-release, this host's
-    architecture. Scenarios then name it as `image: NAME`; `{{ machines.M.os }}` is its
-    distribution's ID. Importing a name again replaces the image everywhere.
-    """
     from orchestrator.images.imported import import_disk, import_rootfs, kind_of
 
     reporter = ConsoleReporter(out)
@@ -87,47 +105,75 @@ def image_import(name: str, file: Path, targets: tuple[str, ...]) -> None:
     serves = ("vagrant",) if disk else ROOTFS_BACKENDS
     wrong = [t for t in targets if t not in serves]
     if wrong:
+        serves_wrong = {"file": file.name, "serves": ", ".join(serves), "wrong": ", ".join(wrong)}
         raise GuestlabError(
-            f"{file.name} is a {'VM disk' if disk else 'root file system'}: it serves"
-            f" {', '.join(serves)}, not {', '.join(wrong)}"
+            (
+                _("{file} is a VM disk: it serves {serves}, not {wrong}")
+                if disk
+                else _("{file} is a root file system: it serves {serves}, not {wrong}")
+            ).format(**serves_wrong)
         )
     _drop_from_engines(name, ALL_BACKENDS)  # a stale copy would shadow the new file
-    with reporter.step(f"import {file.name} as {name}"):
+    with reporter.step(_("import {file} as {name}").format(file=file.name, name=name)):
         record = (import_disk if disk else import_rootfs)(name, file, reporter.line)
     for backend in targets:
         engine = backends.get(backend)
         require_available(engine)
-        with reporter.step(f"into {backend}"):
+        with reporter.step(_("into {backend}").format(backend=backend)):
             engine.ensure_image(name, reporter.line)
     facts = record.facts
+    said = {
+        "name": escape(name),
+        "system": escape(facts.pretty),
+        "arch": facts.arch,
+        "init": facts.init,
+        "size": f"{facts.size / 1e6:.0f}",
+    }
     out.print(
-        f"Image {escape(name)}: {escape(facts.pretty)}, {facts.arch}, init {facts.init},"
-        f" {facts.size / 1e6:.0f} MB. Scenarios use it as `image: {escape(name)}`"
-        + (" on `kind: vm` machines." if disk else ".")
+        (
+            _(
+                "Image {name}: {system}, {arch}, init {init}, {size} MB. Scenarios use it as"
+                " `image: {name}` on `kind: vm` machines."
+            )
+            if disk
+            else _(
+                "Image {name}: {system}, {arch}, init {init}, {size} MB. Scenarios use it as"
+                " `image: {name}`."
+            )
+        ).format(**said)
     )
 
 
-@image.command("rm")
+@image.command(
+    "rm",
+    help=N_(
+        "Remove an image from the engines (and an imported one from the image store).\n\n"
+        "Machines already made from it keep running. A built-in image is built again the next"
+        " time a lab needs it."
+    ),
+)
 @click.argument("name")
 @_targets(
-    "Remove it from this engine only (repeatable); otherwise from every engine and,"
-    " for an imported image, from guestlab's image store."
+    N_(
+        "Remove it from this engine only (repeatable); otherwise from every engine and,"
+        " for an imported image, from guestlab's image store."
+    )
 )
 def image_rm(name: str, targets: tuple[str, ...]) -> None:
-    """Remove an image from the engines (and an imported one from the image store).
-
-    Machines already made from it keep running. A built-in image is built again the next
-    time a lab needs it.
-    """
     from orchestrator.images.catalog import lookup
     from orchestrator.images.imported import forget
 
     img = lookup(name)
     removed = _drop_from_engines(name, targets or ALL_BACKENDS)
     if not targets and img.imported and forget(name):
-        removed.append("the image store")
-    where = ", ".join(removed) or "nowhere (no engine held it)"
-    out.print(f"Removed {escape(name)} from {where}.")
+        removed.append(_("the image store"))
+    if removed:
+        done = _("Removed {name} from {where}.").format(
+            name=escape(name), where=escape(", ".join(removed))
+        )
+    else:
+        done = _("{name} was in no engine: nothing to remove.").format(name=escape(name))
+    out.print(done)
 
 
 def _drop_from_engines(name: str, names: tuple[str, ...]) -> list[str]:
@@ -151,24 +197,26 @@ def _has(backend_name: str, image_name: str) -> str:
         usable = backend.availability().usable
         if not usable or not isinstance(backend, ImageStore):
             return "-"
-        return "yes" if backend.has_image(image_name) else "no"
+        return _("yes") if backend.has_image(image_name) else _("no")
     except (GuestlabError, ImportError):
         return "-"
 
 
-@image.command("build")
+@image.command(
+    "build",
+    help=N_("Build a catalog image from Debian packages with debootstrap and import it."),
+)
 @click.argument("name")
-@options.backend_option(None, default="docker")
+@options.backend_option(N_("Engine to import the image into."), default="docker")
 @click.option(
     "--mirror",
     metavar="URL",
-    help="Debian mirror (default: $GUESTLAB_MIRROR, else this host's apt sources).",
+    help=N_("Debian mirror (default: $GUESTLAB_MIRROR, else this host's apt sources)."),
 )
 @click.option(
-    "--rebuild", is_flag=True, help="Build the root filesystem again even if it is cached."
+    "--rebuild", is_flag=True, help=N_("Build the root filesystem again even if it is cached.")
 )
 def image_build(name: str, backend: str, mirror: str | None, rebuild: bool) -> None:
-    """Build a catalog image from Debian packages with debootstrap and import it."""
     from orchestrator.images.catalog import lookup
     from orchestrator.images.rootfs import ensure_tarball
 
@@ -176,14 +224,15 @@ def image_build(name: str, backend: str, mirror: str | None, rebuild: bool) -> N
     engine = backends.get(backend)
     require_available(engine)
     reporter = ConsoleReporter(out)
-    with reporter.step(f"root filesystem of {name}"):
+    with reporter.step(_("root filesystem of {name}").format(name=name)):
         tar = ensure_tarball(name, mirror=mirror, progress=reporter.line, rebuild=rebuild)
-    with reporter.step(f"import into {backend}"):
+    with reporter.step(_("import into {backend}").format(backend=backend)):
         if rebuild and isinstance(engine, ImageStore):
             engine.import_image(name, tar, reporter.line)
         else:
             engine.ensure_image(name, reporter.line)
-    out.print(f"Image {name} is ready on {backend}.")
+    ready = _("Image {name} is ready on {backend}.").format(name=escape(name), backend=backend)
+    out.print(ready)
 
 
 #: the commands this module adds to `guestlab`

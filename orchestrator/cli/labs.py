@@ -11,17 +11,24 @@ import click
 from rich.markup import escape
 
 from orchestrator import backends, messages
-from orchestrator.cli import attached, options
+from orchestrator.cli import attached, localized, options
 from orchestrator.cli.console import ConsoleReporter, err, out
+from orchestrator.cli.localized import command
 from orchestrator.errors import ExitCode, GuestlabError
-from orchestrator.messages import _, did_you_mean
+from orchestrator.messages import N_, _, did_you_mean
 
 if TYPE_CHECKING:
     from orchestrator.lab import Lab
     from orchestrator.state import LabRecord, Store
 
 
-@click.command()
+@command(
+    help=N_(
+        "Bring a lab up: create its machines, apply the starting state, take the clones.\n\n"
+        "Running it again on a lab that is up changes nothing. If an earlier `up` was"
+        " interrupted, it removes what that one left and starts over."
+    )
+)
 @click.argument("scenario", metavar="ID|PATH", shell_complete=options.complete_scenario)
 @options.student_option()
 @options.backend_option()
@@ -29,11 +36,13 @@ if TYPE_CHECKING:
 @click.option(
     "--unsafe-host-root",
     is_flag=True,
-    help="Start systemd machines even where root in them is root on this host "
-    "(a Docker engine without user namespaces). Only for a lab of your own.",
+    help=N_(
+        "Start systemd machines even where root in them is root on this host "
+        "(a Docker engine without user namespaces). Only for a lab of your own."
+    ),
 )
 @options.lang_option
-@click.option("--no-pool", is_flag=True, help="Make the lab now even if a pool has one ready.")
+@click.option("--no-pool", is_flag=True, help=N_("Make the lab now even if a pool has one ready."))
 def up(
     scenario: str,
     student: str | None,
@@ -43,11 +52,6 @@ def up(
     lang: str | None,
     no_pool: bool,
 ) -> None:
-    """Bring a lab up: create its machines, apply the starting state, take the clones.
-
-    Running it again on a lab that is up changes nothing. If an earlier `up` was
-    interrupted, it removes what that one left and starts over.
-    """
     from orchestrator import lab as lifecycle
     from orchestrator import views
     from orchestrator.pool import claim as pool
@@ -97,12 +101,11 @@ def _remembered(store: Store, scenario: str, student: str) -> str:
     return found.lang if found else ""
 
 
-@click.command()
+@command(help=N_("Show labs: every lab, or one scenario's labs (with their machines)."))
 @click.argument("scenario", metavar="ID", shell_complete=options.complete_scenario, required=False)
 @options.student_option()
 @options.format_option("table", "json")
 def status(scenario: str | None, student: str | None, fmt: str) -> None:
-    """Show labs: every lab, or one scenario's labs (with their machines)."""
     from orchestrator import views
 
     store = options.store()
@@ -149,18 +152,26 @@ def _last_scores(store: Store, records: list[LabRecord]) -> dict[str, str]:
     return scores
 
 
-@click.command("exec", context_settings={"ignore_unknown_options": True})
+@command(
+    "exec",
+    context_settings={"ignore_unknown_options": True},
+    help=N_("Run a command as root in a lab machine: guestlab exec ID MACHINE -- CMD..."),
+)
 @click.argument("scenario", metavar="ID", shell_complete=options.complete_scenario)
 @click.argument("machine")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @options.student_option()
 @click.option(
-    "--timeout", default=600.0, show_default=True, help="Seconds before the command is stopped."
+    "--timeout",
+    metavar="N",
+    type=localized.Float(),
+    default=600.0,
+    show_default=True,
+    help=N_("Seconds before the command is stopped."),
 )
 def exec_cmd(
     scenario: str, machine: str, command: tuple[str, ...], student: str | None, timeout: float
 ) -> None:
-    """Run a command as root in a lab machine: guestlab exec ID MACHINE -- CMD..."""
     from orchestrator.backends.contract import Attachable
 
     lab, _record, _store = options.open_lab(scenario, student)
@@ -198,15 +209,16 @@ def _require_machine(lab: Lab, machine: str) -> None:
         )
 
 
-@click.command()
+@command(
+    help=N_(
+        "Open an interactive root shell in a lab machine (default: the last one).\n\n"
+        "A `guestlab check` that reboots the machine ends the shell; it says so."
+    )
+)
 @click.argument("scenario", metavar="ID", shell_complete=options.complete_scenario)
 @click.argument("machine", required=False)
 @options.student_option()
 def shell(scenario: str, machine: str | None, student: str | None) -> None:
-    """Open an interactive root shell in a lab machine (default: the last one).
-
-    A `guestlab check` that reboots the machine ends the shell; it says so.
-    """
     from orchestrator import lab as lifecycle
 
     lab, _record, store = options.open_lab(scenario, student)
@@ -228,10 +240,17 @@ def shell(scenario: str, machine: str | None, student: str | None) -> None:
     sys.exit(code)
 
 
-@click.command()
+@command(
+    help=N_(
+        "Grade the lab: which tasks pass, points, and what is still wrong.\n\n"
+        "Tasks that must survive a reboot are graded after the machines they check have been"
+        " restarted (shells open in them end). Exits 0 only when every checked task passes."
+        " Every attempt is recorded."
+    )
+)
 @click.argument("scenario", metavar="ID", shell_complete=options.complete_scenario)
 @options.student_option()
-@click.option("--task", "-t", "tasks", multiple=True, help="Check only this task (repeatable).")
+@click.option("--task", "-t", "tasks", multiple=True, help=N_("Check only this task (repeatable)."))
 @options.format_option("text", "json", "junit")
 @options.no_reboot_option
 @options.lang_option
@@ -243,12 +262,6 @@ def check(
     no_reboot: bool,
     lang: str | None,
 ) -> None:
-    """Grade the lab: which tasks pass, points, and what is still wrong.
-
-    Tasks that must survive a reboot are graded after the machines they check have been
-    restarted (shells open in them end). Exits 0 only when every checked task passes.
-    Every attempt is recorded.
-    """
     from orchestrator import lab as lifecycle
     from orchestrator import views
 
@@ -266,13 +279,12 @@ def check(
         sys.exit(ExitCode.CHECKS_FAILED)
 
 
-@click.command()
+@command(help=N_("Show the next hint for a task (hints taken are recorded)."))
 @click.argument("scenario", metavar="ID", shell_complete=options.complete_scenario)
 @click.argument("task")
 @options.student_option()
 @options.lang_option
 def hint(scenario: str, task: str, student: str | None, lang: str | None) -> None:
-    """Show the next hint for a task (hints taken are recorded)."""
     from orchestrator import lab as lifecycle
 
     lab, _record, store = options.open_lab(scenario, student, lang)
@@ -286,12 +298,11 @@ def hint(scenario: str, task: str, student: str | None, lang: str | None) -> Non
         )
 
 
-@click.command()
+@command(help=N_("Apply the reference solution (all tasks, or the ones named)."))
 @click.argument("scenario", metavar="ID", shell_complete=options.complete_scenario)
 @options.student_option()
-@click.option("--task", "-t", "tasks", multiple=True, help="Solve only this task (repeatable).")
+@click.option("--task", "-t", "tasks", multiple=True, help=N_("Solve only this task (repeatable)."))
 def solve(scenario: str, student: str | None, tasks: tuple[str, ...]) -> None:
-    """Apply the reference solution (all tasks, or the ones named)."""
     from orchestrator import lab as lifecycle
 
     lab, record, store = options.open_lab(scenario, student)
@@ -300,11 +311,10 @@ def solve(scenario: str, student: str | None, tasks: tuple[str, ...]) -> None:
     out.print(_("See the result: guestlab check {lab}").format(lab=scenario))
 
 
-@click.command()
+@command(help=N_("Put every machine of the lab back into its starting state."))
 @click.argument("scenario", metavar="ID", shell_complete=options.complete_scenario)
 @options.student_option()
 def reset(scenario: str, student: str | None) -> None:
-    """Put every machine of the lab back into its starting state."""
     from orchestrator import lab as lifecycle
 
     lab, record, store = options.open_lab(scenario, student)
@@ -312,12 +322,11 @@ def reset(scenario: str, student: str | None) -> None:
     out.print(_("Lab {lab} is back at its starting state.").format(lab=scenario))
 
 
-@click.command()
+@command(help=N_("Remove every resource of a lab and forget it. Safe to run twice."))
 @click.argument("scenario", metavar="ID", shell_complete=options.complete_scenario)
 @options.student_option()
-@options.backend_option("Also look on this backend.")
+@options.backend_option(N_("Also look on this backend."))
 def down(scenario: str, student: str | None, backend: str | None) -> None:
-    """Remove every resource of a lab and forget it. Safe to run twice."""
     from orchestrator import teardown, views
 
     store = options.store()

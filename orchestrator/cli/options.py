@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from orchestrator import backends, messages
+from orchestrator.cli import localized
 from orchestrator.errors import UsageError
-from orchestrator.messages import _
+from orchestrator.messages import N_, _
 
 if TYPE_CHECKING:
     from orchestrator.backends.contract import LabRef
@@ -29,19 +30,20 @@ LAB_ID = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
 def student_option(*, required: bool = False) -> Callable[[F], F]:
     """`--student/-s ID`: whose lab; optional (with its default) unless `required`."""
-    default = "" if required else " (default: $GUESTLAB_STUDENT or your user name)"
     return click.option(
         "--student",
         "-s",
         required=required,
         metavar="ID",
-        help=f"The student whose lab it is{default}.",
+        help=N_("The student whose lab it is.")
+        if required
+        else N_("The student whose lab it is (default: $GUESTLAB_STUDENT or your user name)."),
     )
 
 
 #: where the `--lang` a user typed is kept for the command (`None` when not typed)
 LANG_KEY = "guestlab.lang"
-LANG_HELP = (
+LANG_HELP = N_(
     "Language of what guestlab and the lab's texts say, e.g. en or pt-BR (default: the"
     " language the lab was brought up in, then $GUESTLAB_LANG, then the locale)."
 )
@@ -50,9 +52,26 @@ LANG_HELP = (
 def _speak(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     """Runs while the command line is parsed, before the command: its errors are in the
     language asked for. A lab's remembered language is applied when the lab is opened."""
+    if value is None:  # not typed here: the root's choice (`typed_in`) stands
+        return None
     ctx.meta[LANG_KEY] = value
     messages.use(lang(value))
     return value
+
+
+def typed_in(args: list[str]) -> str | None:
+    """The last `--lang TAG` (or `--lang=TAG`) of a command line, before any `--`: read
+    before click parses it, so that `--help` and click's errors are in that language."""
+    typed = None
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--":
+            break
+        if arg == "--lang":
+            typed = next(rest, None)
+        elif arg.startswith("--lang="):
+            typed = arg.partition("=")[2]
+    return typed
 
 
 def lang_parameter(*, expose: bool) -> click.Option:
@@ -64,6 +83,10 @@ def lang_parameter(*, expose: bool) -> click.Option:
 
 #: `--lang TAG`, passed to the command as `lang`
 lang_option = click.option("--lang", metavar="TAG", callback=_speak, help=LANG_HELP)
+#: `guestlab --lang TAG COMMAND`: the language of everything after it
+root_lang_option = click.option(
+    "--lang", metavar="TAG", callback=_speak, expose_value=False, help=LANG_HELP
+)
 
 
 def add_lang_everywhere_in(command: click.Command) -> None:
@@ -77,7 +100,7 @@ def add_lang_everywhere_in(command: click.Command) -> None:
 
 
 def backend_option(
-    help_text: str | None = "Engine to use (default: the scenario's first).",
+    help_text: str | None = N_("Engine to use (default: the scenario's first)."),
     default: str | None = None,
 ) -> Callable[[F], F]:
     """`--backend/-b NAME`, one of the registered engines."""
@@ -99,11 +122,13 @@ def format_option(*choices: str) -> Callable[[F], F]:
 
 
 def parallel_option(default: int, help_text: str) -> Callable[[F], F]:
-    """`--parallel/-j N`: how many labs a class command works on at the same time."""
+    """`--parallel/-j N`: how many labs a class command works on at the same time
+    (`help_text` marked with `N_` where it is written)."""
     return click.option(
         "--parallel",
         "-j",
-        type=click.IntRange(1, 64),
+        type=localized.IntRange(1, 64),
+        metavar="N",
         default=default,
         show_default=True,
         help=help_text,
@@ -111,14 +136,16 @@ def parallel_option(default: int, help_text: str) -> Callable[[F], F]:
 
 
 no_build_option = click.option(
-    "--no-build", is_flag=True, help="Fail instead of building a missing image."
+    "--no-build", is_flag=True, help=N_("Fail instead of building a missing image.")
 )
 
 no_reboot_option = click.option(
     "--no-reboot",
     is_flag=True,
-    help="Grade the current state without restarting machines: tasks that must survive "
-    "a reboot are then reported unproven (not passed).",
+    help=N_(
+        "Grade the current state without restarting machines: tasks that must survive "
+        "a reboot are then reported unproven (not passed)."
+    ),
 )
 
 

@@ -14,11 +14,12 @@ import click
 from rich.markup import escape
 
 from orchestrator import messages
-from orchestrator.cli import options
+from orchestrator.cli import localized, options
 from orchestrator.cli.console import out
 from orchestrator.cli.host import Collector, add_collector
+from orchestrator.cli.localized import group
 from orchestrator.errors import UsageError
-from orchestrator.messages import _
+from orchestrator.messages import N_, _
 
 if TYPE_CHECKING:
     from orchestrator.state import Store
@@ -27,16 +28,18 @@ DEFAULT_SIZE = 2
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-@click.group("pool")
+@group(
+    "pool",
+    help=N_("Keep labs ready before their students come: `up` and `class up` take one."),
+    examples="""
+        guestlab pool fill machine-id-clone --size 30 --max-age 8h
+        guestlab pool status
+        guestlab class up machine-id-clone --roster class.csv
+        guestlab pool drain machine-id-clone
+    """,
+)
 def pool_group() -> None:
-    """Keep labs ready before their students come: `up` and `class up` take one.
-
-    \b
-      guestlab pool fill machine-id-clone --size 30 --max-age 8h
-      guestlab pool status
-      guestlab class up machine-id-clone --roster class.csv   # takes labs from the pool
-      guestlab pool drain machine-id-clone
-    """
+    pass
 
 
 def _collect(store: Store) -> list[str]:
@@ -45,7 +48,9 @@ def _collect(store: Store) -> list[str]:
     return fill.collect(store)
 
 
-POOL_COLLECTOR = Collector("pool labs a stopped `pool fill` left or past their age limit", _collect)
+POOL_COLLECTOR = Collector(
+    N_("pool labs a stopped `pool fill` left or past their age limit"), _collect
+)
 
 
 def register(root: click.Group) -> None:
@@ -68,14 +73,26 @@ def parse_age(text: str) -> float:
     return seconds
 
 
-@pool_group.command("fill")
+@pool_group.command(
+    "fill",
+    help=N_(
+        "Make labs until the pool holds SIZE ready ones (the pool's last size, else 2).\n\n"
+        "Each lab gets its machines, its files and the setup steps before the first that"
+        " uses `params` or `student`; the rest waits for the claim. Claims start this command"
+        " (with --refill) in the background."
+    ),
+)
 @click.argument("scenario", metavar="ID|PATH", shell_complete=options.complete_scenario)
-@click.option("--size", "-n", type=click.IntRange(0, 500), help="Labs to keep ready.")
+@click.option(
+    "--size", "-n", type=localized.IntRange(0, 500), metavar="N", help=N_("Labs to keep ready.")
+)
 @options.backend_option()
-@click.option("--max-age", metavar="DURATION", help="Replace a lab unclaimed this long (8h).")
-@click.option("--memory", metavar="SIZE", help="Memory limit of each lab, as `class up --memory`.")
-@options.parallel_option(2, "Labs made at the same time.")
-@click.option("--refill", is_flag=True, hidden=True, help="Only refill a pool that exists.")
+@click.option("--max-age", metavar="DURATION", help=N_("Replace a lab unclaimed this long (8h)."))
+@click.option(
+    "--memory", metavar="SIZE", help=N_("Memory limit of each lab, as `class up --memory`.")
+)
+@options.parallel_option(2, N_("Labs made at the same time."))
+@click.option("--refill", is_flag=True, hidden=True, help=N_("Only refill a pool that exists."))
 def fill_cmd(
     scenario: str,
     size: int | None,
@@ -85,12 +102,6 @@ def fill_cmd(
     parallel: int,
     refill: bool,
 ) -> None:
-    """Make labs until the pool holds SIZE ready ones (the pool's last size, else 2).
-
-    Each lab gets its machines, its files and the setup steps before the first that
-    uses `params` or `student`; the rest waits for the claim. Claims start this command
-    (with --refill) in the background.
-    """
     from orchestrator.lab import parse_size
     from orchestrator.pool import fill
     from orchestrator.pool.records import PoolStore
@@ -141,11 +152,12 @@ def _quiet() -> object:
     return Silent()
 
 
-@pool_group.command("status")
+@pool_group.command(
+    "status", help=N_("Each pool: its size and how many labs are ready, claimed and being made.")
+)
 @click.argument("scenario", metavar="ID", required=False)
 @options.format_option("table", "json")
 def status_cmd(scenario: str | None, fmt: str) -> None:
-    """Each pool: its size and how many labs are ready, claimed and being made."""
     from orchestrator.pool.records import PoolStore
 
     store = options.store()
@@ -191,11 +203,12 @@ def status_cmd(scenario: str | None, fmt: str) -> None:
         out.print(table)
 
 
-@pool_group.command("drain")
+@pool_group.command(
+    "drain", help=N_("Remove a pool's unclaimed labs and stop refilling it; students' labs stay.")
+)
 @click.argument("scenario", metavar="ID")
-@options.backend_option("Only the pool on this backend (default: every one).")
+@options.backend_option(N_("Only the pool on this backend (default: every one)."))
 def drain_cmd(scenario: str, backend: str | None) -> None:
-    """Remove a pool's unclaimed labs and stop refilling it; students' labs stay."""
     from orchestrator.pool import fill
 
     removed = fill.drain(options.store(), options.lab_id(scenario), backend)

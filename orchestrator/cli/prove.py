@@ -11,27 +11,30 @@ from rich.text import Text
 from orchestrator import messages, textsafe
 from orchestrator.cli import options
 from orchestrator.cli.console import ConsoleReporter, err, out
+from orchestrator.cli.localized import command
 from orchestrator.errors import UsageError
-from orchestrator.messages import _
+from orchestrator.messages import N_, _
 
 if TYPE_CHECKING:
     from orchestrator.lab.prove import Proof
 
 
-@click.command()
+@command(
+    help=N_(
+        "Prove a scenario before shipping it: up; every task fails; each task passes after"
+        " its own solution (through a reboot where the task asks for one); reset brings the"
+        " failing state back; down leaves nothing. Exits non-zero naming the step that"
+        " failed.\n\n"
+        "Each run is a lab of its own (a random student id): it never meets a student's lab."
+    )
+)
 @click.argument("scenario", metavar="FILE|ID")
-@options.backend_option("Prove it on this engine (default: the scenario's first).")
+@options.backend_option(N_("Prove it on this engine (default: the scenario's first)."))
 @click.option(
-    "--all-backends", is_flag=True, help="Prove it on every backend the scenario declares."
+    "--all-backends", is_flag=True, help=N_("Prove it on every backend the scenario declares.")
 )
 @options.format_option("text", "junit")
 def prove(scenario: str, backend: str | None, all_backends: bool, fmt: str) -> None:
-    """Prove a scenario before shipping it: up; every task fails; each task passes after
-    its own solution (through a reboot where the task asks for one); reset brings the
-    failing state back; down leaves nothing. Exits non-zero naming the step that failed.
-
-    Each run is a lab of its own (a random student id): it never meets a student's lab.
-    """
     from orchestrator.lab import prove as proving
 
     if backend and all_backends:

@@ -18,8 +18,9 @@ import click
 
 from orchestrator import textsafe
 from orchestrator.cli import options
+from orchestrator.cli.localized import command
 from orchestrator.errors import UsageError
-from orchestrator.messages import _
+from orchestrator.messages import N_, _
 
 if TYPE_CHECKING:
     from orchestrator.state import Store
@@ -28,10 +29,12 @@ base_url_option = click.option(
     "--base-url",
     required=True,
     metavar="URL",
-    help="Where students reach `guestlab serve`, e.g. https://lab.example.org:8080",
+    help=N_("Where students reach `guestlab serve`, e.g. https://lab.example.org:8080"),
 )
 rotate_option = click.option(
-    "--rotate", is_flag=True, help="Replace the secret first: old links stop working at once."
+    "--rotate",
+    is_flag=True,
+    help=N_("Replace the secret first: old links stop working at once."),
 )
 
 
@@ -83,9 +86,9 @@ def _print(links: list[Link], fmt: str) -> None:
         click.echo(buf.getvalue(), nl=False)
     else:
         # plain columns, not a rich table: a URL must stay whole on its line to be copied
-        rows = [("student", "name", "email", "url")]
+        rows = [(_("student"), _("name"), _("email"), "url")]
         rows += [
-            (*(textsafe.clean(v) for v in (x.student, x.name, x.email)), x.url or "(no lab up)")
+            (*(textsafe.clean(v) for v in (x.student, x.name, x.email)), x.url or _("(no lab up)"))
             for x in links
         ]
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
@@ -93,17 +96,18 @@ def _print(links: list[Link], fmt: str) -> None:
             click.echo("  ".join([*(v.ljust(w) for v, w in zip(r, widths, strict=False)), r[3]]))
 
 
-@click.command("links")
+@command(
+    "links",
+    help=N_("Print each student's personal seat link (csv and json carry the token too)."),
+    examples="""
+        guestlab class links machine-id-clone --base-url https://lab.example.org:8080 --format csv
+    """,
+)
 @click.argument("class_id", metavar="ID")
 @base_url_option
 @options.format_option("table", "csv", "json")
 @rotate_option
 def class_links(class_id: str, base_url: str, fmt: str, rotate: bool) -> None:
-    """Print each student's personal seat link (csv and json carry the token too).
-
-    \b
-      guestlab class links machine-id-clone --base-url https://lab.example.org:8080 --format csv
-    """
     from orchestrator.classroom.store import ClassStore
 
     base = _base(base_url)
@@ -123,13 +127,15 @@ def class_links(class_id: str, base_url: str, fmt: str, rotate: bool) -> None:
     _print(links, fmt)
 
 
-@click.command("link")
+@command(
+    "link",
+    help=N_("Print the seat link of one lab (a student's page with its terminals and Check)."),
+)
 @click.argument("scenario", metavar="ID")
 @options.student_option()
 @base_url_option
 @rotate_option
 def link(scenario: str, student: str | None, base_url: str, rotate: bool) -> None:
-    """Print the seat link of one lab (a student's page with its terminals and Check)."""
     base = _base(base_url)
     ref = options.ref(scenario, options.student(student))
     store = options.store()

@@ -10,40 +10,66 @@ import click
 from rich.markup import escape
 
 from orchestrator import textsafe
-from orchestrator.cli import options
+from orchestrator.cli import localized, options
 from orchestrator.cli.console import err, out
+from orchestrator.cli.localized import Path as PathType
+from orchestrator.cli.localized import command
 from orchestrator.errors import UsageError
-from orchestrator.messages import _
+from orchestrator.messages import N_, _
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+FILE = PathType(exists=True, dir_okay=False, path_type=Path)
 
 
-@click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0: any free."
+@command(
+    help=N_(
+        "Serve the live dashboard and the students' seats (page, terminals, API).\n\n"
+        "Open the dashboard URL printed at start: it carries a random token, needed by every"
+        " instructor page (`?token=`, `Authorization: Bearer TOKEN` or `X-Guestlab-Token`)."
+        " Students open their own link (`guestlab class links ID --base-url URL`), which opens"
+        " their lab and nothing else. Stop it with Ctrl-C: every terminal ends with it."
+    )
 )
 @click.option(
-    "--ssh-port", type=click.IntRange(0, 65535), help="Also open the SSH door on this port."
+    "--host",
+    metavar=N_("ADDRESS"),
+    default="127.0.0.1",
+    show_default=True,
+    help=N_("Address to listen on."),
 )
-@click.option("--tls-cert", type=FILE, help="Serve HTTPS with this certificate (PEM).")
-@click.option("--tls-key", type=FILE, help="The certificate's private key (PEM).")
+@click.option(
+    "--port",
+    type=localized.IntRange(0, 65535),
+    metavar="N",
+    default=8080,
+    show_default=True,
+    help=N_("0: any free."),
+)
+@click.option(
+    "--ssh-port",
+    type=localized.IntRange(0, 65535),
+    metavar="N",
+    help=N_("Also open the SSH door on this port."),
+)
+@click.option("--tls-cert", type=FILE, help=N_("Serve HTTPS with this certificate (PEM)."))
+@click.option("--tls-key", type=FILE, help=N_("The certificate's private key (PEM)."))
 @click.option(
     "--idle",
-    type=click.IntRange(1, 24 * 60),
+    type=localized.IntRange(1, 24 * 60),
+    metavar="N",
     default=30,
     show_default=True,
-    help="Minutes without a keystroke before a terminal closes.",
+    help=N_("Minutes without a keystroke before a terminal closes."),
 )
 @click.option(
     "--max-terminals",
-    type=click.IntRange(1, 64),
+    type=localized.IntRange(1, 64),
+    metavar="N",
     default=4,
     show_default=True,
-    help="Open web terminals per student.",
+    help=N_("Open web terminals per student."),
 )
-@click.option("--access-log", is_flag=True, help="Print each request on stderr.")
+@click.option("--access-log", is_flag=True, help=N_("Print each request on stderr."))
 def serve(
     host: str,
     port: int,
@@ -54,13 +80,6 @@ def serve(
     max_terminals: int,
     access_log: bool,
 ) -> None:
-    """Serve the live dashboard and the students' seats (page, terminals, API).
-
-    Open the dashboard URL printed at start: it carries a random token, needed by every
-    instructor page (`?token=`, `Authorization: Bearer TOKEN` or `X-Guestlab-Token`).
-    Students open their own link (`guestlab class links ID --base-url URL`), which opens
-    their lab and nothing else. Stop it with Ctrl-C: every terminal ends with it.
-    """
     from orchestrator.classroom.store import ClassStore, list_classes
     from orchestrator.credentials import Seats
     from orchestrator.web import server
@@ -84,12 +103,14 @@ def serve(
     sock = server.bind(host, port)
     base = server.url(sock, tls_cert is not None)
     # click.echo: a URL must not be wrapped at the terminal's width
-    click.echo(f"Dashboard: {base}?token={config.token}")
+    click.echo(_("Dashboard: {url}").format(url=f"{base}?token={config.token}"))
     for cid in classes:
-        click.echo(f"  class {cid}: {base}class/{urllib.parse.quote(cid)}?token={config.token}")
-    click.echo(f"Seats: {base}s/TOKEN (guestlab class links ID --base-url {base.rstrip('/')})")
+        url = f"{base}class/{urllib.parse.quote(cid)}?token={config.token}"
+        click.echo("  " + _("class {id}: {url}").format(id=cid, url=url))
+    links = f"guestlab class links ID --base-url {base.rstrip('/')}"
+    click.echo(_("Seats: {url} ({links})").format(url=f"{base}s/TOKEN", links=links))
     if ssh_port is not None:
-        click.echo(f"SSH door: port {ssh_port}")
+        click.echo(_("SSH door: port {port}").format(port=ssh_port))
     if host not in LOCAL_HOSTS and tls_cert is None:
         warning = _(
             "listening on {host} over plain HTTP: tokens, grades and terminals cross the"

@@ -30,6 +30,7 @@ from orchestrator.images.catalog import ImageDef, lookup
 from orchestrator.images.manifest import Manifest, from_tree
 from orchestrator.images.mirror import choose_mirror
 from orchestrator.images.rootfs import ensure_tarball
+from orchestrator.messages import _
 
 #: virtual size of the box's disk, in GiB (sparse: the qcow2 holds only what is written)
 DISK_GIB = 4
@@ -75,8 +76,8 @@ def insecure_public_key() -> Path:
         if found:
             return Path(found[-1])
     raise UsageError(
-        "cannot find Vagrant's insecure public key (keys/vagrant.pub of the vagrant package)",
-        hint="install Vagrant: apt-get install -y vagrant",
+        _("cannot find Vagrant's insecure public key (keys/vagrant.pub of the vagrant package)"),
+        hint=_("install Vagrant: apt-get install -y vagrant"),
     )
 
 
@@ -84,7 +85,7 @@ def _mbr() -> Path:
     for candidate in MBR_CANDIDATES:
         if os.path.exists(candidate):
             return Path(candidate)
-    raise UsageError("syslinux's mbr.bin is missing", hint="apt-get install -y syslinux-common")
+    raise UsageError(_("syslinux's mbr.bin is missing"), hint="apt-get install -y syslinux-common")
 
 
 def _sh(
@@ -103,14 +104,16 @@ def _sh(
     except FileNotFoundError:
         package = TOOLS.get(argv[0], argv[0])
         raise UsageError(
-            f"`{argv[0]}` is not installed", hint=f"apt-get install -y {package}"
+            _("`{argv}` is not installed").format(argv=argv[0]),
+            hint=f"apt-get install -y {package}",
         ) from None
     out = proc.stdout.decode("utf-8", "replace")
     if proc.returncode != 0:
         tail = "\n".join(out.strip().splitlines()[-12:])
         raise ProvisioningError(
-            f"`{' '.join(argv[:3])}` failed while building the box (exit {proc.returncode}):\n"
-            f"{tail}"
+            _("`{command}` failed while building the box (exit {returncode}):\n{tail}").format(
+                command=" ".join(argv[:3]), returncode=proc.returncode, tail=tail
+            )
         )
     return out
 
@@ -215,9 +218,9 @@ def _install_packages(root: Path, image: ImageDef, mirror: str, progress: Progre
     if os.path.exists("/etc/resolv.conf"):
         shutil.copyfile("/etc/resolv.conf", resolv)  # the mirror's name must resolve
     _write(root / "etc/apt/sources.list", f"deb {mirror} {image.suite} main\n")
-    progress("apt-get update in the box's chroot")
+    progress(_("apt-get update in the box's chroot"))
     _chroot(root, "apt-get", "update", "-q")
-    progress(f"installing {', '.join(BOX_PACKAGES)}")
+    progress(_("installing {packages}").format(packages=", ".join(BOX_PACKAGES)))
     _chroot(root, "apt-get", "install", "-y", "-q", "--no-install-recommends", *BOX_PACKAGES)
     _chroot(root, "apt-get", "clean")
     for entry in (root / "var/lib/apt/lists").glob("*"):
@@ -274,7 +277,7 @@ def _configure(root: Path, pubkey: bytes, uuid: str) -> None:
     kernels = sorted((root / "boot").glob("vmlinuz-*"))
     initrds = sorted((root / "boot").glob("initrd.img-*"))
     if not kernels or not initrds:
-        raise ProvisioningError("the box has no kernel or initramfs in /boot after install")
+        raise ProvisioningError(_("the box has no kernel or initramfs in /boot after install"))
     _write(
         root / "boot/extlinux/extlinux.conf",
         "DEFAULT debian\nTIMEOUT 1\nPROMPT 0\n\nLABEL debian\n"
@@ -302,15 +305,15 @@ def _fill_disk(
         _sh(["mkfs.ext4", "-q", "-O", "^64bit", "-L", "root", part])
         uuid = _sh(["blkid", "-s", "UUID", "-o", "value", part]).strip()
         with _mounted(part, mnt) as root:
-            progress(f"unpacking {tarball.name} onto the box's disk")
+            progress(_("unpacking {name} onto the box's disk").format(name=tarball.name))
             _sh(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-xpf", str(tarball)])
             with _chroot_mounts(root):
                 _install_packages(root, image, mirror, progress)
                 _configure(root, pubkey, uuid)
-            progress("installing the extlinux boot loader")
+            progress(_("installing the extlinux boot loader"))
             _sh(["extlinux", "--install", str(root / "boot/extlinux")])
             # what tamper checks compare a VM's binaries with: the tree as it boots
-            progress("hashing the box's binaries (its tamper manifest)")
+            progress(_("hashing the box's binaries (its tamper manifest)"))
             manifest = from_tree(root)
             # blocks of deleted files (apt's downloads) would otherwise end up in the
             # qcow2: discarding them punches holes in the raw file
@@ -321,12 +324,19 @@ def _fill_disk(
 def build_box(image: ImageDef, tarball: Path, dest: Path, mirror: str, progress: Progress) -> None:
     """Make the box file `dest` from the rootfs tarball of `image`."""
     if os.geteuid() != 0:
-        raise UsageError("building a Vagrant box needs root (loop devices, chroot)")
+        raise UsageError(_("building a Vagrant box needs root (loop devices, chroot)"))
     if platform.machine() not in ("x86_64", "amd64"):
-        raise UsageError(f"boxes are built for x86_64 hosts only (this is {platform.machine()})")
+        raise UsageError(
+            _("boxes are built for x86_64 hosts only (this is {machine})").format(
+                machine=platform.machine()
+            )
+        )
     for tool, package in TOOLS.items():
         if shutil.which(tool) is None:
-            raise UsageError(f"`{tool}` is not installed", hint=f"apt-get install -y {package}")
+            raise UsageError(
+                _("`{tool}` is not installed").format(tool=tool),
+                hint=f"apt-get install -y {package}",
+            )
     pubkey = insecure_public_key().read_bytes()
     mbr = _mbr().read_bytes()[:440]
     work = Path(tempfile.mkdtemp(prefix=f"{image.name}.box.", dir=paths.images_dir()))
@@ -341,7 +351,7 @@ def build_box(image: ImageDef, tarball: Path, dest: Path, mirror: str, progress:
         with open(raw, "r+b") as f:
             f.write(mbr)  # the boot code only: the partition table after byte 440 stays
         manifest = _fill_disk(raw, work / "mnt", image, tarball, mirror, pubkey, progress)
-        progress("converting the disk to qcow2")
+        progress(_("converting the disk to qcow2"))
         # compressed clusters cost little to read (QEMU inflates them on the host) and
         # make the box a third of the size; a VM's writes go to its own overlay
         _sh(["qemu-img", "convert", "-c", "-O", "qcow2", str(raw), str(work / "box.img")])
@@ -370,12 +380,12 @@ def ensure_box_file(
         if image.imported:  # an imported box is its file; a rootfs has no kernel to boot
             what = "box file" if image.vm_disk else "kernel: import a .box or qcow2 for VMs"
             raise UsageError(
-                f"the imported image `{name}` has no {what}",
+                _("the imported image `{name}` has no {what}").format(name=name, what=what),
                 hint=f"guestlab image import {name} FILE",
             )
         url = choose_mirror(mirror)
         tarball = ensure_tarball(name, mirror=url, progress=progress)
-        progress(f"building the Vagrant box {box_name(name)}")
+        progress(_("building the Vagrant box {name}").format(name=box_name(name)))
         build_box(image, tarball, target, url, progress)
 
     # the lock lives beside the box: $GUESTLAB_IMAGES is shared by state stores, and two

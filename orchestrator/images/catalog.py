@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.errors import UsageError
+from orchestrator.messages import _
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def lookup(name: str) -> ImageDef:
     if name not in found:
         known = ", ".join([*CATALOG, *found])
         raise UsageError(
-            f"unknown image `{name}` (known: {known})",
-            hint="`guestlab image list` shows them; `guestlab image import` adds your own",
+            _("unknown image `{name}` (known: {known})").format(name=name, known=known),
+            hint=_("`guestlab image list` shows them; `guestlab image import` adds your own"),
         )
     return found[name].definition()

@@ -25,6 +25,7 @@ from orchestrator.images.tarcheck import (
     facts_of,
     os_fields,
 )
+from orchestrator.messages import _
 
 #: the largest disk a lab VM may claim: a 50 GB sparse claim would let one VM fill the pool
 MAX_VIRTUAL = 32 * 1024**3
@@ -35,29 +36,38 @@ def _run(argv: list[str], timeout: float = 300) -> subprocess.CompletedProcess[b
     try:
         return subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
     except FileNotFoundError:
-        raise ImageRefused(f"`{argv[0]}` is needed to check a disk and is not installed") from None
+        raise ImageRefused(
+            _("`{program}` is needed to check a disk and is not installed").format(program=argv[0])
+        ) from None
 
 
 def disk_info(path: Path, label: str) -> dict[str, object]:
     """What qemu-img reads in the file's header, refused unless a lone qcow2 of a sane size."""
     res = _run(["qemu-img", "info", "--output=json", "-U", str(path)])
     if res.returncode != 0:
-        raise ImageRefused(f"{label} is not a disk image qemu-img can read")
+        raise ImageRefused(_("{label} is not a disk image qemu-img can read").format(label=label))
     info = json.loads(res.stdout)
     if info.get("format") != "qcow2":
-        raise ImageRefused(f"{label} is {info.get('format')}, not qcow2")
+        raise ImageRefused(
+            _("{label} is {format}, not qcow2").format(label=label, format=info.get("format"))
+        )
     if info.get("backing-filename") or info.get("full-backing-filename"):
-        raise ImageRefused(f"{label} names a backing file: it must stand alone")
+        raise ImageRefused(
+            _("{label} names a backing file: it must stand alone").format(label=label)
+        )
     size = int(info.get("virtual-size", 0))
     if size > MAX_VIRTUAL:
         raise ImageRefused(
-            f"{label} claims a {size / 1024**3:.0f} GiB disk; a lab VM gets at most"
-            f" {MAX_VIRTUAL >> 30} GiB"
+            _("{label} claims a {gib} GiB disk; a lab VM gets at most {max_gib} GiB").format(
+                label=label, gib=format(size / 1024**3, ".0f"), max_gib=MAX_VIRTUAL >> 30
+            )
         )
     check = _run(["qemu-img", "check", "-U", str(path)], timeout=600)
     if check.returncode not in (0,):  # 2: corrupt, 3: leaks, 1: could not check (truncated)
         raise ImageRefused(
-            f"{label} is truncated or corrupt (qemu-img check: exit {check.returncode})"
+            _("{label} is truncated or corrupt (qemu-img check: exit {returncode})").format(
+                label=label, returncode=check.returncode
+            )
         )
     return info
 
@@ -82,14 +92,16 @@ def _partitions(path: Path, label: str) -> Iterator[list[str]]:
     with tempfile.TemporaryDirectory(dir=paths.images_dir(), prefix=".disk.") as work:
         raw = Path(work) / "disk.raw"
         if _run(["qemu-img", "convert", "-O", "raw", "-S", "4k", str(path), str(raw)]).returncode:
-            raise ImageRefused(f"{label} cannot be read as a disk")
+            raise ImageRefused(_("{label} cannot be read as a disk").format(label=label))
         devices: list[str] = []
         try:
             for offset, size in layout(raw):
                 argv = ["losetup", "--find", "--show", "--read-only", "--offset", str(offset)]
                 res = _run([*argv, "--sizelimit", str(size), str(raw)])
                 if res.returncode != 0:
-                    raise ImageRefused("no loop device is free to read the disk (losetup failed)")
+                    raise ImageRefused(
+                        _("no loop device is free to read the disk (losetup failed)")
+                    )
                 devices.append(res.stdout.decode().strip())
             yield devices
         finally:
@@ -117,12 +129,16 @@ def inspect_disk(path: Path, label: str | None = None) -> RootfsFacts:
             fields = os_fields(release)
             shell = next((b for s in SHELLS if (b := debugfs_cat(dev, s))), None)
             if shell is None:
-                raise ImageRefused("the disk's root file system has no shell (/bin/sh)")
+                raise ImageRefused(_("the disk's root file system has no shell (/bin/sh)"))
             arch = elf_arch(shell[:64])
             if arch != platform.machine():
                 raise ImageRefused(
-                    f"the disk's binaries are {arch}; this host runs {platform.machine()}"
+                    _("the disk's binaries are {arch}; this host runs {machine}").format(
+                        arch=arch, machine=platform.machine()
+                    )
                 )
             systemd = any(debugfs_cat(dev, f"/{i}") for i in INITS[:2])
             return facts_of(fields, arch, systemd=systemd, size=int(info.get("actual-size", 0)))
-    raise ImageRefused(f"{label} has no ext2/3/4 root file system with an os-release")
+    raise ImageRefused(
+        _("{label} has no ext2/3/4 root file system with an os-release").format(label=label)
+    )

@@ -27,6 +27,7 @@ from orchestrator.backends.contract import Progress, no_progress
 from orchestrator.errors import UsageError
 from orchestrator.images.catalog import ImageDef
 from orchestrator.images.tarcheck import ImageRefused, RootfsFacts, check_member, inspect_rootfs
+from orchestrator.messages import _
 
 NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 RECORD = "imported.json"
@@ -65,7 +66,11 @@ def imported() -> dict[str, Imported]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:
-        raise UsageError(f"the image record {_record_path()} cannot be read ({e})") from None
+        raise UsageError(
+            _("the image record {record} cannot be read ({error})").format(
+                record=_record_path(), error=e
+            )
+        ) from None
     return {
         name: Imported(name, d["kind"], d["source"], d["imported"], RootfsFacts(**d["facts"]))
         for name, d in data.items()
@@ -84,9 +89,13 @@ def import_rootfs(name: str, source: Path, progress: Progress = no_progress) -> 
     from orchestrator.images.rootfs import tarball_path
 
     _check_name(name, source)
-    progress(f"checking {source.name}")
+    progress(_("checking {name}").format(name=source.name))
     facts = inspect_rootfs(source)
-    progress(f"{facts.pretty} ({facts.arch}, init {facts.init}): keeping it as {name}")
+    progress(
+        _("{pretty} ({arch}, init {init}): keeping it as {name}").format(
+            pretty=facts.pretty, arch=facts.arch, init=facts.init, name=name
+        )
+    )
     target = tarball_path(name)
     with file_lock(lock_path(name, paths.images_dir())):
         partial = target.with_suffix(f".{os.getpid()}.partial")
@@ -102,11 +111,16 @@ def _check_name(name: str, source: Path) -> None:
     from orchestrator.images.catalog import CATALOG
 
     if not NAME.match(name) or len(name) > 40:
-        raise UsageError(f"`{name}` is not an image name", hint="e.g. rocky-9 or my-debian-11")
+        raise UsageError(
+            _("`{name}` is not an image name").format(name=name),
+            hint=_("e.g. rocky-9 or my-debian-11"),
+        )
     if name in CATALOG:
-        raise UsageError(f"`{name}` is a catalog image", hint="import under another name")
+        raise UsageError(
+            _("`{name}` is a catalog image").format(name=name), hint=_("import under another name")
+        )
     if not source.is_file():
-        raise UsageError(f"no such file: {source}")
+        raise UsageError(_("no such file: {source}").format(source=source))
 
 
 def _record(name: str, kind: str, source: Path, facts: RootfsFacts) -> Imported:
@@ -142,14 +156,18 @@ def import_disk(name: str, source: Path, progress: Progress = no_progress) -> Im
     _check_name(name, source)
     with tempfile.TemporaryDirectory(dir=paths.images_dir(), prefix=f".{name}.") as work:
         disk = Path(work) / "box.img"
-        progress(f"checking the disk of {source.name}")
+        progress(_("checking the disk of {name}").format(name=source.name))
         if kind_of(source) == "box":
             _unpack_box(source, disk)
             facts = inspect_disk(disk, f"the disk in {source.name}")
         else:
             facts = inspect_disk(source)  # before copying: a refused file costs nothing
             shutil.copyfile(source, disk)
-        progress(f"{facts.pretty} ({facts.arch}, init {facts.init}): keeping it as {name}")
+        progress(
+            _("{pretty} ({arch}, init {init}): keeping it as {name}").format(
+                pretty=facts.pretty, arch=facts.arch, init=facts.init, name=name
+            )
+        )
         info = json.loads(
             subprocess.run(
                 ["qemu-img", "info", "--output=json", str(disk)], capture_output=True, check=True
@@ -181,14 +199,20 @@ def _unpack_box(source: Path, disk: Path) -> None:
                     meta = json.loads(f.read(64 * 1024) if f else b"{}")
                     if meta.get("provider") != "libvirt":
                         raise ImageRefused(
-                            f"{source.name} is a box for {meta.get('provider')}, not libvirt"
+                            _("{name} is a box for {provider}, not libvirt").format(
+                                name=source.name, provider=meta.get("provider")
+                            )
                         )
                 else:
                     f = tar.extractfile(member)
                     with open(disk, "wb") as out:
                         shutil.copyfileobj(f, out)  # type: ignore[arg-type]
         if set(found) != {"metadata.json", "box.img"}:
-            raise ImageRefused(f"{source.name} is not a libvirt box (metadata.json and box.img)")
+            raise ImageRefused(
+                _("{name} is not a libvirt box (metadata.json and box.img)").format(
+                    name=source.name
+                )
+            )
 
 
 def _repack(source: Path, dest: Path) -> None:

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from orchestrator.errors import UsageError
+from orchestrator.messages import _
 
 APT = Path("/etc/apt")
 
@@ -60,7 +61,7 @@ def choose_mirror(option: str | None = None) -> str:
     found = option or os.environ.get("GUESTLAB_MIRROR") or host_mirror()
     if not found:
         raise UsageError(
-            "no Debian mirror found in this host's apt sources",
-            hint="pass --mirror URL (a Debian archive) or set GUESTLAB_MIRROR",
+            _("no Debian mirror found in this host's apt sources"),
+            hint=_("pass --mirror URL (a Debian archive) or set GUESTLAB_MIRROR"),
         )
     return found

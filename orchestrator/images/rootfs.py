@@ -18,6 +18,7 @@ from orchestrator.backends.contract import Progress, no_progress
 from orchestrator.errors import ProvisioningError, UsageError
 from orchestrator.images.catalog import ImageDef, lookup
 from orchestrator.images.mirror import choose_mirror
+from orchestrator.messages import _
 
 
 def tarball_path(name: str) -> Path:
@@ -31,8 +32,8 @@ def _run(argv: list[str], progress: Progress) -> None:
         )
     except FileNotFoundError:
         raise UsageError(
-            f"`{argv[0]}` is not installed",
-            hint=f"install it (Debian: apt-get install -y {argv[0]})",
+            _("`{argv}` is not installed").format(argv=argv[0]),
+            hint=_("install it (Debian: apt-get install -y {argv})").format(argv=argv[0]),
         ) from None
     tail: list[str] = []
     assert proc.stdout is not None
@@ -44,7 +45,9 @@ def _run(argv: list[str], progress: Progress) -> None:
     if proc.wait() != 0:
         detail = "\n".join(tail[-8:])
         raise ProvisioningError(
-            f"`{' '.join(argv[:2])}` failed (exit {proc.returncode}):\n{detail}"
+            _("`{command}` failed (exit {returncode}):\n{detail}").format(
+                command=" ".join(argv[:2]), returncode=proc.returncode, detail=detail
+            )
         )
 
 
@@ -62,7 +65,9 @@ def _customise(root: Path) -> None:
 def build_rootfs(image: ImageDef, dest: Path, mirror: str, progress: Progress) -> None:
     """debootstrap `image` into the empty directory `dest`."""
     if os.geteuid() != 0:
-        raise UsageError("building an image needs root (debootstrap)", hint="run it with sudo")
+        raise UsageError(
+            _("building an image needs root (debootstrap)"), hint=_("run it with sudo")
+        )
     argv = [
         "debootstrap",
         f"--variant={image.variant}",
@@ -71,7 +76,7 @@ def build_rootfs(image: ImageDef, dest: Path, mirror: str, progress: Progress) -
         str(dest),
         mirror,
     ]
-    progress(f"debootstrap {image.suite} from {mirror}")
+    progress(_("debootstrap {suite} from {mirror}").format(suite=image.suite, mirror=mirror))
     _run(argv, progress)
     _customise(dest)
 
@@ -88,15 +93,17 @@ def ensure_tarball(
     target = tarball_path(name)
     if image.vm_disk:
         raise UsageError(
-            f"`{name}` is an imported VM disk: it serves the vagrant backend",
-            hint="run the scenario with --backend vagrant, or import a root file system",
+            _("`{name}` is an imported VM disk: it serves the vagrant backend").format(name=name),
+            hint=_("run the scenario with --backend vagrant, or import a root file system"),
         )
 
     def build() -> None:
         if image.imported:  # nothing to build it from: its tarball was removed by hand
             raise UsageError(
-                f"the imported image `{name}` has lost its tarball {target}",
-                hint=f"import it again: guestlab image import {name} FILE",
+                _("the imported image `{name}` has lost its tarball {target}").format(
+                    name=name, target=target
+                ),
+                hint=_("import it again: guestlab image import {name} FILE").format(name=name),
             )
         url = choose_mirror(mirror)
         work = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=paths.images_dir()))
@@ -104,7 +111,7 @@ def ensure_tarball(
             root = work / "rootfs"
             root.mkdir()
             build_rootfs(image, root, url, progress)
-            progress("packing the root filesystem")
+            progress(_("packing the root filesystem"))
             partial = work / "rootfs.tar"
             _run(
                 ["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-cf", str(partial), "."],

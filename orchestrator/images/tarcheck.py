@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from orchestrator.errors import UsageError
+from orchestrator.messages import _
 
 #: more than this many bytes of files is not a lab machine's root file system
 MAX_TOTAL = 16 * 1024**3
@@ -52,15 +53,23 @@ def _inside(name: str) -> str | None:
 def check_member(m: tarfile.TarInfo) -> str:
     rel = _inside(m.name)
     if rel is None:
-        raise ImageRefused(f"the archive's member {m.name!r} lies outside the root")
+        raise ImageRefused(
+            _("the archive's member {name} lies outside the root").format(name=repr(m.name))
+        )
     if (m.ischr() or m.isblk()) and not rel.startswith("dev/"):
-        raise ImageRefused(f"the archive has a device node outside /dev: {m.name!r}")
+        raise ImageRefused(
+            _("the archive has a device node outside /dev: {name}").format(name=repr(m.name))
+        )
     if m.islnk() and _inside(m.linkname) is None:
-        raise ImageRefused(f"the hard link {m.name!r} points outside the root")
+        raise ImageRefused(
+            _("the hard link {name} points outside the root").format(name=repr(m.name))
+        )
     if m.issym() and not m.linkname.startswith("/"):
         target = posixpath.normpath(posixpath.join(posixpath.dirname(rel), m.linkname))
         if target == ".." or target.startswith("../"):
-            raise ImageRefused(f"the symbolic link {m.name!r} escapes the root")
+            raise ImageRefused(
+                _("the symbolic link {name} escapes the root").format(name=repr(m.name))
+            )
     return rel
 
 
@@ -69,12 +78,14 @@ def _members(tar: tarfile.TarFile) -> Iterator[tuple[str, tarfile.TarInfo]]:
         for m in tar:
             yield check_member(m), m
     except (tarfile.TarError, EOFError, OSError) as e:
-        raise ImageRefused(f"the archive is truncated or corrupt ({e})") from None
+        raise ImageRefused(
+            _("the archive is truncated or corrupt ({error})").format(error=e)
+        ) from None
 
 
 def _follow(index: dict[str, tarfile.TarInfo], rel: str) -> tarfile.TarInfo | None:
     """The regular file `rel` names inside the archive, through at most 10 symlinks."""
-    for _ in range(10):
+    for _try in range(10):
         m = index.get(rel)
         if m is None or not m.issym():
             return m if m is not None and m.isreg() else None
@@ -97,13 +108,13 @@ def _os_release(read: dict[str, bytes]) -> dict[str, str]:
     for rel in OS_RELEASE:
         if rel in read:
             return os_fields(read[rel])
-    raise ImageRefused("the tree has no /etc/os-release: not a distribution's root file system")
+    raise ImageRefused(_("the tree has no /etc/os-release: not a distribution's root file system"))
 
 
 def elf_arch(elf: bytes) -> str:
     """The architecture an ELF header names."""
     if elf[:4] != b"\x7fELF" or len(elf) < 20:
-        raise ImageRefused("/bin/sh in the tree is not an ELF binary")
+        raise ImageRefused(_("/bin/sh in the tree is not an ELF binary"))
     little = elf[5] == 1
     machine = int.from_bytes(elf[18:20], "little" if little else "big")
     return ELF_MACHINES.get(machine, f"elf machine {machine}")
@@ -118,10 +129,14 @@ def inspect_rootfs(path: Path) -> RootfsFacts:
     fields = _os_release(read)
     shell = read.get("bin/sh") or read.get("usr/bin/sh")
     if shell is None:
-        raise ImageRefused("the tree has no /bin/sh, which every check and setup step runs")
+        raise ImageRefused(_("the tree has no /bin/sh, which every check and setup step runs"))
     arch = elf_arch(shell)
     if arch != platform.machine():
-        raise ImageRefused(f"the tree's binaries are {arch}; this host runs {platform.machine()}")
+        raise ImageRefused(
+            _("the tree's binaries are {arch}; this host runs {machine}").format(
+                arch=arch, machine=platform.machine()
+            )
+        )
     systemd = any(found[r] is not None for r in INITS[:2])
     return facts_of(fields, arch, systemd=systemd, size=total)
 
@@ -147,10 +162,14 @@ def _index(path: Path) -> tuple[dict[str, tarfile.TarInfo], int]:
             for rel, m in _members(tar):
                 total += m.size if m.isreg() else 0
                 if total > MAX_TOTAL:
-                    raise ImageRefused(f"the tree holds more than {MAX_TOTAL >> 30} GiB of files")
+                    raise ImageRefused(
+                        _("the tree holds more than {gib} GiB of files").format(gib=MAX_TOTAL >> 30)
+                    )
                 index[rel] = m
     except (tarfile.TarError, EOFError, OSError) as e:
-        raise ImageRefused(f"{path.name} is not a readable tar archive ({e})") from None
+        raise ImageRefused(
+            _("{name} is not a readable tar archive ({error})").format(name=path.name, error=e)
+        ) from None
     return index, total
 
 

@@ -49,9 +49,11 @@ def choose_backend(scenario: Scenario, name: str | None) -> Backend:
             # Vagrant's docker provider makes containers: a lab about telling a VM from a
             # container would grade a container as the VM
             raise UsageError(
-                f"{scenario.id} needs a real virtual machine, and the {VM_BACKEND} backend "
-                f"here makes {vm.virtualization} containers, not VMs",
-                hint="make libvirt usable (`guestlab doctor` says what is missing)",
+                _(
+                    "{id} needs a real virtual machine, and the {vm_backend} backend here"
+                    " makes {virtualization} containers, not VMs"
+                ).format(id=scenario.id, vm_backend=VM_BACKEND, virtualization=vm.virtualization),
+                hint=_("make libvirt usable (`guestlab doctor` says what is missing)"),
             )
     needed = required_capabilities(scenario, own)
 

@@ -44,9 +44,13 @@ def refuse_host_root(lab: Lab, reporter: Reporter, *, accepted: bool) -> None:
             continue
         if not accepted:
             raise BackendUnavailable(
-                f"refusing to start {', '.join(systemd)} on {backend.name}: {risk}",
-                hint="`guestlab doctor` says how to confine it; --unsafe-host-root accepts "
-                "the risk for a lab of your own (never for a class)",
+                _("refusing to start {machines} on {name}: {risk}").format(
+                    machines=", ".join(systemd), name=backend.name, risk=risk
+                ),
+                hint=_(
+                    "`guestlab doctor` says how to confine it; --unsafe-host-root accepts"
+                    " the risk for a lab of your own (never for a class)"
+                ),
             )
         reporter.line(_("UNSAFE, as asked: {risk}").format(risk=risk))
 
@@ -223,7 +227,11 @@ def restore_before(lab: Lab, first: int, reporter: Reporter) -> None:
     for m in lab.clones:
         backend = lab.backend_for(m.name)
         if not isinstance(backend, MachineRemoval):
-            raise ProvisioningError(f"{backend.name} cannot make clone {m.name} again")
+            raise ProvisioningError(
+                _("{backend} cannot make clone {machine} again").format(
+                    backend=backend.name, machine=m.name
+                )
+            )
         reporter.line(_("removing {machine}").format(machine=m.name))
         backend.remove_machine(lab.ref, m.name)
     for backend, specs in lab.by_backend(originals(lab)):

@@ -21,6 +21,7 @@ from orchestrator.lab.bring_up import up
 from orchestrator.lab.opening import prepare
 from orchestrator.lab.reporter import Reporter
 from orchestrator.lab.verbs import check, reset, solve
+from orchestrator.messages import _
 from orchestrator.report import Report
 from orchestrator.scenario.catalog import resolve
 from orchestrator.scenario.load import load_file
@@ -59,8 +60,10 @@ class Proof:
         step = self.failed
         if step is not None:
             raise ProofFailed(
-                f"{self.scenario} on {self.backend}: step `{step.name}` failed: {step.detail}",
-                hint="the table above shows every step; `guestlab up` the scenario to look",
+                _("{scenario} on {backend}: step `{name}` failed: {detail}").format(
+                    scenario=self.scenario, backend=self.backend, name=step.name, detail=step.detail
+                ),
+                hint=_("the table above shows every step; `guestlab up` the scenario to look"),
             )
 
 
@@ -85,7 +88,7 @@ def prove_lab(lab: Lab, store: Store, reporter: Reporter) -> Proof:
 
     def step(name: str, fn: Callable[[], str | None]) -> bool:
         # a line, not a Reporter step: the lifecycle's own steps run inside these
-        reporter.line(f"proving: {name}")
+        reporter.line(_("proving: {name}").format(name=name))
         started = time.monotonic()
         try:
             problem = fn()
@@ -98,7 +101,7 @@ def prove_lab(lab: Lab, store: Store, reporter: Reporter) -> Proof:
         if step("up", lambda: _up(lab, store, reporter)):
             _prove_tasks(lab, store, reporter, step)
     finally:
-        step("down leaves nothing", lambda: _down(lab, store))
+        step(_("down leaves nothing"), lambda: _down(lab, store))
     return proof
 
 
@@ -113,13 +116,13 @@ def _prove_tasks(
     def record() -> LabRecord:
         found = store.lab(lab.ref.key)
         if found is None:
-            raise ProofFailed(f"the state store lost lab {lab.ref.key}")
+            raise ProofFailed(_("the state store lost lab {key}").format(key=lab.ref.key))
         return found
 
     def all_fail() -> str | None:
         return _passing(check(lab, record(), store, reporter=reporter))
 
-    if not step("every task fails after up", all_fail):
+    if not step(_("every task fails after up"), all_fail):
         return
     for task in lab.scenario.tasks:
 
@@ -128,9 +131,11 @@ def _prove_tasks(
             report = check(lab, record(), store, [task_id], reporter=reporter)
             return None if report.passed else _failing(report)
 
-        name = f"{task.id} passes after its solution" + (
-            " and a reboot" if task.after_reboot else ""
-        )
+        name = (
+            _("{task} passes after its solution and a reboot")
+            if task.after_reboot
+            else _("{task} passes after its solution")
+        ).format(task=task.id)
         if not step(name, solved):
             return
 
@@ -139,11 +144,11 @@ def _prove_tasks(
         return None if report.passed else _failing(report)
 
     # one solution may undo another's work: together, they must all still hold
-    if not step("every task passes together", all_pass):
+    if not step(_("every task passes together"), all_pass):
         return
     if not step("reset", lambda: reset(lab, record(), store, reporter)):
         return
-    step("every task fails after reset", all_fail)
+    step(_("every task fails after reset"), all_fail)
 
 
 def _up(lab: Lab, store: Store, reporter: Reporter) -> None:
@@ -154,21 +159,23 @@ def _down(lab: Lab, store: Store) -> str | None:
     teardown.down(lab.ref, [b.name for b in lab.backends], store)
     left = [f"{b.name}: {', '.join(b.find(lab.ref))}" for b in lab.backends if b.find(lab.ref)]
     if store.lab(lab.ref.key) is not None:
-        left.append("the state store still knows the lab")
-    return "left behind: " + "; ".join(left) if left else None
+        left.append(_("the state store still knows the lab"))
+    return _("left behind: {what}").format(what="; ".join(left)) if left else None
 
 
 def _passing(report: Report) -> str | None:
     """Why a report of a lab nobody has worked on is wrong: the tasks that pass."""
     passing = [t.id for t in report.tasks if t.passed]
-    return f"passes before any work: {', '.join(passing)}" if passing else None
+    if not passing:
+        return None
+    return _("passes before any work: {tasks}").format(tasks=", ".join(passing))
 
 
 def _failing(report: Report) -> str:
     """What still fails in a report, one check per line's worth, bounded."""
     parts = [f"{t.id}: {c.name}: {c.message}" for t in report.tasks for c in t.failing]
-    parts += [f"{t.id}: unproven" for t in report.tasks if t.unproven]
-    text = "; ".join(parts) or "no check failed, yet the report did not pass"
+    parts += [_("{task}: unproven").format(task=t.id) for t in report.tasks if t.unproven]
+    text = "; ".join(parts) or _("no check failed, yet the report did not pass")
     return text[:500]
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from orchestrator.errors import UsageError
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.bring_up import can_remake_clones
+from orchestrator.messages import _
 from orchestrator.scenario.load import load_file
 from orchestrator.scenario.model import Scenario
 from orchestrator.scenario.render import has_template
@@ -71,8 +72,10 @@ def require_poolable(raw: Scenario) -> None:
     machines = [m.name for m in raw.lab_machines if uses_student(m.model_dump_json())]
     if machines:
         raise UsageError(
-            f"{raw.id} cannot be pooled: machine {machines[0]} depends on the student",
-            hint="bring its labs up cold: guestlab up ID --no-pool",
+            _("{id} cannot be pooled: machine {machines} depends on the student").format(
+                id=raw.id, machines=machines[0]
+            ),
+            hint=_("bring its labs up cold: guestlab up ID --no-pool"),
         )
     # a pool saves the starting state before the student's steps: a copy of that state
     # would lack them (running them again in the copy gives other keys, other IDs)
@@ -81,9 +84,11 @@ def require_poolable(raw: Scenario) -> None:
         source = raw.root_of(m.name).name
         if m.grading and m.grading.state == "start" and source in late:
             raise UsageError(
-                f"{raw.id} cannot be pooled: grading machine {m.name} copies {source} as"
-                " `up` left it, after setup steps that depend on the student",
-                hint="bring its labs up cold: guestlab up ID --no-pool",
+                _(
+                    "{id} cannot be pooled: grading machine {name} copies {source} as"
+                    " `up` left it, after setup steps that depend on the student"
+                ).format(id=raw.id, name=m.name, source=source),
+                hint=_("bring its labs up cold: guestlab up ID --no-pool"),
             )
 
 

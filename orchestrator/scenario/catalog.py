@@ -132,7 +132,7 @@ def expand(paths: list[str]) -> list[Path]:
         if path.is_dir():
             files = _files_in(path)
             if not files:
-                raise UsageError(f"no scenario files (*.yaml, *.yml) in {ref}")
+                raise UsageError(_("no scenario files (*.yaml, *.yml) in {ref}").format(ref=ref))
             out.extend(files)
         elif path.is_file():
             out.append(path)  # any suffix: validating it says what is wrong

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from orchestrator import paths
 from orchestrator.errors import Problem, ScenarioError, StateError, UsageError
+from orchestrator.messages import _
 from orchestrator.scenario.model import Parameter, Scenario
 
 MARKERS = ("{{", "{%")
@@ -75,8 +76,10 @@ def params_key(home: Path | None = None) -> bytes:
         return _read_key(path)
     except OSError as e:
         raise StateError(
-            f"cannot read or make the parameter key {path}: {e.strerror or e}",
-            hint="GUESTLAB_HOME must be a directory this user can write",
+            _("cannot read or make the parameter key {path}: {error}").format(
+                path=path, error=e.strerror or e
+            ),
+            hint=_("GUESTLAB_HOME must be a directory this user can write"),
         ) from None
 
 
@@ -89,8 +92,10 @@ def _read_key(path: Path) -> bytes:
         os.close(fd)
     if not stat.S_ISREG(info.st_mode) or len(key) != KEY_BYTES:
         raise StateError(
-            f"the parameter key {path} is damaged (not {KEY_BYTES} bytes)",
-            hint="restore it from a backup; a new key gives every new lab other values",
+            _("the parameter key {path} is damaged (not {key_bytes} bytes)").format(
+                path=path, key_bytes=KEY_BYTES
+            ),
+            hint=_("restore it from a backup; a new key gives every new lab other values"),
         )
     if info.st_mode & 0o077:
         os.chmod(path, 0o600)  # a key others can read is no secret: close it again
@@ -214,19 +219,25 @@ def render_text(
         )
     except TemplateSyntaxError as e:
         where = f" (template line {e.lineno})" if "\n" in text.rstrip("\n") else ""
-        raise RenderError(f"template syntax error: {e.message}{where}") from None
+        raise RenderError(
+            _("template syntax error: {message}{where}").format(message=e.message, where=where)
+        ) from None
     except SecurityError as e:
-        raise RenderError(f"template not allowed: {e}") from None
+        raise RenderError(_("template not allowed: {error}").format(error=e)) from None
     except UndefinedError as e:
         message = str(e)
         if message.endswith("is undefined"):
-            message += " (templates can use params.NAME, student.id and machines.NAME.FACT)"
-        raise RenderError(f"template: {message}") from None
+            message = _(
+                "{message} (templates can use params.NAME, student.id and machines.NAME.FACT)"
+            ).format(message=message)
+        raise RenderError(_("template: {message}").format(message=message)) from None
     except TemplateError as e:
-        raise RenderError(f"template error: {e}") from None
+        raise RenderError(_("template error: {error}").format(error=e)) from None
     except Exception as e:
         # Whatever fails inside an author's template is a problem of the scenario, not a crash.
-        raise RenderError(f"template failed: {type(e).__name__}: {e}") from None
+        raise RenderError(
+            _("template failed: {name}: {error}").format(name=type(e).__name__, error=e)
+        ) from None
 
 
 def render_scenario(

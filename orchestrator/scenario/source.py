@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.errors import Problem, ScenarioError, UsageError
+from orchestrator.messages import _
 
 MAX_BYTES = 512 * 1024
 
@@ -19,7 +20,9 @@ def read_source(path: Path) -> bytes:
             # Read one byte past the limit: a FIFO or /dev/zero reports size 0.
             raw = f.read(MAX_BYTES + 1)
     except OSError as e:
-        raise UsageError(f"cannot read scenario {path}: {e.strerror or e}") from None
+        raise UsageError(
+            _("cannot read scenario {path}: {error}").format(path=path, error=e.strerror or e)
+        ) from None
     if len(raw) > MAX_BYTES:
         raise ScenarioError([Problem(str(path), 1, 1, "", too_large())])
     return raw

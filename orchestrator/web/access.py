@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from orchestrator.backends.contract import Attachable
 from orchestrator.credentials import Seats
 from orchestrator.errors import GuestlabError
+from orchestrator.messages import _
 
 if TYPE_CHECKING:
     from orchestrator.lab.bound import Lab
@@ -49,6 +50,16 @@ def seat_for(db: sqlite3.Connection, token: str) -> Seat | None:
     return Seat(lab, row["scenario"], row["student"]) if row else None
 
 
+def lab_language(db: sqlite3.Connection, lab: str) -> str:
+    """The language a lab was brought up in; "" when none was chosen (or the store is from
+    before languages were remembered, or the lab is gone)."""
+    try:
+        row = db.execute("SELECT lang FROM labs WHERE key=?", (lab,)).fetchone()
+    except sqlite3.Error:
+        return ""
+    return str(row[0]) if row and row[0] else ""
+
+
 def machine_names(lab: Lab) -> list[str]:
     """The machines a student may open in a lab, in the scenario's order."""
     return [m.name for m in lab.scenario.lab_machines]
@@ -56,19 +67,26 @@ def machine_names(lab: Lab) -> list[str]:
 
 def shell_argv(lab: Lab, machine: str) -> list[str]:
     """The host command that opens a root shell in `machine`; refused for any other lab's."""
-    names = machine_names(lab)
-    if machine not in names:
-        raise SeatRefused(f"this lab has no machine {machine}", hint=f"its machines: {names}")
+    _require(lab, machine)
     return list(lab.backend_for(machine).shell_argv(lab.ref, machine))
 
 
 def attach_argv(lab: Lab, machine: str, argv: Sequence[str], *, tty: bool) -> list[str]:
     """The host command that runs argv as root in `machine`, on the caller's streams
     (`tty`: under its terminal); refused for any other lab's machine."""
-    names = machine_names(lab)
-    if machine not in names:
-        raise SeatRefused(f"this lab has no machine {machine}", hint=f"its machines: {names}")
+    _require(lab, machine)
     backend = lab.backend_for(machine)
     if not isinstance(backend, Attachable):
-        raise SeatRefused(f"the {backend.name} backend cannot run a command for a door")
+        raise SeatRefused(
+            _("the {backend} backend cannot run a command for a door").format(backend=backend.name)
+        )
     return list(backend.attach_argv(lab.ref, machine, argv, tty=tty))
+
+
+def _require(lab: Lab, machine: str) -> None:
+    names = machine_names(lab)
+    if machine not in names:
+        raise SeatRefused(
+            _("this lab has no machine {machine}").format(machine=machine),
+            hint=_("its machines: {names}").format(names=", ".join(names)),
+        )

@@ -21,9 +21,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orchestrator.messages import N_
 from orchestrator.web import dashboard, enrol, seats, static_files, terminals
 from orchestrator.web.config import ServeConfig, instructor_ok, seat_of, student_token
+from orchestrator.web.i18n import page_language
 from orchestrator.web.rendering import log_safe, text
+
+#: what the other errors Starlette raises (a wrong method, mostly) say, by status
+REASONS = {405: N_("405 method not allowed")}
 
 
 class AccessLog:
@@ -68,12 +73,15 @@ def build_app(config: ServeConfig) -> Starlette:
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
+        lang = page_language(request)
         if status == 404 and not instructor_ok(request, config.token):
             seat = await run_in_threadpool(seat_of, config.db_path, student_token(request))
             if seat is None:
-                return text(403, dashboard.FORBIDDEN)
-        detail = getattr(exc, "detail", "not found")
-        return text(status, f"{status} {detail}".lower() if status != 404 else "not found")
+                return text(403, dashboard.FORBIDDEN, lang)
+        if status == 404:
+            return text(404, static_files.NOT_FOUND, lang)
+        detail = f"{status} {getattr(exc, 'detail', '')}".lower()
+        return text(status, REASONS.get(status, detail), lang)
 
     routes: list[Any] = [
         *dashboard.routes(config),

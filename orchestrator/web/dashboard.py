@@ -9,6 +9,7 @@ functions, so Starlette runs them in its thread pool and a slow store holds up n
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import urllib.parse
 from typing import Any
@@ -17,23 +18,30 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from orchestrator import messages
 from orchestrator.classroom import gradebook as gb
 from orchestrator.classroom.copies import describe, is_copy
 from orchestrator.classroom.store import list_classes, student_history
+from orchestrator.messages import N_, _
 from orchestrator.web import access
 from orchestrator.web.config import ServeConfig, instructor_ok
-from orchestrator.web.i18n import page_language
+from orchestrator.web.i18n import dashboard_strings, page_language, watch_strings
 from orchestrator.web.rendering import data, page, text
 
 REFRESH_SECONDS = 3
 MAX_HISTORY = 50
-FORBIDDEN = "403 forbidden: the dashboard's token is needed"
+FORBIDDEN = N_("403 forbidden: the dashboard's token is needed")
+UNREADABLE = N_("the state store cannot be read: {error}")
+NO_CLASS = N_("no such class")
+NO_STUDENT = N_("no such class or student")
 
 
-def with_text(book: dict[str, Any]) -> dict[str, Any]:
-    """The JSON the grid reads: copy flags come with their sentence ready to show."""
-    for r in book["students"]:
-        r["copies"] = [{**f, "text": describe(f)} for f in r["copies"]]
+def with_text(book: dict[str, Any], lang: str = "en") -> dict[str, Any]:
+    """The JSON the grid reads: copy flags come with their sentence ready to show, in the
+    page's language."""
+    with messages.language(lang):
+        for r in book["students"]:
+            r["copies"] = [{**f, "text": describe(f)} for f in r["copies"]]
     return book
 
 
@@ -52,7 +60,8 @@ def _cell(c: dict[str, Any]) -> str:
 
 
 def _note(flag: dict[str, Any]) -> str:
-    return ("copy? " if is_copy(flag) else "") + describe(flag)
+    """A copy column's entry as a page shows it (rendered in the page's language)."""
+    return (_("copy?") + " " if is_copy(flag) else "") + describe(flag)
 
 
 def _link(path: str, token: str) -> str:
@@ -63,16 +72,17 @@ def _handler(config: ServeConfig, build: Any) -> Any:
     """A read-only endpoint: the token checked, the store opened for this request only."""
 
     def endpoint(request: Request) -> Response:
+        lang = page_language(request)
         if not instructor_ok(request, config.token):
-            return text(403, FORBIDDEN)
+            return text(403, FORBIDDEN, lang)
         try:
             db = access.read_only(config.db_path)
         except sqlite3.Error as e:
-            return text(503, f"the state store cannot be read: {e}")
+            return text(503, UNREADABLE, lang, error=e)
         try:
             return build(config, request, db)
         except sqlite3.Error as e:  # a store being written right now: the next poll succeeds
-            return text(503, f"the state store cannot be read: {e}")
+            return text(503, UNREADABLE, lang, error=e)
         finally:
             db.close()
 
@@ -93,19 +103,21 @@ def api_classes(config: ServeConfig, request: Request, db: sqlite3.Connection) -
 def api_class(config: ServeConfig, request: Request, db: sqlite3.Connection) -> Response:
     book = gb.live(db, request.path_params["cid"])
     if book is None:
-        return text(404, "no such class")
-    return data(with_presence(with_text(book), config))
+        return text(404, NO_CLASS, page_language(request))
+    return data(with_presence(with_text(book, page_language(request)), config))
 
 
 def klass(config: ServeConfig, request: Request, db: sqlite3.Connection) -> Response:
     cid = request.path_params["cid"]
+    lang = page_language(request)
     book = gb.live(db, cid)
     if book is None:
-        return text(404, "no such class")
+        return text(404, NO_CLASS, lang)
     with_presence(book, config)
     return page(
         "class.html",
-        lang=page_language(request),
+        lang=lang,
+        strings_json=json.dumps(dashboard_strings(lang)),
         book=book,
         token=config.token,
         base=f"/class/{urllib.parse.quote(cid)}",
@@ -131,7 +143,7 @@ def _row(db: sqlite3.Connection, request: Request) -> tuple[Any, Any]:
 def student(config: ServeConfig, request: Request, db: sqlite3.Connection) -> Response:
     book, row = _row(db, request)
     if book is None:
-        return text(404, "no such class or student")
+        return text(404, NO_STUDENT, page_language(request))
     history = list(reversed(student_history(db, row["lab"])[-MAX_HISTORY:]))
     base = f"/class/{urllib.parse.quote(book['class'])}"
     return page(
@@ -154,11 +166,13 @@ def student(config: ServeConfig, request: Request, db: sqlite3.Connection) -> Re
 
 def watch(config: ServeConfig, request: Request, db: sqlite3.Connection) -> Response:
     book, row = _row(db, request)
+    lang = page_language(request)
     if book is None:
-        return text(404, "no such class or student")
+        return text(404, NO_STUDENT, lang)
     return page(
         "watch.html",
-        lang=page_language(request),
+        lang=lang,
+        strings_json=json.dumps(watch_strings(lang)),
         r=row,
         cid=book["class"],
         token=config.token,

@@ -21,6 +21,7 @@ from markdown_it import MarkdownIt
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from orchestrator import messages
+from orchestrator.messages import _
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -78,9 +79,12 @@ def page(name: str, status: int = 200, *, lang: str = "en", **context: Any) -> H
     return HTMLResponse(body, status_code=status, headers=headers)
 
 
-def text(status: int, message: str) -> PlainTextResponse:
+def text(status: int, message: str, lang: str = "en", **values: Any) -> PlainTextResponse:
+    """A plain-text answer: `message` (a msgid) in `lang`, its `{placeholders}` filled."""
+    with messages.language(lang):
+        body = _(message).format(**values) if values else _(message)
     headers = {**BASE_HEADERS, "Content-Security-Policy": csp("")}
-    return PlainTextResponse(message + "\n", status_code=status, headers=headers)
+    return PlainTextResponse(body + "\n", status_code=status, headers=headers)
 
 
 def data(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:

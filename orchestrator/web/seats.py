@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -109,24 +107,7 @@ def describe_seat(db_path: Any, seat: access.Seat, lang: str) -> dict[str, Any]:
 
 
 def _lang(request: Request) -> str:
-    return i18n.choose(request.query_params.get("lang"), request.headers.get("accept-language"))
-
-
-def _seat_lang(request: Request, db_path: Path, seat: access.Seat) -> str:
-    """A seat's language: `?lang=`, else the one its lab was brought up in (as the CLI
-    speaks it), else the browser's."""
-    if not request.query_params.get("lang"):
-        try:
-            db = access.read_only(db_path)
-            try:
-                row = db.execute("SELECT lang FROM labs WHERE key=?", (seat.lab,)).fetchone()
-            finally:
-                db.close()
-        except sqlite3.Error:  # a store from before languages were remembered
-            row = None
-        if row and row[0]:
-            return i18n.choose(row[0], None)
-    return _lang(request)
+    return i18n.page_language(request)
 
 
 def _failure(e: GuestlabError, status: int = 409) -> Response:
@@ -151,7 +132,7 @@ class Endpoints:
 
     def seat_and_lang(self, request: Request) -> tuple[access.Seat | None, str]:
         found = self.seat(request)
-        lang = _seat_lang(request, self.config.db_path, found) if found else _lang(request)
+        lang = i18n.seat_language(request, self.config.db_path, found) if found else _lang(request)
         return found, lang
 
     def link(self, request: Request) -> Response:

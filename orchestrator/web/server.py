@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from orchestrator.errors import GuestlabError
+from orchestrator.messages import _
 from orchestrator.web.app import build_app
 from orchestrator.web.config import MAX_MESSAGE, ServeConfig
 
@@ -42,8 +43,10 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as e:
         sock.close()
         raise GuestlabError(
-            f"cannot listen on {host}:{port}: {e.strerror or e}",
-            hint="choose another --port (0 picks a free one)",
+            _("cannot listen on {host}:{port}: {error}").format(
+                host=host, port=port, error=e.strerror or e
+            ),
+            hint=_("choose another --port (0 picks a free one)"),
         ) from None
     sock.listen(128)
     sock.set_inheritable(True)
@@ -85,8 +88,10 @@ async def _serve(config: ServeConfig, listen: Listen, sock: socket.socket) -> No
             )
         except OSError as e:
             raise GuestlabError(
-                f"cannot open the SSH door on {listen.host}:{listen.ssh_port}: {e.strerror or e}",
-                hint="choose another --ssh-port",
+                _("cannot open the SSH door on {host}:{ssh_port}: {error}").format(
+                    host=listen.host, ssh_port=listen.ssh_port, error=e.strerror or e
+                ),
+                hint=_("choose another --ssh-port"),
             ) from None
     try:
         await server.serve(sockets=[sock])

@@ -23,7 +23,8 @@ from pathlib import Path
 import asyncssh
 
 from orchestrator.backends.contract import LabRef
-from orchestrator.web.access import Seat, seat_for
+from orchestrator.messages import _
+from orchestrator.web.access import Seat, lab_language, seat_for
 
 #: a student id, or a lab key (`SCENARIO--STUDENT`, longer than a student id may be)
 LAB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -44,8 +45,10 @@ def parse_username(username: str) -> Login:
     name, plus, machine = username.partition("+")
     if not LAB_NAME.match(name) or (plus and not MACHINE.match(machine)):
         raise ValueError(
-            f"{username!r} is not a lab's user name: use STUDENT, STUDENT+MACHINE,"
-            " SCENARIO--STUDENT or SCENARIO--STUDENT+MACHINE"
+            _(
+                "{name} is not a lab's user name: use STUDENT, STUDENT+MACHINE,"
+                " SCENARIO--STUDENT or SCENARIO--STUDENT+MACHINE"
+            ).format(name=repr(username[:100]))
         )
     return Login(name, machine if plus else None)
 
@@ -68,12 +71,18 @@ def seat_by_token(db: sqlite3.Connection, name: str, token: str) -> Seat | None:
     return seat
 
 
+def seats_language(db: sqlite3.Connection, seats: list[Seat]) -> str:
+    """The language the seats' labs were brought up in, when they agree; else ""."""
+    found = {lab_language(db, s.lab) for s in seats}
+    return found.pop() if len(found) == 1 else ""
+
+
 def roster_key(text: str) -> asyncssh.SSHKey:
     """A roster's `ssh_key` cell as a public key; ValueError saying why it is not one."""
     try:
         return asyncssh.import_public_key(text.strip())
     except (asyncssh.KeyImportError, ValueError) as e:
-        raise ValueError(f"not an SSH public key ({e})") from None
+        raise ValueError(_("not an SSH public key ({error})").format(error=e)) from None
 
 
 def seats_by_key(db: sqlite3.Connection, name: str, key: asyncssh.SSHKey) -> list[Seat]:

@@ -12,6 +12,7 @@ Every refusal is logged (user names quoted, never a password or a token).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ import asyncssh
 
 from orchestrator import messages, paths
 from orchestrator.lab.opening import open_lab
+from orchestrator.messages import _
+from orchestrator.scenario.i18n import pick_language
 from orchestrator.state import Store
 from orchestrator.web.access import Seat, attach_argv, machine_names, read_only
 from orchestrator.web.in_machine import end_argv
@@ -33,6 +36,7 @@ from orchestrator.web.ssh_auth import (
     parse_username,
     seat_by_token,
     seats_by_key,
+    seats_language,
 )
 from orchestrator.web.ssh_session import DoorSession, Opened
 
@@ -58,6 +62,8 @@ class Door:
         self.store_path = store_path
         self.presence = presence
         self.limits = limits
+        #: what the door says before it knows whose lab it is: the serve process's language
+        self.lang = pick_language(None)
         self.max_sessions = limits.max_sessions
         self.attempts = Attempts(limits.failures, limits.window)
         self.endings: set[asyncio.Task[None]] = set()
@@ -82,13 +88,13 @@ class Door:
             try:
                 # the lab's language (chosen at `up`): its errors reach the student in it
                 record = store.lab(seat.lab)
-                lang = record.lang if record and record.lang else messages.ENGLISH
+                lang = record.lang if record and record.lang else messages.current()
                 with messages.language(lang):
-                    lab, _ = open_lab(store, seat.scenario, seat.student, lang)
+                    lab, _record = open_lab(store, seat.scenario, seat.student, lang)
+                    name = machine or machine_names(lab)[0]
+                    host_argv = attach_argv(lab, name, argv, tty=tty)
             finally:
                 store.close()
-            name = machine or machine_names(lab)[0]
-            host_argv = attach_argv(lab, name, argv, tty=tty)
             return Opened(host_argv, name, lab.backend_for(name), lab.ref)
 
         return await asyncio.to_thread(work)
@@ -130,6 +136,8 @@ class DoorServer(asyncssh.SSHServer):
         self.address = "?"
         self.login: Login | None = None
         self.seats: list[Seat] = []
+        self.lang = ""  # the language of the labs a login opens, once known
+        self.bad_name = ""  # why the user name is not one, in the door's language
         self.failures = 0
 
     @property
@@ -143,17 +151,27 @@ class DoorServer(asyncssh.SSHServer):
         self.address = str(peer[0]) if peer else "?"
 
     def begin_auth(self, username: str) -> bool:
-        self.named(username)
+        if self.named(username) is None:
+            self.tell(self.bad_name)  # once, before the client asks for a password
         return True  # every login needs a proof, so a name's existence is never told
 
     def named(self, username: str) -> Login | None:
         """The login a user name asks for (a client may change names between tries)."""
         try:
-            self.login = parse_username(username)
-        except ValueError:
+            with messages.language(self.door.lang):
+                self.login = parse_username(username)
+        except ValueError as e:
             self.login = None
+            self.bad_name = str(e)
             log.warning("ssh door refused user name %r from %s", username[:100], self.address)
         return self.login
+
+    def tell(self, text: str) -> None:
+        """A sentence the client shows while it logs in (an SSH authentication banner), in
+        the door's language: whose lab it is, nothing says yet."""
+        if self.conn is not None:
+            with contextlib.suppress(OSError):  # authentication is over: too late to say
+                self.conn.send_auth_banner(f"guestlab: {text}\r\n", self.door.lang)
 
     def password_auth_supported(self) -> bool:
         return True
@@ -166,21 +184,29 @@ class DoorServer(asyncssh.SSHServer):
         if login is None or not self.may_try():
             return False
         seat = await self.door.query(seat_by_token, login.name, password)
-        return self.judged([seat] if seat else [], "token")
+        return await self.admitted([seat] if seat else [], "token")
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         login = self.named(username)
         if login is None or not self.may_try():
             return False
         seats = await self.door.query(seats_by_key, login.name, key)
-        return self.judged(seats, "key")
+        return await self.admitted(seats, "key")
 
     def may_try(self) -> bool:
         if self.door.attempts.blocked(self.address):
             log.warning("ssh door refused a login of %s: too many failures", self.who)
+            with messages.language(self.door.lang):
+                self.tell(_("too many failed logins from this address: try again in a while"))
             self.close()
             return False
         return True
+
+    async def admitted(self, seats: list[Seat], proof: str) -> bool:
+        """`judged`, with the language of the labs the proof opens learned first."""
+        if seats:
+            self.lang = await self.door.query(seats_language, seats)
+        return self.judged(seats, proof)
 
     def judged(self, seats: list[Seat], proof: str) -> bool:
         if seats:
@@ -190,9 +216,19 @@ class DoorServer(asyncssh.SSHServer):
         self.failures += 1
         self.door.attempts.failed(self.address)
         log.warning("ssh door refused a %s login of %s", proof, self.who)
-        if self.failures >= self.door.limits.auth_tries:
-            log.warning("ssh door closed the connection of %s: too many tries", self.who)
-            self.close()
+        with messages.language(self.door.lang):
+            if proof == "token":  # a client tries each of its keys: those are not told
+                name = self.login.name if self.login else "?"
+                self.tell(
+                    _(
+                        "no lab of {name} opens with this password (it is the token of your"
+                        " personal link)"
+                    ).format(name=name)
+                )
+            if self.failures >= self.door.limits.auth_tries:
+                log.warning("ssh door closed the connection of %s: too many tries", self.who)
+                self.tell(_("too many failed logins: the connection is closed"))
+                self.close()
         return False
 
     def close(self) -> None:
@@ -202,7 +238,8 @@ class DoorServer(asyncssh.SSHServer):
     def session_requested(self) -> DoorSession | bool:
         if not self.seats or self.login is None:
             return False
-        return DoorSession(self.door, self.seats, self.login, self.who)
+        lang = self.lang or self.door.lang
+        return DoorSession(self.door, self.seats, self.login, self.who, lang)
 
     # -- everything else an SSH server could offer, refused and logged --------------------------
     def refused(self, what: str) -> bool:

@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import asyncssh
 
+from orchestrator import messages
 from orchestrator.errors import GuestlabError
+from orchestrator.messages import _
 from orchestrator.web.access import Seat, SeatRefused
 from orchestrator.web.in_machine import marked_argv, new_marker
 from orchestrator.web.pty_process import READ_SIZE, PtyProcess
@@ -73,10 +75,14 @@ def exit_code(returncode: int | None) -> int:
 
 
 class DoorSession(asyncssh.SSHServerSession[bytes]):
-    """A channel's session: refuses subsystems, runs one shell or command, then ends."""
+    """A channel's session: refuses subsystems, runs one shell or command, then ends; what
+    it says to the client is in `lang` (the language its lab was brought up in)."""
 
-    def __init__(self, door: Opener, seats: list[Seat], login: Login, who: str) -> None:
+    def __init__(
+        self, door: Opener, seats: list[Seat], login: Login, who: str, lang: str = "en"
+    ) -> None:
         self.door, self.seats, self.login, self.who = door, seats, login, who
+        self.lang = lang
         self.chan: asyncssh.SSHServerChannel[bytes] | None = None
         self.command: str | None = None
         self.term: tuple[str, int, int] | None = None  # type, columns, rows
@@ -153,6 +159,8 @@ class DoorSession(asyncssh.SSHServerSession[bytes]):
 
     async def run(self) -> None:
         status = 1
+        # the task's own context: the worker threads it starts (opening the lab) inherit it
+        messages.use(self.lang)
         try:
             status = await self.serve()
         except GuestlabError as e:
@@ -160,7 +168,7 @@ class DoorSession(asyncssh.SSHServerSession[bytes]):
             self._tell(f"guestlab: {e}" + (f" ({e.hint})" if e.hint else ""))
         except Exception:
             log.exception("ssh door session of %s failed", self.who)
-            self._tell("guestlab: the session failed; the instructor's log says why")
+            self._tell("guestlab: " + _("the session failed; the instructor's log says why"))
         if self.chan is not None:
             with contextlib.suppress(OSError):  # the client may be gone already
                 self.chan.exit(status)
@@ -170,8 +178,8 @@ class DoorSession(asyncssh.SSHServerSession[bytes]):
             return self.seats[0]
         keys = ", ".join(s.lab for s in self.seats)
         raise SeatRefused(
-            f"{self.login.name} has labs of {len(self.seats)} scenarios",
-            hint=f"log in as one of: {keys} (add +MACHINE for another machine)",
+            _("{name} has labs of {n} scenarios").format(name=self.login.name, n=len(self.seats)),
+            hint=_("log in as one of: {keys} (add +MACHINE for another machine)").format(keys=keys),
         )
 
     async def serve(self) -> int:
@@ -182,7 +190,9 @@ class DoorSession(asyncssh.SSHServerSession[bytes]):
         opened = await self.door.open(seat, self.login.machine, argv, tty)
         # counted and entered with no wait between: two sessions cannot both take the last place
         if self.door.presence.count(seat.lab, "ssh") >= self.door.max_sessions:
-            raise SeatRefused(f"at most {self.door.max_sessions} SSH sessions at once per lab")
+            raise SeatRefused(
+                _("at most {n} SSH sessions at once per lab").format(n=self.door.max_sessions)
+            )
         session = self.door.presence.enter(seat.lab, opened.machine, "ssh")
         log.info("ssh door opened %s on %s for %s", opened.machine, seat.lab, self.who)
         try:

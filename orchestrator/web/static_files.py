@@ -14,6 +14,8 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from orchestrator.messages import N_
+from orchestrator.web.i18n import page_language
 from orchestrator.web.rendering import STATIC, text, with_headers
 
 NODE_MODULES = Path(__file__).resolve().parent / "node_modules"
@@ -22,7 +24,8 @@ VENDOR = {
     "xterm.css": NODE_MODULES / "@xterm/xterm/css/xterm.css",
     "addon-fit.js": NODE_MODULES / "@xterm/addon-fit/lib/addon-fit.js",
 }
-MISSING = "xterm.js is not installed: run scripts/setup/seat.sh (npm ci in orchestrator/web)"
+MISSING = N_("xterm.js is not installed: run scripts/setup/seat.sh (npm ci in orchestrator/web)")
+NOT_FOUND = N_("not found")
 
 
 def vendor_ready() -> bool:
@@ -32,9 +35,9 @@ def vendor_ready() -> bool:
 def vendor(request: Request) -> Response:
     path = VENDOR.get(request.path_params["name"])
     if path is None:
-        return text(404, "not found")
+        return text(404, NOT_FOUND, page_language(request))
     if not path.is_file():
-        return text(404, MISSING)
+        return text(404, MISSING, page_language(request))
     kind = "text/css" if path.suffix == ".css" else "text/javascript"
     return with_headers(FileResponse(path, media_type=kind))
 

@@ -25,8 +25,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from orchestrator import messages
+from orchestrator.messages import _, decimal
 from orchestrator.state import Store
-from orchestrator.web import access
+from orchestrator.web import access, i18n
 from orchestrator.web.config import MAX_MESSAGE, ServeConfig, instructor_ok, seat_of, student_token
 from orchestrator.web.in_machine import end_argv, marked_argv, new_marker
 from orchestrator.web.pty_process import PtyProcess
@@ -147,18 +149,21 @@ def routes(config: ServeConfig, terminals: Terminals) -> list[WebSocketRoute]:
             config.log(f"refused: a terminal socket with {why}")
             await ws.close(1008)
             return
-        marker = new_marker()
-        try:
-            argv, lab = await run_in_threadpool(_argv, config, seat, machine, marker)
-        except access.SeatRefused as e:
-            config.log(f"refused: {e}")
-            await ws.close(1008)
-            return
-        await ws.accept()
-        if config.presence.count(seat.lab, "web") >= config.max_terminals:
-            await _say(ws, f"You have {config.max_terminals} terminals open already.", 1013)
-            return
-        await _run(ws, config, terminals, seat, machine, argv, lab, marker)
+        lang = await run_in_threadpool(i18n.seat_language, ws, config.db_path, seat)
+        with messages.language(lang):  # what the terminal says, it says in the page's language
+            marker = new_marker()
+            try:
+                argv, lab = await run_in_threadpool(_argv, config, seat, machine, marker)
+            except access.SeatRefused as e:
+                config.log(f"refused: {e}")
+                await ws.close(1008)
+                return
+            await ws.accept()
+            if config.presence.count(seat.lab, "web") >= config.max_terminals:
+                said = _("You have {n} terminals open already.").format(n=config.max_terminals)
+                await _say(ws, said, 1013)
+                return
+            await _run(ws, config, terminals, seat, machine, argv, lab, marker)
 
     async def watch(ws: WebSocket) -> None:
         if not instructor_ok(ws, config.token) or not same_origin(ws):
@@ -188,7 +193,8 @@ async def _run(
     try:
         proc = await PtyProcess.spawn(argv, cols=_size(ws, "cols", 80), rows=_size(ws, "rows", 24))
     except OSError as e:
-        await _say(ws, f"The terminal could not start: {e.strerror or e}.", 1011)
+        said = _("The terminal could not start: {error}.").format(error=e.strerror or e)
+        await _say(ws, said, 1011)
         return
     session = config.presence.enter(seat.lab, machine, "web")
     term = Terminal(session.id, seat.lab, machine, proc)
@@ -208,7 +214,9 @@ async def _pump(ws: WebSocket, config: ServeConfig, terminals: Terminals, term: 
             terminals.output(term, chunk)
             await ws.send_bytes(chunk)
         code = await term.proc.proc.wait()
-        return f"The shell in {term.machine} ended (exit status {code})."
+        return _("The shell in {machine} ended (exit status {code}).").format(
+            machine=term.machine, code=code
+        )
 
     async def into() -> str:
         loop = asyncio.get_running_loop()
@@ -217,8 +225,11 @@ async def _pump(ws: WebSocket, config: ServeConfig, terminals: Terminals, term: 
             try:
                 msg = await asyncio.wait_for(ws.receive(), config.idle - (loop.time() - last))
             except TimeoutError:
-                idle = f"{config.idle / 60:g} min" if config.idle >= 60 else f"{config.idle:g} s"
-                return f"Closed after {idle} without a keystroke."
+                if config.idle >= 60:
+                    idle = f"{decimal(config.idle / 60, 0 if config.idle % 60 == 0 else 1)} min"
+                else:
+                    idle = f"{config.idle:g} s"
+                return _("Closed after {idle} without a keystroke.").format(idle=idle)
             if msg["type"] == "websocket.disconnect":
                 return ""
             payload = msg.get("bytes") if msg.get("bytes") is not None else msg.get("text")

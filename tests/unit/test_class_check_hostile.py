@@ -62,15 +62,15 @@ def test_one_hostile_lab_never_fails_the_class(hostile: Store) -> None:
     assert rows["ann"]["error"] == "" and rows["ann"]["max_total"] == 5
     assert all(c["state"] == "fail" for c in rows["ann"]["tasks"].values())  # graded, as is
     assert rows["trudy"]["error"] == "" and rows["trudy"]["max_total"] == 5  # graded too
-    assert rows["trudy"]["copies"] == [
-        {"problem": "copy detection failed: internal error: RuntimeError: string or blob too big"}
+    assert [c["problem"] for c in rows["trudy"]["copies"]] == [
+        "copy detection failed: internal error: RuntimeError: string or blob too big"
     ]
     assert rows["mallory"]["error"] == ""
     messages = [m for c in rows["mallory"]["tasks"].values() for m in c["messages"]]
     assert messages and all("\x1b" not in m and "\x9b" not in m for m in messages)
-    assert rows["eve"]["copies"] == [
-        {"problem": "machine-id of template: /etc/machine-id is larger than 4 KiB"},
-        {"problem": "machine-id of clone: /etc/machine-id is larger than 4 KiB"},
+    assert [c["problem"] for c in rows["eve"]["copies"]] == [
+        "machine-id of template: /etc/machine-id is larger than 4 KiB",
+        "machine-id of clone: /etc/machine-id is larger than 4 KiB",
     ]
 
 

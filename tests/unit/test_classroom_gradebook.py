@@ -10,8 +10,16 @@ from typing import Any
 
 from rich.console import Console
 
+from orchestrator import messages
 from orchestrator.classroom import gradebook as gb
-from orchestrator.classroom.copies import Observation, describe, fingerprint_params, shared
+from orchestrator.classroom.copies import (
+    Observation,
+    describe,
+    fingerprint_params,
+    note,
+    problem_flags,
+    shared,
+)
 from orchestrator.classroom.store import LabStats, Member
 from orchestrator.report import Report
 from orchestrator.scenario.model import Parameter
@@ -213,3 +221,35 @@ def test_only_parameters_with_enough_entropy_are_fingerprints() -> None:
         "word": Parameter(random="word", length=12),
     }
     assert fingerprint_params(params) == ["template_id", "word"]
+
+
+def test_copy_sentences_are_said_in_the_readers_language() -> None:
+    ann = Observation("ann", {"template_id": "aaa1"}, {}, {})
+    bob = Observation("bob", {}, {"machine-id of clone": ["aaa1"]}, {})
+    cid = Observation("cid", {}, {"machine-id of clone": ["aaa1"]}, {})
+    [flag] = shared([ann, bob, cid])["bob"]
+    [unreadable, old] = problem_flags(
+        [
+            note(
+                "{label}: {path} is larger than {kib} KiB",
+                label="ssh-host-key of web",
+                path="/k",
+                kib=4,
+            ),
+            "a sentence from an older gradebook",
+        ]
+    )
+    english = [describe(flag), describe(unreadable)]
+    with messages.language("pt-BR"):
+        portuguese = [describe(flag), describe(unreadable), describe(old)]
+    assert english == [
+        "machine-id of clone holds ann's parameter template_id (also in cid's machine-id of clone)",
+        "not compared: ssh-host-key of web: /k is larger than 4 KiB",
+    ]
+    assert portuguese == [
+        "machine-id de clone contém o valor de parâmetro template_id de ann (também em"
+        " machine-id de clone de cid)",
+        "não comparado: ssh-host-key de web: /k tem mais de 4 KiB",
+        "não comparado: a sentence from an older gradebook",
+    ]
+    assert unreadable["problem"] == "ssh-host-key of web: /k is larger than 4 KiB"  # the record

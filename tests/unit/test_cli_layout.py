@@ -81,7 +81,7 @@ def test_the_classroom_gives_gc_its_class_time_once() -> None:
     assert host.COLLECTORS.count(classroom.EXPIRE) == 1
     classroom.register(cli)  # registering again changes nothing
     assert host.COLLECTORS.count(classroom.EXPIRE) == 1
-    assert host.gc.help == (
+    assert host.gc_help() == (  # in English: the help is put together when shown
         "Remove labs whose class time is up, pool labs a stopped `pool fill` left or past their"
         " age limit, and resources of labs the state store no longer knows (after a crash)."
     )

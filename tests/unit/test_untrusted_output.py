@@ -202,8 +202,10 @@ def probe(pattern: str, column: int | None = None) -> copies.StudentProbe:
 
 
 def run_probe(p: copies.StudentProbe) -> tuple[list[str], list[str], int]:
+    """The values, the English sentences of the notes, and how much the probe printed."""
     proc = subprocess.run(list(p.argv), capture_output=True, timeout=10)
-    return (*copies.parse(p, proc.stdout.decode()), len(proc.stdout))
+    values, notes = copies.parse(p, proc.stdout.decode())
+    return values, [n["problem"] for n in notes], len(proc.stdout)
 
 
 def test_copy_probes_never_read_a_fifo_or_a_huge_file(hostile_files: Path) -> None:
@@ -231,7 +233,8 @@ def test_copy_probes_read_a_bounded_number_of_files(tmp_path: Path) -> None:
 
 
 def test_unreadable_probe_output_is_a_sentence() -> None:
-    values, problems = copies.parse(probe("/x"), "file !!! ???-\nrubbish\n")
+    values, notes = copies.parse(probe("/x"), "file !!! ???-\nrubbish\n")
+    problems = [n["problem"] for n in notes]
     assert (
         values == []
         and problems == ["ssh-host-key of clone: the probe printed something unreadable"] * 2
@@ -267,7 +270,7 @@ def test_a_probe_that_cannot_be_read_is_a_sentence(
 ) -> None:
     found = copies.gather(FakeLab(answer))  # type: ignore[arg-type]
     assert found.values == {}
-    assert len(found.problems) == 2 and all(why in p for p in found.problems)
+    assert len(found.problems) == 2 and all(why in p["problem"] for p in found.problems)
 
 
 def test_a_planted_classmates_value_flags_only_the_planter() -> None:

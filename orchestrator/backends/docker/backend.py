@@ -37,20 +37,21 @@ from orchestrator.backends.docker.confine import BOOT_FLAG, Confinement
 from orchestrator.backends.docker.engine import (
     START_FIX,
     EngineFacts,
+    connect,
     container_name,
     image_ref,
     lab_repo,
     network_name,
 )
+from orchestrator.backends.docker.images import DockerImages
 from orchestrator.backends.docker.resources import Resources
 from orchestrator.errors import (
     BackendUnavailable,
     GuestlabError,
     MachineUnavailable,
     ProvisioningError,
-    UsageError,
 )
-from orchestrator.images.rootfs import ensure_tarball
+from orchestrator.messages import _
 
 if TYPE_CHECKING:
     import docker
@@ -62,7 +63,7 @@ RESTART_GRACE = 20
 CLIENT_GRACE = 15.0
 
 
-class DockerBackend:
+class DockerBackend(DockerImages):
     name = "docker"
     capabilities = frozenset({"systemd", "clone", "snapshot"})
     virtualization = "docker"
@@ -77,7 +78,7 @@ class DockerBackend:
     def client(self) -> docker.DockerClient:
         if self._client is None:
             self._client = connect_or_raise(
-                "the Docker engine", _connect, sdk.errors.DockerException, START_FIX
+                _("the Docker engine"), connect, sdk.errors.DockerException, _(START_FIX)
             )
         return self._client
 
@@ -100,50 +101,20 @@ class DockerBackend:
             version = self.client.version()
             facts = self.facts
         except BackendUnavailable as e:
-            return Availability(False, str(e), START_FIX)
+            return Availability(False, str(e), _(START_FIX))
         except sdk.errors.DockerException as e:
-            return Availability(False, f"the Docker engine failed: {short(e)}", START_FIX)
-        return Availability(True, f"Docker engine {version.get('Version', '?')}, {facts}")
+            return Availability(
+                False, _("the Docker engine failed: {error}").format(error=short(e)), _(START_FIX)
+            )
+        return Availability(
+            True,
+            _("Docker engine {version}, {facts}").format(
+                version=version.get("Version", "?"), facts=facts
+            ),
+        )
 
     def host_root_risk(self) -> str | None:
         return self.facts.host_root_risk()
-
-    # -- images ---------------------------------------------------------------------------
-    def has_image(self, image: str) -> bool:
-        return self.resources.has_image(image_ref(image))
-
-    def ensure_image(
-        self, image: str, progress: Progress, *, build: bool = True, mirror: str | None = None
-    ) -> None:
-        if self.has_image(image):
-            return
-        if not build:
-            raise UsageError(
-                f"the image `{image}` is not in the Docker engine",
-                hint=f"build it: guestlab image build {image} --backend docker",
-            )
-        self.import_image(image, ensure_tarball(image, mirror=mirror, progress=progress), progress)
-
-    def import_image(self, image: str, tarball: Path, progress: Progress) -> None:
-        progress(f"importing {image} into Docker")
-        repo, tag = image_ref(image).rsplit(":", 1)
-        with engine_errors(f"importing {image} into Docker", sdk.errors.DockerException):
-            self.client.api.import_image(
-                src=str(tarball),
-                repository=repo,
-                tag=tag,
-                changes=[f"LABEL guestlab.image={image}", 'CMD ["/lib/systemd/systemd"]'],
-            )
-        if not self.has_image(image):
-            raise ProvisioningError(f"Docker did not keep the imported image {image}")
-
-    def remove_image(self, image: str) -> bool:
-        if not self.has_image(image):
-            return False
-        with engine_errors(f"removing the image {image} from Docker", sdk.errors.DockerException):
-            # untag only (no force): containers made from it keep their layers
-            self.client.images.remove(image_ref(image), noprune=False)
-        return True
 
     # -- machines -------------------------------------------------------------------------
     def ensure_network(self, lab: LabRef, labels: dict[str, str], name: str | None = None) -> str:
@@ -163,7 +134,9 @@ class DockerBackend:
         conf = self.confinement(spec, self.ensure_network(spec.lab, spec.lab.labels()), spec.labels)
         if conf.disk is not None and self.facts.data_root:
             btrfs_quota.heal(Path(self.facts.data_root))  # or the bound would not hold
-        with engine_errors(f"starting machine {spec.name}", sdk.errors.DockerException):
+        with engine_errors(
+            _("starting machine {name}").format(name=spec.name), sdk.errors.DockerException
+        ):
             self.client.containers.run(
                 image, name=container_name(spec.lab, spec.name), **conf.sdk_kwargs()
             )
@@ -174,13 +147,18 @@ class DockerBackend:
         """Hand the machine its cgroups, then let its first process become systemd."""
         name = container_name(lab, machine)
         with engine_errors(
-            f"preparing {machine} for systemd", (sdk.errors.DockerException, OSError, ValueError)
+            _("preparing {machine} for systemd").format(machine=machine),
+            (sdk.errors.DockerException, OSError, ValueError),
         ):
             pid = int(self.client.api.inspect_container(name)["State"]["Pid"])
             cgroups.delegate(pid)
         res = self.exec(lab, machine, ["touch", BOOT_FLAG], timeout=30)
         if not res.ok:
-            raise ProvisioningError(f"starting systemd in {machine} failed: {res.stderr[:300]}")
+            raise ProvisioningError(
+                _("starting systemd in {machine} failed: {stderr}").format(
+                    machine=machine, stderr=res.stderr[:300]
+                )
+            )
 
     def wait_ready(self, lab: LabRef, machine: str, init: str, progress: Progress) -> None:
         """Until systemd settled (common.wait_for_systemd), or for `init: none` until a
@@ -190,7 +168,7 @@ class DockerBackend:
         if init != "systemd":
             wait_for_answer(what, lambda t: self._answers(lab, machine, t), timeout=READY_TIMEOUT)
             return
-        progress(f"waiting for systemd in {machine}")
+        progress(_("waiting for systemd in {machine}").format(machine=machine))
 
         def state(t: float) -> str:
             res = self.exec(lab, machine, list(SYSTEMD_READY), timeout=t)
@@ -213,9 +191,15 @@ class DockerBackend:
                 "finding " + machine, self.client.containers.get, container_name(lab, machine)
             )
         except sdk.errors.NotFound:
-            raise MachineUnavailable(f"machine {machine} does not exist") from None
+            raise MachineUnavailable(
+                _("machine {machine} does not exist").format(machine=machine)
+            ) from None
         if c.status != "running":
-            raise MachineUnavailable(f"machine {machine} is not running (it is {c.status})")
+            raise MachineUnavailable(
+                _("machine {machine} is not running (it is {status})").format(
+                    machine=machine, status=c.status
+                )
+            )
         return c
 
     def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
@@ -233,13 +217,25 @@ class DockerBackend:
         worker.start()
         worker.join(timeout + CLIENT_GRACE)
         if worker.is_alive():
-            return ExecResult(124, "", f"no answer from the engine in {timeout:g} s", True)
+            return ExecResult(
+                124,
+                "",
+                _("no answer from the engine in {timeout} s").format(timeout=format(timeout, "g")),
+                True,
+            )
         if "error" in box:
             err = box["error"]
             if isinstance(err, sdk.errors.NotFound | sdk.errors.APIError):
                 self.container(lab, machine)  # says "does not exist" or "is not running"
-                raise MachineUnavailable(f"machine {machine}: {short(err)}") from None
-            raise engine_error(err, f"exec in {machine}", kind=BackendUnavailable, hint=START_FIX)
+                raise MachineUnavailable(
+                    _("machine {machine}: {error}").format(machine=machine, error=short(err))
+                ) from None
+            raise engine_error(
+                err,
+                _("exec in {machine}").format(machine=machine),
+                kind=BackendUnavailable,
+                hint=_(START_FIX),
+            )
         result: ExecResult = box["result"]
         return result
 
@@ -254,7 +250,9 @@ class DockerBackend:
             tar.addfile(info, io.BytesIO(data))
         # Docker resolves `folder` inside the container's root, so a symlink cannot lead out
         if not container.put_archive(folder, buf.getvalue()):
-            raise ProvisioningError(f"copying {dest} into {machine} failed")
+            raise ProvisioningError(
+                _("copying {dest} into {machine} failed").format(dest=dest, machine=machine)
+            )
 
     def read_file(self, lab: LabRef, machine: str, path: str, limit: int) -> FileProbe:
         # the archive API reads a stopped container's disk too: a check of a machine that
@@ -265,7 +263,11 @@ class DockerBackend:
             return files.shifted(got, files.uid_base(self.facts.userns, self.facts.data_root))
         # requests' errors are OSErrors
         except (sdk.errors.DockerException, OSError, tarfile.TarError) as e:
-            raise engine_error(e, f"reading {path} in {machine}", kind=BackendUnavailable) from None
+            raise engine_error(
+                e,
+                _("reading {path} in {machine}").format(path=path, machine=machine),
+                kind=BackendUnavailable,
+            ) from None
 
     def _local_pid(self, lab: LabRef, machine: str) -> int | None:
         """The host PID of the machine's init when the engine runs on this host."""
@@ -287,7 +289,9 @@ class DockerBackend:
                 pass  # the init ended meanwhile: the engine says what is wrong below
         folder, archive = files.tool_archive(name, data)
         if not self.container(lab, machine).put_archive("/", archive):
-            raise ProvisioningError(f"copying {name} into {machine} failed")
+            raise ProvisioningError(
+                _("copying {name} into {machine} failed").format(name=name, machine=machine)
+            )
         return f"/{folder}/{name}"
 
     def unstage_tool(self, lab: LabRef, machine: str, path: str) -> None:
@@ -298,7 +302,7 @@ class DockerBackend:
                 inroot.unstage_in(pid, path)
 
     def clone(self, source: MachineSpec, target: MachineSpec, progress: Progress) -> None:
-        progress(f"copying {source.name} into {target.name}")
+        progress(_("copying {source} into {target}").format(source=source.name, target=target.name))
         image = self.commit(source, f"{target.name}-clone", labels=target.labels)
         self._run(target, image)
         self.wait_ready(target.lab, target.name, target.init, progress)
@@ -306,7 +310,11 @@ class DockerBackend:
     def clone_start(self, source: MachineSpec, target: MachineSpec, progress: Progress) -> None:
         """A new machine from `source`'s starting state (the image `snapshot` committed)."""
         image = self._start_image(source.lab, source.name)
-        progress(f"copying {source.name} as it started into {target.name}")
+        progress(
+            _("copying {source} as it started into {target}").format(
+                source=source.name, target=target.name
+            )
+        )
         self._run(target, image)
         self.wait_ready(target.lab, target.name, target.init, progress)
 
@@ -314,8 +322,10 @@ class DockerBackend:
         image = f"{lab_repo(lab)}:{machine}-start"
         if not self.resources.has_image(image):
             raise ProvisioningError(
-                f"no starting state saved for {machine}",
-                hint=f"bring the lab down and up again: guestlab down {lab.scenario}",
+                _("no starting state saved for {machine}").format(machine=machine),
+                hint=_("bring the lab down and up again: guestlab down {scenario}").format(
+                    scenario=lab.scenario
+                ),
             )
         return image
 
@@ -327,7 +337,7 @@ class DockerBackend:
         container = self.container(spec.lab, spec.name)
         repo = repo or lab_repo(spec.lab)
         label_line = " ".join(f'{k}="{v}"' for k, v in labels.items())
-        with engine_errors(f"saving {spec.name}", sdk.errors.DockerException):
+        with engine_errors(_("saving {name}").format(name=spec.name), sdk.errors.DockerException):
             container.commit(repository=repo, tag=tag, changes=[f"LABEL {label_line}"])
         return f"{repo}:{tag}"
 
@@ -338,7 +348,7 @@ class DockerBackend:
     def restore(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
         for spec in machines:
             image = self._start_image(lab, spec.name)
-            progress(f"restoring {spec.name}")
+            progress(_("restoring {name}").format(name=spec.name))
             self.resources.remove_container(container_name(lab, spec.name))
             self._run(spec, image)
         for spec in machines:
@@ -354,8 +364,10 @@ class DockerBackend:
         for spec in machines:
             name = container_name(lab, spec.name)
             self.container(lab, spec.name)  # MachineUnavailable when it is not running
-            progress(f"restarting {spec.name}")
-            with engine_errors(f"restarting machine {spec.name}", sdk.errors.DockerException):
+            progress(_("restarting {name}").format(name=spec.name))
+            with engine_errors(
+                _("restarting machine {name}").format(name=spec.name), sdk.errors.DockerException
+            ):
                 self.client.api.restart(name, timeout=RESTART_GRACE)
             if spec.init == "systemd":
                 self.release_boot(lab, spec.name)
@@ -383,10 +395,3 @@ class DockerBackend:
     ) -> list[str]:
         self.container(lab, machine)
         return ["docker", "exec", "-it" if tty else "-i", container_name(lab, machine), *argv]
-
-
-def _connect() -> docker.DockerClient:
-    """A client whose engine answered a ping."""
-    client = sdk.docker.from_env(timeout=120)
-    client.ping()
-    return client

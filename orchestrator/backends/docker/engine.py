@@ -4,18 +4,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.backends.contract import LabRef
-from orchestrator.backends.docker import seccomp
+from orchestrator.backends.docker import sdk, seccomp
+from orchestrator.messages import N_, _
 
-START_FIX = "start it: `systemctl start docker`, or `dockerd &` where systemd is not PID 1"
-USERNS_FIX = (
+START_FIX = N_("start it: `systemctl start docker`, or `dockerd &` where systemd is not PID 1")
+USERNS_FIX = N_(
     "turn on user namespaces: `userns-remap` in /etc/docker/daemon.json "
     "(scripts/setup/docker.sh does it), then restart the engine"
 )
+if TYPE_CHECKING:
+    import docker
+
 #: storage drivers that bound one container's writes (`--storage-opt size=`)
 DISK_DRIVERS = frozenset({"btrfs", "zfs"})
+
+
+def connect() -> docker.DockerClient:
+    """A client whose engine answered a ping."""
+    client = sdk.docker.from_env(timeout=120)
+    client.ping()
+    return client
 
 
 def image_ref(image: str) -> str:
@@ -71,21 +82,27 @@ class EngineFacts:
     def host_root_risk(self) -> str | None:
         if self.userns:
             return None
-        return (
-            "this Docker engine runs containers without user namespaces, so root in a "
-            "systemd machine (which needs CAP_SYS_ADMIN) is root on this host"
+        return _(
+            "this Docker engine runs containers without user namespaces, so root in a"
+            " systemd machine (which needs CAP_SYS_ADMIN) is root on this host"
         )
 
     def __str__(self) -> str:
-        userns = "user namespaces" if self.userns else "NO user namespaces (root is host root)"
+        """What `guestlab doctor` says of the engine, in the reader's language."""
+        userns = (
+            _("user namespaces") if self.userns else _("NO user namespaces (root is host root)")
+        )
         if not self.bounds_disk:
-            disk = f"no disk bound ({self.storage_driver} on {self.backing_fs or '?'})"
+            disk = _("no disk bound ({driver} on {fs})").format(
+                driver=self.storage_driver, fs=self.backing_fs or "?"
+            )
         elif self.storage_driver == "btrfs" and not self.seccomp_profile:
-            disk = "disk bound by btrfs, but a nested subvolume escapes it (no seccomp profile)"
+            disk = _("disk bound by btrfs, but a nested subvolume escapes it (no seccomp profile)")
         else:
-            disk = f"disk bound by {self.storage_driver}"
+            disk = _("disk bound by {driver}").format(driver=self.storage_driver)
             if self.storage_driver == "btrfs" and self.data_root:
                 from orchestrator.backends import btrfs_quota
 
-                disk += f" ({btrfs_quota.mode(Path(self.data_root)) or 'quotas off'})"
+                quotas = btrfs_quota.mode(Path(self.data_root)) or _("quotas off")
+                disk += f" ({quotas})"
         return f"{userns}, {disk}"

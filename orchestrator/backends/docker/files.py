@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from orchestrator.backends.contract import FileProbe
 from orchestrator.errors import MachineUnavailable, ProvisioningError
+from orchestrator.messages import _
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 #: Go's os.FileMode type bits, as the stat header gives them
@@ -67,20 +68,30 @@ def read_file(api: Any, container: str, path: str, limit: int) -> FileProbe:
     try:
         if res.status_code == 404:
             if "no such container" in res.text.lower():
-                raise MachineUnavailable(f"machine {container} does not exist")
+                raise MachineUnavailable(
+                    _("machine {container} does not exist").format(container=container)
+                )
             return FileProbe("absent")
         if res.status_code != 200:
-            raise ProvisioningError(f"reading {path} in {container}: {res.text.strip()[:200]}")
+            raise ProvisioningError(
+                _("reading {path} in {container}: {text}").format(
+                    path=path, container=container, text=res.text.strip()[:200]
+                )
+            )
         try:
             stat = json.loads(base64.b64decode(res.headers[STAT_HEADER]))
         except (KeyError, ValueError, binascii.Error):
-            raise ProvisioningError(f"reading {path}: the engine sent no file status") from None
+            raise ProvisioningError(
+                _("reading {path}: the engine sent no file status").format(path=path)
+            ) from None
         kind, size = go_kind(int(stat.get("mode", 0))), int(stat.get("size", 0))
         want = limit if kind == "regular" and size <= limit else 0
         with tarfile.open(fileobj=Bounded(res.raw, HEADER_ROOM + want), mode="r|") as tar:
             member = tar.next()
             if member is None:
-                raise ProvisioningError(f"reading {path}: the engine sent an empty archive")
+                raise ProvisioningError(
+                    _("reading {path}: the engine sent an empty archive").format(path=path)
+                )
             data = b""
             if want and member.isreg():
                 f = tar.extractfile(member)

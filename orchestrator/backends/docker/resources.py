@@ -20,6 +20,7 @@ from orchestrator.backends.docker import sdk
 from orchestrator.backends.docker.engine import START_FIX
 from orchestrator.backends.firewall import CONTAINER_PREFIX, bridge_name
 from orchestrator.errors import BackendUnavailable, ProvisioningError
+from orchestrator.messages import _
 from orchestrator.paths import store_id
 
 
@@ -37,11 +38,15 @@ class Resources:
             raise
         except sdk.errors.DockerException as e:
             raise BackendUnavailable(
-                f"{what}: the Docker engine stopped answering ({short(e)})", hint=START_FIX
+                _("{what}: the Docker engine stopped answering ({error})").format(
+                    what=what, error=short(e)
+                ),
+                hint=_(START_FIX),
             ) from None
         except OSError as e:
             raise BackendUnavailable(
-                f"{what}: lost the Docker engine ({e})", hint=START_FIX
+                _("{what}: lost the Docker engine ({error})").format(what=what, error=e),
+                hint=_(START_FIX),
             ) from None
 
     def create_network(self, name: str, labels: dict[str, str]) -> None:
@@ -58,9 +63,12 @@ class Resources:
             )
         except sdk.errors.DockerException as e:
             raise ProvisioningError(
-                f"creating the lab's network failed: {short(e)}",
-                hint="with many labs, give Docker more address pools: `default-address-pools`"
-                " in /etc/docker/daemon.json (scripts/setup/docker.sh writes one)",
+                _("creating the lab's network failed: {error}").format(error=short(e)),
+                hint=_(
+                    "with many labs, give Docker more address pools:"
+                    " `default-address-pools` in /etc/docker/daemon.json"
+                    " (scripts/setup/docker.sh writes one)"
+                ),
             ) from None
 
     def subnet(self, network: str) -> str:
@@ -116,7 +124,9 @@ class Resources:
                 _ignore_missing(self.client.images.remove, img.id, force=True)
             except sdk.errors.APIError as e:
                 raise ProvisioningError(
-                    f"removing image {img.short_id} failed: {short(e)}"
+                    _("removing image {short_id} failed: {error}").format(
+                        short_id=img.short_id, error=short(e)
+                    )
                 ) from None
             found.other.append(f"image {', '.join(img.tags) or img.short_id}")
         for vol in volumes:

@@ -63,6 +63,7 @@ from orchestrator.errors import (
     MachineUnavailable,
     ProvisioningError,
 )
+from orchestrator.messages import _
 
 #: seconds a machine's systemd has to shut down on a restart before LXD stops it by force
 RESTART_GRACE = 30
@@ -144,8 +145,8 @@ class LxdBackend:
             description=f"guestlab {spec.lab.key} {spec.name}",
             progress=progress,
         )
-        progress(f"creating {name} from {image_alias(spec.image)}")
-        with api_errors(f"create {name}"):
+        progress(_("creating {name} from {image}").format(name=name, image=image_alias(spec.image)))
+        with api_errors(_("create {name}").format(name=name)):
             inst = create_started(conn.client, request)
         wait_ready(conn, inst, spec.init, progress)
         settle(conn, inst, spec)
@@ -167,8 +168,12 @@ class LxdBackend:
         parent = os.path.dirname(dest) or "/"
         made = execute(conn, inst, ["mkdir", "-p", parent], 10)
         if not made.ok:
-            raise ProvisioningError(f"cannot create {parent} in {machine}: {made.stderr.strip()}")
-        with api_errors(f"write {dest} in {inst.name}"):
+            raise ProvisioningError(
+                _("cannot create {parent} in {machine}: {stderr}").format(
+                    parent=parent, machine=machine, stderr=made.stderr.strip()
+                )
+            )
+        with api_errors(_("write {dest} in {name}").format(dest=dest, name=inst.name)):
             inst.files.put(dest, data, mode=mode, uid=0, gid=0)
 
     def _init_pid(self, lab: LabRef, machine: str) -> int | None:
@@ -176,10 +181,14 @@ class LxdBackend:
         conn = self._connection()
         if not conn.local:
             return None
-        with api_errors(f"find the init of {machine}"):
+        with api_errors(_("find the init of {machine}").format(machine=machine)):
             pid = int(running_instance(conn.client, lab, machine).state().pid or 0)
         if pid <= 0:
-            raise MachineUnavailable(f"machine `{machine}` of lab `{lab.key}` has no init")
+            raise MachineUnavailable(
+                _("machine `{machine}` of lab `{key}` has no init").format(
+                    machine=machine, key=lab.key
+                )
+            )
         return pid
 
     def read_file(self, lab: LabRef, machine: str, path: str, limit: int) -> FileProbe | None:
@@ -191,7 +200,11 @@ class LxdBackend:
         try:
             return inroot.read_in(pid, path, limit)
         except OSError as e:
-            raise MachineUnavailable(f"reading {path} in {machine}: {e.strerror}") from None
+            raise MachineUnavailable(
+                _("reading {path} in {machine}: {strerror}").format(
+                    path=path, machine=machine, strerror=e.strerror
+                )
+            ) from None
 
     def stage_tool(self, lab: LabRef, machine: str, name: str, data: bytes) -> str | None:
         pid = self._init_pid(lab, machine)
@@ -200,7 +213,11 @@ class LxdBackend:
         try:
             return inroot.stage_in(pid, name, data)
         except OSError as e:
-            raise ProvisioningError(f"copying {name} into {machine}: {e.strerror}") from None
+            raise ProvisioningError(
+                _("copying {name} into {machine}: {strerror}").format(
+                    name=name, machine=machine, strerror=e.strerror
+                )
+            ) from None
 
     def unstage_tool(self, lab: LabRef, machine: str, path: str) -> None:
         try:
@@ -224,7 +241,9 @@ class LxdBackend:
         if start:
             src = get_instance(conn.client, source.lab, source.name)
             if SNAPSHOT not in {snap.name for snap in src.snapshots.all()}:
-                raise ProvisioningError(f"machine `{source.name}` has no starting snapshot")
+                raise ProvisioningError(
+                    _("machine `{name}` has no starting snapshot").format(name=source.name)
+                )
         else:
             src = running_instance(conn.client, source.lab, source.name)
         origin = f"{src.name}/{SNAPSHOT}" if start else src.name
@@ -240,8 +259,8 @@ class LxdBackend:
             description=f"guestlab {target.lab.key} {target.name} (copy of {origin})",
             progress=progress,
         )
-        progress(f"copying {origin} to {name}")
-        with api_errors(f"copy {origin} to {name}"):
+        progress(_("copying {origin} to {name}").format(origin=origin, name=name))
+        with api_errors(_("copy {origin} to {name}").format(origin=origin, name=name)):
             inst = create_started(conn.client, request)
             src.sync()
             if not start and src.status != "Running":  # the source must stay up
@@ -253,7 +272,7 @@ class LxdBackend:
         conn = self._connection()
         for spec in machines:
             inst = get_instance(conn.client, lab, spec.name)
-            with api_errors(f"snapshot {inst.name}"):
+            with api_errors(_("snapshot {name}").format(name=inst.name)):
                 # snapshots.all() gives name-only objects: .get() would warn about every
                 # field newer LXD returns that pylxd does not know
                 with pool_lock(conn.pool):
@@ -267,13 +286,15 @@ class LxdBackend:
         for inst, spec in insts:  # all of them checked before any is touched
             if SNAPSHOT not in {snap.name for snap in inst.snapshots.all()}:
                 raise ProvisioningError(
-                    f"machine `{spec.name}` of lab `{lab.key}` has no starting snapshot",
-                    hint="bring the lab up again: guestlab down && guestlab up",
+                    _("machine `{name}` of lab `{key}` has no starting snapshot").format(
+                        name=spec.name, key=lab.key
+                    ),
+                    hint=_("bring the lab up again: guestlab down && guestlab up"),
                 )
 
         def one(inst: Instance, spec: MachineSpec) -> None:
-            progress(f"restoring {inst.name}")
-            with api_errors(f"restore {inst.name}"):
+            progress(_("restoring {name}").format(name=inst.name))
+            with api_errors(_("restore {name}").format(name=inst.name)):
                 # LXD would stop it itself; a forced stop is quicker than a clean shutdown
                 # and the state is about to be thrown away anyway
                 if inst.status == "Running":
@@ -295,8 +316,8 @@ class LxdBackend:
         insts = [(running_instance(conn.client, lab, spec.name), spec) for spec in machines]
 
         def one(inst: Instance, spec: MachineSpec) -> None:
-            progress(f"restarting {inst.name}")
-            with api_errors(f"restart {inst.name}"):
+            progress(_("restarting {name}").format(name=inst.name))
+            with api_errors(_("restart {name}").format(name=inst.name)):
                 try:
                     inst.restart(timeout=RESTART_GRACE, force=False, wait=True)
                 except LXDAPIException:  # a shutdown that did not finish in time
@@ -315,7 +336,7 @@ class LxdBackend:
             inst = get_instance(conn.client, lab, machine)
         except MachineUnavailable:
             return
-        with api_errors(f"delete {inst.name}"):
+        with api_errors(_("delete {name}").format(name=inst.name)):
             drop_exec_logs(conn.client, inst.name)
             with pool_lock(conn.pool):
                 delete_instance(inst)
@@ -338,7 +359,9 @@ class LxdBackend:
             except NotFound:
                 continue  # removed by someone else meanwhile: it is gone all the same
             except LXDAPIException as exc:
-                raise ProvisioningError(f"LXD could not delete {inst.name}: {exc}") from exc
+                raise ProvisioningError(
+                    _("LXD could not delete {name}: {error}").format(name=inst.name, error=exc)
+                ) from exc
             if conn.local:
                 # LXD 5.0 leaves /var/log/lxd/NAME behind; nothing of the lab stays
                 remove_logs(inst.name)

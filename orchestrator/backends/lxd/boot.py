@@ -15,6 +15,7 @@ from orchestrator.backends.lxd.config import INNER_DOCKER_SCRIPT
 from orchestrator.backends.lxd.connect import Connection
 from orchestrator.backends.lxd.machines import execute
 from orchestrator.errors import ProvisioningError
+from orchestrator.messages import _
 
 if TYPE_CHECKING:
     from pylxd.models import Instance
@@ -26,7 +27,7 @@ def wait_ready(conn: Connection, inst: Instance, init: str, progress: Progress) 
     """Block until the machine runs commands (init none) or systemd settled."""
     from pylxd.exceptions import LXDAPIException
 
-    progress(f"waiting for {inst.name} to boot")
+    progress(_("waiting for {name} to boot").format(name=inst.name))
     what = f"LXD instance {inst.name}"
     hint = f"look inside: lxc exec {inst.name} -- systemctl --failed"
 
@@ -66,6 +67,7 @@ def settle(conn: Connection, inst: Instance, spec: MachineSpec) -> None:
     res = execute(conn, inst, ["sh", "-c", script, "sh", hostname], 60)
     if not res.ok:
         raise ProvisioningError(
-            f"cannot set the hostname of {inst.name} or configure its Docker engine:"
-            f" {res.stderr.strip() or res.exit_code}"
+            _("cannot set the hostname of {name} or configure its Docker engine: {error}").format(
+                name=inst.name, error=res.stderr.strip() or res.exit_code
+            )
         )

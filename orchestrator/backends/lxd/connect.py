@@ -15,15 +15,18 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.backends.contract import Availability
 from orchestrator.backends.lxd.config import OWN_POOL, SIZE_ENFORCED
 from orchestrator.backends.lxd.execution import Tls
+from orchestrator.messages import N_, _
 
 if TYPE_CHECKING:
     from pylxd import Client
 
-START_FIX = (
+START_FIX = N_(
     "start the LXD daemon: `lxd --group root >/var/log/lxd.log 2>&1 &` where PID 1 is not "
     "systemd, else `systemctl start snap.lxd.daemon` (snap) or `systemctl start lxd`"
 )
-INIT_FIX = "initialise LXD: `lxd init --auto` (or scripts/setup/lxd.sh for a dir pool, no network)"
+INIT_FIX = N_(
+    "initialise LXD: `lxd init --auto` (or scripts/setup/lxd.sh for a dir pool, no network)"
+)
 
 
 @dataclass(frozen=True)
@@ -157,28 +160,34 @@ def open_connection() -> tuple[Availability, Connection | None]:
     try:
         import pylxd.exceptions
     except ImportError:
-        return Availability(False, "pylxd is not installed", "pip install 'guestlab[lxd]'"), None
+        return Availability(False, _("pylxd is not installed"), "pip install 'guestlab[lxd]'"), None
     try:
         client, tls = connect()
     except pylxd.exceptions.ClientConnectionFailed as exc:
         return _unreachable(str(exc).strip() or "no answer"), None
     except Exception as exc:  # availability never raises: say what went wrong instead
-        return Availability(False, f"cannot reach LXD: {exc}", START_FIX), None
+        return Availability(
+            False, _("cannot reach LXD: {error}").format(error=exc), _(START_FIX)
+        ), None
     try:
         if client.host_info.get("auth") != "trusted":
             return Availability(
                 False,
-                "LXD does not trust this client's certificate",
-                "on the server: `lxc config trust add <cert>` (GUESTLAB_LXD_CERT)",
+                _("LXD does not trust this client's certificate"),
+                _("on the server: `lxc config trust add <cert>` (GUESTLAB_LXD_CERT)"),
             ), None
         version = client.host_info.get("environment", {}).get("server_version", "?")
         pools = {p.name: p for p in client.storage_pools.all()}
         if not pools:
-            return Availability(False, f"LXD {version} has no storage pool", INIT_FIX), None
+            return Availability(
+                False, _("LXD {version} has no storage pool").format(version=version), _(INIT_FIX)
+            ), None
         pool = choose_pool(client, list(pools))
         driver = getattr(pools[pool], "driver", None) if pool else None
     except Exception as exc:
-        return Availability(False, f"LXD answers but cannot be queried: {exc}", INIT_FIX), None
+        return Availability(
+            False, _("LXD answers but cannot be queried: {error}").format(error=exc), _(INIT_FIX)
+        ), None
     if pool is None:
         names = ", ".join(pools)
         wanted = os.environ.get("GUESTLAB_LXD_POOL")
@@ -187,7 +196,9 @@ def open_connection() -> tuple[Availability, Connection | None]:
             if wanted
             else "the default profile has no root disk and several pools exist"
         )
-        return Availability(False, detail, f"set GUESTLAB_LXD_POOL to one of: {names}"), None
+        return Availability(
+            False, detail, _("set GUESTLAB_LXD_POOL to one of: {names}").format(names=names)
+        ), None
     conn = Connection(client, pool, driver, tls)
     if conn.disk_bounded:
         detail = f"LXD {version}, storage pool `{pool}` ({driver}: disk bounds enforced)"
@@ -205,17 +216,26 @@ def _unreachable(reason: str) -> Availability:
     if "Permission denied" in reason:
         return Availability(
             False,
-            f"no permission on LXD's socket ({where})",
-            "run as root or add your user to the `lxd` group",
+            _("no permission on LXD's socket ({where})").format(where=where),
+            _("run as root or add your user to the `lxd` group"),
         )
     if "SSL" in reason or "certificate" in reason.lower() or "ingerprint" in reason:
         return Availability(
             False,
-            f"the TLS handshake with LXD at {where} failed: {reason}",
-            "check GUESTLAB_LXD_VERIFY (the server's certificate) and"
-            " GUESTLAB_LXD_CERT / GUESTLAB_LXD_KEY (a client certificate it trusts)",
+            _("the TLS handshake with LXD at {where} failed: {reason}").format(
+                where=where, reason=reason
+            ),
+            _(
+                "check GUESTLAB_LXD_VERIFY (the server's certificate) and"
+                " GUESTLAB_LXD_CERT / GUESTLAB_LXD_KEY (a client certificate it"
+                " trusts)"
+            ),
         )
-    return Availability(False, f"LXD does not answer on {where}: {reason}", START_FIX)
+    return Availability(
+        False,
+        _("LXD does not answer on {where}: {reason}").format(where=where, reason=reason),
+        _(START_FIX),
+    )
 
 
 def available_memory(client: Client) -> int:

@@ -15,6 +15,7 @@ from orchestrator.backends.contract import Progress
 from orchestrator.backends.lxd.config import image_alias
 from orchestrator.backends.lxd.machines import api_errors
 from orchestrator.errors import UsageError
+from orchestrator.messages import _
 
 if TYPE_CHECKING:
     from pylxd import Client
@@ -35,16 +36,21 @@ def ensure_image(client: Client, image: str, progress: Progress, *, build: bool 
     definition = lookup(image)
     if not build:
         raise UsageError(
-            f"image `{image}` is not in LXD yet (alias {alias}): "
-            f"build it with `guestlab image build {image} --backend lxd`",
+            _(
+                "image `{image}` is not in LXD yet (alias {alias}): build it with"
+                " `guestlab image build {image} --backend lxd`"
+            ).format(image=image, alias=alias),
             hint=f"guestlab image build {image} --backend lxd",
         )
 
     def build_it() -> None:
         tarball = ensure_tarball(image, progress=progress)
-        progress(f"importing {tarball.name} into LXD as {alias}")
+        progress(_("importing {name} into LXD as {alias}").format(name=tarball.name, alias=alias))
         meta = metadata_tarball(image, definition.description, definition.suite, definition.os_id)
-        with api_errors(f"import image {alias}"), open(tarball, "rb") as rootfs:
+        with (
+            api_errors(_("import image {alias}").format(alias=alias)),
+            open(tarball, "rb") as rootfs,
+        ):
             # a split image: LXD reads a plain (uncompressed) tar rootfs as well
             img = client.images.create(rootfs, metadata=meta, public=False, wait=True)
             try:
@@ -89,6 +95,6 @@ def remove_image(client: Client, image: str) -> bool:
     alias = image_alias(image)
     if not client.images.exists(alias, alias=True):
         return False
-    with api_errors(f"delete image {alias}"):
+    with api_errors(_("delete image {alias}").format(alias=alias)):
         client.images.get_by_alias(alias).delete(wait=True)
     return True

@@ -24,6 +24,7 @@ from orchestrator.backends.lxd.connect import Connection
 from orchestrator.backends.lxd.execution import ExecSession
 from orchestrator.backends.lxd.host import create_lock, heal_quota, kill_exec
 from orchestrator.errors import MachineUnavailable, ProvisioningError
+from orchestrator.messages import _
 
 if TYPE_CHECKING:
     from pylxd import Client
@@ -38,7 +39,9 @@ def api_errors(action: str) -> Iterator[None]:
     try:
         yield
     except LXDAPIException as exc:
-        raise ProvisioningError(f"LXD could not {action}: {exc}") from exc
+        raise ProvisioningError(
+            _("LXD could not {action}: {error}").format(action=action, error=exc)
+        ) from exc
 
 
 def get_instance(client: Client, lab: LabRef, machine: str) -> Instance:
@@ -50,8 +53,10 @@ def get_instance(client: Client, lab: LabRef, machine: str) -> Instance:
         return client.instances.get(name)
     except NotFound:
         raise MachineUnavailable(
-            f"machine `{machine}` of lab `{lab.key}` does not exist (LXD instance {name})",
-            hint="bring the lab up first: guestlab up",
+            _("machine `{machine}` of lab `{key}` does not exist (LXD instance {name})").format(
+                machine=machine, key=lab.key, name=name
+            ),
+            hint=_("bring the lab up first: guestlab up"),
         ) from None
 
 
@@ -60,8 +65,10 @@ def running_instance(client: Client, lab: LabRef, machine: str) -> Instance:
     inst = get_instance(client, lab, machine)
     if inst.status != "Running":
         raise MachineUnavailable(
-            f"machine `{machine}` of lab `{lab.key}` is {inst.status.lower()}",
-            hint=f"start it: lxc start {inst.name}",
+            _("machine `{machine}` of lab `{key}` is {status}").format(
+                machine=machine, key=lab.key, status=inst.status.lower()
+            ),
+            hint=_("start it: lxc start {name}").format(name=inst.name),
         )
     return inst
 
@@ -138,7 +145,13 @@ def execute(conn: Connection, inst: Instance, argv: Sequence[str], timeout: floa
         return session.run()
     except LXDAPIException as exc:
         if "not running" in str(exc).lower():
-            raise MachineUnavailable(f"LXD instance {inst.name} is not running") from exc
-        raise ProvisioningError(f"exec in LXD instance {inst.name} failed: {exc}") from exc
+            raise MachineUnavailable(
+                _("LXD instance {name} is not running").format(name=inst.name)
+            ) from exc
+        raise ProvisioningError(
+            _("exec in LXD instance {name} failed: {error}").format(name=inst.name, error=exc)
+        ) from exc
     except OSError as exc:  # a websocket that could not connect or broke
-        raise ProvisioningError(f"exec in LXD instance {inst.name} failed: {exc}") from exc
+        raise ProvisioningError(
+            _("exec in LXD instance {name} failed: {error}").format(name=inst.name, error=exc)
+        ) from exc

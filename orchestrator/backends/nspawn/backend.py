@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +42,7 @@ from orchestrator.backends.contract import (
     MachineSpec,
     Progress,
 )
+from orchestrator.backends.nspawn import preflight
 from orchestrator.backends.nspawn.boot import (
     running_init,
     start,
@@ -68,9 +67,9 @@ from orchestrator.backends.nspawn.machines import (
     meta_or_guess,
     save_meta,
 )
-from orchestrator.backends.nspawn.seccomp import volume_ioctl_filter
 from orchestrator.backends.nspawn.store import Trees, base_tree, remove_base_tree, store_root
 from orchestrator.errors import GuestlabError, MachineUnavailable, ProvisioningError, UsageError
+from orchestrator.messages import _
 
 #: what a machine directory may hold besides meta.json and logs, removed one by one
 TREES = ("rootfs", "snapshot", "rootfs.restore", "snapshot.new", "snapshot.old")
@@ -118,50 +117,13 @@ class NspawnBackend:
     # ---------------------------------------------------------- availability
 
     def availability(self) -> Availability:
-        try:
-            volume_ioctl_filter(os.uname().machine)  # UnsupportedMachine: no filter, no machine
-            nspawn = shutil.which("systemd-nspawn")
-            if nspawn is None:
-                return Availability(
-                    False, "systemd-nspawn is not installed", "apt-get install -y systemd-container"
-                )
-            if os.geteuid() != 0:
-                return Availability(
-                    False,
-                    f"systemd-nspawn needs root and guestlab runs as uid {os.geteuid()}",
-                    "run guestlab as root (sudo)",
-                )
-            out = subprocess.run(
-                [nspawn, "--version"], capture_output=True, text=True, timeout=10, check=False
-            )
-            if out.returncode != 0:
-                return Availability(
-                    False,
-                    f"`systemd-nspawn --version` failed: {out.stderr.strip()[:200]}",
-                    "apt-get install --reinstall -y systemd-container",
-                )
-            version = out.stdout.splitlines()[0].strip() if out.stdout else "systemd-nspawn"
-            return Availability(True, f"{version} ({self._route()})")
-        except Exception as exc:  # availability reports, it never raises
-            return Availability(False, f"cannot run systemd-nspawn: {exc}", "")
+        return preflight.availability(self._route)
 
     def _route(self) -> str:
-        """How machines run here: machined or not, private users or not, which store."""
-        route = (
-            "registered with systemd-machined"
-            if self._machined
-            else "host PID 1 is not systemd: --register=no --keep-unit"
-        )
-        users = "private users" if self._private_users else "NO private users"
-        return f"{route}; {users}; {self.trees.kind} in {self.trees.root}"
+        return preflight.route(self._machined, self._private_users, self.trees)
 
     def host_root_risk(self) -> str | None:
-        if self._private_users:
-            return None
-        return (
-            "nspawn machines run without private users here (user namespaces are off or "
-            "GUESTLAB_NSPAWN_PRIVATE_USERS=no): root in a machine is root on the host"
-        )
+        return None if self._private_users else preflight.no_private_users()
 
     # ----------------------------------------------------------------- image
 
@@ -177,7 +139,11 @@ class NspawnBackend:
         base = base_tree(self.trees, spec.image, progress, build=False)
         mdir = self._new_machine_dir(spec)
         try:
-            progress(f"{spec.name}: {spec.image} as {self.trees.kind}")
+            progress(
+                _("{name}: {image} as {kind}").format(
+                    name=spec.name, image=spec.image, kind=self.trees.kind
+                )
+            )
             self.trees.copy(base, mdir / "rootfs")
             self._boot(spec, mdir, progress)
         except BaseException:
@@ -200,12 +166,21 @@ class NspawnBackend:
         sdir = self.machine_dir(source.lab, source.name)
         smeta = existing_meta(sdir, source.lab, source.name)
         if start and not (sdir / "snapshot").is_dir():
-            raise UsageError(f"machine `{source.name}` of lab `{source.lab.key}` has no snapshot")
+            raise UsageError(
+                _("machine `{name}` of lab `{key}` has no snapshot").format(
+                    name=source.name, key=source.lab.key
+                )
+            )
         if not start:
             running_init(sdir, smeta)  # cloning a stopped machine is a mistake upstream
         mdir = self._new_machine_dir(target)
         try:
-            progress(f"{target.name}: copying {source.name}" + (" as it started" if start else ""))
+            copying = (
+                _("{target}: copying {source} as it started")
+                if start
+                else _("{target}: copying {source}")
+            )
+            progress(copying.format(target=target.name, source=source.name))
             # a running source is frozen, so that no file changes mid-copy; a snapshot cannot
             with contextlib.nullcontext() if start else frozen(smeta):
                 self.trees.copy(sdir / ("snapshot" if start else "rootfs"), mdir / "rootfs")
@@ -218,7 +193,11 @@ class NspawnBackend:
         meta = existing_meta(mdir, spec.lab, spec.name)
         meta["disk_limit"] = self.trees.limit(mdir / "rootfs", spec.disk)
         if not meta["disk_limit"]:
-            progress(f"{spec.name}: no disk bound on this host ({self.trees.kind})")
+            progress(
+                _("{name}: no disk bound on this host ({kind})").format(
+                    name=spec.name, kind=self.trees.kind
+                )
+            )
         self._start(spec, mdir, meta, progress)
         wait_ready(spec, mdir, meta, progress)
 
@@ -249,12 +228,16 @@ class NspawnBackend:
             mdir = self.machine_dir(lab, spec.name)
             existing_meta(mdir, lab, spec.name)
             if not (mdir / "snapshot").is_dir():
-                raise UsageError(f"machine `{spec.name}` of lab `{lab.key}` has no snapshot")
+                raise UsageError(
+                    _("machine `{name}` of lab `{key}` has no snapshot").format(
+                        name=spec.name, key=lab.key
+                    )
+                )
             todo.append((spec, mdir))
         # Stop all first (in parallel: one grace period, not one per machine).
         stop_all([existing_meta(mdir, lab, spec.name) for spec, mdir in todo], progress)
         for spec, mdir in todo:
-            progress(f"{spec.name}: restoring the snapshot")
+            progress(_("{name}: restoring the snapshot").format(name=spec.name))
             work = mdir / "rootfs.restore"
             self.trees.remove(work)
             self.trees.copy(mdir / "snapshot", work)
@@ -314,7 +297,9 @@ class NspawnBackend:
         # the machine's root, so a link such as /etc -> /host/etc made by a student can never
         # redirect the write onto the host, and no check-then-open race exists.
         if not dest.startswith("/"):
-            raise UsageError(f"file destination `{dest}` must be an absolute path")
+            raise UsageError(
+                _("file destination `{dest}` must be an absolute path").format(dest=dest)
+            )
         result = self._exec(
             lab,
             machine,
@@ -324,7 +309,9 @@ class NspawnBackend:
         )
         if not result.ok:
             raise ProvisioningError(
-                f"writing {dest} in machine `{machine}` failed: {result.stderr.strip()[-300:]}"
+                _("writing {dest} in machine `{machine}` failed: {stderr}").format(
+                    dest=dest, machine=machine, stderr=result.stderr.strip()[-300:]
+                )
             )
 
     def _init(self, lab: LabRef, machine: str) -> int:
@@ -337,13 +324,21 @@ class NspawnBackend:
         try:
             return inroot.read_in(self._init(lab, machine), path, limit)
         except OSError as e:
-            raise MachineUnavailable(f"reading {path} in {machine}: {e.strerror}") from None
+            raise MachineUnavailable(
+                _("reading {path} in {machine}: {strerror}").format(
+                    path=path, machine=machine, strerror=e.strerror
+                )
+            ) from None
 
     def stage_tool(self, lab: LabRef, machine: str, name: str, data: bytes) -> str:
         try:
             return inroot.stage_in(self._init(lab, machine), name, data)
         except OSError as e:
-            raise ProvisioningError(f"copying {name} into {machine}: {e.strerror}") from None
+            raise ProvisioningError(
+                _("copying {name} into {machine}: {strerror}").format(
+                    name=name, machine=machine, strerror=e.strerror
+                )
+            ) from None
 
     def unstage_tool(self, lab: LabRef, machine: str, path: str) -> None:
         with contextlib.suppress(GuestlabError):

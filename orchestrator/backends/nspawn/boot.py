@@ -46,6 +46,7 @@ from orchestrator.backends.nspawn.host import (
 from orchestrator.backends.nspawn.machines import save_meta
 from orchestrator.backends.nspawn.seccomp import UnsupportedMachine
 from orchestrator.errors import MachineUnavailable, ProvisioningError, UsageError
+from orchestrator.messages import _
 
 READY_TIMEOUT = CONTAINER_BOOT_TIMEOUT
 STOP_GRACE = 15.0  # a clean systemd poweroff takes about 2 s here
@@ -66,7 +67,11 @@ def hostname_of(spec: MachineSpec) -> str:
     (a machine called db_1 gets db-1)."""
     hostname = spec.hostname or re.sub(r"[^A-Za-z0-9-]+", "-", spec.name).strip("-")[:63]
     if not _HOSTNAME_RE.fullmatch(hostname):
-        raise UsageError(f"`{hostname}` is not a valid hostname for machine `{spec.name}`")
+        raise UsageError(
+            _("`{hostname}` is not a valid hostname for machine `{name}`").format(
+                hostname=hostname, name=spec.name
+            )
+        )
     return hostname
 
 
@@ -109,7 +114,11 @@ def nspawn_argv(
         cgroups, meta["exec_cgroups"], meta["limits"] = make_cgroups(meta["unit"], spec)
         if not all(meta["limits"].values()):
             missing = ", ".join(k for k, v in meta["limits"].items() if not v)
-            progress(f"{spec.name}: cannot enforce {missing} on this host (no cgroup for it)")
+            progress(
+                _("{name}: cannot enforce {missing} on this host (no cgroup for it)").format(
+                    name=spec.name, missing=missing
+                )
+            )
     argv += ["--boot"] if spec.init == "systemd" else ["--as-pid2", *IDLE_COMMAND]
     return argv, cgroups
 
@@ -136,11 +145,13 @@ def start(
         argv = launch_argv(argv)
     except (UnsupportedMachine, FileNotFoundError) as exc:
         remove_cgroups(cgroups)
-        raise ProvisioningError(f"machine `{spec.name}`: {exc}") from exc
+        raise ProvisioningError(
+            _("machine `{name}`: {error}").format(name=spec.name, error=exc)
+        ) from exc
     meta.update(cgroups=cgroups, nspawn_pid=None, init_pid=None)
     meta["private_users"] = private_users
     save_meta(mdir, meta)
-    progress(f"{spec.name}: starting systemd-nspawn")
+    progress(_("{name}: starting systemd-nspawn").format(name=spec.name))
     with open(mdir / "nspawn.log", "ab") as log:
         proc = subprocess.Popen(
             in_cgroups(cgroups, argv),
@@ -172,10 +183,12 @@ def wait_ready(spec: MachineSpec, mdir: Path, meta: dict[str, Any], progress: Pr
     try:
         if spec.init != "systemd":
             wait_for_answer(what, answers, timeout=READY_TIMEOUT)
-            progress(f"{spec.name}: ready")
+            progress(_("{name}: ready").format(name=spec.name))
         else:
             progress(
-                f"{spec.name}: systemd is {wait_for_systemd(what, state, timeout=READY_TIMEOUT)}"
+                _("{name}: systemd is {what}").format(
+                    name=spec.name, what=wait_for_systemd(what, state, timeout=READY_TIMEOUT)
+                )
             )
     except (ProvisioningError, MachineUnavailable) as exc:  # the log says why
         raise type(exc)(f"{exc}:\n{tail(mdir / 'nspawn.log')}", hint=exc.hint) from None
@@ -187,7 +200,7 @@ def started_init(spec: MachineSpec, mdir: Path, meta: dict[str, Any]) -> int | N
     before that. None while starting; ProvisioningError when systemd-nspawn exited (the
     caller adds the log's tail)."""
     nspawn = live_nspawn(meta)
-    for _ in range(5):  # the cgroup wrapper execs systemd-nspawn within milliseconds
+    for _try in range(5):  # the cgroup wrapper execs systemd-nspawn within milliseconds
         if nspawn is not None or not alive(meta["nspawn_pid"]):
             break
         time.sleep(0.02)
@@ -195,7 +208,9 @@ def started_init(spec: MachineSpec, mdir: Path, meta: dict[str, Any]) -> int | N
     if nspawn is None:
         if alive(meta["nspawn_pid"]):
             return None
-        raise ProvisioningError(f"machine `{spec.name}`: systemd-nspawn exited during start-up")
+        raise ProvisioningError(
+            _("machine `{name}`: systemd-nspawn exited during start-up").format(name=spec.name)
+        )
     init = container_init(nspawn, mdir / "rootfs")
     if init is None or not _exec_done(init, nspawn, spec.init):
         return None
@@ -212,12 +227,18 @@ def running_init(mdir: Path, meta: dict[str, Any]) -> int:
     nspawn = live_nspawn(meta)
     if nspawn is None:
         raise MachineUnavailable(
-            f"machine `{machine}` of lab `{lab}` is not running (its systemd-nspawn "
-            "process is gone)"
+            _(
+                "machine `{machine}` of lab `{lab}` is not running (its"
+                " systemd-nspawn process is gone)"
+            ).format(machine=machine, lab=lab)
         )
     init = container_init(nspawn, mdir / "rootfs")
     if init is None:
-        raise MachineUnavailable(f"machine `{machine}` of lab `{lab}` is still starting")
+        raise MachineUnavailable(
+            _("machine `{machine}` of lab `{lab}` is still starting").format(
+                machine=machine, lab=lab
+            )
+        )
     return init
 
 
@@ -228,12 +249,12 @@ def stop_all(metas: Sequence[dict[str, Any]], progress: Progress) -> None:
         for pid in nspawn_pids(meta):
             # nspawn turns SIGTERM into SIGRTMIN+3 (poweroff) for a booted systemd and
             # into SIGKILL of the payload otherwise.
-            progress(f"{Path(meta['dir']).name}: stopping")
+            progress(_("{name}: stopping").format(name=Path(meta["dir"]).name))
             send_signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE
     while time.monotonic() < deadline and any(nspawn_pids(m) for m in metas):
         time.sleep(0.1)
-    for _ in range(50):
+    for _try in range(50):
         left = [pid for m in metas for pid in nspawn_pids(m) + cgroup_pids(m)]
         if not left:
             break
@@ -241,7 +262,9 @@ def stop_all(metas: Sequence[dict[str, Any]], progress: Progress) -> None:
             send_signal(pid, signal.SIGKILL)
         time.sleep(0.1)
     else:
-        raise ProvisioningError(f"processes {left} survived SIGKILL; see `ps -p`")
+        raise ProvisioningError(
+            _("processes {left} survived SIGKILL; see `ps -p`").format(left=left)
+        )
     for meta in metas:
         if meta.get("route") == "machined":
             # machined may keep a scope of a killed nspawn; ignore "no such machine"
@@ -285,7 +308,9 @@ def write_inside(root: Path, rel: str, data: bytes) -> None:
         finally:
             os.close(out)
     except OSError as exc:
-        raise ProvisioningError(f"cannot write /{rel} in {root}: {exc}") from exc
+        raise ProvisioningError(
+            _("cannot write /{rel} in {root}: {error}").format(rel=rel, root=root, error=exc)
+        ) from exc
     finally:
         os.close(fd)
 

@@ -18,6 +18,7 @@ from orchestrator import paths
 from orchestrator.backends.contract import FoundResources, LabRef, MachineSpec
 from orchestrator.backends.nspawn.store import read_json, write_json
 from orchestrator.errors import MachineUnavailable, UsageError
+from orchestrator.messages import _
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
@@ -37,7 +38,7 @@ def lab_dir_in(machines: Path, lab: LabRef) -> Path:
     """The directory of a lab's machines under `machines` (this state store's)."""
     key = lab.key
     if "/" in key or key.startswith(".") or "\0" in key:
-        raise UsageError(f"lab key `{key}` cannot name a directory")
+        raise UsageError(_("lab key `{key}` cannot name a directory").format(key=key))
     return machines / key
 
 
@@ -45,8 +46,10 @@ def machine_dir_in(machines: Path, lab: LabRef, machine: str) -> Path:
     """The directory of one machine: meta.json, rootfs, snapshot, nspawn.log."""
     if not NAME_RE.fullmatch(machine):
         raise UsageError(
-            f"machine name `{machine}` must be letters, digits, `.`, `_` or `-` "
-            "(at most 63, starting with a letter or digit)"
+            _(
+                "machine name `{machine}` must be letters, digits, `.`, `_` or `-`"
+                " (at most 63, starting with a letter or digit)"
+            ).format(machine=machine)
         )
     return lab_dir_in(machines, lab) / machine
 
@@ -68,7 +71,11 @@ def existing_meta(mdir: Path, lab: LabRef, machine: str) -> dict[str, Any]:
     """The meta of a machine that must exist, else MachineUnavailable."""
     meta = meta_of(mdir)
     if meta is None:
-        raise MachineUnavailable(f"machine `{machine}` of lab `{lab.key}` does not exist")
+        raise MachineUnavailable(
+            _("machine `{machine}` of lab `{key}` does not exist").format(
+                machine=machine, key=lab.key
+            )
+        )
     return meta
 
 

@@ -29,6 +29,7 @@ from orchestrator.backends.contract import Progress
 from orchestrator.errors import ProvisioningError, UsageError
 from orchestrator.images import rootfs as rootfs_images
 from orchestrator.images.catalog import lookup
+from orchestrator.messages import _
 
 #: the pool the set-up script (scripts/setup/nspawn.sh) makes and mounts
 POOL_DIR = Path("/var/lib/guestlab/nspawn")
@@ -173,11 +174,13 @@ def base_tree(trees: Trees, image: str, progress: Progress, *, build: bool) -> P
         if not tarball.exists():
             if not build:
                 raise UsageError(
-                    f"image `{image}` is not built for the nspawn backend",
-                    hint=f"build it with `guestlab image build {image} --backend nspawn`",
+                    _("image `{image}` is not built for the nspawn backend").format(image=image),
+                    hint=_("build it with `guestlab image build {image} --backend nspawn`").format(
+                        image=image
+                    ),
                 )
             tarball = rootfs_images.ensure_tarball(image, progress=progress)
-        progress(f"extracting {image} for systemd-nspawn")
+        progress(_("extracting {image} for systemd-nspawn").format(image=image))
         work = images / f".{image}.{uuid.uuid4().hex[:8]}"
         try:
             trees.new_base(work)
@@ -286,7 +289,11 @@ def remove_tree(path: Path) -> None:
 def run(argv: list[str], *, what: str) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", check=False)
     if proc.returncode != 0:
-        raise ProvisioningError(f"{what} failed (exit {proc.returncode}): {proc.stderr.strip()}")
+        raise ProvisioningError(
+            _("{what} failed (exit {returncode}): {stderr}").format(
+                what=what, returncode=proc.returncode, stderr=proc.stderr.strip()
+            )
+        )
 
 
 def read_json(path: Path) -> Any:

@@ -15,6 +15,7 @@ from orchestrator.backends.vagrant.host import box_dir, run_host
 from orchestrator.backends.vagrant.preflight import Preflight
 from orchestrator.errors import UsageError
 from orchestrator.images.manifest import Manifest
+from orchestrator.messages import _
 
 
 def has_image(image: str, provider: str) -> bool:
@@ -40,9 +41,11 @@ def ensure_image(
     eng = preflight.engine()
     if definition.imported and not definition.vm_disk and eng.provider != "docker":
         raise UsageError(
-            f"`{image}` is an imported root file system: it serves docker, lxd and nspawn,"
-            " and a VM boots from a disk with a kernel",
-            hint="run the scenario with --backend docker, lxd or nspawn",
+            _(
+                "`{image}` is an imported root file system: it serves docker, lxd and"
+                " nspawn, and a VM boots from a disk with a kernel"
+            ).format(image=image),
+            hint=_("run the scenario with --backend docker, lxd or nspawn"),
         )
     if eng.provider == "docker":
         # no box: the docker provider runs the image the docker backend builds
@@ -51,8 +54,12 @@ def ensure_image(
     if eng.provider == "virtualbox":
         if box_dir(image, "virtualbox") is None:
             raise UsageError(
-                f"no VirtualBox box {box_name(image)}: guestlab builds libvirt boxes only",
-                hint=f"add one: vagrant box add {box_name(image)} FILE --provider virtualbox",
+                _("no VirtualBox box {image}: guestlab builds libvirt boxes only").format(
+                    image=box_name(image)
+                ),
+                hint=_("add one: vagrant box add {image} FILE --provider virtualbox").format(
+                    image=box_name(image)
+                ),
             )
         return
     # the box is built and uploaded once, whoever asks at the same time
@@ -60,8 +67,10 @@ def ensure_image(
         if box_dir(image, "libvirt") is None:
             if not box_path(image).exists() and not build:
                 raise UsageError(
-                    f"the Vagrant box {box_name(image)} does not exist yet: build it with "
-                    f"`guestlab image build {image} --backend vagrant`",
+                    _(
+                        "the Vagrant box {image} does not exist yet: build it with `guestlab"
+                        " image build {name} --backend vagrant`"
+                    ).format(image=box_name(image), name=image),
                     hint=f"guestlab image build {image} --backend vagrant",
                 )
             add_box(image, ensure_box_file(image, mirror=mirror, progress=progress))

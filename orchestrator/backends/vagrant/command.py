@@ -20,6 +20,7 @@ from orchestrator.backends.contract import LabRef, Progress
 from orchestrator.backends.vagrant import libvirt
 from orchestrator.backends.vagrant.host import domain_name, lab_dir
 from orchestrator.errors import MachineUnavailable, ProvisioningError
+from orchestrator.messages import _
 
 #: lines of `vagrant up` that are settings, versions or advice rather than its steps
 NOISE = re.compile(r" -- |version|metadata|https?://")
@@ -59,9 +60,10 @@ def failed(lab: LabRef, what: str, lines: Sequence[str]) -> ProvisioningError:
         shutil.copyfile(log, kept)
         with open(kept, "a") as f:
             f.write("\n--- vagrant's stdout ---\n" + "".join(lines))
+    failed = _("`vagrant {what}` failed in {folder}").format(what=what, folder=lab_dir(lab))
     return ProvisioningError(
-        f"`vagrant {what}` failed in {lab_dir(lab)}" + (f":\n{detail}" if detail else ""),
-        hint=f"see {kept}",
+        failed + (f":\n{detail}" if detail else ""),
+        hint=_("see {kept}").format(kept=kept),
     )
 
 
@@ -88,7 +90,11 @@ def up(lab: LabRef, machine: str, provider: str, progress: Progress) -> None:
             or libvirt.domain_exists(domain_name(lab, machine))
         ):
             raise error
-        progress(f"`vagrant up {machine}` failed ({str(error).splitlines()[-1]}); again")
+        progress(
+            _("`vagrant up {machine}` failed ({error}); again").format(
+                machine=machine, error=str(error).splitlines()[-1]
+            )
+        )
 
 
 def ssh_config(lab: LabRef, machine: str) -> str:
@@ -97,8 +103,10 @@ def ssh_config(lab: LabRef, machine: str) -> str:
         return str(vagrant_for(lab).ssh_config(vm_name=machine))
     except subprocess.CalledProcessError:
         raise MachineUnavailable(
-            f"machine `{machine}` of lab `{lab.key}` has no SSH address (is it running?)",
-            hint=f"see {lab_dir(lab) / 'vagrant.log'}",
+            _("machine `{machine}` of lab `{key}` has no SSH address (is it running?)").format(
+                machine=machine, key=lab.key
+            ),
+            hint=_("see {log}").format(log=lab_dir(lab) / "vagrant.log"),
         ) from None
 
 

@@ -17,6 +17,7 @@ from orchestrator.backends.vagrant.host import domain_name, lab_dir
 from orchestrator.backends.vagrant.labdir import read_meta
 from orchestrator.backends.vagrant.ssh import Ssh
 from orchestrator.errors import MachineUnavailable, ProvisioningError
+from orchestrator.messages import _
 
 #: between two tries of ssh while a VM boots: each try costs the emulated guest a login
 SSH_RETRY = 2.0
@@ -24,8 +25,8 @@ SSH_RETRY = 2.0
 
 def _missing(lab: LabRef, machine: str) -> MachineUnavailable:
     return MachineUnavailable(
-        f"machine `{machine}` of lab `{lab.key}` does not exist",
-        hint="bring the lab up first: guestlab up",
+        _("machine `{machine}` of lab `{key}` does not exist").format(machine=machine, key=lab.key),
+        hint=_("bring the lab up first: guestlab up"),
     )
 
 
@@ -55,8 +56,10 @@ def exec_in(lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -
     if meta["provider"] == "docker":
         return docker_backend().exec(lab, machine, argv, timeout=timeout)
     not_running = MachineUnavailable(
-        f"machine `{machine}` of lab `{lab.key}` is not running",
-        hint=f"start it: cd {lab_dir(lab)} && vagrant up {machine}",
+        _("machine `{machine}` of lab `{key}` is not running").format(machine=machine, key=lab.key),
+        hint=_("start it: cd {lab} && vagrant up {machine}").format(
+            lab=lab_dir(lab), machine=machine
+        ),
     )
     if not domain_running(lab, machine):
         # asked first (20 ms): ssh to a VM that vanished would wait for its timeouts
@@ -114,8 +117,10 @@ def wait_ssh(lab: LabRef, machine: str) -> None:
                 break
         time.sleep(SSH_RETRY)
     raise ProvisioningError(
-        f"machine `{machine}` of lab `{lab.key}` does not answer over SSH (last: {last})",
-        hint=f"look at its console: virsh console {domain_name(lab, machine)}",
+        _("machine `{machine}` of lab `{key}` does not answer over SSH (last: {last})").format(
+            machine=machine, key=lab.key, last=last
+        ),
+        hint=_("look at its console: virsh console {lab}").format(lab=domain_name(lab, machine)),
     )
 
 
@@ -124,7 +129,7 @@ def wait_ready(lab: LabRef, machine: str, init: str, progress: Progress) -> None
     each state, with a VM's deadline."""
     if init == "none":
         return  # wait_ssh has seen a command answer
-    progress(f"waiting for systemd in {machine}")
+    progress(_("waiting for systemd in {machine}").format(machine=machine))
 
     def state(t: float) -> str:
         res = exec_in(lab, machine, list(SYSTEMD_READY), timeout=t)

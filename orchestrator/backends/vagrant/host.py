@@ -16,11 +16,12 @@ from pathlib import Path
 from orchestrator import paths
 from orchestrator.backends.contract import LabRef
 from orchestrator.errors import BackendUnavailable, ProvisioningError
+from orchestrator.messages import N_, _
 
 PROVIDERS = ("libvirt", "virtualbox", "docker")
 #: a libvirt domain's description (and a docker label's value) starts with it, then JSON
 DESCRIPTION_PREFIX = "guestlab "
-INSTALL_FIX = (
+INSTALL_FIX = N_(
     "apt-get install -y vagrant vagrant-libvirt libvirt-daemon-system "
     "libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils extlinux "
     "syslinux-common (or run scripts/setup/vagrant.sh)"
@@ -87,12 +88,20 @@ def run_host(argv: Sequence[str], *, timeout: float = 120, input: bytes | None =
             list(argv), input=input, capture_output=True, timeout=timeout, check=False
         )
     except FileNotFoundError:
-        raise BackendUnavailable(f"`{argv[0]}` is not installed", hint=INSTALL_FIX) from None
+        raise BackendUnavailable(
+            _("`{argv}` is not installed").format(argv=argv[0]), hint=_(INSTALL_FIX)
+        ) from None
     except subprocess.TimeoutExpired:
-        raise ProvisioningError(f"`{' '.join(argv[:3])}` took more than {timeout:g} s") from None
+        raise ProvisioningError(
+            _("`{command}` took more than {timeout} s").format(
+                command=" ".join(argv[:3]), timeout=format(timeout, "g")
+            )
+        ) from None
     if proc.returncode != 0:
         err = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip()
-        raise ProvisioningError(f"`{' '.join(argv[:4])}` failed: {err[-600:]}")
+        raise ProvisioningError(
+            _("`{command}` failed: {error}").format(command=" ".join(argv[:4]), error=err[-600:])
+        )
     return proc.stdout.decode("utf-8", "replace")
 
 

@@ -41,6 +41,7 @@ from orchestrator.backends.vagrant.host import (
     run_host,
 )
 from orchestrator.errors import BackendUnavailable, ProvisioningError
+from orchestrator.messages import N_, _
 
 URI = "qemu:///system"
 POOL = os.environ.get("GUESTLAB_LIBVIRT_POOL", "guestlab")
@@ -51,13 +52,14 @@ PROBE_VERSION = 2  # a cached answer of another version of the probe is asked ag
 #: a boot sector that writes "OK" to the first serial port: the smallest guest there is
 PROBE_SECTOR = bytes.fromhex("baf803b04feeb04beeb00aeef4ebfd")
 
-LIBVIRTD_FIX = (
+LIBVIRTD_FIX = N_(
     "start libvirt: `virtlogd -d && libvirtd -d` where PID 1 is not systemd, else "
     "`systemctl start libvirtd` (scripts/setup/vagrant.sh does either)"
 )
-POOL_FIX = (
-    f"define guestlab's storage pool: virsh pool-define-as {POOL} dir --target "
-    f"/var/lib/guestlab/libvirt && virsh pool-build {POOL} && virsh pool-start {POOL} "
+#: `{pool}` is POOL
+POOL_FIX = N_(
+    "define guestlab's storage pool: virsh pool-define-as {pool} dir --target "
+    "/var/lib/guestlab/libvirt && virsh pool-build {pool} && virsh pool-start {pool} "
     "(or run scripts/setup/vagrant.sh)"
 )
 
@@ -110,6 +112,7 @@ def probe_kvm(timeout: float = 8.0) -> tuple[bool, str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
+    # kept in English: the answer is cached on disk for every later reader
     if b"OK" in out:
         return True, "a test guest ran under KVM"
     lines = err.decode("utf-8", "replace").strip().splitlines()
@@ -204,7 +207,7 @@ def _disk_path(dom: str) -> str:
         parts = line.split()
         if len(parts) >= 4 and parts[1] == "disk":
             return parts[3]
-    raise ProvisioningError(f"domain {dom} has no disk to copy")
+    raise ProvisioningError(_("domain {dom} has no disk to copy").format(dom=dom))
 
 
 def labelled_domains() -> dict[str, dict[str, str]]:
@@ -227,7 +230,7 @@ def destroy_lab(lab: LabRef, meta: dict[str, Any], found: FoundResources) -> Non
     if not virsh_ok("version"):
         if not meta:
             return
-        raise BackendUnavailable("libvirtd does not answer", hint=LIBVIRTD_FIX)
+        raise BackendUnavailable(_("libvirtd does not answer"), hint=_(LIBVIRTD_FIX))
     domains = {m["domain"]: name for name, m in meta.get("machines", {}).items()}
     for dom, labels in labelled_domains().items():
         if labels.get(LABEL_LAB) == lab.key:
@@ -312,7 +315,9 @@ def _free_subnet(lab: LabRef) -> ipaddress.IPv4Network:
         net = candidates[(start + i) % len(candidates)]
         if not any(net.overlaps(u) for u in used if u.prefixlen > 0):
             return net  # type: ignore[return-value]
-    raise ProvisioningError(f"no free /24 left in {SUBNETS} for the lab's network")
+    raise ProvisioningError(
+        _("no free /24 left in {subnets} for the lab's network").format(subnets=SUBNETS)
+    )
 
 
 # -- the box -----------------------------------------------------------------------------
@@ -336,7 +341,9 @@ def upload_box(image: str, progress: Progress) -> None:
     vol = box_volume_name(image, img)
     if virsh_ok("vol-info", "--pool", POOL, vol):
         return
-    progress(f"uploading the box's disk into libvirt's pool {POOL} as {vol}")
+    progress(
+        _("uploading the box's disk into libvirt's pool {pool} as {vol}").format(pool=POOL, vol=vol)
+    )
     info = json.loads(run_host(["qemu-img", "info", "--output=json", str(img)]))
     virsh("vol-create-as", POOL, vol, str(info["virtual-size"]), "--format", "qcow2")
     try:

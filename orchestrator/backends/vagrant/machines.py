@@ -19,6 +19,7 @@ from orchestrator.backends.vagrant.labdir import LabFiles, read_meta
 from orchestrator.backends.vagrant.preflight import Preflight
 from orchestrator.backends.vagrant.ssh import Ssh
 from orchestrator.errors import ProvisioningError
+from orchestrator.messages import _
 
 #: sets the hostname in /etc/hostname, the kernel and /etc/hosts; the name is "$1"
 SET_HOSTNAME = (
@@ -68,9 +69,11 @@ def create(spec: MachineSpec, progress: Progress, preflight: Preflight, files: L
     if spec.disks and provider != "libvirt":
         # the Vagrantfile adds extra disks for libvirt only: never a VM without them
         raise ProvisioningError(
-            f"machine `{spec.name}` has extra disks, which guestlab makes with the libvirt "
-            f"provider only (this host uses {provider})",
-            hint="make libvirt usable (`guestlab doctor` says what is missing)",
+            _(
+                "machine `{name}` has extra disks, which guestlab makes with the"
+                " libvirt provider only (this host uses {provider})"
+            ).format(name=spec.name, provider=provider),
+            hint=_("make libvirt usable (`guestlab doctor` says what is missing)"),
         )
     refuse_existing(lab, spec.name, exists=libvirt.domain_exists(domain_name(lab, spec.name)))
     boxes.ensure_image(spec.image, progress, preflight, build=False)
@@ -78,9 +81,15 @@ def create(spec: MachineSpec, progress: Progress, preflight: Preflight, files: L
     with files.editing(lab) as meta:
         meta["machines"][spec.name] = machine_entry(spec, meta)
     if provider == "docker":
-        progress(f"vagrant up {spec.name} (a container: Vagrant's docker provider)")
+        progress(
+            _("vagrant up {name} (a container: Vagrant's docker provider)").format(name=spec.name)
+        )
     else:
-        progress(f"vagrant up {spec.name} (a real VM: a minute or so under emulation)")
+        progress(
+            _("vagrant up {name} (a real VM: a minute or so under emulation)").format(
+                name=spec.name
+            )
+        )
     command.up(lab, spec.name, provider, progress)
     after_boot(lab, spec.name, spec.hostname or spec.name, spec.init, progress)
 
@@ -104,11 +113,19 @@ def after_boot(
         timeout=60,
     )
     if not res.ok:
-        raise ProvisioningError(f"cannot install the lab's key in {machine}: {res.stderr}")
+        raise ProvisioningError(
+            _("cannot install the lab's key in {machine}: {stderr}").format(
+                machine=machine, stderr=res.stderr
+            )
+        )
     if hostname:
         res = ssh_for(lab, machine).run(["sh", "-c", SET_HOSTNAME, "sh", hostname], timeout=60)
         if not res.ok:
-            raise ProvisioningError(f"cannot set the hostname of {machine}: {res.stderr}")
+            raise ProvisioningError(
+                _("cannot set the hostname of {machine}: {stderr}").format(
+                    machine=machine, stderr=res.stderr
+                )
+            )
     wait_ready(lab, machine, init, progress)
 
 
@@ -123,20 +140,22 @@ def clone(
     lab = target.lab
     provider = read_meta(source.lab).get("provider")
     if provider == "docker":
-        progress(f"copying {source.name} into {target.name}")
+        progress(_("copying {source} into {target}").format(source=source.name, target=target.name))
         image = DockerProvider().commit(source, f"{target.name}-clone", target.labels)
         extra: dict[str, Any] = {"docker_image": image, "clone_of": source.name}
     elif provider == "libvirt":
         extra = _copy_disk(source, target, progress)
     else:
         raise ProvisioningError(
-            f"clones of Vagrant machines need the libvirt or docker provider (this lab "
-            f"uses {provider or 'none'})",
-            hint="use the docker or lxd backend for this scenario",
+            _(
+                "clones of Vagrant machines need the libvirt or docker provider (this"
+                " lab uses {provider})"
+            ).format(provider=provider or "none"),
+            hint=_("use the docker or lxd backend for this scenario"),
         )
     with files.editing(lab) as m:
         m["machines"][target.name] = machine_entry(target, m, **extra)
-    progress(f"vagrant up {target.name} from the copy")
+    progress(_("vagrant up {name} from the copy").format(name=target.name))
     command.up(lab, target.name, preflight.engine().provider, progress)
     after_boot(lab, target.name, target.hostname or target.name, target.init, progress)
 
@@ -148,5 +167,5 @@ def _copy_disk(source: MachineSpec, target: MachineSpec, progress: Progress) -> 
     refuse_existing(target.lab, target.name, exists=libvirt.domain_exists(dst), where=dst)
     # data still in the guest's page cache must reach its disk before the copy
     exec_in(source.lab, source.name, ["sync"], timeout=60)
-    progress(f"copying the disk of {source.name} (paused for the copy)")
+    progress(_("copying the disk of {name} (paused for the copy)").format(name=source.name))
     return {"disk": libvirt.copy_disk(src, dst), "clone_of": source.name, "box": None}

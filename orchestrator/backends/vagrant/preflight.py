@@ -18,8 +18,9 @@ from orchestrator.backends.vagrant import libvirt
 from orchestrator.backends.vagrant.host import INSTALL_FIX, PROVIDERS, run_host, vagrant_home
 from orchestrator.backends.vagrant.libvirt import POOL, virsh
 from orchestrator.errors import BackendUnavailable, ProvisioningError
+from orchestrator.messages import N_, _
 
-VIRTUALBOX_FIX = (
+VIRTUALBOX_FIX = N_(
     "VirtualBox is not packaged in Debian 12: install it from its vendor's packages for "
     "your release, then load its driver (/sbin/vboxconfig)"
 )
@@ -73,26 +74,30 @@ class Preflight:
         try:
             state = self._availability()
         except Exception as exc:  # availability never raises: say what went wrong instead
-            return Availability(False, f"cannot check Vagrant: {exc}", INSTALL_FIX)
+            return Availability(
+                False, _("cannot check Vagrant: {error}").format(error=exc), _(INSTALL_FIX)
+            )
         if state.usable:
             self._usable = state
         return state
 
     def _availability(self) -> Availability:
         if shutil.which("vagrant") is None:
-            return Availability(False, "vagrant is not installed", INSTALL_FIX)
+            return Availability(False, _("vagrant is not installed"), _(INSTALL_FIX))
         try:
             import vagrant  # noqa: F401  (lazy: the CLI must start without python-vagrant)
         except ImportError:
             return Availability(
-                False, "python-vagrant is not installed", "pip install 'guestlab[vagrant]'"
+                False, _("python-vagrant is not installed"), "pip install 'guestlab[vagrant]'"
             )
         forced = os.environ.get("GUESTLAB_VAGRANT_PROVIDER")
         if forced and forced not in PROVIDERS:
             return Availability(
                 False,
-                f"GUESTLAB_VAGRANT_PROVIDER={forced} is not a provider guestlab knows",
-                f"use one of: {', '.join(PROVIDERS)}",
+                _("GUESTLAB_VAGRANT_PROVIDER={forced} is not a provider guestlab knows").format(
+                    forced=forced
+                ),
+                _("use one of: {providers}").format(providers=", ".join(PROVIDERS)),
             )
         checks = {
             "libvirt": self._check_libvirt,
@@ -110,51 +115,75 @@ class Preflight:
 
     def _check_libvirt(self) -> Availability:
         if shutil.which("virsh") is None:
-            return Availability(False, "libvirt's client (virsh) is not installed", INSTALL_FIX)
+            return Availability(
+                False, _("libvirt's client (virsh) is not installed"), _(INSTALL_FIX)
+            )
         if not _has_libvirt_plugin():
-            return Availability(False, "the vagrant-libvirt plugin is missing", INSTALL_FIX)
+            return Availability(False, _("the vagrant-libvirt plugin is missing"), _(INSTALL_FIX))
         # generous: a libvirtd busy with VMs under emulation can take long to answer, and a
         # libvirt taken for absent would put this host on the docker provider
         try:
             version = virsh("version", "--daemon", timeout=90)
         except (ProvisioningError, BackendUnavailable) as exc:
-            return Availability(False, f"libvirtd does not answer ({exc})", libvirt.LIBVIRTD_FIX)
+            return Availability(
+                False,
+                _("libvirtd does not answer ({error})").format(error=exc),
+                _(libvirt.LIBVIRTD_FIX),
+            )
         try:
             state = virsh("pool-info", POOL, timeout=90)
         except ProvisioningError:
-            return Availability(False, f"libvirt has no storage pool `{POOL}`", libvirt.POOL_FIX)
+            return Availability(
+                False,
+                _("libvirt has no storage pool `{pool}`").format(pool=POOL),
+                _(libvirt.POOL_FIX).format(pool=POOL),
+            )
         if not re.search(r"^State:\s+running", state, re.M):
             return Availability(
-                False, f"libvirt's storage pool `{POOL}` is not running", libvirt.POOL_FIX
+                False,
+                _("libvirt's storage pool `{pool}` is not running").format(pool=POOL),
+                _(libvirt.POOL_FIX).format(pool=POOL),
             )
         usable, reason = libvirt.kvm_status()
         self._engine = Engine("libvirt", usable, reason)
         found = re.search(r"Running hypervisor:\s*(.+)", version)
         hyper = f", {found.group(1).strip()}" if found else ""
-        how = "with KVM" if usable else f"with QEMU software emulation (KVM unusable: {reason})"
-        detail = f"{self._vagrant_version()}, libvirt {how}{hyper}"
+        vagrant = self._vagrant_version()
+        if usable:
+            detail = _("{vagrant}, libvirt with KVM{hypervisor}").format(
+                vagrant=vagrant, hypervisor=hyper
+            )
+        else:
+            detail = _(
+                "{vagrant}, libvirt with QEMU software emulation (KVM unusable:"
+                " {reason}){hypervisor}"
+            ).format(vagrant=vagrant, reason=reason, hypervisor=hyper)
         if libvirt.kvm_node_hidden():
-            detail += (
-                "; slow: /dev/kvm is not open to the kvm group, so libvirt probes QEMU again at "
-                "every call "
-                "(fix: chgrp kvm /dev/kvm && chmod 660 /dev/kvm, as udev would)"
+            detail += "; " + _(
+                "slow: /dev/kvm is not open to the kvm group, so libvirt probes QEMU again at"
+                " every call (fix: chgrp kvm /dev/kvm && chmod 660 /dev/kvm, as udev would)"
             )
         return Availability(True, detail)
 
     def _check_virtualbox(self) -> Availability:
         exe = shutil.which("VBoxManage")
         if exe is None:
-            return Availability(False, "VirtualBox is not installed", VIRTUALBOX_FIX)
+            return Availability(False, _("VirtualBox is not installed"), _(VIRTUALBOX_FIX))
         # the command alone is not enough: without its kernel driver no VM starts
         if not os.path.exists("/dev/vboxdrv"):
             return Availability(
                 False,
-                "VirtualBox's kernel driver is not loaded (no /dev/vboxdrv)",
-                "load it: /sbin/vboxconfig (it needs this kernel's headers)",
+                _("VirtualBox's kernel driver is not loaded (no /dev/vboxdrv)"),
+                _("load it: /sbin/vboxconfig (it needs this kernel's headers)"),
             )
         version = run_host([exe, "--version"], timeout=30).strip().splitlines()[-1]
         self._engine = Engine("virtualbox", False, "")
-        return Availability(True, f"{self._vagrant_version()}, VirtualBox {version}")
+        return Availability(
+            True,
+            _("{vagrant}, VirtualBox {version}").format(
+                vagrant=self._vagrant_version(), version=version
+            ),
+        )
 
     def _check_docker(self) -> Availability:
         from orchestrator.backends import get
@@ -162,11 +191,13 @@ class Preflight:
         if shutil.which("docker") is None:
             # Vagrant's docker provider drives the engine through its command, not its API
             return Availability(
-                False, "the docker command is not installed", "apt-get install -y docker.io"
+                False, _("the docker command is not installed"), "apt-get install -y docker.io"
             )
         state = get("docker").availability()
         if not state.usable:
-            return Availability(False, f"no provider: {state.detail}", state.fix)
+            return Availability(
+                False, _("no provider: {detail}").format(detail=state.detail), state.fix
+            )
         self._engine = Engine("docker", False, "")
         why = (
             "GUESTLAB_VAGRANT_PROVIDER=docker"
@@ -174,7 +205,10 @@ class Preflight:
             else "neither libvirt nor VirtualBox is usable here"
         )
         return Availability(
-            True, f"{self._vagrant_version()}, docker provider (NOT a real VM: containers; {why})"
+            True,
+            _("{vagrant}, docker provider (NOT a real VM: containers; {why})").format(
+                vagrant=self._vagrant_version(), why=why
+            ),
         )
 
     def _vagrant_version(self) -> str:

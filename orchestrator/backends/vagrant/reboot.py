@@ -20,6 +20,7 @@ from orchestrator.backends.vagrant.host import domain_name
 from orchestrator.backends.vagrant.labdir import read_meta
 from orchestrator.backends.vagrant.ssh import Ssh
 from orchestrator.errors import MachineUnavailable, ProvisioningError
+from orchestrator.messages import _
 
 BOOT_ID = ["cat", "/proc/sys/kernel/random/boot_id"]
 #: between two questions to a rebooting guest: each is an ssh login under emulation
@@ -33,14 +34,16 @@ def restart(lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) ->
         return
     before = {spec.name: _boot_id(lab, spec.name) for spec in machines}
     for spec in machines:
-        progress(f"rebooting {spec.name}")
+        progress(_("rebooting {name}").format(name=spec.name))
         try:
             res = exec_in(lab, spec.name, ["systemctl", "reboot"], timeout=30)
         except MachineUnavailable:
             res = None  # the connection went with the guest's sshd: the reboot is under way
         if res is not None and res.exit_code not in (0, 255) and not res.timed_out:
             raise ProvisioningError(
-                f"machine `{spec.name}` refused to reboot: {(res.stderr or res.stdout)[-200:]}"
+                _("machine `{name}` refused to reboot: {error}").format(
+                    name=spec.name, error=(res.stderr or res.stdout)[-200:]
+                )
             )
         Ssh(lab, spec.name).forget()  # the shared connection dies with the old boot
     for spec in machines:
@@ -51,7 +54,11 @@ def restart(lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) ->
 def _boot_id(lab: LabRef, machine: str) -> str:
     res = exec_in(lab, machine, BOOT_ID, timeout=30)
     if not res.ok or not res.stdout.strip():
-        raise ProvisioningError(f"cannot read the boot id of `{machine}`: {res.stderr[-200:]}")
+        raise ProvisioningError(
+            _("cannot read the boot id of `{machine}`: {stderr}").format(
+                machine=machine, stderr=res.stderr[-200:]
+            )
+        )
     return res.stdout.strip()
 
 
@@ -71,7 +78,11 @@ def _wait_new_boot(lab: LabRef, machine: str, old: str) -> None:
             Ssh(lab, machine).forget()
         time.sleep(RETRY)
     raise ProvisioningError(
-        f"machine `{machine}` of lab `{lab.key}` did not come back from its reboot in "
-        f"{VM_BOOT_TIMEOUT:g} s (last: {last})",
-        hint=f"look at its console: virsh console {domain_name(lab, machine)}",
+        _(
+            "machine `{machine}` of lab `{key}` did not come back from its reboot"
+            " in {vm_boot_timeout} s (last: {last})"
+        ).format(
+            machine=machine, key=lab.key, vm_boot_timeout=format(VM_BOOT_TIMEOUT, "g"), last=last
+        ),
+        hint=_("look at its console: virsh console {lab}").format(lab=domain_name(lab, machine)),
     )

@@ -16,6 +16,7 @@ from orchestrator.backends.vagrant.labdir import LabFiles, read_meta
 from orchestrator.backends.vagrant.preflight import Preflight
 from orchestrator.backends.vagrant.ssh import Ssh
 from orchestrator.errors import ProvisioningError
+from orchestrator.messages import _
 
 
 def snapshot(lab: LabRef, machines: Sequence[MachineSpec]) -> None:
@@ -27,7 +28,7 @@ def snapshot(lab: LabRef, machines: Sequence[MachineSpec]) -> None:
         elif provider == "libvirt":
             libvirt.take_snapshot(domain_name(lab, spec.name))
         else:
-            raise ProvisioningError("snapshots need the libvirt or docker provider")
+            raise ProvisioningError(_("snapshots need the libvirt or docker provider"))
 
 
 def restore(
@@ -46,7 +47,7 @@ def restore(
         dom = domain_name(lab, spec.name)
         if libvirt.SNAPSHOT not in libvirt.snapshots(dom):
             raise _no_start(lab, spec)
-        progress(f"restoring {spec.name}")
+        progress(_("restoring {name}").format(name=spec.name))
         Ssh(lab, spec.name).forget()  # the guest's end of the connection goes back
         libvirt.revert_snapshot(dom)
     for spec in machines:
@@ -65,7 +66,7 @@ def _restore_container(
     start = f"{image_repo(lab)}:{spec.name}-start"
     if not docker.has_image(start):
         raise _no_start(lab, spec)
-    progress(f"restoring {spec.name}")
+    progress(_("restoring {name}").format(name=spec.name))
     docker.remove(lab, spec.name)
     with files.editing(lab) as m:
         m["machines"][spec.name]["docker_image"] = start
@@ -75,6 +76,8 @@ def _restore_container(
 
 def _no_start(lab: LabRef, spec: MachineSpec) -> ProvisioningError:
     return ProvisioningError(
-        f"machine `{spec.name}` of lab `{lab.key}` has no starting snapshot",
-        hint="bring the lab up again: guestlab down && guestlab up",
+        _("machine `{name}` of lab `{key}` has no starting snapshot").format(
+            name=spec.name, key=lab.key
+        ),
+        hint=_("bring the lab up again: guestlab down && guestlab up"),
     )

@@ -22,6 +22,7 @@ from orchestrator.backends.common import PUT_SCRIPT
 from orchestrator.backends.contract import ExecResult, LabRef
 from orchestrator.backends.vagrant.host import lab_dir
 from orchestrator.errors import MachineUnavailable, ProvisioningError
+from orchestrator.messages import _
 
 #: commands run under coreutils `timeout` inside; this much longer we stop waiting outside
 CLIENT_GRACE = 15.0
@@ -115,15 +116,21 @@ class Ssh:
             )
         except subprocess.TimeoutExpired:
             return ExecResult(
-                124, "", f"no answer from {self.machine} in {limit:g} s", timed_out=True
+                124,
+                "",
+                _("no answer from {machine} in {limit} s").format(
+                    machine=self.machine, limit=format(limit, "g")
+                ),
+                timed_out=True,
             )
         out = proc.stdout.decode("utf-8", "replace")
         err = proc.stderr.decode("utf-8", "replace")
         code = proc.returncode
         if code == 255 and _ssh_failed(err):
             raise MachineUnavailable(
-                f"machine `{self.machine}` of lab `{self.lab.key}` does not answer over SSH: "
-                f"{err.strip()[-200:]}"
+                _("machine `{machine}` of lab `{key}` does not answer over SSH: {error}").format(
+                    machine=self.machine, key=self.lab.key, error=err.strip()[-200:]
+                )
             )
         timed_out = code in (124, 137, 143) and time.monotonic() - started >= limit * 0.95
         return ExecResult(code, out, err, timed_out=timed_out)
@@ -131,7 +138,11 @@ class Ssh:
     def put_file(self, dest: str, data: bytes, mode: int) -> None:
         res = self.run(["sh", "-c", PUT_SCRIPT, "sh", dest, f"{mode:o}"], timeout=60, stdin=data)
         if not res.ok:
-            raise ProvisioningError(f"cannot write {dest} in {self.machine}: {res.stderr.strip()}")
+            raise ProvisioningError(
+                _("cannot write {dest} in {machine}: {stderr}").format(
+                    dest=dest, machine=self.machine, stderr=res.stderr.strip()
+                )
+            )
 
     def shell_argv(self) -> list[str]:
         if not self.config.exists():

@@ -1,6 +1,8 @@
 // The class grid, rebuilt from JSON with DOM calls only: data never becomes markup.
+// Its own words come from the page (data-strings), in the page's language.
 const body = document.body;
 const token = body.dataset.token, api = body.dataset.api, base = body.dataset.base;
+const strings = JSON.parse(body.dataset.strings);
 function el(tag, attrs, text) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
@@ -8,7 +10,7 @@ function el(tag, attrs, text) {
   return e;
 }
 function withToken(path) { return path + "?token=" + encodeURIComponent(token); }
-function hintText(n) { return n + (n === 1 ? " hint" : " hints"); }
+function hintText(n) { return (n === 1 ? strings.hint_one : strings.hint_many).replace("{n}", n); }
 function cell(student, taskId, c) {
   const td = el("td", {"class": "cell " + c.state, "data-student": student,
                        "data-task": taskId, "data-state": c.state});
@@ -43,14 +45,14 @@ function render(book) {
     const notes = el("td");
     if (r.error) notes.append(el("div", {"class": "error"}, r.error));
     for (const f of r.copies) {
-      notes.append(el("div", {"class": "copy"}, (f.problem ? "" : "copy? ") + f.text));
+      notes.append(el("div", {"class": "copy"}, (f.problem ? "" : strings.copy + " ") + f.text));
     }
     tr.append(notes);
     fresh.push(tr);
   }
   rows.replaceChildren(...fresh);
   document.getElementById("updated").textContent =
-    "updated " + new Date().toLocaleTimeString();
+    strings.updated.replace("{time}", new Date().toLocaleTimeString());
   document.getElementById("updated").className = "";
 }
 async function refresh() {
@@ -60,7 +62,7 @@ async function refresh() {
     render(await res.json());
   } catch (e) {
     const u = document.getElementById("updated");
-    u.textContent = "cannot refresh: " + e.message; u.className = "stale";
+    u.textContent = strings.stale.replace("{error}", e.message); u.className = "stale";
   }
 }
 setInterval(refresh, Number(body.dataset.refresh) * 1000);

@@ -103,8 +103,10 @@ function openTerminal(machine, pane) {
   term.open(pane);
   fit.fit();
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  // the page's language: what the server says about the terminal is said in it too
   const url = `${proto}//${location.host}/api/terminal/${encodeURIComponent(machine)}` +
-    `?cols=${term.cols}&rows=${term.rows}`;
+    `?cols=${term.cols}&rows=${term.rows}` +
+    `&lang=${encodeURIComponent(document.documentElement.lang)}`;
   const ws = new WebSocket(url);
   ws.binaryType = "arraybuffer";
   const encoder = new TextEncoder();

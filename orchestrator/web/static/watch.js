@@ -1,6 +1,8 @@
 // The instructor's read-only view of one student's terminals: output only, no input.
+// Its own words come from the page (data-strings), in the page's language.
 "use strict";
 const body = document.body;
+const strings = JSON.parse(body.dataset.strings);
 const nonce = document.querySelector("script[nonce]").nonce;
 const createElement = Document.prototype.createElement;
 Document.prototype.createElement = function (tag, options) {
@@ -17,8 +19,8 @@ if (typeof Terminal === "undefined") {
   const ws = new WebSocket(`${proto}//${location.host}${body.dataset.socket}` +
     `?token=${encodeURIComponent(body.dataset.token)}`);
   ws.binaryType = "arraybuffer";
-  ws.onopen = () => { status.textContent = "watching"; };
-  ws.onclose = () => { status.textContent = "disconnected (reload to watch again)"; };
+  ws.onopen = () => { status.textContent = strings.watching; };
+  ws.onclose = () => { status.textContent = strings.disconnected; };
   ws.onmessage = (ev) => {
     if (ev.data instanceof ArrayBuffer) {
       const id = new DataView(ev.data).getUint32(0);
@@ -37,7 +39,7 @@ if (typeof Terminal === "undefined") {
       term.open(box);
       panes.set(msg.id, {term, title});
     } else if (msg.type === "close" && panes.has(msg.id)) {
-      panes.get(msg.id).title.textContent += " (closed)";
+      panes.get(msg.id).title.textContent += " " + strings.closed;
     }
   };
 }
