@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 from orchestrator import paths
@@ -25,6 +25,7 @@ from orchestrator.backends.common import build_once, lock_path
 from orchestrator.backends.contract import Progress, no_progress
 from orchestrator.errors import ProvisioningError, UsageError
 from orchestrator.images import chrootdev
+from orchestrator.images.box_guest import TOOLS, configure, install_packages, sh
 from orchestrator.images.boxmanifest import install
 from orchestrator.images.catalog import ImageDef, lookup
 from orchestrator.images.manifest import Manifest, from_tree
@@ -35,7 +36,6 @@ from orchestrator.messages import _
 #: virtual size of the box's disk, in GiB (sparse: the qcow2 holds only what is written)
 DISK_GIB = 4
 PART_START = 2048  # sectors: the usual 1 MiB alignment, room for the MBR and nothing else
-BOX_PACKAGES = ("linux-image-cloud-amd64", "initramfs-tools", "openssh-server", "sudo", "udev")
 MBR_CANDIDATES = ("/usr/lib/syslinux/mbr/mbr.bin", "/usr/share/syslinux/mbr.bin")
 #: where Vagrant ships its insecure key pair: Debian's package, then HashiCorp's installer
 INSECURE_KEY_GLOBS = (
@@ -44,19 +44,10 @@ INSECURE_KEY_GLOBS = (
     "/opt/vagrant/embedded/gems/gems/vagrant-*/keys/vagrant.pub",
     "/opt/vagrant/embedded/gems/*/gems/vagrant-*/keys/vagrant.pub",
 )
-TOOLS = {
-    "qemu-img": "qemu-utils",
-    "sfdisk": "fdisk",
-    "losetup": "mount",
-    "partx": "util-linux",
-    "mkfs.ext4": "e2fsprogs",
-    "extlinux": "extlinux",
-    "tar": "tar",
-}
 
 
 #: raised whenever the box recipe changes, so that hosts with an older box build this one
-BOX_REVISION = 2
+BOX_REVISION = 3
 
 
 def box_name(image: str) -> str:
@@ -88,36 +79,6 @@ def _mbr() -> Path:
     raise UsageError(_("syslinux's mbr.bin is missing"), hint="apt-get install -y syslinux-common")
 
 
-def _sh(
-    argv: Sequence[str], *, input: bytes | None = None, env: dict[str, str] | None = None
-) -> str:
-    """Run a command, returning stdout; a failure raises with the end of its output."""
-    try:
-        proc = subprocess.run(
-            list(argv),
-            input=input,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env} if env else None,
-            check=False,
-        )
-    except FileNotFoundError:
-        package = TOOLS.get(argv[0], argv[0])
-        raise UsageError(
-            _("`{argv}` is not installed").format(argv=argv[0]),
-            hint=f"apt-get install -y {package}",
-        ) from None
-    out = proc.stdout.decode("utf-8", "replace")
-    if proc.returncode != 0:
-        tail = "\n".join(out.strip().splitlines()[-12:])
-        raise ProvisioningError(
-            _("`{command}` failed while building the box (exit {returncode}):\n{tail}").format(
-                command=" ".join(argv[:3]), returncode=proc.returncode, tail=tail
-            )
-        )
-    return out
-
-
 @contextlib.contextmanager
 def _loop_partition(raw: Path) -> Iterator[str]:
     """The block device of the raw disk's first partition, detached afterwards.
@@ -128,15 +89,15 @@ def _loop_partition(raw: Path) -> Iterator[str]:
     """
     attached: list[str] = []
     try:
-        disk = _sh(["losetup", "--find", "--show", "--partscan", str(raw)]).strip()
+        disk = sh(["losetup", "--find", "--show", "--partscan", str(raw)]).strip()
         attached.append(disk)
         part = f"{disk}p1"
         if not _appears(part):
             with contextlib.suppress(ProvisioningError):
-                _sh(["partx", "-a", disk])
+                sh(["partx", "-a", disk])
         if not _appears(part):
             size = raw.stat().st_size - PART_START * 512
-            part = _sh(
+            part = sh(
                 [
                     "losetup",
                     "--find",
@@ -166,7 +127,7 @@ def _appears(dev: str, wait: float = 2.0) -> bool:
 
 @contextlib.contextmanager
 def _mounted(dev: str, where: Path) -> Iterator[Path]:
-    _sh(["mount", dev, str(where)])
+    sh(["mount", dev, str(where)])
     try:
         yield where
     finally:
@@ -186,106 +147,13 @@ def _chroot_mounts(root: Path) -> Iterator[None]:
         ):
             target = root / sub
             target.mkdir(exist_ok=True)
-            _sh(["mount", *args, src, str(target)])
+            sh(["mount", *args, src, str(target)])
             done.append(target)
         chrootdev.populate(root / "dev")
         yield
     finally:
         for target in reversed(done):
             subprocess.run(["umount", "-l", str(target)], check=False, capture_output=True)
-
-
-def _chroot(root: Path, *argv: str) -> str:
-    env = {
-        "DEBIAN_FRONTEND": "noninteractive",
-        "LC_ALL": "C.UTF-8",
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-    }
-    return _sh(["chroot", str(root), *argv], env=env)
-
-
-def _write(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(mode)
-
-
-def _install_packages(root: Path, image: ImageDef, mirror: str, progress: Progress) -> None:
-    # package scripts must not start daemons in the build host's namespace
-    _write(root / "usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755)
-    resolv = root / "etc/resolv.conf"
-    resolv.unlink(missing_ok=True)
-    if os.path.exists("/etc/resolv.conf"):
-        shutil.copyfile("/etc/resolv.conf", resolv)  # the mirror's name must resolve
-    _write(root / "etc/apt/sources.list", f"deb {mirror} {image.suite} main\n")
-    progress(_("apt-get update in the box's chroot"))
-    _chroot(root, "apt-get", "update", "-q")
-    progress(_("installing {packages}").format(packages=", ".join(BOX_PACKAGES)))
-    _chroot(root, "apt-get", "install", "-y", "-q", "--no-install-recommends", *BOX_PACKAGES)
-    _chroot(root, "apt-get", "clean")
-    for entry in (root / "var/lib/apt/lists").glob("*"):
-        if entry.is_file():
-            entry.unlink()
-    (root / "usr/sbin/policy-rc.d").unlink()
-    _write(resolv, "")  # no DNS on a lab network; and no host details left in the box
-
-
-def _configure(root: Path, pubkey: bytes, uuid: str) -> None:
-    """The vagrant user, networking, first-boot identity and the boot loader's config."""
-    _chroot(root, "useradd", "--create-home", "--shell", "/bin/bash", "--user-group", "vagrant")
-    # '*' (not '!'): no password login, but not a locked account sshd would refuse
-    _chroot(root, "usermod", "--password", "*", "vagrant")
-    _write(root / "etc/sudoers.d/vagrant", "vagrant ALL=(ALL) NOPASSWD:ALL\n", 0o440)
-    ssh = root / "home/vagrant/.ssh"
-    ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
-    (ssh / "authorized_keys").write_bytes(pubkey)
-    (ssh / "authorized_keys").chmod(0o600)
-    _chroot(root, "chown", "-R", "vagrant:vagrant", "/home/vagrant/.ssh")
-
-    _write(
-        root / "etc/systemd/network/20-dhcp.network",
-        "[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\n\n"
-        "[DHCPv4]\n"
-        "# by MAC, not by the DUID systemd derives from /etc/machine-id: a cloned VM\n"
-        "# keeps the machine ID of its source and must still get an address of its own\n"
-        "ClientIdentifier=mac\n",
-    )
-    _chroot(root, "systemctl", "enable", "systemd-networkd.service")
-    # the network is isolated: waiting for "online" would only slow boots down
-    _chroot(root, "systemctl", "mask", "systemd-networkd-wait-online.service")
-    _chroot(root, "systemctl", "mask", "apt-daily.timer", "apt-daily-upgrade.timer")
-    # e2scrub_reap looks for LVM snapshots there are none of: under emulation it held
-    # the end of every boot back by ~20 s (systemd-analyze blame, measured here)
-    _chroot(root, "systemctl", "mask", "e2scrub_reap.service", "e2scrub_all.timer")
-
-    # first boot makes the identity: an empty machine-id is filled in by systemd, and
-    # sshd's host keys are generated before sshd starts (`sshd -t` would fail without)
-    for key in (root / "etc/ssh").glob("ssh_host_*"):
-        key.unlink()
-    _write(
-        root / "etc/systemd/system/ssh.service.d/guestlab-hostkeys.conf",
-        "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\n"
-        "ExecStartPre=/usr/sbin/sshd -t\n",
-    )
-    _write(root / "etc/machine-id", "")
-    (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)
-    _write(root / "etc/hostname", "debian\n")
-    _write(root / "etc/hosts", "127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n")
-    # no fsck at boot (pass 0): lab VMs are short-lived copies of a box checked when built
-    _write(root / "etc/fstab", f"UUID={uuid}\t/\text4\terrors=remount-ro\t0\t0\n")
-
-    kernels = sorted((root / "boot").glob("vmlinuz-*"))
-    initrds = sorted((root / "boot").glob("initrd.img-*"))
-    if not kernels or not initrds:
-        raise ProvisioningError(_("the box has no kernel or initramfs in /boot after install"))
-    _write(
-        root / "boot/extlinux/extlinux.conf",
-        "DEFAULT debian\nTIMEOUT 1\nPROMPT 0\n\nLABEL debian\n"
-        f"  LINUX /boot/{kernels[-1].name}\n"
-        f"  INITRD /boot/{initrds[-1].name}\n"
-        # the serial console is what libvirt logs; net.ifnames=0 keeps eth0 predictable
-        f"  APPEND root=UUID={uuid} ro net.ifnames=0 console=tty0 console=ttyS0,115200n8\n",
-    )
 
 
 def _fill_disk(
@@ -302,22 +170,22 @@ def _fill_disk(
     mnt.mkdir()
     with _loop_partition(raw) as part:
         # syslinux 6.04 cannot read ext4 with 64-bit block numbers
-        _sh(["mkfs.ext4", "-q", "-O", "^64bit", "-L", "root", part])
-        uuid = _sh(["blkid", "-s", "UUID", "-o", "value", part]).strip()
+        sh(["mkfs.ext4", "-q", "-O", "^64bit", "-L", "root", part])
+        uuid = sh(["blkid", "-s", "UUID", "-o", "value", part]).strip()
         with _mounted(part, mnt) as root:
             progress(_("unpacking {name} onto the box's disk").format(name=tarball.name))
-            _sh(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-xpf", str(tarball)])
+            sh(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-xpf", str(tarball)])
             with _chroot_mounts(root):
-                _install_packages(root, image, mirror, progress)
-                _configure(root, pubkey, uuid)
+                install_packages(root, image, mirror, progress)
+                configure(root, pubkey, uuid)
             progress(_("installing the extlinux boot loader"))
-            _sh(["extlinux", "--install", str(root / "boot/extlinux")])
+            sh(["extlinux", "--install", str(root / "boot/extlinux")])
             # what tamper checks compare a VM's binaries with: the tree as it boots
             progress(_("hashing the box's binaries (its tamper manifest)"))
             manifest = from_tree(root)
             # blocks of deleted files (apt's downloads) would otherwise end up in the
             # qcow2: discarding them punches holes in the raw file
-            _sh(["fstrim", str(root)])
+            sh(["fstrim", str(root)])
     return manifest
 
 
@@ -344,7 +212,7 @@ def build_box(image: ImageDef, tarball: Path, dest: Path, mirror: str, progress:
         raw = work / "disk.raw"
         with open(raw, "wb") as f:
             f.truncate(DISK_GIB * 1024**3)
-        _sh(
+        sh(
             ["sfdisk", "--quiet", str(raw)],
             input=f"label: dos\nstart={PART_START}, type=83, bootable\n".encode(),
         )
@@ -354,12 +222,12 @@ def build_box(image: ImageDef, tarball: Path, dest: Path, mirror: str, progress:
         progress(_("converting the disk to qcow2"))
         # compressed clusters cost little to read (QEMU inflates them on the host) and
         # make the box a third of the size; a VM's writes go to its own overlay
-        _sh(["qemu-img", "convert", "-c", "-O", "qcow2", str(raw), str(work / "box.img")])
+        sh(["qemu-img", "convert", "-c", "-O", "qcow2", str(raw), str(work / "box.img")])
         raw.unlink()
         meta = {"provider": "libvirt", "format": "qcow2", "virtual_size": DISK_GIB}
         (work / "metadata.json").write_text(json.dumps(meta) + "\n")
         partial = work / "box.tar"
-        _sh(["tar", "-C", str(work), "-cf", str(partial), "metadata.json", "box.img"])
+        sh(["tar", "-C", str(work), "-cf", str(partial), "metadata.json", "box.img"])
         install(manifest, partial, dest)  # the box, and beside it what its binaries are
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -15,7 +15,7 @@ def test_the_chroot_mounts_a_tmpfs_dev_never_the_hosts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mounted: list[list[str]] = []
-    monkeypatch.setattr(box, "_sh", lambda argv, **_k: mounted.append(list(argv)) or "")
+    monkeypatch.setattr(box, "sh", lambda argv, **_k: mounted.append(list(argv)) or "")
     monkeypatch.setattr(chrootdev, "populate", lambda dev: None)
     with box._chroot_mounts(tmp_path):
         pass
