@@ -1,18 +1,110 @@
-"""What every model of the scenario format shares: strict, frozen, non-empty texts."""
+"""What every type of the scenario format shares: frozen dataclasses that pydantic
+validates into, and `Rule`, which says to pydantic what `pydantic.Field(...)` would.
+
+The types themselves import no pydantic: a scenario built from the cache of validated
+ones (`scenario.cache`) is made of them without loading it (pydantic and pydantic-core
+cost a command about 0.06 s to import). pydantic reads their annotations when it first
+validates one (`parse`), so these dataclasses are the format's one definition: what a
+file may hold, and what the rest of guestlab reads.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import dataclasses
+import functools
+import typing
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
-Text = Annotated[str, Field(min_length=1)]
+T = TypeVar("T")
 
 
-class Strict(BaseModel):
-    """Unknown keys are errors, never ignored; a loaded scenario does not change.
+class Rule:
+    """A field's constraints as pydantic-core names them (pattern, min_length,
+    max_length, ge, le, gt), its description in the JSON Schema, and a `check` run after
+    them with the fields validated before it (a ValueError makes the value invalid).
 
-    The validators are built when a model first validates, not when it is defined: a
-    scenario built from the cache of validated ones (`scenario.cache`) needs none."""
+    pydantic calls the two hooks below while it builds a type's schema; nothing else
+    does, so defining a field with a Rule imports nothing."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    def __init__(
+        self,
+        *,
+        description: str = "",
+        check: Callable[[Any, dict[str, Any]], Any] | None = None,
+        **constraints: Any,
+    ) -> None:
+        self.description, self.check, self.constraints = description, check, constraints
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        # the same keys `Field(pattern=..., max_length=...)` sets: the same errors
+        schema = {**handler(source), **self.constraints}
+        if self.check is None:
+            return schema
+        from pydantic_core import core_schema
+
+        check = self.check
+        return core_schema.with_info_after_validator_function(
+            lambda value, info: check(value, info.data), schema
+        )
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> Any:
+        found = handler(schema)
+        if self.description:
+            found["description"] = self.description
+        return found
+
+
+Text = Annotated[str, Rule(min_length=1)]
+
+
+@typing.dataclass_transform(frozen_default=True, kw_only_default=True)
+def strict(cls: type[T]) -> type[T]:
+    """A type of the format: a frozen dataclass, built by keyword, whose unknown keys are
+    errors when pydantic validates it (never ignored)."""
+    made = dataclasses.dataclass(frozen=True, kw_only=True)(cls)
+    made.__pydantic_config__ = {"extra": "forbid"}  # type: ignore[attr-defined]
+    return made
+
+
+def parse(cls: type[T], data: Any) -> T:
+    """`data` validated into `cls` by pydantic; pydantic.ValidationError when invalid."""
+    return _adapter(cls).validate_python(data)
+
+
+@functools.cache
+def _adapter(cls: type[T]) -> TypeAdapter[T]:
+    from pydantic import TypeAdapter  # here: only validating needs it
+
+    return TypeAdapter(cls)
+
+
+def dump(value: Any) -> Any:
+    """A value of the format as plain data (dicts, lists, texts and numbers), every field
+    included: what `parse` takes back."""
+    return dataclasses.asdict(value)
+
+
+@functools.cache
+def field_types(cls: type) -> dict[str, Any]:
+    """Each field of a type of the format and its declared type, Annotated kept."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def required(cls: type) -> list[str]:
+    """The fields of a type that have no default."""
+    missing = dataclasses.MISSING
+    return [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is missing and f.default_factory is missing
+    ]
+
+
+def is_type(tp: Any) -> bool:
+    """Whether `tp` is one of the format's types (a dataclass)."""
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)

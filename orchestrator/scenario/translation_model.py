@@ -1,15 +1,17 @@
-"""The translations of a scenario's student-facing texts, as pydantic models, and what
-they must match in the scenario (see docs/scenario-format.md, Translations)."""
+"""The translations of a scenario's student-facing texts, as types of the format
+(`model_base`), and what they must match in the scenario (see docs/scenario-format.md,
+Translations)."""
 
 from __future__ import annotations
 
+from dataclasses import field
 from typing import TYPE_CHECKING
 
-from pydantic_core import InitErrorDetails, PydanticCustomError
-
-from orchestrator.scenario.model_base import Strict, Text
+from orchestrator.scenario.model_base import Text, strict
 
 if TYPE_CHECKING:
+    from pydantic_core import InitErrorDetails
+
     from orchestrator.scenario.model import Task
 
 # --- translations: the student-facing texts in other languages (see scenario/i18n.py) ----
@@ -17,37 +19,42 @@ if TYPE_CHECKING:
 LANGUAGE = r"^[a-z]{2,3}(-[A-Z][a-z]{3})?(-[A-Z]{2}|-[0-9]{3})?$"
 
 
-class CheckTranslation(Strict):
+@strict
+class CheckTranslation:
     name: Text | None = None
     fail_message: Text | None = None
 
 
-class TaskTranslation(Strict):
+@strict
+class TaskTranslation:
     title: Text | None = None
     instructions: Text | None = None
     #: when given, one text per hint of the task, in the same order
     hints: list[Text] | None = None
     #: by position: the first entry translates the task's first check; `{}` skips one
-    checks: list[CheckTranslation] = []
+    checks: list[CheckTranslation] = field(default_factory=list)
 
 
-class MetadataTranslation(Strict):
+@strict
+class MetadataTranslation:
     title: Text | None = None
 
 
-class Translation(Strict):
+@strict
+class Translation:
     """One language's texts; whatever it leaves out stays in English."""
 
-    # built without validating: see Machine.resources
-    metadata: MetadataTranslation = MetadataTranslation.model_construct()
+    metadata: MetadataTranslation = MetadataTranslation()
     description: Text | None = None
-    tasks: dict[str, TaskTranslation] = {}
+    tasks: dict[str, TaskTranslation] = field(default_factory=dict)
 
 
 def translation_problems(
     translations: dict[str, Translation], tasks: list[Task]
 ) -> list[InitErrorDetails]:
     """Task ids that do not exist, checks and hints that the task does not have."""
+    from pydantic_core import InitErrorDetails, PydanticCustomError  # validation only
+
     by_id = {t.id: t for t in tasks}
     problems: list[InitErrorDetails] = []
 

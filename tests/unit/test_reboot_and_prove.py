@@ -23,6 +23,7 @@ from orchestrator.lab import verbs
 from orchestrator.report import CheckResult, Report, TaskResult
 from orchestrator.scenario.load import load_text
 from orchestrator.scenario.model import Scenario
+from orchestrator.scenario.model_base import parse
 from orchestrator.scenario.schema import json_schema
 from orchestrator.state import Store
 
@@ -41,7 +42,8 @@ TASKS: list[dict[str, Any]] = [
 
 
 def scenario(tasks: list[dict[str, Any]] | None = None) -> Scenario:
-    return Scenario.model_validate(
+    return parse(
+        Scenario,
         {
             "apiVersion": "guestlab/v1",
             "kind": "Scenario",
@@ -49,7 +51,7 @@ def scenario(tasks: list[dict[str, Any]] | None = None) -> Scenario:
             "backends": ["docker"],
             "machines": [{"name": "a"}, {"name": "b", "clone_of": "a"}],
             "tasks": TASKS if tasks is None else tasks,
-        }
+        },
     )
 
 
