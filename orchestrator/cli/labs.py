@@ -250,12 +250,13 @@ def check(
     Every attempt is recorded.
     """
     from orchestrator import lab as lifecycle
-    from orchestrator import views
 
     lab, record, store = options.open_lab(scenario, student, lang)
     report = lifecycle.check(
         lab, record, store, tasks, reboot=not no_reboot, reporter=ConsoleReporter(err)
     )
+    from orchestrator import views  # after grading: rich's tables are not check's start-up
+
     if fmt == "json":
         click.echo(report.to_json(indent=2, clean=True))
     elif fmt == "junit":

@@ -6,9 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.backends import require_available
-from orchestrator.checks import grade, run_before
 from orchestrator.errors import MachineUnavailable, ProvisioningError, UsageError
-from orchestrator.lab import grading_machines
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.reporter import Reporter, Silent
 from orchestrator.messages import N_, _, did_you_mean
@@ -59,6 +57,10 @@ def check(
     require_up(lab, record)
     for backend in lab.backends:
         require_available(backend)
+    # grading loads here: `hint` and `solve` open a lab without it (a faster start)
+    from orchestrator import checks
+    from orchestrator.lab import grading_machines
+
     tasks = select_tasks(lab, task_ids)
     reporter = reporter or Silent()
     copies = grading_machines.named(lab, tasks)
@@ -67,9 +69,9 @@ def check(
         earlier, failed = {}, {}
         if reboot and machines:
             later = [t for t in tasks if t.after_reboot]
-            earlier = run_before(lab, lab.ref, later)
+            earlier = checks.run_before(lab, lab.ref, later)
             failed = restart(lab, store, machines, reporter)
-        results = grade(lab, lab.ref, tasks, earlier=earlier)
+        results = checks.grade(lab, lab.ref, tasks, earlier=earlier)
     for task, result in zip(tasks, results, strict=True):
         result.unproven = task.after_reboot and not reboot
         why = [f"{m}: {failed[m]}" for m in task.machines if m in failed and task.after_reboot]

@@ -1,18 +1,22 @@
-"""Docker backend: machines are containers in a user namespace, systemd as their PID 1."""
+"""Docker backend: machines are containers in a user namespace, systemd as their PID 1.
+
+What only copying files and building images need (archives, the host-side writer, the
+root file system builder) is imported in those methods: opening a lab (`hint`, `check`
+before its first engine call) loads this module for the backend's name and capabilities.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import posixpath
-import tarfile
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.backends import btrfs_quota, firewall, inroot
+from orchestrator.backends import btrfs_quota, firewall
 from orchestrator.backends.common import (
     CONTAINER_BOOT_TIMEOUT,
     connect_or_raise,
@@ -32,7 +36,7 @@ from orchestrator.backends.contract import (
     MachineSpec,
     Progress,
 )
-from orchestrator.backends.docker import cgroups, execution, files, sdk, seccomp
+from orchestrator.backends.docker import cgroups, execution, sdk, seccomp
 from orchestrator.backends.docker.confine import BOOT_FLAG, Confinement
 from orchestrator.backends.docker.engine import (
     START_FIX,
@@ -50,7 +54,6 @@ from orchestrator.errors import (
     ProvisioningError,
     UsageError,
 )
-from orchestrator.images.rootfs import ensure_tarball
 
 if TYPE_CHECKING:
     import docker
@@ -122,6 +125,8 @@ class DockerBackend:
                 f"the image `{image}` is not in the Docker engine",
                 hint=f"build it: guestlab image build {image} --backend docker",
             )
+        from orchestrator.images.rootfs import ensure_tarball
+
         self.import_image(image, ensure_tarball(image, mirror=mirror, progress=progress), progress)
 
     def import_image(self, image: str, tarball: Path, progress: Progress) -> None:
@@ -244,6 +249,8 @@ class DockerBackend:
         return result
 
     def put_file(self, lab: LabRef, machine: str, dest: str, data: bytes, mode: int) -> None:
+        import tarfile
+
         container = self.container(lab, machine)
         folder = posixpath.dirname(dest) or "/"
         self.exec(lab, machine, ["mkdir", "-p", folder], timeout=30)
@@ -257,6 +264,10 @@ class DockerBackend:
             raise ProvisioningError(f"copying {dest} into {machine} failed")
 
     def read_file(self, lab: LabRef, machine: str, path: str, limit: int) -> FileProbe:
+        import tarfile
+
+        from orchestrator.backends.docker import files
+
         # the archive API reads a stopped container's disk too: a check of a machine that
         # is not running must say so, as an exec in it does
         self.container(lab, machine)
@@ -279,6 +290,9 @@ class DockerBackend:
         # through the init's root (openat2 inside it) where it can: ten times faster than a
         # tar through the engine, and owned by a uid the machine does not map, so root in it
         # cannot change the tool; else through the archive API.
+        from orchestrator.backends import inroot
+        from orchestrator.backends.docker import files
+
         pid = self._local_pid(lab, machine)
         if pid is not None:
             try:
@@ -292,6 +306,8 @@ class DockerBackend:
 
     def unstage_tool(self, lab: LabRef, machine: str, path: str) -> None:
         """A host-written tool is removed by the host; one the engine wrote, by the batch."""
+        from orchestrator.backends import inroot
+
         with contextlib.suppress(GuestlabError):
             pid = self._local_pid(lab, machine)
             if pid is not None:
