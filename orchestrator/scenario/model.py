@@ -4,9 +4,11 @@ The types check the shape of one file when pydantic validates into them (`model_
 cross-references between its parts are checked by `scenario.load`, which also locates
 every problem in the file. A type's own invariants (`__post_init__`) hold however it is
 made: validated, or built from the cache of validated scenarios.
-"""
 
-from __future__ import annotations
+No `from __future__ import annotations` here nor in `translation_model`: the types'
+annotations are objects made once, with the module's bytecode, rather than texts that
+every command reading a scenario from the cache would compile again (`field_types`).
+"""
 
 import re
 from dataclasses import field

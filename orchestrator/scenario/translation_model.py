@@ -1,8 +1,6 @@
 """The translations of a scenario's student-facing texts, as types of the format
 (`model_base`), and what they must match in the scenario (see docs/scenario-format.md,
-Translations)."""
-
-from __future__ import annotations
+Translations). Annotations are objects, not texts: see `model`."""
 
 from dataclasses import field
 from typing import TYPE_CHECKING
@@ -50,8 +48,8 @@ class Translation:
 
 
 def translation_problems(
-    translations: dict[str, Translation], tasks: list[Task]
-) -> list[InitErrorDetails]:
+    translations: dict[str, Translation], tasks: "list[Task]"
+) -> "list[InitErrorDetails]":
     """Task ids that do not exist, checks and hints that the task does not have."""
     from pydantic_core import InitErrorDetails, PydanticCustomError  # validation only
 
