@@ -11,7 +11,7 @@ import click
 from rich.markup import escape
 
 from orchestrator import backends, messages
-from orchestrator.cli import attached, options
+from orchestrator.cli import options
 from orchestrator.cli.console import ConsoleReporter, err, out
 from orchestrator.errors import ExitCode, GuestlabError
 from orchestrator.messages import _, did_you_mean
@@ -162,6 +162,7 @@ def exec_cmd(
 ) -> None:
     """Run a command as root in a lab machine: guestlab exec ID MACHINE -- CMD..."""
     from orchestrator.backends.contract import Attachable
+    from orchestrator.cli import attached  # processes and terminals: `exec` and `shell` only
 
     lab, _record, _store = options.open_lab(scenario, student)
     _require_machine(lab, machine)
@@ -208,6 +209,7 @@ def shell(scenario: str, machine: str | None, student: str | None) -> None:
     A `guestlab check` that reboots the machine ends the shell; it says so.
     """
     from orchestrator import lab as lifecycle
+    from orchestrator.cli import attached
 
     lab, _record, store = options.open_lab(scenario, student)
     machine = machine or lab.specs[-1].name

@@ -1,8 +1,9 @@
 """Docker backend: machines are containers in a user namespace, systemd as their PID 1.
 
-What only copying files and building images need (archives, the host-side writer, the
-root file system builder) is imported in those methods: opening a lab (`hint`, `check`
-before its first engine call) loads this module for the backend's name and capabilities.
+What only copying files, building images and starting machines need (archives, the
+host-side writer, the root file system builder, btrfs quotas) is imported in those
+methods: opening a lab (`hint`, `check` before its first engine call) loads this module
+for the backend's name and capabilities.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.backends import btrfs_quota, firewall
+from orchestrator.backends import firewall
 from orchestrator.backends.common import (
     CONTAINER_BOOT_TIMEOUT,
     connect_or_raise,
@@ -167,6 +168,8 @@ class DockerBackend:
     def _run(self, spec: MachineSpec, image: str) -> None:
         conf = self.confinement(spec, self.ensure_network(spec.lab, spec.lab.labels()), spec.labels)
         if conf.disk is not None and self.facts.data_root:
+            from orchestrator.backends import btrfs_quota
+
             btrfs_quota.heal(Path(self.facts.data_root))  # or the bound would not hold
         with engine_errors(f"starting machine {spec.name}", sdk.errors.DockerException):
             self.client.containers.run(
