@@ -15,13 +15,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator import paths
 from orchestrator.backends.contract import LabRef
 from orchestrator.errors import LabBusy, StateError, UsageError
 from orchestrator.messages import _
-from orchestrator.report import Attempt, Report
+
+if TYPE_CHECKING:  # a lab opens without the reports: only attempts read or write them
+    from orchestrator.report import Attempt, Report
 
 SCHEMA_VERSION = 3
 SCHEMA = """
@@ -252,6 +254,8 @@ class Store:
         )
 
     def attempts(self, key: str) -> list[Attempt]:
+        from orchestrator.report import Attempt, Report
+
         rows = self._run("SELECT * FROM attempts WHERE lab=? ORDER BY id", (key,)).fetchall()
         return [Attempt(r["at"], Report.from_json(r["report"])) for r in rows]
 

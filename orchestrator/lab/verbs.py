@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.backends import require_available
 from orchestrator.errors import MachineUnavailable, ProvisioningError, UsageError
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.reporter import Reporter, Silent
 from orchestrator.messages import N_, _, did_you_mean
-from orchestrator.report import CheckResult, Report
 from orchestrator.scenario.model import Task
 from orchestrator.state import LabRecord, Store, lab_lock
+
+if TYPE_CHECKING:
+    from orchestrator.report import Report
 
 #: the check a task fails when a machine it names did not come back from its reboot
 REBOOT_CHECK = N_("the machine comes back from a reboot")
@@ -60,6 +62,7 @@ def check(
     # grading loads here: `hint` and `solve` open a lab without it (a faster start)
     from orchestrator import checks
     from orchestrator.lab import grading_machines
+    from orchestrator.report import CheckResult, Report
 
     tasks = select_tasks(lab, task_ids)
     reporter = reporter or Silent()
