@@ -14,8 +14,9 @@ from typing import Any
 
 from orchestrator.scenario import render
 from orchestrator.scenario.located import Loc, Report, clip
-from orchestrator.scenario.model import LANGUAGE, NAME, PARAMETER, SIZE, TASK_ID, Scenario
+from orchestrator.scenario.model import NAME, PARAMETER, SIZE, TASK_ID, Scenario
 from orchestrator.scenario.model_base import field_types, is_type
+from orchestrator.scenario.translation_model import LANGUAGE
 
 #: what pydantic calls a key the type does not have: the format's types are dataclasses
 UNKNOWN_KEY = "unexpected_keyword_argument"

@@ -15,11 +15,7 @@ from dataclasses import field
 from typing import Annotated, Any, Literal
 
 from orchestrator.scenario.model_base import Rule, Text, strict
-from orchestrator.scenario.translation_model import (
-    LANGUAGE,
-    Translation,
-    translation_problems,
-)
+from orchestrator.scenario.translation_model import Translations
 
 NAME = r"^[a-z0-9]+(-[a-z0-9]+)*$"  # no "--": it separates scenario and student in lab keys
 TASK_ID = r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$"
@@ -51,6 +47,8 @@ def _exactly_one(model: object, fields: tuple[str, ...], what: str) -> None:
 
 @strict
 class Metadata:
+    """What the catalog shows of a scenario; `id` names its labs and its file."""
+
     id: Name
     title: Text
     objective: str = ""
@@ -73,6 +71,8 @@ class Parameter:
 
 @strict
 class Resources:
+    """A machine's limits; unset ones come from the machine it copies, else the defaults."""
+
     memory: Annotated[str, Rule(pattern=SIZE)] | None = None
     cpus: Annotated[float, Rule(gt=0, le=64)] | None = None
     pids: Annotated[int, Rule(ge=16, le=65536)] | None = None
@@ -82,6 +82,8 @@ class Resources:
 
 @strict
 class FileCopy:
+    """A file copied from `labs/<id>/` into the machine before the setup steps."""
+
     src: Text
     dest: Annotated[str, Rule(pattern=r"^/")]
     mode: Annotated[str, Rule(pattern=r"^0?[0-7]{3,4}$")] | None = None
@@ -146,6 +148,8 @@ class Disk:
 
 @strict
 class Machine:
+    """One machine of the lab: a container or virtual machine, or a copy of another one."""
+
     name: Name
     #: container (default): the lab's backend; vm: a real virtual machine (Vagrant backend)
     kind: Literal["container", "vm"] | None = None
@@ -192,6 +196,8 @@ class Machine:
 
 @strict
 class Step:
+    """A command run as root in one machine (setup, solutions)."""
+
     machine: Name
     run: Text
     timeout: Annotated[float, Rule(gt=0, le=3600)] = 300
@@ -199,6 +205,8 @@ class Step:
 
 @strict
 class TextMatch:
+    """What a `run` check's output must be: exactly one of equals, contains, matches."""
+
     equals: str | None = None
     contains: str | None = None
     matches: Regex | None = None
@@ -209,6 +217,8 @@ class TextMatch:
 
 @strict
 class FileCondition:
+    """A file as it must be in the machine."""
+
     path: Annotated[str, Rule(pattern=r"^/")]
     exists: bool = True
     contains: str | None = None
@@ -219,6 +229,8 @@ class FileCondition:
 
 @strict
 class ServiceCondition:
+    """A systemd unit as it must be in the machine."""
+
     name: Text
     active: bool | None = None
     enabled: bool | None = None
@@ -226,6 +238,8 @@ class ServiceCondition:
 
 @strict
 class MachinesCommand:
+    """One command run in several machines, its outputs compared."""
+
     machines: Annotated[list[Name], Rule(min_length=2)]
     run: Text
 
@@ -278,6 +292,8 @@ class Check:
 
 @strict
 class Task:
+    """What the student does, graded by its checks and applied by its solution."""
+
     id: Annotated[str, Rule(pattern=TASK_ID)]
     title: Text
     instructions: str = ""
@@ -310,23 +326,10 @@ class Task:
 BACKENDS = ("docker", "lxd", "nspawn", "vagrant")
 
 
-def _translations_match_tasks(
-    value: dict[str, Translation], before: dict[str, Any]
-) -> dict[str, Translation]:
-    tasks = before.get("tasks")
-    if tasks is None:  # the tasks themselves are wrong: reported there
-        return value
-    problems = translation_problems(value, tasks)
-    if problems:
-        from pydantic_core import ValidationError  # only ever raised while validating
-
-        # located problems: pydantic prefixes each loc with `translations`
-        raise ValidationError.from_exception_data("Scenario", problems)
-    return value
-
-
 @strict
 class Scenario:
+    """A lab: its machines, their starting state, and the tasks graded in them."""
+
     apiVersion: Literal["guestlab/v1"]
     kind: Literal["Scenario"]
     metadata: Metadata
@@ -341,10 +344,7 @@ class Scenario:
     setup: list[Step] = field(default_factory=list)
     tasks: Annotated[list[Task], Rule(min_length=1)]
     #: language tag (pt-BR) -> the student-facing texts in that language
-    translations: Annotated[
-        dict[Annotated[str, Rule(pattern=LANGUAGE)], Translation],
-        Rule(check=_translations_match_tasks),
-    ] = field(default_factory=dict)
+    translations: Translations = field(default_factory=dict)
 
     @property
     def id(self) -> str:

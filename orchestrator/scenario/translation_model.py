@@ -3,9 +3,9 @@
 Translations). Annotations are objects, not texts: see `model`."""
 
 from dataclasses import field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any
 
-from orchestrator.scenario.model_base import Text, strict
+from orchestrator.scenario.model_base import Rule, Text, strict
 
 if TYPE_CHECKING:
     from pydantic_core import InitErrorDetails
@@ -19,12 +19,16 @@ LANGUAGE = r"^[a-z]{2,3}(-[A-Z][a-z]{3})?(-[A-Z]{2}|-[0-9]{3})?$"
 
 @strict
 class CheckTranslation:
+    """A check's name and fail message in another language."""
+
     name: Text | None = None
     fail_message: Text | None = None
 
 
 @strict
 class TaskTranslation:
+    """A task's student-facing texts in another language."""
+
     title: Text | None = None
     instructions: Text | None = None
     #: when given, one text per hint of the task, in the same order
@@ -35,6 +39,8 @@ class TaskTranslation:
 
 @strict
 class MetadataTranslation:
+    """The scenario's title in another language."""
+
     title: Text | None = None
 
 
@@ -87,3 +93,24 @@ def translation_problems(
                     len(text.hints),
                 )
     return problems
+
+
+def match_tasks(value: dict[str, Translation], before: dict[str, Any]) -> dict[str, Translation]:
+    """A scenario's translations checked against its tasks, validated before them; a
+    located ValidationError names every mismatch."""
+    tasks = before.get("tasks")
+    if tasks is None:  # the tasks themselves are wrong: reported there
+        return value
+    problems = translation_problems(value, tasks)
+    if problems:
+        from pydantic_core import ValidationError  # only ever raised while validating
+
+        # located problems: pydantic prefixes each loc with `translations`
+        raise ValidationError.from_exception_data("Scenario", problems)
+    return value
+
+
+#: language tag (pt-BR) -> the student-facing texts in that language
+Translations = Annotated[
+    dict[Annotated[str, Rule(pattern=LANGUAGE)], Translation], Rule(check=match_tasks)
+]
