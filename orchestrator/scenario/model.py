@@ -200,7 +200,7 @@ class Step:
 
     machine: Name
     run: Text
-    timeout: Annotated[float, Rule(gt=0, le=3600)] = 300
+    timeout: Annotated[float, Rule(gt=0, le=3600)] = 300.0
 
 
 @strict
@@ -257,7 +257,7 @@ class Check:
 
     name: str | None = None
     fail_message: str | None = None
-    timeout: Annotated[float, Rule(gt=0, le=600)] = 30
+    timeout: Annotated[float, Rule(gt=0, le=600)] = 30.0
     machine: Name | None = None
     run: Text | None = None
     exit_code: Annotated[int, Rule(ge=0, le=255)] | None = None

@@ -22,7 +22,7 @@ def test_a_type_is_built_by_keyword_with_its_defaults_each_its_own() -> None:
     assert one == two and hash(Resources()) == hash(Resources()) and one != Machine(name="b")
     assert one.files == [] and one.files is not two.files  # a factory's default, made anew
     assert one.resources == Resources() and repr(Step(machine="m", run="x")) == (
-        "Step(machine='m', run='x', timeout=300)"
+        "Step(machine='m', run='x', timeout=300.0)"
     )
     with pytest.raises(TypeError, match="unexpected"):
         Machine(name="a", bogus=1)  # type: ignore[call-arg]
