@@ -1,18 +1,13 @@
 """Docker backend: machines are containers in a user namespace, systemd as their PID 1.
 
-What only copying files, building images and starting machines need (archives, the
-host-side writer, the root file system builder, btrfs quotas) is imported in those
-methods: opening a lab (`hint`, `check` before its first engine call) loads this module
-for the backend's name and capabilities.
-"""
+Archives, the host-side writer, image building and btrfs quotas load where used: opening
+a lab (`hint`, `check` until its first engine call) needs only the backend's name."""
 
 from __future__ import annotations
 
 import contextlib
-import io
 import posixpath
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -252,23 +247,17 @@ class DockerBackend:
         return result
 
     def put_file(self, lab: LabRef, machine: str, dest: str, data: bytes, mode: int) -> None:
-        import tarfile
+        from orchestrator.backends.docker import files
 
         container = self.container(lab, machine)
         folder = posixpath.dirname(dest) or "/"
         self.exec(lab, machine, ["mkdir", "-p", folder], timeout=30)
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            info = tarfile.TarInfo(posixpath.basename(dest))
-            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
-            tar.addfile(info, io.BytesIO(data))
+        archive = files.file_archive(posixpath.basename(dest), data, mode)
         # Docker resolves `folder` inside the container's root, so a symlink cannot lead out
-        if not container.put_archive(folder, buf.getvalue()):
+        if not container.put_archive(folder, archive):
             raise ProvisioningError(f"copying {dest} into {machine} failed")
 
     def read_file(self, lab: LabRef, machine: str, path: str, limit: int) -> FileProbe:
-        import tarfile
-
         from orchestrator.backends.docker import files
 
         # the archive API reads a stopped container's disk too: a check of a machine that
@@ -278,7 +267,7 @@ class DockerBackend:
             got = files.read_file(self.client.api, container_name(lab, machine), path, limit)
             return files.shifted(got, files.uid_base(self.facts.userns, self.facts.data_root))
         # requests' errors are OSErrors
-        except (sdk.errors.DockerException, OSError, tarfile.TarError) as e:
+        except (sdk.errors.DockerException, OSError, files.TarError) as e:
             raise engine_error(e, f"reading {path} in {machine}", kind=BackendUnavailable) from None
 
     def _local_pid(self, lab: LabRef, machine: str) -> int | None:
