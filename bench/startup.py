@@ -3,7 +3,9 @@
 Each round runs, for every command, `python -c pass` and then the command, so both see
 the same load; the order of the commands is shuffled per round. Medians and p90 over the
 rounds. Wall time of the whole
-process (`python -m orchestrator.cli ...` from this tree, stdout and stderr discarded).
+process (`python -m orchestrator.cli ...` from this tree, stdout and stderr discarded),
+and its CPU time (user + system, from the rusage of the child), which other processes on
+a busy host disturb much less than the wall time.
 
 No command talks to an engine: `status`, `hint` and `check` run against a state store made
 here, holding one lab of machine-id-clone on Docker whose `up` stopped while provisioning.
@@ -29,6 +31,7 @@ import json
 import os
 import platform
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -67,12 +70,16 @@ def env(home: Path) -> dict[str, str]:
     return {**os.environ, "GUESTLAB_HOME": str(home), "GUESTLAB_STUDENT": "bench"}
 
 
-def timed(argv: list[str], tree: Path, home: Path) -> float:
+def timed(argv: list[str], tree: Path, home: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(
         argv, cwd=tree, env=env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def p90(values: list[float]) -> float:
@@ -81,12 +88,15 @@ def p90(values: list[float]) -> float:
 
 def summary(t: dict[str, list[float]]) -> dict[str, float]:
     med, bare_med = statistics.median(t["command"]), statistics.median(t["bare"])
+    cpu, bare_cpu = statistics.median(t["command_cpu"]), statistics.median(t["bare_cpu"])
     return {
         "median_s": round(med, 4),
         "p90_s": round(p90(t["command"]), 4),
         "bare_median_s": round(bare_med, 4),
         "bare_p90_s": round(p90(t["bare"]), 4),
         "over_bare_s": round(med - bare_med, 4),
+        "cpu_median_s": round(cpu, 4),
+        "cpu_over_bare_s": round(cpu - bare_cpu, 4),
     }
 
 
@@ -104,7 +114,8 @@ def main() -> None:
     trees = {"after": ROOT, **({"before": args.before.resolve()} if args.before else {})}
     bare = [sys.executable, "-c", "pass"]
     cli = [sys.executable, "-m", "orchestrator.cli"]
-    times = {(name, label): {"command": [], "bare": []} for name in trees for label in COMMANDS}
+    series = ("command", "bare", "command_cpu", "bare_cpu")
+    times = {(name, label): {s: [] for s in series} for name in trees for label in COMMANDS}
     with tempfile.TemporaryDirectory(prefix="guestlab-startup-") as tmp:
         homes = {}
         for name, tree in trees.items():
@@ -121,8 +132,10 @@ def main() -> None:
             for name, label in runs:
                 cmd, which = COMMANDS[label]
                 home = homes[name][which]
-                times[name, label]["bare"].append(timed(bare, trees[name], home))
-                times[name, label]["command"].append(timed([*cli, *cmd], trees[name], home))
+                for kind, argv in (("bare", bare), ("command", [*cli, *cmd])):
+                    wall, cpu = timed(argv, trees[name], home)
+                    times[name, label][kind].append(wall)
+                    times[name, label][f"{kind}_cpu"].append(cpu)
     results = {name: {label: summary(times[name, label]) for label in COMMANDS} for name in trees}
     doc = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -135,13 +148,17 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    print(f"{'command':40} {'tree':6} {'median':>7} {'p90':>7} {'bare':>7} {'over':>7}")
+    print(
+        f"{'command':40} {'tree':6} {'median':>7} {'p90':>7} {'bare':>7} {'over':>7}"
+        f" {'cpu':>7} {'cpu over':>8}"
+    )
     for label in COMMANDS:
         for name in trees:
             r = results[name][label]
             print(
                 f"{label:40} {name:6} {r['median_s']:7.3f} {r['p90_s']:7.3f} "
                 f"{r['bare_median_s']:7.3f} {r['over_bare_s']:+7.3f}"
+                f" {r['cpu_median_s']:7.3f} {r['cpu_over_bare_s']:+8.3f}"
             )
 
 

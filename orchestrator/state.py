@@ -15,13 +15,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator import paths
 from orchestrator.backends.contract import LabRef
 from orchestrator.errors import LabBusy, StateError, UsageError
 from orchestrator.messages import _
-from orchestrator.report import Attempt, Report
+
+if TYPE_CHECKING:  # a lab opens without the reports: only attempts read or write them
+    from orchestrator.report import Attempt, Report
 
 SCHEMA_VERSION = 3
 SCHEMA = """
@@ -100,14 +102,18 @@ class Store:
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
-            self._migrate()
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            # a store of this version is opened without a write: a command that only reads
+            # it (`status`, `check` until it grades) syncs nothing to the disk
+            if version != SCHEMA_VERSION:
+                self.db.executescript(SCHEMA)
+                self._migrate(version)
         except sqlite3.Error as e:
             raise self._error(e) from None
 
-    def _migrate(self) -> None:
-        """Bring a store written by an older guestlab up to SCHEMA_VERSION, in place."""
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+    def _migrate(self, version: int) -> None:
+        """Bring a store written by an older guestlab (at `version`) up to SCHEMA_VERSION,
+        in place."""
         if version < 1:
             columns = {r["name"] for r in self.db.execute("PRAGMA table_info(labs)")}
             if "backends" not in columns:  # 0.1 stores kept one backend per lab
@@ -250,6 +256,8 @@ class Store:
         )
 
     def attempts(self, key: str) -> list[Attempt]:
+        from orchestrator.report import Attempt, Report
+
         rows = self._run("SELECT * FROM attempts WHERE lab=? ORDER BY id", (key,)).fetchall()
         return [Attempt(r["at"], Report.from_json(r["report"])) for r in rows]
 

@@ -14,7 +14,7 @@ from rich.text import Text
 from orchestrator import textsafe
 from orchestrator.messages import N_, _
 
-if TYPE_CHECKING:  # `status` and `list` show no scenario model: pydantic stays unloaded
+if TYPE_CHECKING:  # `status` and `list` show no scenario: the format stays unloaded
     from orchestrator.lab import Lab
     from orchestrator.report import Report, TaskResult
     from orchestrator.scenario.model import Scenario

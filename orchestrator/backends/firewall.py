@@ -13,13 +13,15 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import shutil
-import subprocess
 import threading
+from typing import TYPE_CHECKING
 
 from orchestrator import paths
 from orchestrator.errors import ProvisioningError
 from orchestrator.messages import _
+
+if TYPE_CHECKING:
+    import subprocess
 
 CHAIN = "GUESTLAB-INPUT"
 CONTAINER_PREFIX = "glb"  # Docker lab networks
@@ -60,6 +62,10 @@ def expected(tool: str = "iptables") -> list[str]:
 
 
 def _ensure(tool: str) -> None:
+    # here, not at the top: opening a lab loads this module for its names alone
+    import shutil
+    import subprocess
+
     path = shutil.which(tool)
     if path is None:
         raise ProvisioningError(
@@ -91,6 +97,9 @@ def _must(done: subprocess.CompletedProcess[str], tool: str) -> None:
 
 def in_place() -> bool:
     """Whether the IPv4 chain is there and jumped to (for `doctor`)."""
+    import shutil
+    import subprocess
+
     path = shutil.which("iptables")
     if path is None:
         return False

@@ -74,16 +74,13 @@ def with_memory(lab: lifecycle.Lab, per_lab: int) -> lifecycle.Lab:
             ),
         )
     machines = [
-        m.model_copy(
-            update={
-                "resources": m.resources.model_copy(
-                    update={"memory": f"{sizes[m.name] // 1024**2}M"}
-                )
-            }
+        dataclasses.replace(
+            m,
+            resources=dataclasses.replace(m.resources, memory=f"{sizes[m.name] // 1024**2}M"),
         )
         for m in lab.scenario.machines
     ]
-    return dataclasses.replace(lab, scenario=lab.scenario.model_copy(update={"machines": machines}))
+    return dataclasses.replace(lab, scenario=dataclasses.replace(lab.scenario, machines=machines))
 
 
 def lab_memory(lab: lifecycle.Lab) -> int:

@@ -68,10 +68,11 @@ def show(scenario: str, fmt: str, lang: str | None) -> None:
     from orchestrator import views
     from orchestrator.scenario import cache
     from orchestrator.scenario.catalog import resolve
+    from orchestrator.scenario.model_base import dump
 
     sc, _key = cache.localized(resolve(scenario), options.lang(lang))
     if fmt == "json":
-        click.echo(json.dumps(sc.model_dump(mode="json", by_alias=True), indent=2))
+        click.echo(json.dumps(dump(sc), indent=2))
     else:
         out.print(views.scenario_view(sc))
 

@@ -11,7 +11,7 @@ import click
 from rich.markup import escape
 
 from orchestrator import backends, messages
-from orchestrator.cli import attached, localized, options
+from orchestrator.cli import localized, options
 from orchestrator.cli.console import ConsoleReporter, err, out
 from orchestrator.cli.localized import command
 from orchestrator.errors import ExitCode, GuestlabError
@@ -173,6 +173,7 @@ def exec_cmd(
     scenario: str, machine: str, command: tuple[str, ...], student: str | None, timeout: float
 ) -> None:
     from orchestrator.backends.contract import Attachable
+    from orchestrator.cli import attached  # processes and terminals: `exec` and `shell` only
 
     lab, _record, _store = options.open_lab(scenario, student)
     _require_machine(lab, machine)
@@ -220,6 +221,7 @@ def _require_machine(lab: Lab, machine: str) -> None:
 @options.student_option()
 def shell(scenario: str, machine: str | None, student: str | None) -> None:
     from orchestrator import lab as lifecycle
+    from orchestrator.cli import attached
 
     lab, _record, store = options.open_lab(scenario, student)
     machine = machine or lab.specs[-1].name
@@ -263,12 +265,13 @@ def check(
     lang: str | None,
 ) -> None:
     from orchestrator import lab as lifecycle
-    from orchestrator import views
 
     lab, record, store = options.open_lab(scenario, student, lang)
     report = lifecycle.check(
         lab, record, store, tasks, reboot=not no_reboot, reporter=ConsoleReporter(err)
     )
+    from orchestrator import views  # after grading: rich's tables are not check's start-up
+
     if fmt == "json":
         click.echo(report.to_json(indent=2, clean=True))
     elif fmt == "junit":

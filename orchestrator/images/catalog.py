@@ -94,10 +94,10 @@ CATALOG: dict[str, ImageDef] = {
 
 def lookup(name: str) -> ImageDef:
     """A catalog image, else one imported with `guestlab image import`."""
-    from orchestrator.images.imported import imported
-
     if name in CATALOG:
         return CATALOG[name]
+    from orchestrator.images.imported import imported  # its archive readers: only here
+
     found = imported()
     if name not in found:
         known = ", ".join([*CATALOG, *found])

@@ -13,7 +13,6 @@ from orchestrator.errors import ScenarioError
 from orchestrator.lab.backend_choice import choose_backend
 from orchestrator.lab.bound import Lab
 from orchestrator.scenario import cache
-from orchestrator.scenario.catalog import resolve
 
 if TYPE_CHECKING:
     from orchestrator.scenario.model import Scenario
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
 
 def prepare(ref: str, student: str, backend: str | None, lang: str = "en") -> Lab:
     """Load a scenario by id or path and render it for one student, in their language."""
+    from orchestrator.scenario.catalog import resolve
     from orchestrator.scenario.i18n import localize
     from orchestrator.scenario.load import load_file
     from orchestrator.scenario.render import derive_params

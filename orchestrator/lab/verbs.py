@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.backends import require_available
-from orchestrator.checks import grade, run_before
 from orchestrator.errors import MachineUnavailable, ProvisioningError, UsageError
-from orchestrator.lab import grading_machines
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.reporter import Reporter, Silent
 from orchestrator.messages import N_, _, did_you_mean
-from orchestrator.report import CheckResult, Report
 from orchestrator.scenario.model import Task
 from orchestrator.state import LabRecord, Store, lab_lock
+
+if TYPE_CHECKING:
+    from orchestrator.report import Report
 
 #: the check a task fails when a machine it names did not come back from its reboot
 REBOOT_CHECK = N_("the machine comes back from a reboot")
@@ -59,6 +59,11 @@ def check(
     require_up(lab, record)
     for backend in lab.backends:
         require_available(backend)
+    # grading loads here: `hint` and `solve` open a lab without it (a faster start)
+    from orchestrator import checks
+    from orchestrator.lab import grading_machines
+    from orchestrator.report import CheckResult, Report
+
     tasks = select_tasks(lab, task_ids)
     reporter = reporter or Silent()
     copies = grading_machines.named(lab, tasks)
@@ -67,9 +72,9 @@ def check(
         earlier, failed = {}, {}
         if reboot and machines:
             later = [t for t in tasks if t.after_reboot]
-            earlier = run_before(lab, lab.ref, later)
+            earlier = checks.run_before(lab, lab.ref, later)
             failed = restart(lab, store, machines, reporter)
-        results = grade(lab, lab.ref, tasks, earlier=earlier)
+        results = checks.grade(lab, lab.ref, tasks, earlier=earlier)
     for task, result in zip(tasks, results, strict=True):
         result.unproven = task.after_reboot and not reboot
         why = [f"{m}: {failed[m]}" for m in task.machines if m in failed and task.after_reboot]

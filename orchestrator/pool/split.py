@@ -13,6 +13,7 @@ never names the student is handed over complete: the claim does no engine work a
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from orchestrator.lab.bring_up import can_remake_clones
 from orchestrator.messages import _
 from orchestrator.scenario.load import load_file
 from orchestrator.scenario.model import Scenario
+from orchestrator.scenario.model_base import dump
 from orchestrator.scenario.render import has_template
 
 STUDENT_WORDS = re.compile(r"\b(params|student)\b")
@@ -69,7 +71,7 @@ def first_student_step(raw: Scenario) -> int:
 def require_poolable(raw: Scenario) -> None:
     """Refuse a scenario whose machines themselves depend on the student (grading machines
     may: each check makes them, for the student whose lab it grades)."""
-    machines = [m.name for m in raw.lab_machines if uses_student(m.model_dump_json())]
+    machines = [m.name for m in raw.lab_machines if uses_student(json.dumps(dump(m)))]
     if machines:
         raise UsageError(
             _("{id} cannot be pooled: machine {machines} depends on the student").format(

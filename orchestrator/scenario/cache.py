@@ -6,16 +6,19 @@ a second of imports and work for every `show`, `check` or `hint`. This cache kee
 result of those steps, keyed by what decides it: the SHA-256 of the file's bytes, its
 path (the `labs/` folder beside it is checked too), guestlab's version, a hash of the
 modules that define the format and its checks, and the step's own inputs (language,
-student, parameters, machine facts). An entry is used only when its key is the same,
-character for character; anything else (another key, a corrupt or foreign file, a shape
-the models do not have) is ignored and written anew after validating. An invalid
-scenario raises ScenarioError and is never kept. The folder holds at most MAX_ENTRIES.
+student, parameters, machine facts). A hit imports none of YAML, pydantic and Jinja2:
+the format's types are plain dataclasses (`model_base`), built here from the entry.
+An entry is used only when its key is the same, character for character; anything else
+(another key, a corrupt or foreign file, a shape the types do not have) is ignored and
+written anew after validating. An invalid scenario raises ScenarioError and is never
+kept. The folder holds at most MAX_ENTRIES.
 
-Why building a Scenario from an entry without validating it is safe: guestlab writes an
-entry only after pydantic (and `scenario.load`) validated that very scenario, and only
-when the object built back from the entry equals the validated one; and an entry is read
-only under the exact key it was written with. So the object built from it is the one
-validation gave. The entry is JSON, never pickle: a file someone else wrote can at worst
+Why building a Scenario from an entry without pydantic is safe: guestlab writes an entry
+only after pydantic (and `scenario.load`) validated that very scenario, and only when the
+object built back from the entry equals the validated one; and an entry is read only
+under the exact key it was written with. So the object built from it is the one
+validation gave (and the types' own invariants, `__post_init__`, hold again as it is
+built). The entry is JSON, never pickle: a file someone else wrote can at worst
 be ignored, never run. Like the state store beside it, the folder is trusted as far as
 its permissions keep others out.
 """
@@ -33,11 +36,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import __version__, paths
+from orchestrator.scenario.model_base import dump, field_types, is_type, required
 from orchestrator.scenario.source import read_source
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
     from orchestrator.scenario.model import Scenario
 
 MAX_ENTRIES = 200
@@ -112,7 +114,7 @@ def remembered(parts: Sequence[str], validate: Callable[[], Scenario]) -> Scenar
         with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
             return _scenario(entry["scenario"])
     scenario = validate()  # a ScenarioError leaves the cache as it was
-    data = scenario.model_dump(mode="json", exclude_unset=True)
+    data = json.loads(json.dumps(dump(scenario)))  # as the entry will give it back
     if _scenario(data) == scenario:  # the round trip gives back what was validated
         _write(file, {"key": key, "scenario": data})
     return scenario
@@ -124,32 +126,29 @@ def _scenario(data: Any) -> Scenario:
     return _build(Scenario, data)
 
 
-def _build(cls: type[BaseModel], data: Any) -> Any:
-    """The model from a validated dump, nested models included, without validation;
-    a key the model does not have or a required one missing is a foreign entry."""
+def _build(cls: type, data: Any) -> Any:
+    """The type from a validated dump, nested types included, without pydantic; a key the
+    type does not have or a required one missing is a foreign entry."""
     if not isinstance(data, dict):
         raise TypeError(f"{cls.__name__}: not a mapping")
-    fields = cls.model_fields
+    fields = field_types(cls)
     if not set(data) <= set(fields):
         raise ValueError(f"{cls.__name__}: unknown keys {sorted(set(data) - set(fields))}")
-    missing = [n for n, f in fields.items() if f.is_required() and n not in data]
+    missing = [n for n in required(cls) if n not in data]
     if missing:
         raise ValueError(f"{cls.__name__}: missing {missing}")
-    values = {name: _value(fields[name].annotation, value) for name, value in data.items()}
-    return cls.model_construct(**values)
+    return cls(**{name: _value(fields[name], value) for name, value in data.items()})
 
 
 def _value(tp: Any, value: Any) -> Any:
-    """`value` as type `tp` holds it: nested models built, lists and dicts walked."""
-    from pydantic import BaseModel
-
+    """`value` as type `tp` holds it: nested types built, lists and dicts walked."""
     if value is None:
         return None
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Annotated:
         return _value(args[0], value)
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
+    if is_type(tp):
         return _build(tp, value)
     if origin in (typing.Union, types.UnionType):
         members = [a for a in args if a is not type(None)]

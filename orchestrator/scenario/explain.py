@@ -12,11 +12,14 @@ import types
 import typing
 from typing import Any
 
-from pydantic import BaseModel
-
 from orchestrator.scenario import render
 from orchestrator.scenario.located import Loc, Report, clip
-from orchestrator.scenario.model import LANGUAGE, NAME, SIZE, TASK_ID, Scenario
+from orchestrator.scenario.model import NAME, PARAMETER, SIZE, TASK_ID, Scenario
+from orchestrator.scenario.model_base import field_types, is_type
+from orchestrator.scenario.translation_model import LANGUAGE
+
+#: what pydantic calls a key the type does not have: the format's types are dataclasses
+UNKNOWN_KEY = "unexpected_keyword_argument"
 
 _PATTERNS = {
     NAME: "lowercase letters and digits joined by single '-' (at most 40 characters)",
@@ -25,7 +28,7 @@ _PATTERNS = {
     r"^\d+[smh]$": "a duration such as 90s, 15m or 1h",
     r"^/": "an absolute path (starting with /)",
     r"^0?[0-7]{3,4}$": 'an octal mode such as "0644" (quoted)',
-    r"^[A-Za-z_][A-Za-z0-9_]*$": "letters, digits and '_', not starting with a digit",
+    PARAMETER: "letters, digits and '_', not starting with a digit",
     LANGUAGE: "a language tag such as pt-BR or es",
 }
 
@@ -35,10 +38,10 @@ def report_validation(err: Any, report: Report) -> None:
     kind = err["type"]
     # A spot the YAML stage already complained about (bad tag, bad number) says it best.
     # pydantic marks a bad dict key with a trailing "[key]"; an unknown field may be named so
-    if loc and loc[-1] == "[key]" and kind != "extra_forbidden":
+    if loc and loc[-1] == "[key]" and kind != UNKNOWN_KEY:
         loc = loc[:-1]
         report.add(loc, _message(err, loc), key=True, unless_reported=True)
-    elif kind == "extra_forbidden":
+    elif kind == UNKNOWN_KEY:
         report.add(loc, _message(err, loc), key=True, unless_reported=True)
     elif kind == "missing":
         report.add(loc, "required field missing", pos=report.where(loc[:-1]))
@@ -51,7 +54,7 @@ def _message(err: Any, loc: Loc) -> str:
     ctx = err.get("ctx") or {}
     value = err.get("input")
     got = f" (got {_describe(value)})"
-    if kind == "extra_forbidden":
+    if kind == UNKNOWN_KEY:
         fields = _fields_at(loc[:-1])
         if not fields:
             return "unknown field"
@@ -79,7 +82,7 @@ def _message(err: Any, loc: Loc) -> str:
         return f"needs at least {n} item{'s' if n != 1 else ''}"
     if kind == "list_type":
         return f"expected a list, got {_kind(value)}"
-    if kind in ("dict_type", "model_type", "model_attributes_type"):
+    if kind in ("dict_type", "dataclass_type"):
         return f"expected a mapping, got {_kind(value)}"
     if kind in ("bool_type", "bool_parsing"):
         return f"expected true or false{got}"
@@ -140,11 +143,10 @@ def _type_at(loc: Loc) -> Any:
     for part in loc:
         tp = _unwrap(tp)
         origin = typing.get_origin(tp)
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            field = tp.model_fields.get(str(part))
-            if field is None:
+        if is_type(tp):
+            tp = field_types(tp).get(str(part))
+            if tp is None:
                 return None
-            tp = field.annotation
         elif origin is list:
             tp = typing.get_args(tp)[0]
         elif origin is dict:
@@ -156,8 +158,8 @@ def _type_at(loc: Loc) -> Any:
 
 def _fields_at(loc: Loc) -> list[str]:
     tp = _type_at(loc)
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return list(tp.model_fields)
+    if is_type(tp):
+        return list(field_types(tp))
     return []
 
 

@@ -87,7 +87,9 @@ def localize(scenario: Scenario, lang: str) -> Scenario:
     if tag is None:
         return scenario
     tr = scenario.translations[tag]
-    data: dict[str, Any] = scenario.model_dump()
+    from orchestrator.scenario.model_base import dump, parse
+
+    data: dict[str, Any] = dump(scenario)
     if tr.metadata.title is not None:
         data["metadata"]["title"] = tr.metadata.title
     if tr.description is not None:
@@ -107,4 +109,4 @@ def localize(scenario: Scenario, lang: str) -> Scenario:
                     check[field] = value
     from orchestrator.scenario.model import Scenario
 
-    return Scenario.model_validate(data)
+    return parse(Scenario, data)

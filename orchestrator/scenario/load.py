@@ -2,11 +2,11 @@
 
 The pipeline: size limit, then the YAML with positions (`yamlread`: an event pass for
 syntax, nesting depth, node count and one document, `yaml.compose`, our own node-to-data
-conversion recording where each key and value starts and capping alias expansion), the
-pydantic model (its complaints said in the author's terms by `explain`), cross-references
-(`references`) and templates (`template_check`). Every stage after the conversion runs
-even when an earlier one found problems, so an author sees all of them at once; every
-stage reports through one `located.Report`.
+conversion recording where each key and value starts and capping alias expansion),
+pydantic's validation into the format's types (its complaints said in the author's terms
+by `explain`), cross-references (`references`) and templates (`template_check`). Every
+stage after the conversion runs even when an earlier one found problems, so an author
+sees all of them at once; every stage reports through one `located.Report`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from orchestrator.errors import Problem, ScenarioError
 from orchestrator.scenario.explain import report_validation
 from orchestrator.scenario.located import Loc, Pos, Report
 from orchestrator.scenario.model import Scenario
+from orchestrator.scenario.model_base import parse
 from orchestrator.scenario.references import check_references, resolve_src
 from orchestrator.scenario.source import MAX_BYTES, read_source, too_large
 from orchestrator.scenario.template_check import MAX_TEMPLATES, SAMPLE_STUDENT, check_templates
@@ -84,7 +85,7 @@ def load_text(text: str, filename: str, *, labs_dir: Path | None) -> Scenario:
 
     scenario: Scenario | None = None
     try:
-        scenario = Scenario.model_validate(data)
+        scenario = parse(Scenario, data)
     except ValidationError as e:
         for err in e.errors(include_url=False):
             report_validation(err, report)

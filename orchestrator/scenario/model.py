@@ -1,47 +1,43 @@
-"""The scenario format, version 1, as pydantic models (see docs/scenario-format.md).
+"""The scenario format, version 1, as frozen dataclasses (see docs/scenario-format.md).
 
-The models check the shape of one file; cross-references between its parts are checked
-by `scenario.load`, which also locates every problem in the file.
+The types check the shape of one file when pydantic validates into them (`model_base`);
+cross-references between its parts are checked by `scenario.load`, which also locates
+every problem in the file. A type's own invariants (`__post_init__`) hold however it is
+made: validated, or built from the cache of validated scenarios.
+
+No `from __future__ import annotations` here nor in `translation_model`: the types'
+annotations are objects made once, with the module's bytecode, rather than texts that
+every command reading a scenario from the cache would compile again (`field_types`).
 """
 
-from __future__ import annotations
-
 import re
-from typing import Annotated, Literal
+from dataclasses import field
+from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-
-from orchestrator.scenario.model_base import Strict, Text
-from orchestrator.scenario.translation_model import (
-    LANGUAGE,
-    Translation,
-    translation_problems,
-)
+from orchestrator.scenario.model_base import Rule, Text, strict
+from orchestrator.scenario.translation_model import Translations
 
 NAME = r"^[a-z0-9]+(-[a-z0-9]+)*$"  # no "--": it separates scenario and student in lab keys
 TASK_ID = r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$"
 SIZE = r"^\d+(\.\d+)?[KMG]?$"
+PARAMETER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
-Name = Annotated[str, Field(pattern=NAME, max_length=40)]
+Name = Annotated[str, Rule(pattern=NAME, max_length=40)]
 
 
-def _compiles(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            re.compile(value)
-        except re.error as e:
-            raise ValueError(f"not a valid regular expression: {e}") from None
+def _compiles(value: str, _before: dict[str, Any]) -> str:
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise ValueError(f"not a valid regular expression: {e}") from None
     return value
 
 
-def _exactly_one(model: BaseModel, fields: tuple[str, ...], what: str) -> None:
+#: a regular expression, checked to compile
+Regex = Annotated[str, Rule(check=_compiles)]
+
+
+def _exactly_one(model: object, fields: tuple[str, ...], what: str) -> None:
     given = [f for f in fields if getattr(model, f) is not None]
     if len(given) != 1:
         choice = " | ".join(fields)
@@ -49,66 +45,74 @@ def _exactly_one(model: BaseModel, fields: tuple[str, ...], what: str) -> None:
         raise ValueError(f"{what} needs exactly one of {choice} (has: {have})")
 
 
-class Metadata(Strict):
+@strict
+class Metadata:
+    """What the catalog shows of a scenario; `id` names its labs and its file."""
+
     id: Name
     title: Text
     objective: str = ""
     level: Literal["beginner", "intermediate", "advanced"] = "beginner"
-    duration: Annotated[str, Field(pattern=r"^\d+[smh]$")] = "15m"
-    tags: list[str] = []
+    duration: Annotated[str, Rule(pattern=r"^\d+[smh]$")] = "15m"
+    tags: list[str] = field(default_factory=list)
 
 
-class Parameter(Strict):
+@strict
+class Parameter:
     """A per-student value: one of `choices`, or `random` of some `length`."""
 
-    choices: Annotated[list[str], Field(min_length=1)] | None = None
+    choices: Annotated[list[str], Rule(min_length=1)] | None = None
     random: Literal["hex", "digits", "word"] | None = None
-    length: Annotated[int, Field(ge=1, le=64)] = 8
+    length: Annotated[int, Rule(ge=1, le=64)] = 8
 
-    @model_validator(mode="after")
-    def _one_source(self) -> Parameter:
+    def __post_init__(self) -> None:
         _exactly_one(self, ("choices", "random"), "a parameter")
-        return self
 
 
-class Resources(Strict):
-    memory: Annotated[str, Field(pattern=SIZE)] | None = None
-    cpus: Annotated[float, Field(gt=0, le=64)] | None = None
-    pids: Annotated[int, Field(ge=16, le=65536)] | None = None
+@strict
+class Resources:
+    """A machine's limits; unset ones come from the machine it copies, else the defaults."""
+
+    memory: Annotated[str, Rule(pattern=SIZE)] | None = None
+    cpus: Annotated[float, Rule(gt=0, le=64)] | None = None
+    pids: Annotated[int, Rule(ge=16, le=65536)] | None = None
     #: bound on what the machine may write to its disk (default 2G)
-    disk: Annotated[str, Field(pattern=SIZE)] | None = None
+    disk: Annotated[str, Rule(pattern=SIZE)] | None = None
 
 
-class FileCopy(Strict):
+@strict
+class FileCopy:
+    """A file copied from `labs/<id>/` into the machine before the setup steps."""
+
     src: Text
-    dest: Annotated[str, Field(pattern=r"^/")]
-    mode: Annotated[str, Field(pattern=r"^0?[0-7]{3,4}$")] | None = None
+    dest: Annotated[str, Rule(pattern=r"^/")]
+    mode: Annotated[str, Rule(pattern=r"^0?[0-7]{3,4}$")] | None = None
 
 
-class SeedFile(Strict):
+@strict
+class SeedFile:
     """A file written into a grading machine before its boot: a lab machine's file as it is
     at check time (`machine` + `path`), or a text of the scenario's (`content`)."""
 
     machine: Name | None = None
-    path: Annotated[str, Field(pattern=r"^/")] | None = None
+    path: Annotated[str, Rule(pattern=r"^/")] | None = None
     content: str | None = None
-    dest: Annotated[str, Field(pattern=r"^/")]
+    dest: Annotated[str, Rule(pattern=r"^/")]
 
-    @model_validator(mode="after")
-    def _one_source(self) -> SeedFile:
+    def __post_init__(self) -> None:
         if (self.machine is None) != (self.path is None):
             raise ValueError("a seed read from a machine needs both `machine` and `path`")
         _exactly_one(self, ("path", "content"), "a seed")
-        return self
 
 
-class Grading(Strict):
+@strict
+class Grading:
     """How a grading machine is made, anew at every check (see docs/scenario-format.md)."""
 
     #: current: a copy of the source as the student left it; start: as `up` left it
     state: Literal["current", "start"] = "current"
     #: files read from lab machines and written into the copy before its first boot
-    seed: Annotated[list[SeedFile], Field(max_length=16)] = []
+    seed: Annotated[list[SeedFile], Rule(max_length=16)] = field(default_factory=list)
 
 
 #: extra block devices of one machine: at most this many, each of at most MAX_DISK_SIZE
@@ -122,39 +126,44 @@ def size_bytes(text: str) -> int:
     return int(float(text[:-1] if unit else text) * 1024 ** " KMG".index(unit or " "))
 
 
-class Disk(Strict):
+def _disk_size(value: str, _before: dict[str, Any]) -> str:
+    if not 1024**2 <= size_bytes(value) <= size_bytes(MAX_DISK_SIZE):
+        raise ValueError(f"a disk holds from 1M to {MAX_DISK_SIZE} (has {value})")
+    return value
+
+
+@strict
+class Disk:
     """An extra, empty block device of a virtual machine (vdb, vdc, ... in the guest)."""
 
     size: Annotated[
         str,
-        Field(pattern=SIZE, description=f"Capacity, as resources' sizes: 1M to {MAX_DISK_SIZE}."),
+        Rule(
+            pattern=SIZE,
+            check=_disk_size,
+            description=f"Capacity, as resources' sizes: 1M to {MAX_DISK_SIZE}.",
+        ),
     ]
 
-    @field_validator("size")
-    @classmethod
-    def _bounded(cls, value: str) -> str:
-        if not 1024**2 <= size_bytes(value) <= size_bytes(MAX_DISK_SIZE):
-            raise ValueError(f"a disk holds from 1M to {MAX_DISK_SIZE} (has {value})")
-        return value
 
+@strict
+class Machine:
+    """One machine of the lab: a container or virtual machine, or a copy of another one."""
 
-class Machine(Strict):
     name: Name
     #: container (default): the lab's backend; vm: a real virtual machine (Vagrant backend)
     kind: Literal["container", "vm"] | None = None
     image: str | None = None
     init: Literal["systemd", "none"] | None = None
-    hostname: Annotated[str, Field(pattern=NAME)] | None = None
-    # model_construct: an empty default built without validating, so that defining the
-    # models builds no validator (and loads no pydantic plugin) before one is needed
-    resources: Resources = Resources.model_construct()
-    files: list[FileCopy] = []
+    hostname: Annotated[str, Rule(pattern=NAME)] | None = None
+    resources: Resources = Resources()
+    files: list[FileCopy] = field(default_factory=list)
     clone_of: Name | None = None
     #: made anew by every check, for grading only: a copy of `clone_of` that boots on its
     #: own; nobody works in it, `up` does not make it and the check removes it
     grading: Annotated[
         Grading | None,
-        Field(
+        Rule(
             description="A machine made by every check from a copy of `clone_of`, booted, "
             "graded and removed: what a new machine made from the student's work would do."
         ),
@@ -163,15 +172,14 @@ class Machine(Strict):
     #: extra empty block devices; virtual machines only (references.py says when not)
     disks: Annotated[
         list[Disk],
-        Field(
+        Rule(
             max_length=MAX_DISKS,
             description="Extra empty block devices of a virtual machine (`kind: vm`, or a "
             "scenario on the vagrant backend only), in the guest vdb, vdc, ...",
         ),
-    ] = []
+    ] = field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _clone_inherits(self) -> Machine:
+    def __post_init__(self) -> None:
         if self.grading is not None and self.clone_of is None:
             raise ValueError("a grading machine is a copy: it needs `clone_of`")
         if self.clone_of is not None:
@@ -184,47 +192,55 @@ class Machine(Strict):
                 )
             if self.disks:
                 raise ValueError("a clone is a copy of one system disk: it has no extra `disks`")
-        return self
 
 
-class Step(Strict):
+@strict
+class Step:
+    """A command run as root in one machine (setup, solutions)."""
+
     machine: Name
     run: Text
-    timeout: Annotated[float, Field(gt=0, le=3600)] = 300
+    timeout: Annotated[float, Rule(gt=0, le=3600)] = 300.0
 
 
-class TextMatch(Strict):
+@strict
+class TextMatch:
+    """What a `run` check's output must be: exactly one of equals, contains, matches."""
+
     equals: str | None = None
     contains: str | None = None
-    matches: str | None = None
+    matches: Regex | None = None
 
-    _regex = field_validator("matches")(_compiles)
-
-    @model_validator(mode="after")
-    def _one(self) -> TextMatch:
+    def __post_init__(self) -> None:
         _exactly_one(self, ("equals", "contains", "matches"), "stdout")
-        return self
 
 
-class FileCondition(Strict):
-    path: Annotated[str, Field(pattern=r"^/")]
+@strict
+class FileCondition:
+    """A file as it must be in the machine."""
+
+    path: Annotated[str, Rule(pattern=r"^/")]
     exists: bool = True
     contains: str | None = None
-    matches: str | None = None
-    mode: Annotated[str, Field(pattern=r"^0?[0-7]{3,4}$")] | None = None
+    matches: Regex | None = None
+    mode: Annotated[str, Rule(pattern=r"^0?[0-7]{3,4}$")] | None = None
     owner: str | None = None
 
-    _regex = field_validator("matches")(_compiles)
 
+@strict
+class ServiceCondition:
+    """A systemd unit as it must be in the machine."""
 
-class ServiceCondition(Strict):
     name: Text
     active: bool | None = None
     enabled: bool | None = None
 
 
-class MachinesCommand(Strict):
-    machines: Annotated[list[Name], Field(min_length=2)]
+@strict
+class MachinesCommand:
+    """One command run in several machines, its outputs compared."""
+
+    machines: Annotated[list[Name], Rule(min_length=2)]
     run: Text
 
 
@@ -235,15 +251,16 @@ CHECK_FORMS = ("run", "file", "service", "distinct", "equal", "kept")
 MULTI_MACHINE_FORMS = ("distinct", "equal")
 
 
-class Check(Strict):
+@strict
+class Check:
     """One graded condition; exactly one of the forms in CHECK_FORMS."""
 
     name: str | None = None
     fail_message: str | None = None
-    timeout: Annotated[float, Field(gt=0, le=600)] = 30
+    timeout: Annotated[float, Rule(gt=0, le=600)] = 30.0
     machine: Name | None = None
     run: Text | None = None
-    exit_code: Annotated[int, Field(ge=0, le=255)] | None = None
+    exit_code: Annotated[int, Rule(ge=0, le=255)] | None = None
     stdout: TextMatch | None = None
     file: FileCondition | None = None
     service: ServiceCondition | None = None
@@ -262,8 +279,7 @@ class Check(Strict):
         multi = self.distinct or self.equal
         return list(multi.machines) if multi else [self.machine or ""]
 
-    @model_validator(mode="after")
-    def _one_form(self) -> Check:
+    def __post_init__(self) -> None:
         _exactly_one(self, CHECK_FORMS, "a check")
         form = self.form
         if form not in MULTI_MACHINE_FORMS and self.machine is None:
@@ -272,24 +288,26 @@ class Check(Strict):
             raise ValueError(f"a `{form}` check names its machines inside `{form}`")
         if form != "run" and (self.exit_code is not None or self.stdout is not None):
             raise ValueError("`exit_code` and `stdout` belong to a `run` check")
-        return self
 
 
-class Task(Strict):
-    id: Annotated[str, Field(pattern=TASK_ID)]
+@strict
+class Task:
+    """What the student does, graded by its checks and applied by its solution."""
+
+    id: Annotated[str, Rule(pattern=TASK_ID)]
     title: Text
     instructions: str = ""
-    hints: list[str] = []
-    points: Annotated[int, Field(ge=0, le=1000)] = 1
-    checks: Annotated[list[Check], Field(min_length=1)]
-    solution: list[Step] = []
+    hints: list[str] = field(default_factory=list)
+    points: Annotated[int, Rule(ge=0, le=1000)] = 1
+    checks: Annotated[list[Check], Rule(min_length=1)]
+    solution: list[Step] = field(default_factory=list)
     #: tasks to do before this one (earlier ones): a report says "do X first" while they fail
-    requires: list[Annotated[str, Field(pattern=TASK_ID)]] = []
+    requires: list[Annotated[str, Rule(pattern=TASK_ID)]] = field(default_factory=list)
     #: graded only after the machines its checks name have been restarted: a change that
     #: lasts only until the next boot (a unit started, not enabled) does not pass
     after_reboot: Annotated[
         bool,
-        Field(
+        Rule(
             description="Restart the machines this task's checks name before grading it, "
             "so that only a change that survives a reboot passes."
         ),
@@ -300,42 +318,33 @@ class Task(Strict):
         """The machines this task's checks run in, each once, in order."""
         return list(dict.fromkeys(m for c in self.checks for m in c.machines))
 
-    @model_validator(mode="after")
-    def _kept_needs_reboot(self) -> Task:
+    def __post_init__(self) -> None:
         if not self.after_reboot and any(c.kept is not None for c in self.checks):
             raise ValueError("a `kept` check compares outputs across a reboot: set after_reboot")
-        return self
 
 
 BACKENDS = ("docker", "lxd", "nspawn", "vagrant")
 
 
-class Scenario(Strict):
+@strict
+class Scenario:
+    """A lab: its machines, their starting state, and the tasks graded in them."""
+
     apiVersion: Literal["guestlab/v1"]
     kind: Literal["Scenario"]
     metadata: Metadata
     description: str = ""
-    backends: Annotated[list[Literal[BACKENDS]], Field(min_length=1)] = ["docker"]  # type: ignore[valid-type]
-    parameters: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], Parameter] = {}
-    machines: Annotated[list[Machine], Field(min_length=1)]
-    setup: list[Step] = []
-    tasks: Annotated[list[Task], Field(min_length=1)]
+    backends: Annotated[list[Literal[BACKENDS]], Rule(min_length=1)] = field(  # type: ignore[valid-type]
+        default_factory=lambda: ["docker"]
+    )
+    parameters: dict[Annotated[str, Rule(pattern=PARAMETER)], Parameter] = field(
+        default_factory=dict
+    )
+    machines: Annotated[list[Machine], Rule(min_length=1)]
+    setup: list[Step] = field(default_factory=list)
+    tasks: Annotated[list[Task], Rule(min_length=1)]
     #: language tag (pt-BR) -> the student-facing texts in that language
-    translations: dict[Annotated[str, Field(pattern=LANGUAGE)], Translation] = {}
-
-    @field_validator("translations")
-    @classmethod
-    def _translations_match_tasks(
-        cls, value: dict[str, Translation], info: ValidationInfo
-    ) -> dict[str, Translation]:
-        tasks = info.data.get("tasks")
-        if tasks is None:  # the tasks themselves are wrong: reported there
-            return value
-        problems = translation_problems(value, tasks)
-        if problems:
-            # located problems: pydantic prefixes each loc with `translations`
-            raise ValidationError.from_exception_data("Scenario", problems)
-        return value
+    translations: Translations = field(default_factory=dict)
 
     @property
     def id(self) -> str:

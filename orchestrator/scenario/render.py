@@ -22,6 +22,7 @@ from orchestrator import paths
 from orchestrator.errors import Problem, ScenarioError, StateError, UsageError
 from orchestrator.messages import _
 from orchestrator.scenario.model import Parameter, Scenario
+from orchestrator.scenario.model_base import dump, parse
 
 MARKERS = ("{{", "{%")
 MAX_REPEAT = 10_000  # longest string or list a template may build with `*`
@@ -263,11 +264,11 @@ def render_scenario(
             return [walk(v, (*loc, i)) for i, v in enumerate(value)]
         return value
 
-    data = walk(scenario.model_dump(), ())
+    data = walk(dump(scenario), ())
     if problems:
         raise ScenarioError(problems)
     try:
-        return Scenario.model_validate(data)
+        return parse(Scenario, data)
     except ValidationError as e:
         raise ScenarioError(
             [

@@ -1,15 +1,15 @@
-"""The translations of a scenario's student-facing texts, as pydantic models, and what
-they must match in the scenario (see docs/scenario-format.md, Translations)."""
+"""The translations of a scenario's student-facing texts, as types of the format
+(`model_base`), and what they must match in the scenario (see docs/scenario-format.md,
+Translations). Annotations are objects, not texts: see `model`."""
 
-from __future__ import annotations
+from dataclasses import field
+from typing import TYPE_CHECKING, Annotated, Any
 
-from typing import TYPE_CHECKING
-
-from pydantic_core import InitErrorDetails, PydanticCustomError
-
-from orchestrator.scenario.model_base import Strict, Text
+from orchestrator.scenario.model_base import Rule, Text, strict
 
 if TYPE_CHECKING:
+    from pydantic_core import InitErrorDetails
+
     from orchestrator.scenario.model import Task
 
 # --- translations: the student-facing texts in other languages (see scenario/i18n.py) ----
@@ -17,37 +17,48 @@ if TYPE_CHECKING:
 LANGUAGE = r"^[a-z]{2,3}(-[A-Z][a-z]{3})?(-[A-Z]{2}|-[0-9]{3})?$"
 
 
-class CheckTranslation(Strict):
+@strict
+class CheckTranslation:
+    """A check's name and fail message in another language."""
+
     name: Text | None = None
     fail_message: Text | None = None
 
 
-class TaskTranslation(Strict):
+@strict
+class TaskTranslation:
+    """A task's student-facing texts in another language."""
+
     title: Text | None = None
     instructions: Text | None = None
     #: when given, one text per hint of the task, in the same order
     hints: list[Text] | None = None
     #: by position: the first entry translates the task's first check; `{}` skips one
-    checks: list[CheckTranslation] = []
+    checks: list[CheckTranslation] = field(default_factory=list)
 
 
-class MetadataTranslation(Strict):
+@strict
+class MetadataTranslation:
+    """The scenario's title in another language."""
+
     title: Text | None = None
 
 
-class Translation(Strict):
+@strict
+class Translation:
     """One language's texts; whatever it leaves out stays in English."""
 
-    # built without validating: see Machine.resources
-    metadata: MetadataTranslation = MetadataTranslation.model_construct()
+    metadata: MetadataTranslation = MetadataTranslation()
     description: Text | None = None
-    tasks: dict[str, TaskTranslation] = {}
+    tasks: dict[str, TaskTranslation] = field(default_factory=dict)
 
 
 def translation_problems(
-    translations: dict[str, Translation], tasks: list[Task]
-) -> list[InitErrorDetails]:
+    translations: dict[str, Translation], tasks: "list[Task]"
+) -> "list[InitErrorDetails]":
     """Task ids that do not exist, checks and hints that the task does not have."""
+    from pydantic_core import InitErrorDetails, PydanticCustomError  # validation only
+
     by_id = {t.id: t for t in tasks}
     problems: list[InitErrorDetails] = []
 
@@ -82,3 +93,24 @@ def translation_problems(
                     len(text.hints),
                 )
     return problems
+
+
+def match_tasks(value: dict[str, Translation], before: dict[str, Any]) -> dict[str, Translation]:
+    """A scenario's translations checked against its tasks, validated before them; a
+    located ValidationError names every mismatch."""
+    tasks = before.get("tasks")
+    if tasks is None:  # the tasks themselves are wrong: reported there
+        return value
+    problems = translation_problems(value, tasks)
+    if problems:
+        from pydantic_core import ValidationError  # only ever raised while validating
+
+        # located problems: pydantic prefixes each loc with `translations`
+        raise ValidationError.from_exception_data("Scenario", problems)
+    return value
+
+
+#: language tag (pt-BR) -> the student-facing texts in that language
+Translations = Annotated[
+    dict[Annotated[str, Rule(pattern=LANGUAGE)], Translation], Rule(check=match_tasks)
+]

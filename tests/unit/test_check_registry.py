@@ -24,6 +24,7 @@ from orchestrator.checks import (
 from orchestrator.checks import registry as registry_module
 from orchestrator.checks.registry import registry
 from orchestrator.scenario.model import CHECK_FORMS, MULTI_MACHINE_FORMS, Check, Task
+from orchestrator.scenario.model_base import parse
 
 LAB = LabRef("demo", "alice")
 
@@ -59,7 +60,7 @@ CASES: dict[str, tuple[dict[str, object], list[ExecResult], str]] = {
 
 
 def chk(data: dict[str, object]) -> Check:
-    return Check.model_validate(data)
+    return parse(Check, data)
 
 
 def test_every_form_of_the_format_is_registered_once() -> None:
@@ -118,7 +119,7 @@ def test_a_form_judges_only_probes_that_ran_to_their_end(name: str) -> None:
 
 def test_grading_plans_each_check_once(monkeypatch: pytest.MonkeyPatch) -> None:
     checks = [CASES[name][0] for name in CHECK_FORMS]
-    task = Task.model_validate({"id": "t", "title": "t", "checks": checks, "after_reboot": True})
+    task = parse(Task, {"id": "t", "title": "t", "checks": checks, "after_reboot": True})
     # the fake answers by machine and command, each different in this task
     answers = {
         (p.machine, p.argv): r
@@ -167,8 +168,8 @@ kept = chk(CASES["kept"][0])
 def test_kept_fails_unless_the_output_is_the_same_on_both_sides_of_a_reboot(
     before: ExecResult | None, after: ExecResult, why: str
 ) -> None:
-    task = Task.model_validate(
-        {"id": "t", "title": "t", "checks": [CASES["kept"][0]], "after_reboot": True}
+    task = parse(
+        Task, {"id": "t", "title": "t", "checks": [CASES["kept"][0]], "after_reboot": True}
     )
 
     class After:
@@ -184,4 +185,4 @@ def test_kept_fails_unless_the_output_is_the_same_on_both_sides_of_a_reboot(
 
 def test_a_kept_check_belongs_to_a_task_graded_after_a_reboot() -> None:
     with pytest.raises(ValueError, match="set after_reboot"):
-        Task.model_validate({"id": "t", "title": "t", "checks": [CASES["kept"][0]]})
+        parse(Task, {"id": "t", "title": "t", "checks": [CASES["kept"][0]]})

@@ -24,12 +24,13 @@ from orchestrator.checks import (
 from orchestrator.errors import MachineUnavailable
 from orchestrator.report import Report
 from orchestrator.scenario.model import Check, Task
+from orchestrator.scenario.model_base import parse
 
 LAB = LabRef("demo", "alice")
 
 
 def chk(**data: object) -> Check:
-    return Check.model_validate(data)
+    return parse(Check, data)
 
 
 def ok(stdout: str = "", code: int = 0, stderr: str = "") -> ExecResult:
@@ -212,7 +213,8 @@ def test_multi_machine_command_failure_is_reported() -> None:
 # -- grading ------------------------------------------------------------------------------
 def test_grade_runs_every_probe_and_scores_tasks() -> None:
     tasks = [
-        Task.model_validate(
+        parse(
+            Task,
             {
                 "id": "one",
                 "title": "t1",
@@ -221,10 +223,11 @@ def test_grade_runs_every_probe_and_scores_tasks() -> None:
                     {"machine": "a", "run": "true"},
                     {"distinct": {"machines": ["a", "b"], "run": "id"}},
                 ],
-            }
+            },
         ),
-        Task.model_validate(
-            {"id": "two", "title": "t2", "points": 3, "checks": [{"machine": "b", "run": "false"}]}
+        parse(
+            Task,
+            {"id": "two", "title": "t2", "points": 3, "checks": [{"machine": "b", "run": "false"}]},
         ),
     ]
     fake = FakeBackend(
@@ -249,8 +252,8 @@ def test_grade_runs_every_probe_and_scores_tasks() -> None:
 
 
 def test_grade_passes_the_check_timeout_to_exec() -> None:
-    task = Task.model_validate(
-        {"id": "t", "title": "t", "checks": [{"machine": "a", "run": "x", "timeout": 7}]}
+    task = parse(
+        Task, {"id": "t", "title": "t", "checks": [{"machine": "a", "run": "x", "timeout": 7}]}
     )
     fake = FakeBackend({("a", "x"): ok()})
     grade(fake, LAB, [task])
@@ -272,7 +275,7 @@ class LocalShell:
 
 def _tasks(*runs: str, timeout: float = 10) -> list[Task]:
     checks = [{"machine": "m", "run": r, "timeout": timeout} for r in runs]
-    return [Task.model_validate({"id": "t", "title": "t", "checks": checks})]
+    return [parse(Task, {"id": "t", "title": "t", "checks": checks})]
 
 
 def test_a_batch_returns_each_probe_as_if_run_alone() -> None:

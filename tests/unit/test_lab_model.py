@@ -10,10 +10,12 @@ from orchestrator import lab as lifecycle
 from orchestrator.backends.contract import LabRef
 from orchestrator.errors import UsageError
 from orchestrator.scenario.model import Scenario
+from orchestrator.scenario.model_base import dump, parse
 
 
 def scenario(machines: list[dict[str, object]], backends: list[str] | None = None) -> Scenario:
-    return Scenario.model_validate(
+    return parse(
+        Scenario,
         {
             "apiVersion": "guestlab/v1",
             "kind": "Scenario",
@@ -27,7 +29,7 @@ def scenario(machines: list[dict[str, object]], backends: list[str] | None = Non
                     "checks": [{"machine": machines[0]["name"], "run": "true"}],
                 }
             ],
-        }
+        },
     )
 
 
@@ -104,9 +106,9 @@ def test_machine_facts_reach_templates() -> None:
     from orchestrator.scenario.render import render_scenario
 
     sc = scenario([{"name": "ct"}], ["docker"])
-    data = sc.model_dump()
+    data = dump(sc)
     data["tasks"][0]["checks"][0]["run"] = "test {{ machines.ct.virt }} = docker"
-    sc = Scenario.model_validate(data)
+    sc = parse(Scenario, data)
     lab = lifecycle.Lab(LabRef(sc.id, "al"), sc, Path("/x"), backends.get("docker"), {})
     rendered = render_scenario(sc, {}, "al", lab.machine_facts())
     assert rendered.tasks[0].checks[0].run == "test docker = docker"

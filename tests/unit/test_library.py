@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import orchestrator
 from orchestrator.images.catalog import CATALOG
 from orchestrator.scenario.i18n import localize
 from orchestrator.scenario.load import load_file
+from orchestrator.scenario.model_base import dump
 from orchestrator.scenario.render import render_scenario
 
 ROOT = Path(orchestrator.__file__).resolve().parent.parent
@@ -88,7 +90,7 @@ def test_machines_use_catalog_images(scenario) -> None:  # type: ignore[no-untyp
 def test_per_student_parameters_where_answers_could_be_copied(scenario) -> None:  # type: ignore[no-untyped-def]
     """A lab whose answers are fixed strings must have parameters; the others get their
     uniqueness from what the machines generate (keys, IDs) or from the backend's truth."""
-    text = scenario.model_dump_json()
+    text = json.dumps(dump(scenario))
     uses_truth = "machines." in text or "ssh-keygen" in text or "docker" in text
     assert scenario.parameters or uses_truth
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -99,19 +100,17 @@ def test_the_setup_waits_from_the_first_step_that_names_the_student() -> None:
     raw = load_file(ROOT / "scenarios" / "machine-id-clone.yaml")
     assert first_student_step(raw) == 0  # its one step writes the student's machine ID
     require_poolable(raw)
-    free = raw.model_copy(update={"setup": [raw.setup[0].model_copy(update={"run": "true"})]})
+    free = replace(raw, setup=[replace(raw.setup[0], run="true")])
     assert first_student_step(free) == 1
-    tied = raw.model_copy(
-        update={"setup": [free.setup[0], raw.setup[0], free.setup[0]]}  # free, student, free
-    )
+    tied = replace(raw, setup=[free.setup[0], raw.setup[0], free.setup[0]])  # free, student, free
     assert first_student_step(tied) == 1
 
 
 def test_a_machine_that_depends_on_the_student_cannot_be_pooled() -> None:
     raw = load_file(ROOT / "scenarios" / "machine-id-clone.yaml")
     m = raw.machines[0]
-    files = [f.model_copy(update={"dest": "/etc/{{ student.id }}"}) for f in m.files]
-    bad = raw.model_copy(update={"machines": [m.model_copy(update={"files": files})]})
+    files = [replace(f, dest="/etc/{{ student.id }}") for f in m.files]
+    bad = replace(raw, machines=[replace(m, files=files)])
     with pytest.raises(UsageError, match="cannot be pooled"):
         require_poolable(bad)
 

@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from orchestrator import backends
+from orchestrator import backends, checks
 from orchestrator import lab as lifecycle
 from orchestrator.backends.contract import Backend, LabRef, MachineSpec, Progress
 from orchestrator.errors import MachineUnavailable, ProofFailed, ScenarioError
 from orchestrator.lab import prove as proving
-from orchestrator.lab import verbs
 from orchestrator.report import CheckResult, Report, TaskResult
 from orchestrator.scenario.load import load_text
 from orchestrator.scenario.model import Scenario
+from orchestrator.scenario.model_base import parse
 from orchestrator.scenario.schema import json_schema
 from orchestrator.state import Store
 
@@ -41,7 +41,8 @@ TASKS: list[dict[str, Any]] = [
 
 
 def scenario(tasks: list[dict[str, Any]] | None = None) -> Scenario:
-    return Scenario.model_validate(
+    return parse(
+        Scenario,
         {
             "apiVersion": "guestlab/v1",
             "kind": "Scenario",
@@ -49,7 +50,7 @@ def scenario(tasks: list[dict[str, Any]] | None = None) -> Scenario:
             "backends": ["docker"],
             "machines": [{"name": "a"}, {"name": "b", "clone_of": "a"}],
             "tasks": TASKS if tasks is None else tasks,
-        }
+        },
     )
 
 
@@ -131,8 +132,8 @@ def graded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         log.append("grade " + ",".join(t.id for t in tasks))
         return [TaskResult(t.id, t.title, t.points, [CheckResult("c", True)]) for t in tasks]
 
-    monkeypatch.setattr(verbs, "grade", grade)
-    monkeypatch.setattr(verbs, "run_before", lambda *_a, **_k: {})
+    monkeypatch.setattr(checks, "grade", grade)
+    monkeypatch.setattr(checks, "run_before", lambda *_a, **_k: {})
     return log
 
 

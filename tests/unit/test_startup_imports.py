@@ -1,10 +1,11 @@
 """Start-up: what each command imports before it does its work (the modules, not a timing).
 
 A bare `python -c pass` is the floor; every command may add click, rich and guestlab's own
-light modules, and only the commands that need them the scenario format (YAML, pydantic,
-Jinja2) or an engine's SDK. A listing whose files have not changed reads its cache; a
-scenario whose file has not changed comes from the cache of validated ones (pydantic's
-models, but no YAML and no Jinja2); no engine SDK loads before a command talks to an engine.
+light modules, and only the commands that need them the scenario format's reader and
+validator (YAML, pydantic, Jinja2) or an engine's SDK. A listing whose files have not
+changed reads its cache; a scenario whose file has not changed comes from the cache of
+validated ones, built as the format's plain dataclasses (no YAML, pydantic or Jinja2); no
+engine SDK loads before a command talks to an engine, nor the grading before `check` does.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ WEB = {*SERVER, "markdown_it"}  # `show` renders Markdown; the others do not nee
 
 
 #: what reading a scenario from the cache of validated ones does without
-FORMAT = {"yaml", "jinja2", "markupsafe"}
+FORMAT = {"yaml", "jinja2", "markupsafe", "pydantic", "pydantic_core"}
 ENGINES = {"docker", "requests", "urllib3", "pylxd", "vagrant"}
 SCENARIO = ROOT / "scenarios" / "machine-id-clone.yaml"
 
@@ -91,12 +92,15 @@ def test_check_with_no_lab_loads_neither_the_format_nor_an_engine(tmp_path: Path
     assert not found & (HEAVY | WEB), sorted(found & (HEAVY | WEB))
 
 
-def test_show_of_an_unchanged_file_reads_no_yaml_nor_templates(tmp_path: Path) -> None:
+def test_show_of_an_unchanged_file_reads_no_yaml_pydantic_nor_templates(tmp_path: Path) -> None:
     first = imported(["show", "machine-id-clone"], tmp_path)
     assert first >= FORMAT  # the first one validates the file
-    again = imported(["show", "machine-id-clone"], tmp_path)
-    assert "pydantic" in again
-    assert not again & (FORMAT | ENGINES | SERVER), sorted(again & (FORMAT | ENGINES | SERVER))
+    again = modules(["show", "machine-id-clone"], tmp_path)
+    assert "orchestrator.scenario.model" in again  # it did build the scenario
+    packages = {name.split(".")[0] for name in again}
+    assert not packages & (FORMAT | ENGINES | SERVER), sorted(
+        packages & (FORMAT | ENGINES | SERVER)
+    )
 
 
 def lab_not_up(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,14 +132,19 @@ def lab_not_up(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     [["hint", "machine-id-clone", "find-id"], ["check", "machine-id-clone"]],
     ids=" ".join,
 )
-def test_a_lab_opens_without_yaml_templates_or_an_engine_sdk(
+def test_a_lab_opens_without_yaml_pydantic_templates_an_engine_sdk_or_grading(
     args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lab_not_up(tmp_path, monkeypatch)
     imported([*args, "--student", "ann"], tmp_path)  # fills the cache
-    found = imported([*args, "--student", "ann"], tmp_path)
-    assert "pydantic" in found  # it did open the lab's scenario
-    assert not found & (FORMAT | ENGINES | SERVER), sorted(found & (FORMAT | ENGINES | SERVER))
+    found = modules([*args, "--student", "ann"], tmp_path)
+    # it did open the lab: its scenario, and the backend that holds it
+    assert {"orchestrator.scenario.model", "orchestrator.backends.docker.backend"} <= found
+    packages = {name.split(".")[0] for name in found}
+    assert not packages & (FORMAT | ENGINES | SERVER), sorted(
+        packages & (FORMAT | ENGINES | SERVER)
+    )
+    assert "orchestrator.checks" not in found  # `check` loads it after its first engine call
 
 
 def test_the_command_table_names_each_modules_commands() -> None:

@@ -109,3 +109,15 @@ def test_a_store_of_the_first_schema_is_migrated_in_place(tmp_path: Path) -> Non
     )
     rec2 = store.lab("k2")
     assert rec2 is not None and rec2.backends == ["docker", "vagrant"]
+
+
+def test_a_current_store_is_opened_and_read_without_a_write(tmp_path: Path) -> None:
+    """`status` and `check` until it grades only read: opening the store writes nothing,
+    so nothing is synced to the disk (a write costs a lab command milliseconds of fsync)."""
+    db = tmp_path / "s.db"
+    Store(db).close()  # made, at the current schema
+    before = db.stat().st_mtime_ns, db.read_bytes()
+    store = Store(db)
+    assert store.lab("k") is None and store.labs() == []
+    store.close()
+    assert (db.stat().st_mtime_ns, db.read_bytes()) == before

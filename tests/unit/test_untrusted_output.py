@@ -35,6 +35,7 @@ from orchestrator.classroom.store import LabStats, Member
 from orchestrator.errors import MachineUnavailable
 from orchestrator.report import Report
 from orchestrator.scenario.model import Check, Task
+from orchestrator.scenario.model_base import parse
 from orchestrator.web.rendering import log_safe
 
 LAB = LabRef("demo", "mallory")
@@ -78,7 +79,7 @@ def hostile_files(tmp_path: Path) -> Iterator[Path]:
 
 def chk(**data: object) -> Check:
     where = {} if "distinct" in data else {"machine": "m"}
-    return Check.model_validate({**where, "timeout": 5, **data})
+    return parse(Check, {**where, "timeout": 5, **data})
 
 
 def tasks(*checks: Check) -> list[Task]:

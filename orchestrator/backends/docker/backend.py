@@ -1,18 +1,16 @@
-"""Docker backend: machines are containers in a user namespace, systemd as their PID 1."""
+"""Docker backend: machines are containers in a user namespace, systemd as their PID 1;
+archives, the host-side writer and btrfs quotas load where used (`hint` needs none)."""
 
 from __future__ import annotations
 
 import contextlib
-import io
 import posixpath
-import tarfile
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.backends import btrfs_quota, firewall, inroot
+from orchestrator.backends import firewall
 from orchestrator.backends.common import (
     CONTAINER_BOOT_TIMEOUT,
     connect_or_raise,
@@ -32,7 +30,7 @@ from orchestrator.backends.contract import (
     MachineSpec,
     Progress,
 )
-from orchestrator.backends.docker import cgroups, execution, files, sdk, seccomp
+from orchestrator.backends.docker import cgroups, execution, sdk, seccomp
 from orchestrator.backends.docker.confine import BOOT_FLAG, Confinement
 from orchestrator.backends.docker.engine import (
     START_FIX,
@@ -133,6 +131,8 @@ class DockerBackend(DockerImages):
     def _run(self, spec: MachineSpec, image: str) -> None:
         conf = self.confinement(spec, self.ensure_network(spec.lab, spec.lab.labels()), spec.labels)
         if conf.disk is not None and self.facts.data_root:
+            from orchestrator.backends import btrfs_quota
+
             btrfs_quota.heal(Path(self.facts.data_root))  # or the bound would not hold
         with engine_errors(
             _("starting machine {name}").format(name=spec.name), sdk.errors.DockerException
@@ -161,8 +161,7 @@ class DockerBackend(DockerImages):
             )
 
     def wait_ready(self, lab: LabRef, machine: str, init: str, progress: Progress) -> None:
-        """Until systemd settled (common.wait_for_systemd), or for `init: none` until a
-        command answers."""
+        """Until systemd settled, or for `init: none` until a command answers."""
         what = f"machine `{machine}` of lab `{lab.key}`"
         hint = f"look inside: docker exec {container_name(lab, machine)} systemctl --failed"
         if init != "systemd":
@@ -240,21 +239,21 @@ class DockerBackend(DockerImages):
         return result
 
     def put_file(self, lab: LabRef, machine: str, dest: str, data: bytes, mode: int) -> None:
+        from orchestrator.backends.docker import files
+
         container = self.container(lab, machine)
         folder = posixpath.dirname(dest) or "/"
         self.exec(lab, machine, ["mkdir", "-p", folder], timeout=30)
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            info = tarfile.TarInfo(posixpath.basename(dest))
-            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
-            tar.addfile(info, io.BytesIO(data))
+        archive = files.file_archive(posixpath.basename(dest), data, mode)
         # Docker resolves `folder` inside the container's root, so a symlink cannot lead out
-        if not container.put_archive(folder, buf.getvalue()):
+        if not container.put_archive(folder, archive):
             raise ProvisioningError(
                 _("copying {dest} into {machine} failed").format(dest=dest, machine=machine)
             )
 
     def read_file(self, lab: LabRef, machine: str, path: str, limit: int) -> FileProbe:
+        from orchestrator.backends.docker import files
+
         # the archive API reads a stopped container's disk too: a check of a machine that
         # is not running must say so, as an exec in it does
         self.container(lab, machine)
@@ -262,7 +261,7 @@ class DockerBackend(DockerImages):
             got = files.read_file(self.client.api, container_name(lab, machine), path, limit)
             return files.shifted(got, files.uid_base(self.facts.userns, self.facts.data_root))
         # requests' errors are OSErrors
-        except (sdk.errors.DockerException, OSError, tarfile.TarError) as e:
+        except (sdk.errors.DockerException, OSError, files.TarError) as e:
             raise engine_error(
                 e,
                 _("reading {path} in {machine}").format(path=path, machine=machine),
@@ -281,6 +280,9 @@ class DockerBackend(DockerImages):
         # through the init's root (openat2 inside it) where it can: ten times faster than a
         # tar through the engine, and owned by a uid the machine does not map, so root in it
         # cannot change the tool; else through the archive API.
+        from orchestrator.backends import inroot
+        from orchestrator.backends.docker import files
+
         pid = self._local_pid(lab, machine)
         if pid is not None:
             try:
@@ -296,6 +298,8 @@ class DockerBackend(DockerImages):
 
     def unstage_tool(self, lab: LabRef, machine: str, path: str) -> None:
         """A host-written tool is removed by the host; one the engine wrote, by the batch."""
+        from orchestrator.backends import inroot
+
         with contextlib.suppress(GuestlabError):
             pid = self._local_pid(lab, machine)
             if pid is not None:
@@ -376,8 +380,7 @@ class DockerBackend(DockerImages):
 
     # -- cleanup --------------------------------------------------------------------------
     def destroy(self, lab: LabRef, *, also: Sequence[str] = ()) -> FoundResources:
-        """Remove the lab's resources; `also`: labels they must carry too (Vagrant's docker
-        provider removes only its own this way)."""
+        """Remove the lab's resources that also carry the labels `also` (Vagrant's)."""
         return self.resources.destroy(lab, also)
 
     def find(

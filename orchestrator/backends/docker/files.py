@@ -30,6 +30,8 @@ _GO_DEVICE, _GO_CHAR = 1 << 26, 1 << 21
 #: room for the tar headers (PAX records included) before a file's first byte
 HEADER_ROOM = 64 * 1024
 READ_TIMEOUT = 30
+#: what an archive the engine sends may raise when it is not what it says
+TarError = tarfile.TarError
 
 
 class Bounded(io.RawIOBase):
@@ -117,6 +119,16 @@ def shifted(probe: FileProbe, base: int) -> FileProbe:
         return probe
     uid = probe.uid - base if base <= probe.uid < base + 65536 else 65534
     return dataclasses.replace(probe, uid=uid)
+
+
+def file_archive(name: str, data: bytes, mode: int) -> bytes:
+    """A tar of the one file `name`, with `mode`."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def tool_archive(name: str, data: bytes) -> tuple[str, bytes]:

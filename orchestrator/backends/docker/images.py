@@ -11,7 +11,6 @@ from orchestrator.backends.contract import Progress
 from orchestrator.backends.docker import sdk
 from orchestrator.backends.docker.engine import image_ref
 from orchestrator.errors import ProvisioningError, UsageError
-from orchestrator.images.rootfs import ensure_tarball
 from orchestrator.messages import _
 
 if TYPE_CHECKING:
@@ -46,6 +45,8 @@ class DockerImages:
                     image=image
                 ),
             )
+        from orchestrator.images.rootfs import ensure_tarball  # building: rare
+
         self.import_image(image, ensure_tarball(image, mirror=mirror, progress=progress), progress)
 
     def import_image(self, image: str, tarball: Path, progress: Progress) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from orchestrator.backends.common import short
@@ -112,6 +111,8 @@ class Resources:
             "listing the lab's resources", self.labelled, lab, also
         )
         # side by side: each removal is mostly the engine stopping a container's processes
+        from concurrent.futures import ThreadPoolExecutor  # here: it loads `logging`
+
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(containers)))) as pool:
             list(pool.map(lambda ct: _ignore_missing(ct.remove, force=True, v=True), containers))
         found.machines += [ct.labels.get(LABEL_MACHINE, ct.name) for ct in containers]
