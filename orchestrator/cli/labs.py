@@ -32,6 +32,11 @@ if TYPE_CHECKING:
     help="Start systemd machines even where root in them is root on this host "
     "(a Docker engine without user namespaces). Only for a lab of your own.",
 )
+@click.option(
+    "--lxd-target",
+    metavar="MEMBER",
+    help="On an LXD cluster: the member the lab's machines go to (default: LXD chooses).",
+)
 @options.lang_option
 @click.option("--no-pool", is_flag=True, help="Make the lab now even if a pool has one ready.")
 def up(
@@ -40,6 +45,7 @@ def up(
     backend: str | None,
     no_build: bool,
     unsafe_host_root: bool,
+    lxd_target: str | None,
     lang: str | None,
     no_pool: bool,
 ) -> None:
@@ -50,6 +56,7 @@ def up(
     """
     from orchestrator import lab as lifecycle
     from orchestrator import views
+    from orchestrator.lab.placement import place
     from orchestrator.pool import claim as pool
 
     store = options.store()
@@ -57,13 +64,14 @@ def up(
     language = options.lab_language(lang, _remembered(store, scenario, who))
     messages.use(language)
     lab = lifecycle.prepare(scenario, who, backend, language)
+    place(lab.backends, lab.ref, lxd_target)
     where = _("{lab} on {backend}").format(lab=lab.ref.key, backend=lab.backend.name)
     out.print(f"[bold]{lab.scenario.metadata.title}[/] [dim]({where})[/]")
     result, claimed = pool.up(
         lab,
         store,
         ConsoleReporter(out),
-        use_pool=not no_pool,
+        use_pool=not no_pool and not lxd_target,  # a pool lab is where it was made
         build_images=not no_build,
         unsafe_host_root=unsafe_host_root,
     )

@@ -20,7 +20,7 @@ from tests.integration.conftest import engine, student_id
 
 BACKENDS = [
     pytest.param(name, marks=getattr(pytest.mark, name)) for name in ("docker", "lxd", "nspawn")
-]
+] + [pytest.param("lxd-cluster", marks=pytest.mark.lxd)]  # scripts/lxd-cluster.sh's
 IMAGE = "debian-12-systemd"
 
 
@@ -40,7 +40,13 @@ class Bench:
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def bench(request: pytest.FixtureRequest) -> Iterator[Bench]:
-    b = Bench(engine(request.param))
+    if request.param == "lxd-cluster":
+        from tests.integration.lxd_cluster import cluster_backend
+
+        engine("lxd")
+        b = Bench(cluster_backend(request.getfixturevalue("lxd_cluster")))
+    else:
+        b = Bench(engine(request.param))
     b.backend.ensure_image(IMAGE, no_progress)
     b.backend.create(b.base, no_progress)
     yield b

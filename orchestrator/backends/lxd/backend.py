@@ -49,14 +49,12 @@ from orchestrator.backends.lxd.image import ensure_image
 from orchestrator.backends.lxd.image import remove_image as remove_lxd_image
 from orchestrator.backends.lxd.machines import (
     api_errors,
-    create_started,
     execute,
-    get_instance,
     instance_request,
     labelled,
     refuse_existing,
-    running_instance,
 )
+from orchestrator.backends.lxd.placing import Sites
 from orchestrator.errors import (
     BackendUnavailable,
     GuestlabError,
@@ -81,6 +79,7 @@ class LxdBackend:
 
     def __init__(self) -> None:
         self._connector = Connector("LXD", open_connection)
+        self._sites = Sites()
 
     @property
     def pool(self) -> str | None:
@@ -98,6 +97,26 @@ class LxdBackend:
         """Bytes of memory the LXD server has free for new machines, by its own account
         (connect.available_memory)."""
         return available_memory(self.client())
+
+    def clustered(self) -> bool:
+        """Whether this LXD is a cluster (its members place labs)."""
+        return self._connection().clustered
+
+    def offline_members(self) -> set[str]:
+        """The cluster's members that do not answer; none when LXD is not a cluster."""
+        return {m.name for m in self._sites.members(self._connection()).values() if not m.online}
+
+    def memory_by_member(self) -> dict[str, int]:
+        """Bytes free on each online member of a cluster (empty when not one)."""
+        return self._sites.memory_by_member(self._connection())
+
+    def place(self, lab: LabRef, member: str | None) -> None:
+        """Put the lab's machines on cluster member `member` (None: LXD's scheduler)."""
+        self._sites.place(lab, member)
+
+    def placement(self, labs: Sequence[tuple[LabRef, Sequence[str]]]) -> dict[str, str]:
+        """The member each of these labs is on, by lab key (lxd/placing.py)."""
+        return self._sites.where(self._connection(), labs)
 
     def _connection(self) -> Connection:
         return self._connector.get()
@@ -133,7 +152,7 @@ class LxdBackend:
 
     def create(self, spec: MachineSpec, progress: Progress) -> None:
         conn = self._connection()
-        name = instance_name(spec.lab, spec.name)
+        name = self._sites.name(conn, spec.lab, spec.name, new=True)
         refuse_existing(conn.client, spec, name)
         self.ensure_image(spec.image, progress, build=False)
         request = instance_request(
@@ -145,20 +164,19 @@ class LxdBackend:
             progress=progress,
         )
         progress(f"creating {name} from {image_alias(spec.image)}")
-        with api_errors(f"create {name}"):
-            inst = create_started(conn.client, request)
+        inst = self._sites.create(conn, spec.lab, request, f"create {name}")
         wait_ready(conn, inst, spec.init, progress)
         settle(conn, inst, spec)
 
     def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
         conn = self._connection()
-        return execute(conn, running_instance(conn.client, lab, machine), argv, timeout)
+        return execute(conn, self._sites.running(conn, lab, machine), argv, timeout)
 
     def put_file(self, lab: LabRef, machine: str, dest: str, data: bytes, mode: int) -> None:
         from pylxd.exceptions import LXDAPIException
 
         conn = self._connection()
-        inst = running_instance(conn.client, lab, machine)
+        inst = self._sites.running(conn, lab, machine)
         try:
             inst.files.put(dest, data, mode=mode, uid=0, gid=0)
             return
@@ -177,7 +195,7 @@ class LxdBackend:
         if not conn.local:
             return None
         with api_errors(f"find the init of {machine}"):
-            pid = int(running_instance(conn.client, lab, machine).state().pid or 0)
+            pid = int(self._sites.running(conn, lab, machine).state().pid or 0)
         if pid <= 0:
             raise MachineUnavailable(f"machine `{machine}` of lab `{lab.key}` has no init")
         return pid
@@ -222,13 +240,13 @@ class LxdBackend:
     ) -> None:
         conn = self._connection()
         if start:
-            src = get_instance(conn.client, source.lab, source.name)
+            src = self._sites.instance(conn, source.lab, source.name)
             if SNAPSHOT not in {snap.name for snap in src.snapshots.all()}:
                 raise ProvisioningError(f"machine `{source.name}` has no starting snapshot")
         else:
-            src = running_instance(conn.client, source.lab, source.name)
+            src = self._sites.running(conn, source.lab, source.name)
         origin = f"{src.name}/{SNAPSHOT}" if start else src.name
-        name = instance_name(target.lab, target.name)
+        name = self._sites.name(conn, target.lab, target.name, new=True)
         refuse_existing(conn.client, target, name)
         request = instance_request(
             conn,
@@ -241,8 +259,8 @@ class LxdBackend:
             progress=progress,
         )
         progress(f"copying {origin} to {name}")
+        inst = self._sites.copy(conn, src, request, f"copy {origin} to {name}")
         with api_errors(f"copy {origin} to {name}"):
-            inst = create_started(conn.client, request)
             src.sync()
             if not start and src.status != "Running":  # the source must stay up
                 src.start(wait=True)
@@ -252,7 +270,7 @@ class LxdBackend:
     def snapshot(self, lab: LabRef, machines: Sequence[MachineSpec]) -> None:
         conn = self._connection()
         for spec in machines:
-            inst = get_instance(conn.client, lab, spec.name)
+            inst = self._sites.instance(conn, lab, spec.name)
             with api_errors(f"snapshot {inst.name}"):
                 # snapshots.all() gives name-only objects: .get() would warn about every
                 # field newer LXD returns that pylxd does not know
@@ -263,7 +281,7 @@ class LxdBackend:
 
     def restore(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
         conn = self._connection()
-        insts = [(get_instance(conn.client, lab, spec.name), spec) for spec in machines]
+        insts = [(self._sites.instance(conn, lab, spec.name), spec) for spec in machines]
         for inst, spec in insts:  # all of them checked before any is touched
             if SNAPSHOT not in {snap.name for snap in inst.snapshots.all()}:
                 raise ProvisioningError(
@@ -292,7 +310,7 @@ class LxdBackend:
         from pylxd.exceptions import LXDAPIException
 
         conn = self._connection()
-        insts = [(running_instance(conn.client, lab, spec.name), spec) for spec in machines]
+        insts = [(self._sites.running(conn, lab, spec.name), spec) for spec in machines]
 
         def one(inst: Instance, spec: MachineSpec) -> None:
             progress(f"restarting {inst.name}")
@@ -312,7 +330,7 @@ class LxdBackend:
     def remove_machine(self, lab: LabRef, machine: str) -> None:
         conn = self._connection()
         try:
-            inst = get_instance(conn.client, lab, machine)
+            inst = self._sites.instance(conn, lab, machine)
         except MachineUnavailable:
             return
         with api_errors(f"delete {inst.name}"):

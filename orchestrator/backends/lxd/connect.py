@@ -34,6 +34,7 @@ class Connection:
     pool: str
     driver: str | None
     tls: Tls | None
+    clustered: bool = False
 
     @property
     def local(self) -> bool:
@@ -188,12 +189,14 @@ def open_connection() -> tuple[Availability, Connection | None]:
             else "the default profile has no root disk and several pools exist"
         )
         return Availability(False, detail, f"set GUESTLAB_LXD_POOL to one of: {names}"), None
-    conn = Connection(client, pool, driver, tls)
+    clustered = bool(client.host_info.get("environment", {}).get("server_clustered"))
+    conn = Connection(client, pool, driver, tls, clustered)
+    where = f"LXD {version}" + (" (a cluster)" if clustered else "")
     if conn.disk_bounded:
-        detail = f"LXD {version}, storage pool `{pool}` ({driver}: disk bounds enforced)"
+        detail = f"{where}, storage pool `{pool}` ({driver}: disk bounds enforced)"
     else:
         detail = (
-            f"LXD {version}, storage pool `{pool}` ({driver}: LXD cannot bound a machine's"
+            f"{where}, storage pool `{pool}` ({driver}: LXD cannot bound a machine's"
             " disk there, a machine can fill the host's file system; scripts/setup/lxd.sh"
             " makes a btrfs pool `guestlab` that can)"
         )

@@ -198,7 +198,8 @@ class ExecSession:
             }
         )
         body = response.json()
-        self.operation = body["operation"].rsplit("/", 1)[-1]
+        # a cluster member forwarding the request names it `/1.0/operations/ID?project=...`
+        self.operation = body["operation"].split("?", 1)[0].rsplit("/", 1)[-1]
         fds = body["metadata"]["metadata"]["fds"]
         streams = self._connect(fds)
         try:
@@ -273,6 +274,7 @@ class ExecSession:
         """Kill the command from outside the machine; the result says why."""
         killed = self.kill_tree(self.instance, self.marker)
         if not killed:  # LXD elsewhere: its control channel signals the command's process
+            self._kill_inside()  # first: with the wrapper dead, its children are orphans
             with suppress(Exception):  # the command may have ended meanwhile
                 streams[CONTROL].send(
                     json.dumps({"command": "signal", "args": {}, "signal": 9}), binary=False
@@ -289,6 +291,27 @@ class ExecSession:
             _text(stderr),
             truncated=True,
         )
+
+    def _kill_inside(self) -> None:
+        """LXD elsewhere (a cluster member forwards the exec): the control channel's
+        signal reaches the wrapper at most, not its children; kill both from a second
+        exec, found by the marker in the wrapper's arguments."""
+        pattern = f"[{self.marker[0]}]{self.marker[1:]}"  # never matches this script itself
+        script = (  # stopped first, so that no child of it starts meanwhile
+            f'for p in $(pgrep -f "{pattern}"); do'
+            ' kill -STOP "$p"; pkill -KILL -P "$p"; kill -KILL "$p"; done'
+        )
+        with suppress(Exception):  # best effort: the command may be gone already
+            body = {
+                "command": ["sh", "-c", script],
+                "environment": {},
+                "interactive": False,
+                "wait-for-websocket": False,
+                "record-output": False,
+            }
+            response = self.client.api.instances[self.instance]["exec"].post(json=body)
+            op = response.json()["operation"].split("?", 1)[0].rsplit("/", 1)[-1]
+            self.client.api.operations[op].wait.get(params={"timeout": 10})
 
 
 def _text(data: bytes | bytearray) -> str:

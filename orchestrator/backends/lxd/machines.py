@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.backends import common
 from orchestrator.backends.contract import LABEL_LAB, ExecResult, LabRef, MachineSpec, Progress
+from orchestrator.backends.lxd.cluster import cluster_error
 from orchestrator.backends.lxd.config import (
     CONFIG_PREFIX,
     disk_size,
@@ -38,14 +39,17 @@ def api_errors(action: str) -> Iterator[None]:
     try:
         yield
     except LXDAPIException as exc:
-        raise ProvisioningError(f"LXD could not {action}: {exc}") from exc
+        raise cluster_error(action, exc) or ProvisioningError(
+            f"LXD could not {action}: {exc}"
+        ) from exc
 
 
-def get_instance(client: Client, lab: LabRef, machine: str) -> Instance:
-    """The instance of a lab's machine, or MachineUnavailable saying to bring the lab up."""
-    from pylxd.exceptions import NotFound
+def get_instance(client: Client, lab: LabRef, machine: str, name: str | None = None) -> Instance:
+    """The instance of a lab's machine (named `name` when given: on a cluster, its newest
+    incarnation), or MachineUnavailable saying to bring the lab up."""
+    from pylxd.exceptions import LXDAPIException, NotFound
 
-    name = instance_name(lab, machine)
+    name = name or instance_name(lab, machine)
     try:
         return client.instances.get(name)
     except NotFound:
@@ -53,11 +57,17 @@ def get_instance(client: Client, lab: LabRef, machine: str) -> Instance:
             f"machine `{machine}` of lab `{lab.key}` does not exist (LXD instance {name})",
             hint="bring the lab up first: guestlab up",
         ) from None
+    except LXDAPIException as exc:
+        raise cluster_error(f"reach {name}", exc) or ProvisioningError(
+            f"LXD could not reach {name}: {exc}"
+        ) from exc
 
 
-def running_instance(client: Client, lab: LabRef, machine: str) -> Instance:
+def running_instance(
+    client: Client, lab: LabRef, machine: str, name: str | None = None
+) -> Instance:
     """The instance of a lab's machine if it runs, else MachineUnavailable with the fix."""
-    inst = get_instance(client, lab, machine)
+    inst = get_instance(client, lab, machine, name)
     if inst.status != "Running":
         raise MachineUnavailable(
             f"machine `{machine}` of lab `{lab.key}` is {inst.status.lower()}",
@@ -120,11 +130,12 @@ def root_disk_for(
     return root_disk(conn.pool, disk_size(spec, image_bytes, conn.driver))
 
 
-def create_started(client: Client, request: dict[str, Any]) -> Instance:
-    """Create the instance (one creation at a time from this host: create_lock) and
-    start it; LXD's API errors pass through."""
+def create_started(client: Client, request: dict[str, Any], target: str | None = None) -> Instance:
+    """Create the instance (on cluster member `target`, else where LXD puts it; one
+    creation at a time from this host: create_lock) and start it; LXD's API errors pass
+    through."""
     with create_lock():
-        inst = client.instances.create(request, wait=True)
+        inst = client.instances.create(request, wait=True, target=target)
     inst.start(wait=True)
     return inst
 
