@@ -186,7 +186,7 @@ class LxdBackend:
         made = execute(conn, inst, ["mkdir", "-p", parent], 10)
         if not made.ok:
             raise ProvisioningError(f"cannot create {parent} in {machine}: {made.stderr.strip()}")
-        with api_errors(f"write {dest} in {inst.name}"):
+        with api_errors(f"write {dest} in {inst.name}", cluster=conn.clustered):
             inst.files.put(dest, data, mode=mode, uid=0, gid=0)
 
     def _init_pid(self, lab: LabRef, machine: str) -> int | None:
@@ -194,7 +194,7 @@ class LxdBackend:
         conn = self._connection()
         if not conn.local:
             return None
-        with api_errors(f"find the init of {machine}"):
+        with api_errors(f"find the init of {machine}", cluster=conn.clustered):
             pid = int(self._sites.running(conn, lab, machine).state().pid or 0)
         if pid <= 0:
             raise MachineUnavailable(f"machine `{machine}` of lab `{lab.key}` has no init")
@@ -260,7 +260,7 @@ class LxdBackend:
         )
         progress(f"copying {origin} to {name}")
         inst = self._sites.copy(conn, src, request, f"copy {origin} to {name}")
-        with api_errors(f"copy {origin} to {name}"):
+        with api_errors(f"copy {origin} to {name}", cluster=conn.clustered):
             src.sync()
             if not start and src.status != "Running":  # the source must stay up
                 src.start(wait=True)
@@ -271,7 +271,7 @@ class LxdBackend:
         conn = self._connection()
         for spec in machines:
             inst = self._sites.instance(conn, lab, spec.name)
-            with api_errors(f"snapshot {inst.name}"):
+            with api_errors(f"snapshot {inst.name}", cluster=conn.clustered):
                 # snapshots.all() gives name-only objects: .get() would warn about every
                 # field newer LXD returns that pylxd does not know
                 with pool_lock(conn.pool):
@@ -291,7 +291,7 @@ class LxdBackend:
 
         def one(inst: Instance, spec: MachineSpec) -> None:
             progress(f"restoring {inst.name}")
-            with api_errors(f"restore {inst.name}"):
+            with api_errors(f"restore {inst.name}", cluster=conn.clustered):
                 # LXD would stop it itself; a forced stop is quicker than a clean shutdown
                 # and the state is about to be thrown away anyway
                 if inst.status == "Running":
@@ -314,7 +314,7 @@ class LxdBackend:
 
         def one(inst: Instance, spec: MachineSpec) -> None:
             progress(f"restarting {inst.name}")
-            with api_errors(f"restart {inst.name}"):
+            with api_errors(f"restart {inst.name}", cluster=conn.clustered):
                 try:
                     inst.restart(timeout=RESTART_GRACE, force=False, wait=True)
                 except LXDAPIException:  # a shutdown that did not finish in time
@@ -333,7 +333,7 @@ class LxdBackend:
             inst = self._sites.instance(conn, lab, machine)
         except MachineUnavailable:
             return
-        with api_errors(f"delete {inst.name}"):
+        with api_errors(f"delete {inst.name}", cluster=conn.clustered):
             drop_exec_logs(conn.client, inst.name)
             with pool_lock(conn.pool):
                 delete_instance(inst)

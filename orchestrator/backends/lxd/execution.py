@@ -198,8 +198,7 @@ class ExecSession:
             }
         )
         body = response.json()
-        # a cluster member forwarding the request names it `/1.0/operations/ID?project=...`
-        self.operation = body["operation"].split("?", 1)[0].rsplit("/", 1)[-1]
+        self.operation = operation_id(body["operation"])
         fds = body["metadata"]["metadata"]["fds"]
         streams = self._connect(fds)
         try:
@@ -274,7 +273,6 @@ class ExecSession:
         """Kill the command from outside the machine; the result says why."""
         killed = self.kill_tree(self.instance, self.marker)
         if not killed:  # LXD elsewhere: its control channel signals the command's process
-            self._kill_inside()  # first: with the wrapper dead, its children are orphans
             with suppress(Exception):  # the command may have ended meanwhile
                 streams[CONTROL].send(
                     json.dumps({"command": "signal", "args": {}, "signal": 9}), binary=False
@@ -292,26 +290,38 @@ class ExecSession:
             truncated=True,
         )
 
-    def _kill_inside(self) -> None:
-        """LXD elsewhere (a cluster member forwards the exec): the control channel's
-        signal reaches the wrapper at most, not its children; kill both from a second
-        exec, found by the marker in the wrapper's arguments."""
-        pattern = f"[{self.marker[0]}]{self.marker[1:]}"  # never matches this script itself
-        script = (  # stopped first, so that no child of it starts meanwhile
-            f'for p in $(pgrep -f "{pattern}"); do'
-            ' kill -STOP "$p"; pkill -KILL -P "$p"; kill -KILL "$p"; done'
-        )
-        with suppress(Exception):  # best effort: the command may be gone already
-            body = {
-                "command": ["sh", "-c", script],
-                "environment": {},
-                "interactive": False,
-                "wait-for-websocket": False,
-                "record-output": False,
-            }
-            response = self.client.api.instances[self.instance]["exec"].post(json=body)
-            op = response.json()["operation"].split("?", 1)[0].rsplit("/", 1)[-1]
-            self.client.api.operations[op].wait.get(params={"timeout": 10})
+
+def kill_inside(client: Any, instance: str, marker: str) -> int:
+    """Kill a command from a second exec in its machine, found by the marker in its
+    wrapper's arguments; 0, so that LXD's control channel signals the wrapper too.
+
+    For an LXD elsewhere (a cluster member forwards the exec): this host cannot see the
+    command's processes, and the control channel's signal reaches the wrapper at most,
+    not its children. Never used for the local LXD, whose process tree `kill_exec` kills.
+    """
+    pattern = f"[{marker[0]}]{marker[1:]}"  # never matches this script itself
+    script = (  # stopped first, so that no child of it starts meanwhile
+        f'for p in $(pgrep -f "{pattern}"); do'
+        ' kill -STOP "$p"; pkill -KILL -P "$p"; kill -KILL "$p"; done'
+    )
+    with suppress(Exception):  # best effort: the command may be gone already
+        body = {
+            "command": ["sh", "-c", script],
+            "environment": {},
+            "interactive": False,
+            "wait-for-websocket": False,
+            "record-output": False,
+        }
+        response = client.api.instances[instance]["exec"].post(json=body)
+        op = operation_id(response.json()["operation"])
+        client.api.operations[op].wait.get(params={"timeout": 10})
+    return 0
+
+
+def operation_id(url: str) -> str:
+    """An operation's id from its URL; a cluster member forwarding a request names it
+    `/1.0/operations/ID?project=...`."""
+    return url.split("?", 1)[0].rsplit("/", 1)[-1]
 
 
 def _text(data: bytes | bytearray) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.backends import common
@@ -22,7 +23,7 @@ from orchestrator.backends.lxd.config import (
     root_disk,
 )
 from orchestrator.backends.lxd.connect import Connection
-from orchestrator.backends.lxd.execution import ExecSession
+from orchestrator.backends.lxd.execution import ExecSession, kill_inside
 from orchestrator.backends.lxd.host import create_lock, heal_quota, kill_exec
 from orchestrator.errors import MachineUnavailable, ProvisioningError
 
@@ -32,22 +33,22 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def api_errors(action: str) -> Iterator[None]:
-    """Turn LXD's API errors into one-sentence ProvisioningErrors ("LXD could not <action>")."""
+def api_errors(action: str, *, cluster: bool = False) -> Iterator[None]:
+    """Turn LXD's API errors into one-sentence ProvisioningErrors ("LXD could not <action>");
+    on a `cluster`, a member that does not answer or a lost quorum says so, with the fix."""
     from pylxd.exceptions import LXDAPIException
 
     try:
         yield
     except LXDAPIException as exc:
-        raise cluster_error(action, exc) or ProvisioningError(
-            f"LXD could not {action}: {exc}"
-        ) from exc
+        said = cluster_error(action, exc) if cluster else None
+        raise said or ProvisioningError(f"LXD could not {action}: {exc}") from exc
 
 
 def get_instance(client: Client, lab: LabRef, machine: str, name: str | None = None) -> Instance:
     """The instance of a lab's machine (named `name` when given: on a cluster, its newest
     incarnation), or MachineUnavailable saying to bring the lab up."""
-    from pylxd.exceptions import LXDAPIException, NotFound
+    from pylxd.exceptions import NotFound
 
     name = name or instance_name(lab, machine)
     try:
@@ -57,10 +58,6 @@ def get_instance(client: Client, lab: LabRef, machine: str, name: str | None = N
             f"machine `{machine}` of lab `{lab.key}` does not exist (LXD instance {name})",
             hint="bring the lab up first: guestlab up",
         ) from None
-    except LXDAPIException as exc:
-        raise cluster_error(f"reach {name}", exc) or ProvisioningError(
-            f"LXD could not reach {name}: {exc}"
-        ) from exc
 
 
 def running_instance(
@@ -140,11 +137,18 @@ def create_started(client: Client, request: dict[str, Any], target: str | None =
     return inst
 
 
+def kill_elsewhere(client: Client, instance: str, marker: str) -> int:
+    """A command's process tree killed from this host when LXD runs here under another
+    address (its HTTPS endpoint), else from a second exec in the machine."""
+    return kill_exec(instance, marker) or kill_inside(client, instance, marker)
+
+
 def execute(conn: Connection, inst: Instance, argv: Sequence[str], timeout: float) -> ExecResult:
     """Run argv over LXD's exec websockets, bounded in time and output (lxd/execution.py)."""
     from pylxd.exceptions import LXDAPIException
 
-    session = ExecSession(conn.client, inst.name, argv, timeout, kill_exec, conn.tls)
+    kill = kill_exec if conn.local else partial(kill_elsewhere, conn.client)
+    session = ExecSession(conn.client, inst.name, argv, timeout, kill, conn.tls)
     try:
         return session.run()
     except LXDAPIException as exc:

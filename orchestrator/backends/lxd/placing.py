@@ -50,7 +50,11 @@ class Sites:
 
     def instance(self, conn: Connection, lab: LabRef, machine: str) -> Instance:
         """The machine's instance, or MachineUnavailable saying to bring the lab up."""
-        return get_instance(conn.client, lab, machine, self.name(conn, lab, machine))
+        if not conn.clustered:
+            return get_instance(conn.client, lab, machine)
+        name = self.name(conn, lab, machine)
+        with api_errors(f"reach {name}", cluster=True):
+            return get_instance(conn.client, lab, machine, name)
 
     def running(self, conn: Connection, lab: LabRef, machine: str) -> Instance:
         """The machine's running instance; on a cluster, MemberUnreachable at once when
@@ -63,7 +67,8 @@ class Sites:
         if member:
             raise unreachable(member, what)
         try:
-            return running_named(conn.client, lab, machine, name)
+            with api_errors(f"reach {name}", cluster=True):
+                return running_named(conn.client, lab, machine, name)
         except MemberSilent as exc:  # offline, and LXD has not noticed yet
             raise unreachable(self.view.location(conn.client, name) or "?", what) from exc
 
@@ -76,17 +81,17 @@ class Sites:
         lab's machines, else the one asked for (`place`) or the one LXD's scheduler picks."""
         ops = self.placement
         if not conn.clustered:
-            with api_errors(action), ops.operation():
+            with api_errors(action):
                 return create_started(conn.client, request)
         with ops.first_machine(lab.key):
             member = ops.known(lab.key) or lab_member(conn.client, lab.key)
             if member is None:
-                with api_errors(action), ops.operation():
+                with api_errors(action, cluster=True), ops.operation():
                     inst = create_started(conn.client, request, ops.wanted(lab.key))
                 ops.record(lab.key, inst.location)
                 return inst
         ops.record(lab.key, member)
-        with api_errors(action), ops.operation():
+        with api_errors(action, cluster=True), ops.operation():
             return create_started(conn.client, request, member)
 
     def copy(
@@ -95,10 +100,10 @@ class Sites:
         """Create and start a copy of `src`: on a cluster, on its source's member (LXD
         cannot copy a running container across members)."""
         if not conn.clustered:
-            with api_errors(action), self.placement.operation():
+            with api_errors(action):
                 return create_started(conn.client, request)
         member = getattr(src, "location", None) or None
-        with api_errors(action), self.placement.operation():
+        with api_errors(action, cluster=True), self.placement.operation():
             return create_started(conn.client, request, member)
 
     # -- the cluster's members -------------------------------------------------------------
