@@ -274,7 +274,7 @@ class LxdBackend:
             with api_errors(f"snapshot {inst.name}", cluster=conn.clustered):
                 # snapshots.all() gives name-only objects: .get() would warn about every
                 # field newer LXD returns that pylxd does not know
-                with pool_lock(conn.pool):
+                with pool_lock(conn.pool, conn.server):
                     for snap in (s for s in inst.snapshots.all() if s.name == SNAPSHOT):
                         snap.delete(wait=True)
                 inst.snapshots.create(SNAPSHOT, stateful=False, wait=True)
@@ -335,7 +335,7 @@ class LxdBackend:
             return
         with api_errors(f"delete {inst.name}", cluster=conn.clustered):
             drop_exec_logs(conn.client, inst.name)
-            with pool_lock(conn.pool):
+            with pool_lock(conn.pool, conn.server):
                 delete_instance(inst)
         if conn.local:
             remove_logs(inst.name)
@@ -351,7 +351,7 @@ class LxdBackend:
             try:
                 snaps = [f"{inst.name}/{s.name}" for s in inst.snapshots.all()]
                 drop_exec_logs(conn.client, inst.name)
-                with pool_lock(conn.pool):
+                with pool_lock(conn.pool, conn.server):
                     delete_instance(inst)
             except NotFound:
                 continue  # removed by someone else meanwhile: it is gone all the same
@@ -363,7 +363,7 @@ class LxdBackend:
             found.machines.append(inst.config.get(CONFIG_PREFIX + LABEL_MACHINE, inst.name))
             found.other.extend(snaps)
         if found.machines and conn.local and conn.driver == "btrfs":
-            heal_quota(conn.pool)  # deleting marks the pool's qgroups inconsistent
+            heal_quota(conn.pool, conn.server)  # deleting marks the pool's qgroups inconsistent
         return found
 
     def find(self, lab: LabRef | None = None) -> dict[str, FoundResources]:

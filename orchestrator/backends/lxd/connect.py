@@ -35,6 +35,9 @@ class Connection:
     driver: str | None
     tls: Tls | None
     clustered: bool = False
+    #: a cluster's certificate fingerprint ("" for one LXD, local or not): the host's
+    #: locks (lxd/host.py) are a cluster's own, one LXD's are those of main's guestlab
+    server: str = ""
 
     @property
     def local(self) -> bool:
@@ -189,8 +192,10 @@ def open_connection() -> tuple[Availability, Connection | None]:
             else "the default profile has no root disk and several pools exist"
         )
         return Availability(False, detail, f"set GUESTLAB_LXD_POOL to one of: {names}"), None
-    clustered = bool(client.host_info.get("environment", {}).get("server_clustered"))
-    conn = Connection(client, pool, driver, tls, clustered)
+    env = client.host_info.get("environment", {})
+    clustered = bool(env.get("server_clustered"))
+    server = env.get("certificate_fingerprint", "") if clustered else ""
+    conn = Connection(client, pool, driver, tls, clustered, server)
     where = f"LXD {version}" + (" (a cluster)" if clustered else "")
     if conn.disk_bounded:
         detail = f"{where}, storage pool `{pool}` ({driver}: disk bounds enforced)"

@@ -113,7 +113,7 @@ def root_disk_for(
     """The root disk on the chosen pool, `spec.disk` beyond the image where LXD can
     enforce a size; where it cannot (a `dir` pool), a progress line says so."""
     if conn.local and conn.driver == "btrfs":
-        heal_quota(conn.pool)  # a bound the kernel stopped enforcing is none
+        heal_quota(conn.pool, conn.server)  # a bound the kernel stopped enforcing is none
     if not conn.disk_bounded:
         progress(
             f"storage pool `{conn.pool}` ({conn.driver}) cannot bound the disk of {name}:"
@@ -127,12 +127,14 @@ def root_disk_for(
     return root_disk(conn.pool, disk_size(spec, image_bytes, conn.driver))
 
 
-def create_started(client: Client, request: dict[str, Any], target: str | None = None) -> Instance:
+def create_started(
+    conn: Connection, request: dict[str, Any], target: str | None = None
+) -> Instance:
     """Create the instance (on cluster member `target`, else where LXD puts it; one
-    creation at a time from this host: create_lock) and start it; LXD's API errors pass
-    through."""
-    with create_lock():
-        inst = client.instances.create(request, wait=True, target=target)
+    creation at a time from this host on one server: create_lock) and start it; LXD's
+    API errors pass through."""
+    with create_lock(conn.server):
+        inst = conn.client.instances.create(request, wait=True, target=target)
     inst.start(wait=True)
     return inst
 

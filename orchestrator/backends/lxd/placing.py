@@ -82,17 +82,17 @@ class Sites:
         ops = self.placement
         if not conn.clustered:
             with api_errors(action):
-                return create_started(conn.client, request)
+                return create_started(conn, request)
         with ops.first_machine(lab.key):
             member = ops.known(lab.key) or lab_member(conn.client, lab.key)
             if member is None:
                 with api_errors(action, cluster=True), ops.operation():
-                    inst = create_started(conn.client, request, ops.wanted(lab.key))
+                    inst = create_started(conn, request, ops.wanted(lab.key))
                 ops.record(lab.key, inst.location)
                 return inst
         ops.record(lab.key, member)
         with api_errors(action, cluster=True), ops.operation():
-            return create_started(conn.client, request, member)
+            return create_started(conn, request, member)
 
     def copy(
         self, conn: Connection, src: Instance, request: dict[str, Any], action: str
@@ -101,10 +101,10 @@ class Sites:
         cannot copy a running container across members)."""
         if not conn.clustered:
             with api_errors(action):
-                return create_started(conn.client, request)
+                return create_started(conn, request)
         member = getattr(src, "location", None) or None
         with api_errors(action, cluster=True), self.placement.operation():
-            return create_started(conn.client, request, member)
+            return create_started(conn, request, member)
 
     # -- the cluster's members -------------------------------------------------------------
 
