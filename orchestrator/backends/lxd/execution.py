@@ -35,6 +35,8 @@ DRAIN_GRACE = 0.3
 KILL_GRACE = 3.0
 #: the longest a websocket's connection or one read may take
 CONNECT_TIMEOUT = 15.0
+#: how many times an exec is asked for when LXD gave it up before its command started
+CONNECT_TRIES = 3
 #: runs "$@", then prints its exit code after the marker ($1) on stderr
 WRAPPER = 'm=$1; shift; "$@"; r=$?; printf "\\n%s%d\\n" "$m" "$r" >&2; exit "$r"'
 STDIN, STDOUT, STDERR, CONTROL = "0", "1", "2", "control"
@@ -187,7 +189,23 @@ class ExecSession:
 
     def run(self) -> ExecResult:
         limit = max(self.timeout, 0.1)
-        started = time.monotonic()
+        for attempt in range(1, CONNECT_TRIES + 1):
+            started = time.monotonic()
+            fds = self._start()
+            try:
+                streams = self._connect(fds)
+                break
+            except Exception:
+                if attempt == CONNECT_TRIES or not self._never_started():
+                    raise
+        try:
+            return self._pump(streams, started + limit, limit)
+        finally:
+            for ws in streams.values():
+                ws.close_connection()
+
+    def _start(self) -> dict[str, str]:
+        """Ask LXD for the exec; the secrets of its websockets."""
         response = self.client.api.instances[self.instance]["exec"].post(
             json={
                 "command": wrap(self.argv, self.marker),
@@ -199,13 +217,19 @@ class ExecSession:
         )
         body = response.json()
         self.operation = operation_id(body["operation"])
-        fds = body["metadata"]["metadata"]["fds"]
-        streams = self._connect(fds)
+        fds: dict[str, str] = body["metadata"]["metadata"]["fds"]
+        return fds
+
+    def _never_started(self) -> bool:
+        """Whether LXD gave this exec up before its command started: it waits five seconds
+        for the websockets, which a thread kept off the cores longer (a loaded host) missed.
+        Only then is the command run again."""
         try:
-            return self._pump(streams, started + limit, limit)
-        finally:
-            for ws in streams.values():
-                ws.close_connection()
+            meta = self.client.api.operations[self.operation].get().json()["metadata"]
+        except Exception:
+            return False
+        failed = meta.get("status") == "Failure"
+        return failed and "waiting for websockets" in str(meta.get("err") or "")
 
     def _connect(self, fds: dict[str, str]) -> dict[str, Any]:
         stream = _ws_class()
@@ -217,13 +241,24 @@ class ExecSession:
             STDOUT: self.out.add,
             STDERR: self.err.add,
         }
-        streams = {}
-        for fd in (CONTROL, STDOUT, STDERR, STDIN):  # LXD starts it once 0, 1, 2 are there
-            ws = stream(url, sinks[fd], self.tls)
-            ws.resource = f"{path}?secret={fds[fd]}"
-            ws.connect()
-            streams[fd] = ws
-        streams[STDIN].send(b"", binary=False)  # end of input: the command reads nothing
+        streams: dict[str, Any] = {}
+        try:
+            # stdin first, and its end of input sent at once (the command reads nothing):
+            # LXD starts the command as soon as 0, 1 and 2 are connected and closes every
+            # websocket when it ends, so an end of input sent after the last connection
+            # found a quick command gone whenever this thread waited for a core meanwhile
+            # (a loaded host), and its write broke the pipe
+            for fd in (STDIN, CONTROL, STDOUT, STDERR):
+                ws = stream(url, sinks[fd], self.tls)
+                ws.resource = f"{path}?secret={fds[fd]}"
+                ws.connect()
+                streams[fd] = ws
+                if fd == STDIN:
+                    ws.send(b"", binary=False)
+        except BaseException:
+            for ws in streams.values():
+                ws.close_connection()
+            raise
         return streams
 
     def _pump(self, streams: dict[str, Any], deadline: float, limit: float) -> ExecResult:

@@ -148,6 +148,7 @@ def kill_elsewhere(client: Client, instance: str, marker: str) -> int:
 def execute(conn: Connection, inst: Instance, argv: Sequence[str], timeout: float) -> ExecResult:
     """Run argv over LXD's exec websockets, bounded in time and output (lxd/execution.py)."""
     from pylxd.exceptions import LXDAPIException
+    from ws4py.exc import HandshakeError
 
     kill = kill_exec if conn.local else partial(kill_elsewhere, conn.client)
     session = ExecSession(conn.client, inst.name, argv, timeout, kill, conn.tls)
@@ -157,5 +158,5 @@ def execute(conn: Connection, inst: Instance, argv: Sequence[str], timeout: floa
         if "not running" in str(exc).lower():
             raise MachineUnavailable(f"LXD instance {inst.name} is not running") from exc
         raise ProvisioningError(f"exec in LXD instance {inst.name} failed: {exc}") from exc
-    except OSError as exc:  # a websocket that could not connect or broke
+    except (OSError, HandshakeError) as exc:  # a websocket that could not connect or broke
         raise ProvisioningError(f"exec in LXD instance {inst.name} failed: {exc}") from exc
