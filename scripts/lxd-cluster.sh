@@ -28,6 +28,12 @@ MEMBERS=(glc-1 glc-2 glc-3)
 ID_RANGE=16777216
 NESTED_IDS_FROM=65536
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+#: guestlab's lock for creations on the host's LXD (orchestrator/backends/lxd/host.py):
+#: LXD 5.0 can give two instances created at once an id range below root's, so a member is
+#: never made while a lab machine is (a test suite runs both side by side)
+LOCK_DIR=/run/lock
+[ -d "$LOCK_DIR" ] && [ -w "$LOCK_DIR" ] || LOCK_DIR=${TMPDIR:-/tmp}
+CREATE_LOCK=$LOCK_DIR/guestlab-lxd-create.lock
 CGROUP_FIX=$HERE/orchestrator/library/labs/lxd-first-container/files/mount-cgroup-v1
 
 log() { printf 'lxd-cluster: %s\n' "$*" >&2; }
@@ -75,7 +81,7 @@ make_member() {
         pool=$HOST_POOL
         [ -n "$pool" ] || { lxc storage show guestlab >/dev/null 2>&1 && pool=guestlab; } || true
         log "member $m (${pool:-default pool}, $(address "$m"))"
-        lxc init "$IMAGE" "$m" --no-profiles ${pool:+-s "$pool"} \
+        flock "$CREATE_LOCK" lxc init "$IMAGE" "$m" --no-profiles ${pool:+-s "$pool"} \
             -c security.nesting=true -c security.privileged=false \
             -c security.idmap.isolated=true -c "security.idmap.size=$ID_RANGE" \
             -c limits.processes=20000 -c user.glc.member=true >/dev/null 2>&1
