@@ -214,8 +214,9 @@ build it with \`guestlab image build debian-12-lxd --backend lxd\` (scripts/setu
     bootstrap "$driver"
     for m in glc-2 glc-3; do join "$m" "$driver"; done
     trust_client
+    # each member's name and state, the last two fields (its roles may hold a comma)
     log "up in $(( $(date +%s) - started )) s: $(in_member glc-1 lxc cluster list --format csv \
-        | cut -d, -f1,4 | paste -sd' ')"
+        | awk -F, '{print $1 ":" $(NF-1)}' | paste -sd' ')"
     cat <<EOF
 export GUESTLAB_LXD_ENDPOINT=https://$(address glc-1):8443
 export GUESTLAB_LXD_CERT=$STATE/client.crt
