@@ -180,14 +180,22 @@ class LxdBackend:
         try:
             inst.files.put(dest, data, mode=mode, uid=0, gid=0)
             return
-        except LXDAPIException:
-            pass  # most likely a missing parent directory: create it and try once more
+        # most likely a missing parent directory: create it and try once more. LXD answers
+        # a long upload to a missing directory before reading it all and closes the
+        # connection: over HTTPS the client sees that as a connection error, not the 404
+        except (LXDAPIException, OSError):
+            pass
         parent = os.path.dirname(dest) or "/"
         made = execute(conn, inst, ["mkdir", "-p", parent], 10)
         if not made.ok:
             raise ProvisioningError(f"cannot create {parent} in {machine}: {made.stderr.strip()}")
         with api_errors(f"write {dest} in {inst.name}", cluster=conn.clustered):
-            inst.files.put(dest, data, mode=mode, uid=0, gid=0)
+            try:
+                inst.files.put(dest, data, mode=mode, uid=0, gid=0)
+            except OSError as exc:  # requests' connection errors
+                raise ProvisioningError(
+                    f"LXD could not write {dest} in {inst.name}: {exc}"
+                ) from exc
 
     def _init_pid(self, lab: LabRef, machine: str) -> int | None:
         """The host PID of the machine's init, when LXD runs on this host; else None."""
