@@ -172,6 +172,32 @@ def test_a_quick_command_ends_well_whatever_this_thread_waits(
         assert (res.exit_code, res.stdout, res.stderr) == want, (argv, res)
 
 
+def test_a_ping_answered_after_the_command_ended_is_no_error(
+    backend: LxdBackend, web: MachineSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LXD pings an exec's websockets and ws4py answers as it reads, the handshake's reply
+    included. An answer written after LXD closed them all (the command ended while this
+    thread waited for a core) broke its pipe: it is dropped, the result stands."""
+    from orchestrator.backends.lxd import execution
+
+    plain = execution._ws_class()
+    connected = []
+
+    class Pinged(plain):  # type: ignore[misc,valid-type]
+        def connect(self) -> None:
+            super().connect()
+            connected.append(self)
+            if len(connected) % 4 == 0:  # the last: LXD starts the command now
+                time.sleep(1.0)
+                self._write(self.stream.pong(b""))
+
+    monkeypatch.setattr(execution, "_ws_class", lambda: Pinged)
+    res = backend.exec(
+        web.lab, web.name, ["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=20
+    )
+    assert (res.exit_code, res.stdout, res.stderr) == (3, "out\n", "err\n"), res
+
+
 def test_an_exec_lxd_gave_up_waiting_for_is_asked_again(
     backend: LxdBackend, web: MachineSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:

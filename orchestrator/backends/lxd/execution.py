@@ -111,6 +111,13 @@ def _ws_class() -> type:
         def unhandled_error(self, error: Any) -> None:
             self.ended = True  # a connection reset or closed: the stream is over, quietly
 
+        def _write(self, frame: bytes) -> None:
+            """Send a frame. LXD closes every websocket of an exec when its command ends,
+            maybe while this thread answers a ping LXD sent (ws4py answers as it reads,
+            the handshake's reply included): that answer is lost, not what LXD sent."""
+            with suppress(BrokenPipeError, ConnectionResetError, ssl.SSLEOFError):
+                super()._write(frame)
+
         def pump(self) -> None:
             """Read what the socket has, and what ws4py keeps in its own buffers."""
             try:
@@ -139,7 +146,7 @@ def connect_tls(ws: Any, tls: Tls) -> None:
         ws.close_connection()
         raise ssl.SSLError("the LXD server's certificate is not the pinned one")
     ws._is_secure = True
-    ws._write(ws.handshake_request)
+    ws.sock.sendall(ws.handshake_request)
     response = b""
     while b"\r\n\r\n" not in response:
         chunk = ws.sock.recv(128)
