@@ -16,11 +16,14 @@ import pytest
 
 from orchestrator.backends.contract import Backend, LabRef, MachineSpec, no_progress
 from orchestrator.errors import MachineUnavailable
+from tests.conftest import CLUSTER_GROUP
 from tests.integration.conftest import engine, student_id
 
 BACKENDS = [
     pytest.param(name, marks=getattr(pytest.mark, name)) for name in ("docker", "lxd", "nspawn")
-] + [pytest.param("lxd-cluster", marks=pytest.mark.lxd)]  # scripts/lxd-cluster.sh's
+] + [  # scripts/lxd-cluster.sh's, with the cluster's other tests
+    pytest.param("lxd-cluster", marks=[pytest.mark.lxd, pytest.mark.xdist_group(CLUSTER_GROUP)])
+]
 IMAGE = "debian-12-systemd"
 
 
