@@ -73,6 +73,19 @@ unmake_bridge() {
         log "removing bridge $BRIDGE"
         lxc network delete "$BRIDGE"
     fi
+    # LXD's own firewall table, made for the bridge and left empty without it
+    if nft list table inet lxd >/dev/null 2>&1 && ! nft list table inet lxd | grep -q chain; then
+        nft delete table inet lxd
+    fi
+}
+
+forget_locks() {  # guestlab's host locks of this cluster (its certificate's fingerprint)
+    local fp
+    [ -s "$STATE/cluster.crt" ] || return 0
+    fp=$(openssl x509 -in "$STATE/cluster.crt" -noout -fingerprint -sha256 \
+        | cut -d= -f2 | tr -d : | tr 'A-F' 'a-f')
+    rm -f "$LOCK_DIR/guestlab-lxd-create-${fp:0:16}.lock" \
+        "$LOCK_DIR"/guestlab-lxd-pool-*-"${fp:0:16}".lock
 }
 
 make_member() {
@@ -236,6 +249,7 @@ down() {
         fi
     done
     unmake_bridge
+    forget_locks
 }
 
 case "${1:-}" in

@@ -142,8 +142,9 @@ def lxd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from tests.integration import lxd_cluster as glc
 
     engine("lxd")
-    cluster = glc.start(tmp_path_factory.mktemp("lxd-cluster"))
+    state = tmp_path_factory.mktemp("lxd-cluster")
+    cluster = glc.start(state)
     try:
         yield cluster
     finally:
-        glc.stop()
+        glc.stop(state)

@@ -110,9 +110,16 @@ def start(state: Path) -> Cluster:
     return Cluster(env, time.monotonic() - started)
 
 
-def stop() -> None:
+def stop(state: Path) -> None:
+    """`down`, with the state `up` made (the cluster's certificate names its host locks)."""
     if os.environ.get("GLC_KEEP") != "1":
-        subprocess.run([str(SCRIPT), "down"], check=True, capture_output=True, timeout=600)
+        subprocess.run(
+            [str(SCRIPT), "down"],
+            check=True,
+            capture_output=True,
+            timeout=600,
+            env={**os.environ, "GLC_STATE": str(state)},
+        )
 
 
 @contextmanager
