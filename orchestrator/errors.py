@@ -78,6 +78,14 @@ class MachineUnavailable(GuestlabError):
     exit_code = ExitCode.PROVISIONING_FAILED
 
 
+class MemberUnreachable(MachineUnavailable):
+    """A machine is on a cluster member that does not answer: nothing the student did."""
+
+    def __init__(self, member: str, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.member = member
+
+
 class LabBusy(GuestlabError):
     """Another guestlab process is working on the same lab."""
 

@@ -280,6 +280,33 @@ class StartCopies(Protocol):
         ...
 
 
+@runtime_checkable
+class Members(Protocol):
+    """Optional: an engine that may be a cluster whose members hold the labs (LXD). The
+    engine places them; an instructor may name a lab's member, and the class commands
+    show where each lab is and which members are offline."""
+
+    def clustered(self) -> bool:
+        """Whether the engine is a cluster now (False: none of the rest means anything)."""
+        ...
+
+    def place(self, lab: LabRef, member: str | None) -> None:
+        """Put the lab's machines made from now on on `member` (None: the engine's choice)."""
+        ...
+
+    def placement(self, labs: Sequence[tuple[LabRef, Sequence[str]]]) -> dict[str, str]:
+        """The member each of these labs (given with its machines' names) is on, by key."""
+        ...
+
+    def offline_members(self) -> set[str]:
+        """The members that do not answer now."""
+        ...
+
+    def memory_by_member(self) -> dict[str, int]:
+        """Bytes of memory free on each online member."""
+        ...
+
+
 #: the kinds of file a FileReader reports (`absent`: nothing at that path)
 FILE_KINDS = ("regular", "directory", "symlink", "fifo", "socket", "char", "block", "absent")
 

@@ -25,7 +25,7 @@ from orchestrator.checks.form import (
     Unreachable,
     sh,
 )
-from orchestrator.errors import GuestlabError
+from orchestrator.errors import GuestlabError, MemberUnreachable
 
 BATCH_MARK = "guestlab-probe"
 BATCH_NEEDS = "command -v timeout && command -v base64 && command -v mktemp && command -v head"
@@ -127,6 +127,8 @@ def execute(runner: Executor, lab: LabRef, probe: Probe, timeout: float) -> Outc
     """One probe in an exec of its own."""
     try:
         return bounded(runner.exec(lab, probe.machine, probe.argv, timeout=timeout))
+    except MemberUnreachable:
+        raise  # the lab is out of reach, not wrong: no grade at all
     except GuestlabError as e:  # a machine that is gone fails its checks, it is no crash
         return Unreachable(str(e))
 
@@ -145,6 +147,8 @@ def execute_batch(
     limit = max(t for _p, t in items) + 5  # the probes' own timeouts end them before this
     try:
         res = runner.exec(lab, machine, sh(script), timeout=limit)
+    except MemberUnreachable:
+        raise  # the lab is out of reach, not wrong: no grade at all
     except GuestlabError as e:
         return [Unreachable(str(e))] * len(items)
     got = parse_batch(res.stdout, len(items), TIMED_OUT_BUSYBOX if tool_dir else TIMED_OUT)

@@ -15,7 +15,7 @@ import posixpath
 from orchestrator.backends.contract import ExecResult, FileProbe, FileReader, LabRef
 from orchestrator.checks.file import MAX_FILE_BYTES, MISSING, NOT_REGULAR, TOO_BIG
 from orchestrator.checks.form import Outcome, Probe, Unreachable
-from orchestrator.errors import GuestlabError
+from orchestrator.errors import GuestlabError, MemberUnreachable
 from orchestrator.messages import _
 
 #: how many symlinks one path may go through (the kernel's own bound)
@@ -74,6 +74,8 @@ def read_probe(reader: FileReader, lab: LabRef, machine: str, probe: Probe) -> O
         owner = owner_of(reader, lab, machine, first.uid) if probe.owner_name else str(first.uid)
         head = f"{first.mode:o} {owner}\n"
         final = follow(reader, lab, machine, probe.reads, first)
+    except MemberUnreachable:
+        raise  # the lab is out of reach, not wrong: no grade at all
     except GuestlabError as e:
         return Unreachable(str(e))
     if final.kind != "regular":

@@ -37,7 +37,7 @@ from orchestrator.checks import tamper
 from orchestrator.checks.batch import BATCH_SIZE, execute_batch
 from orchestrator.checks.form import Outcome, Probe, Tampered, Unreachable, sh
 from orchestrator.checks.reads import read_probe
-from orchestrator.errors import GuestlabError, ProvisioningError
+from orchestrator.errors import GuestlabError, MemberUnreachable, ProvisioningError
 from orchestrator.images import manifest as manifests
 from orchestrator.images.manifest import Manifest
 from orchestrator.messages import _
@@ -252,6 +252,8 @@ def _trusted_batch(
         return execute_batch(backend, lab, machine, batch)
     try:
         tool = stage(backend, lab, machine)
+    except MemberUnreachable:
+        raise  # the lab is out of reach, not wrong: no grade at all
     except GuestlabError as e:
         return [
             Unreachable(

@@ -21,7 +21,7 @@ from typing import Any
 from orchestrator import backends, teardown
 from orchestrator import lab as lifecycle
 from orchestrator.backends.contract import Backend, LabRef
-from orchestrator.classroom import copies
+from orchestrator.classroom import copies, placement
 from orchestrator.classroom.capacity import (
     INOTIFY_PER_MACHINE,
     MIN_MACHINE_MEMORY,
@@ -48,6 +48,7 @@ from orchestrator.classroom.workers import (
     in_parallel,
 )
 from orchestrator.errors import UsageError
+from orchestrator.lab.placement import place, require_cluster
 from orchestrator.messages import _
 from orchestrator.pool import claim as pool
 from orchestrator.state import Store
@@ -129,12 +130,16 @@ def preflight(p: Plan, store: Store, *, build_images: bool = True) -> None:
 
     Also makes the scenario's images ready once, rather than each worker racing to build it.
     """
-    for backend in {b.name: b for lab in p.labs.values() for b in lab.backends}.values():
+    used = {b.name: b for lab in p.labs.values() for b in lab.backends}.values()
+    for backend in used:
         backends.require_available(backend)
+    if any(s.lxd_target for s in p.roster):
+        require_cluster(list(used))
     pending = [s for s in p.roster if _needs_up(store, p.labs[s.id])]
     if p.use_pool:  # a pool's ready labs already hold their memory: those students add none
         pending = pending[_ready_in_pool(store, p) :]
     available, where = host_memory(p.backend)
+    where = placement.fits_by_member(p.backend, where, p.per_lab)
     require_fit(p.per_lab, len(pending), available, where)
     if p.backend.name in ROOT_ENGINES:
         booting = sum(
@@ -199,8 +204,15 @@ def up_one(
     try:
         lab = p.labs[s.id]
         try:
+            place(lab.backends, lab.ref, s.lxd_target or None)
+            placement.forget_lost(lab, own)
             result, claimed = pool.up(
-                lab, own, reporter, use_pool=p.use_pool, memory=p.memory, build_images=build
+                lab,
+                own,
+                reporter,
+                use_pool=p.use_pool and not s.lxd_target,  # a pool lab is where it was made
+                memory=p.memory,
+                build_images=build,
             )
             lab = result.lab
             if claimed:  # the student's lab is the pool lab's key from now on

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from orchestrator import lab as lifecycle
 from orchestrator.backends.contract import Backend
+from orchestrator.classroom import placement
 from orchestrator.errors import GuestlabError, UsageError
 from orchestrator.messages import _
 
@@ -89,12 +90,16 @@ def lab_memory(lab: lifecycle.Lab) -> int:
 
 
 def host_memory(backend: Backend) -> tuple[int, str]:
-    """Bytes of memory available for new labs on the backend's host, and which host that is."""
+    """Bytes of memory available for new labs on the backend's host, and which host that is
+    (on an LXD cluster: the sum of its online members')."""
     endpoint = os.environ.get("GUESTLAB_LXD_ENDPOINT")
     if backend.name == "lxd" and endpoint:
         from orchestrator.backends.lxd import LxdBackend  # lazy: only a class on LXD needs it
 
-        # a remote LXD (or a cluster member): its own account of its memory
+        # a remote LXD: its own account of its memory; a cluster: every online member's
+        by_member = placement.memory_by_member(backend)
+        if by_member:
+            return sum(by_member.values()), f"the LXD cluster at {endpoint}"
         try:
             if isinstance(backend, LxdBackend):
                 return backend.available_memory(), f"the LXD server at {endpoint}"

@@ -17,7 +17,7 @@ from orchestrator.classroom.workers import (
     failed,
     in_parallel,
 )
-from orchestrator.errors import UsageError
+from orchestrator.errors import MemberUnreachable, UsageError
 from orchestrator.messages import N_, _
 from orchestrator.scenario.load import load_file
 from orchestrator.state import Store
@@ -63,6 +63,8 @@ def check_one(
         return result, Outcome(m.student, True, detail, time.monotonic() - started)
     except Exception as e:
         out = failed(m.student, e, started)
+        if isinstance(e, MemberUnreachable):  # the lab is out of reach, not wrong
+            out.detail = f"unreachable (member {e.member} offline): {out.detail}"
         return StudentResult(m.student, m.lab, error=out.detail), out
     finally:
         own.close()

@@ -18,8 +18,9 @@ from orchestrator.errors import UsageError
 from orchestrator.messages import _
 
 COLUMNS = ("id", "name", "email")
-#: columns a roster may have: `ssh_key`, a student's public key for the SSH door
-OPTIONAL = ("ssh_key",)
+#: columns a roster may add: `ssh_key`, a student's public key for the SSH door, and
+#: `lxd_target`, the LXD cluster member a student's lab goes to
+OPTIONAL = ("ssh_key", "lxd_target")
 MAX_BYTES = 1024 * 1024
 MAX_STUDENTS = 500
 #: what a student id may be: it names the student's lab, its resources and its labels
@@ -37,6 +38,7 @@ class Student:
     email: str
     line: int
     ssh_key: str = ""  # an OpenSSH public key line, or ""
+    lxd_target: str = ""
 
 
 class RosterError(UsageError):
@@ -186,7 +188,7 @@ def parse(text: str, source: str = "roster") -> list[Student]:
         bad_key = ssh_key_problem(key)
         if bad_key:
             problem(line, bad_key)
-        students.append(Student(sid, name, email, line, key))
+        students.append(Student(sid, name, email, line, key, cells.get("lxd_target", "")))
     if len(rows) == 1:
         problem(header_line, "the roster has a header but no student")
     if problems:

@@ -142,9 +142,13 @@ def lab_state(rec: LabRecord | None) -> str:
 
 
 def class_table(
-    klass: ClassRecord, book: Mapping[str, Any], labs: Mapping[str, LabRecord | None]
+    klass: ClassRecord,
+    book: Mapping[str, Any],
+    labs: Mapping[str, LabRecord | None],
+    where: Mapping[str, str] | None = None,
 ) -> Table:
-    """One class's students: their lab, score, last check, hints taken and problems."""
+    """One class's students: their lab (and its LXD cluster member), score, last check,
+    hints taken and problems."""
     from orchestrator.classroom import gradebook as gb
 
     expires = (
@@ -162,12 +166,15 @@ def class_table(
     table.add_column(_("notes"))
     for r in book["students"]:
         lab = lab_state(labs.get(r["student"]))
+        member = (where or {}).get(r["student"]) or "?"
+        offline = member.endswith(" (offline)")
+        shown = _("{state} on {member}").format(state=lab, member=member) if where else lab
         checked = any(c["state"] != gb.UNCHECKED for c in r["tasks"].values())
         table.add_row(
             Text(textsafe.clean(r["student"])),
             Text(textsafe.clean(r["name"])),
             Text(textsafe.clean(r["email"])),
-            Text(lab, style="green" if lab == _("up") else "yellow"),
+            Text(shown, style="green" if lab == _("up") and not offline else "yellow"),
             f"{r['total']}/{r['max_total']}" if checked else "-",
             gb.short_time(r["last_check"]),
             str(r["hints"]),

@@ -8,9 +8,10 @@ classroom. What the commands print is built in `class_tables`.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
@@ -26,6 +27,7 @@ from orchestrator.errors import GuestlabError
 from orchestrator.messages import N_, _
 
 if TYPE_CHECKING:
+    from orchestrator.backends.contract import LabRef
     from orchestrator.classroom.bulk import Outcome, Plan
     from orchestrator.classroom.roster import Student
     from orchestrator.state import Store
@@ -300,14 +302,32 @@ def class_status(class_id: str | None, fmt: str) -> None:
     klass = bulk.require_class(cstore, class_id)
     book = gb.live(store.db, class_id)
     assert book is not None
-    labs = {m.student: store.lab(m.lab) for m in cstore.members(class_id)}
+    members = cstore.members(class_id)
+    labs = {m.student: store.lab(m.lab) for m in members}
+    at = _placement(klass, [rec.ref for rec in labs.values() if rec])
+    where = {m.student: at[m.lab] for m in members if m.lab in at}
     if fmt == "json":
         for r in book["students"]:
             rec = labs.get(r["student"])
             r["lab_status"] = rec.status if rec else "absent"
+            if where:
+                r["lxd_member"] = where.get(r["student"], "")
         click.echo(json.dumps(textsafe.data(book), indent=2))
     else:
-        out.print(tables.class_table(klass, book, labs))
+        out.print(tables.class_table(klass, book, labs, where))
+
+
+def _placement(klass: Any, refs: list[LabRef]) -> dict[str, str]:
+    """Lab key -> its LXD cluster member (empty elsewhere); a lab claimed from a pool
+    keeps the pool lab's key."""
+    from orchestrator import backends
+    from orchestrator.classroom import placement
+    from orchestrator.scenario.load import load_file
+
+    if klass.backend != "lxd" or not os.environ.get("GUESTLAB_LXD_ENDPOINT"):
+        return {}
+    names = [m.name for m in load_file(Path(klass.scenario_path)).machines]
+    return placement.where(backends.get(klass.backend), refs, names)
 
 
 @class_group.command("reset", help=N_("Put one student's lab back into its starting state."))

@@ -41,6 +41,11 @@ if TYPE_CHECKING:
         "(a Docker engine without user namespaces). Only for a lab of your own."
     ),
 )
+@click.option(
+    "--lxd-target",
+    metavar="MEMBER",
+    help=N_("On an LXD cluster: the member the lab's machines go to (default: LXD chooses)."),
+)
 @options.lang_option
 @click.option("--no-pool", is_flag=True, help=N_("Make the lab now even if a pool has one ready."))
 def up(
@@ -49,11 +54,13 @@ def up(
     backend: str | None,
     no_build: bool,
     unsafe_host_root: bool,
+    lxd_target: str | None,
     lang: str | None,
     no_pool: bool,
 ) -> None:
     from orchestrator import lab as lifecycle
     from orchestrator import views
+    from orchestrator.lab.placement import place
     from orchestrator.pool import claim as pool
 
     store = options.store()
@@ -61,13 +68,14 @@ def up(
     language = options.lab_language(lang, _remembered(store, scenario, who))
     messages.use(language)
     lab = lifecycle.prepare(scenario, who, backend, language)
+    place(lab.backends, lab.ref, lxd_target)
     where = _("{lab} on {backend}").format(lab=lab.ref.key, backend=lab.backend.name)
     out.print(f"[bold]{lab.scenario.metadata.title}[/] [dim]({where})[/]")
     result, claimed = pool.up(
         lab,
         store,
         ConsoleReporter(out),
-        use_pool=not no_pool,
+        use_pool=not no_pool and not lxd_target,  # a pool lab is where it was made
         build_images=not no_build,
         unsafe_host_root=unsafe_host_root,
     )

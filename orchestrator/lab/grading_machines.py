@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from orchestrator.backends.contract import FileReader, MachineRemoval, StartCopies
 from orchestrator.checks.reads import follow
-from orchestrator.errors import GuestlabError
+from orchestrator.errors import GuestlabError, MemberUnreachable
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.reporter import Reporter
 from orchestrator.messages import _
@@ -48,6 +48,8 @@ def made(
         )
         try:
             _make(lab, m, reporter)
+        except MemberUnreachable:
+            raise  # the lab is out of reach, not wrong: no grade at all
         except GuestlabError as exc:
             why = _("a new copy of {source} did not come up: {error}")
             failed[m.name] = why.format(source=m.clone_of, error=exc)[:500]

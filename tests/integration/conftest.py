@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,3 +134,17 @@ def vm_seat() -> Iterator[tuple[str, str]]:
     finally:
         down = guestlab("down", "guest-drivers", "--student", student, timeout=300)
         assert down.returncode == 0, down.stdout + down.stderr
+
+
+@pytest.fixture(scope="session")
+def lxd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The three-member LXD cluster of scripts/lxd-cluster.sh (tests/integration/lxd_cluster.py)."""
+    from tests.integration import lxd_cluster as glc
+
+    engine("lxd")
+    state = tmp_path_factory.mktemp("lxd-cluster")
+    cluster = glc.start(state)
+    try:
+        yield cluster
+    finally:
+        glc.stop(state)

@@ -16,10 +16,13 @@ import pytest
 
 from orchestrator.backends.contract import Backend, LabRef, MachineSpec, no_progress
 from orchestrator.errors import MachineUnavailable
+from tests.conftest import CLUSTER_GROUP
 from tests.integration.conftest import engine, student_id
 
 BACKENDS = [
     pytest.param(name, marks=getattr(pytest.mark, name)) for name in ("docker", "lxd", "nspawn")
+] + [  # scripts/lxd-cluster.sh's, with the cluster's other tests
+    pytest.param("lxd-cluster", marks=[pytest.mark.lxd, pytest.mark.xdist_group(CLUSTER_GROUP)])
 ]
 IMAGE = "debian-12-systemd"
 
@@ -40,7 +43,13 @@ class Bench:
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def bench(request: pytest.FixtureRequest) -> Iterator[Bench]:
-    b = Bench(engine(request.param))
+    if request.param == "lxd-cluster":
+        from tests.integration.lxd_cluster import cluster_backend
+
+        engine("lxd")
+        b = Bench(cluster_backend(request.getfixturevalue("lxd_cluster")))
+    else:
+        b = Bench(engine(request.param))
     b.backend.ensure_image(IMAGE, no_progress)
     b.backend.create(b.base, no_progress)
     yield b

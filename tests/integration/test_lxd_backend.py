@@ -146,6 +146,82 @@ def test_exec_is_not_held_by_a_background_process(backend: LxdBackend, web: Mach
     assert time.monotonic() - started < 3
 
 
+def test_a_quick_command_ends_well_whatever_this_thread_waits(
+    backend: LxdBackend, web: MachineSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loaded host: the thread that runs an exec waits for a core between its websocket
+    writes. LXD starts the command once stdin, stdout and stderr are connected, and closes
+    them all when it ends: the end of input must be written before that, not after (it was
+    written last, and a quick command's exec then failed with a broken pipe)."""
+    from orchestrator.backends.lxd import execution
+
+    plain = execution._ws_class()
+
+    class Descheduled(plain):  # type: ignore[misc,valid-type]
+        def send(self, payload: bytes, binary: bool = False) -> None:
+            time.sleep(1.0)
+            super().send(payload, binary)
+
+    monkeypatch.setattr(execution, "_ws_class", lambda: Descheduled)
+    for argv, want in (
+        (["true"], (0, "", "")),
+        (["sh", "-c", "echo out; echo err >&2; exit 3"], (3, "out\n", "err\n")),
+        (["cat"], (0, "", "")),  # its input is empty, not pending
+    ):
+        res = backend.exec(web.lab, web.name, argv, timeout=20)
+        assert (res.exit_code, res.stdout, res.stderr) == want, (argv, res)
+
+
+def test_a_ping_answered_after_the_command_ended_is_no_error(
+    backend: LxdBackend, web: MachineSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LXD pings an exec's websockets and ws4py answers as it reads, the handshake's reply
+    included. An answer written after LXD closed them all (the command ended while this
+    thread waited for a core) broke its pipe: it is dropped, the result stands."""
+    from orchestrator.backends.lxd import execution
+
+    plain = execution._ws_class()
+    connected = []
+
+    class Pinged(plain):  # type: ignore[misc,valid-type]
+        def connect(self) -> None:
+            super().connect()
+            connected.append(self)
+            if len(connected) % 4 == 0:  # the last: LXD starts the command now
+                time.sleep(1.0)
+                self._write(self.stream.pong(b""))
+
+    monkeypatch.setattr(execution, "_ws_class", lambda: Pinged)
+    res = backend.exec(
+        web.lab, web.name, ["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=20
+    )
+    assert (res.exit_code, res.stdout, res.stderr) == (3, "out\n", "err\n"), res
+
+
+def test_an_exec_lxd_gave_up_waiting_for_is_asked_again(
+    backend: LxdBackend, web: MachineSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LXD waits five seconds for an exec's websockets, then fails the exec before its
+    command starts (a thread kept off the cores that long): the command is asked for
+    again, once it is sure not to have run, and runs once."""
+    from orchestrator.backends.lxd import execution
+
+    plain = execution._ws_class()
+    late = [6.0]
+
+    class Late(plain):  # type: ignore[misc,valid-type]
+        def connect(self) -> None:
+            if late:
+                time.sleep(late.pop())
+            super().connect()
+
+    monkeypatch.setattr(execution, "_ws_class", lambda: Late)
+    name = f"/root/runs-{uuid4().hex[:8]}"
+    res = backend.exec(web.lab, web.name, ["sh", "-c", f"echo x >> {name}; cat {name}"], timeout=20)
+    assert (res.exit_code, res.stdout) == (0, "x\n"), res
+    assert not late
+
+
 def test_put_file_writes_content_and_mode(backend: LxdBackend, web: MachineSpec) -> None:
     backend.put_file(web.lab, web.name, "/etc/guestlab-test.conf", b"key = value\n", 0o640)
     assert run(backend, web, "cat", "/etc/guestlab-test.conf") == "key = value"

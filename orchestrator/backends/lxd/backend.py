@@ -8,19 +8,18 @@ subvolume made inside would escape the disk bound.
 
 The lifecycle is here; what it stands on is a module each: the instance's config
 (config.py), reaching LXD (connect.py), finding, creating and exec-ing instances
-(machines.py, execution.py), waiting for boot (boot.py), images (image.py), removal
-(cleanup.py) and what guestlab does on the LXD host itself (host.py).
+(machines.py, execution.py), files in machines (files.py), waiting for boot (boot.py),
+images (image.py), removal (cleanup.py) and what guestlab does on the LXD host itself
+(host.py).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from orchestrator import paths
-from orchestrator.backends import inroot
 from orchestrator.backends.common import Connector
 from orchestrator.backends.contract import (
     LABEL_LAB,
@@ -28,7 +27,6 @@ from orchestrator.backends.contract import (
     LABEL_STORE,
     Availability,
     ExecResult,
-    FileProbe,
     FoundResources,
     LabRef,
     MachineSpec,
@@ -44,22 +42,20 @@ from orchestrator.backends.lxd.config import (
     is_isolated,
 )
 from orchestrator.backends.lxd.connect import Connection, available_memory, open_connection
+from orchestrator.backends.lxd.files import LxdFiles
 from orchestrator.backends.lxd.host import heal_quota, pool_lock, remove_logs
 from orchestrator.backends.lxd.image import ensure_image
 from orchestrator.backends.lxd.image import remove_image as remove_lxd_image
 from orchestrator.backends.lxd.machines import (
     api_errors,
-    create_started,
     execute,
-    get_instance,
     instance_request,
     labelled,
     refuse_existing,
-    running_instance,
 )
+from orchestrator.backends.lxd.placing import Sites
 from orchestrator.errors import (
     BackendUnavailable,
-    GuestlabError,
     MachineUnavailable,
     ProvisioningError,
 )
@@ -73,7 +69,7 @@ if TYPE_CHECKING:
     from pylxd.models import Instance
 
 
-class LxdBackend:
+class LxdBackend(LxdFiles):
     """Machines as LXD system containers."""
 
     name = "lxd"
@@ -82,6 +78,7 @@ class LxdBackend:
 
     def __init__(self) -> None:
         self._connector = Connector("LXD", open_connection)
+        self._sites = Sites()
 
     @property
     def pool(self) -> str | None:
@@ -99,6 +96,26 @@ class LxdBackend:
         """Bytes of memory the LXD server has free for new machines, by its own account
         (connect.available_memory)."""
         return available_memory(self.client())
+
+    def clustered(self) -> bool:
+        """Whether this LXD is a cluster (its members place labs)."""
+        return self._connection().clustered
+
+    def offline_members(self) -> set[str]:
+        """The cluster's members that do not answer; none when LXD is not a cluster."""
+        return {m.name for m in self._sites.members(self._connection()).values() if not m.online}
+
+    def memory_by_member(self) -> dict[str, int]:
+        """Bytes free on each online member of a cluster (empty when not one)."""
+        return self._sites.memory_by_member(self._connection())
+
+    def place(self, lab: LabRef, member: str | None) -> None:
+        """Put the lab's machines on cluster member `member` (None: LXD's scheduler)."""
+        self._sites.place(lab, member)
+
+    def placement(self, labs: Sequence[tuple[LabRef, Sequence[str]]]) -> dict[str, str]:
+        """The member each of these labs is on, by lab key (lxd/placing.py)."""
+        return self._sites.where(self._connection(), labs)
 
     def _connection(self) -> Connection:
         return self._connector.get()
@@ -134,7 +151,7 @@ class LxdBackend:
 
     def create(self, spec: MachineSpec, progress: Progress) -> None:
         conn = self._connection()
-        name = instance_name(spec.lab, spec.name)
+        name = self._sites.name(conn, spec.lab, spec.name, new=True)
         refuse_existing(conn.client, spec, name)
         self.ensure_image(spec.image, progress, build=False)
         request = instance_request(
@@ -146,86 +163,13 @@ class LxdBackend:
             progress=progress,
         )
         progress(_("creating {name} from {image}").format(name=name, image=image_alias(spec.image)))
-        with api_errors(_("create {name}").format(name=name)):
-            inst = create_started(conn.client, request)
+        inst = self._sites.create(conn, spec.lab, request, _("create {name}").format(name=name))
         wait_ready(conn, inst, spec.init, progress)
         settle(conn, inst, spec)
 
     def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
         conn = self._connection()
-        return execute(conn, running_instance(conn.client, lab, machine), argv, timeout)
-
-    def put_file(self, lab: LabRef, machine: str, dest: str, data: bytes, mode: int) -> None:
-        from pylxd.exceptions import LXDAPIException
-
-        conn = self._connection()
-        inst = running_instance(conn.client, lab, machine)
-        try:
-            inst.files.put(dest, data, mode=mode, uid=0, gid=0)
-            return
-        except LXDAPIException:
-            pass  # most likely a missing parent directory: create it and try once more
-        parent = os.path.dirname(dest) or "/"
-        made = execute(conn, inst, ["mkdir", "-p", parent], 10)
-        if not made.ok:
-            raise ProvisioningError(
-                _("cannot create {parent} in {machine}: {stderr}").format(
-                    parent=parent, machine=machine, stderr=made.stderr.strip()
-                )
-            )
-        with api_errors(_("write {dest} in {name}").format(dest=dest, name=inst.name)):
-            inst.files.put(dest, data, mode=mode, uid=0, gid=0)
-
-    def _init_pid(self, lab: LabRef, machine: str) -> int | None:
-        """The host PID of the machine's init, when LXD runs on this host; else None."""
-        conn = self._connection()
-        if not conn.local:
-            return None
-        with api_errors(_("find the init of {machine}").format(machine=machine)):
-            pid = int(running_instance(conn.client, lab, machine).state().pid or 0)
-        if pid <= 0:
-            raise MachineUnavailable(
-                _("machine `{machine}` of lab `{key}` has no init").format(
-                    machine=machine, key=lab.key
-                )
-            )
-        return pid
-
-    def read_file(self, lab: LabRef, machine: str, path: str, limit: int) -> FileProbe | None:
-        # Through the host's view of the machine (openat2 inside its root), not LXD's file
-        # API: that API calls a FIFO a file and a GET of one blocks the server for good.
-        pid = self._init_pid(lab, machine)
-        if pid is None:
-            return None
-        try:
-            return inroot.read_in(pid, path, limit)
-        except OSError as e:
-            raise MachineUnavailable(
-                _("reading {path} in {machine}: {strerror}").format(
-                    path=path, machine=machine, strerror=e.strerror
-                )
-            ) from None
-
-    def stage_tool(self, lab: LabRef, machine: str, name: str, data: bytes) -> str | None:
-        pid = self._init_pid(lab, machine)
-        if pid is None:
-            return None
-        try:
-            return inroot.stage_in(pid, name, data)
-        except OSError as e:
-            raise ProvisioningError(
-                _("copying {name} into {machine}: {strerror}").format(
-                    name=name, machine=machine, strerror=e.strerror
-                )
-            ) from None
-
-    def unstage_tool(self, lab: LabRef, machine: str, path: str) -> None:
-        try:
-            pid = self._init_pid(lab, machine)
-        except GuestlabError:
-            return
-        if pid is not None:
-            inroot.unstage_in(pid, path)
+        return execute(conn, self._sites.running(conn, lab, machine), argv, timeout)
 
     def clone(self, source: MachineSpec, target: MachineSpec, progress: Progress) -> None:
         self._copy(source, target, progress, start=False)
@@ -239,15 +183,15 @@ class LxdBackend:
     ) -> None:
         conn = self._connection()
         if start:
-            src = get_instance(conn.client, source.lab, source.name)
+            src = self._sites.instance(conn, source.lab, source.name)
             if SNAPSHOT not in {snap.name for snap in src.snapshots.all()}:
                 raise ProvisioningError(
                     _("machine `{name}` has no starting snapshot").format(name=source.name)
                 )
         else:
-            src = running_instance(conn.client, source.lab, source.name)
+            src = self._sites.running(conn, source.lab, source.name)
         origin = f"{src.name}/{SNAPSHOT}" if start else src.name
-        name = instance_name(target.lab, target.name)
+        name = self._sites.name(conn, target.lab, target.name, new=True)
         refuse_existing(conn.client, target, name)
         request = instance_request(
             conn,
@@ -260,8 +204,9 @@ class LxdBackend:
             progress=progress,
         )
         progress(_("copying {origin} to {name}").format(origin=origin, name=name))
-        with api_errors(_("copy {origin} to {name}").format(origin=origin, name=name)):
-            inst = create_started(conn.client, request)
+        action = _("copy {origin} to {name}").format(origin=origin, name=name)
+        inst = self._sites.copy(conn, src, request, action)
+        with api_errors(action, cluster=conn.clustered):
             src.sync()
             if not start and src.status != "Running":  # the source must stay up
                 src.start(wait=True)
@@ -271,18 +216,18 @@ class LxdBackend:
     def snapshot(self, lab: LabRef, machines: Sequence[MachineSpec]) -> None:
         conn = self._connection()
         for spec in machines:
-            inst = get_instance(conn.client, lab, spec.name)
-            with api_errors(_("snapshot {name}").format(name=inst.name)):
+            inst = self._sites.instance(conn, lab, spec.name)
+            with api_errors(_("snapshot {name}").format(name=inst.name), cluster=conn.clustered):
                 # snapshots.all() gives name-only objects: .get() would warn about every
                 # field newer LXD returns that pylxd does not know
-                with pool_lock(conn.pool):
+                with pool_lock(conn.pool, conn.server):
                     for snap in (s for s in inst.snapshots.all() if s.name == SNAPSHOT):
                         snap.delete(wait=True)
                 inst.snapshots.create(SNAPSHOT, stateful=False, wait=True)
 
     def restore(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
         conn = self._connection()
-        insts = [(get_instance(conn.client, lab, spec.name), spec) for spec in machines]
+        insts = [(self._sites.instance(conn, lab, spec.name), spec) for spec in machines]
         for inst, spec in insts:  # all of them checked before any is touched
             if SNAPSHOT not in {snap.name for snap in inst.snapshots.all()}:
                 raise ProvisioningError(
@@ -294,7 +239,7 @@ class LxdBackend:
 
         def one(inst: Instance, spec: MachineSpec) -> None:
             progress(_("restoring {name}").format(name=inst.name))
-            with api_errors(_("restore {name}").format(name=inst.name)):
+            with api_errors(_("restore {name}").format(name=inst.name), cluster=conn.clustered):
                 # LXD would stop it itself; a forced stop is quicker than a clean shutdown
                 # and the state is about to be thrown away anyway
                 if inst.status == "Running":
@@ -313,11 +258,11 @@ class LxdBackend:
         from pylxd.exceptions import LXDAPIException
 
         conn = self._connection()
-        insts = [(running_instance(conn.client, lab, spec.name), spec) for spec in machines]
+        insts = [(self._sites.running(conn, lab, spec.name), spec) for spec in machines]
 
         def one(inst: Instance, spec: MachineSpec) -> None:
             progress(_("restarting {name}").format(name=inst.name))
-            with api_errors(_("restart {name}").format(name=inst.name)):
+            with api_errors(_("restart {name}").format(name=inst.name), cluster=conn.clustered):
                 try:
                     inst.restart(timeout=RESTART_GRACE, force=False, wait=True)
                 except LXDAPIException:  # a shutdown that did not finish in time
@@ -333,12 +278,12 @@ class LxdBackend:
     def remove_machine(self, lab: LabRef, machine: str) -> None:
         conn = self._connection()
         try:
-            inst = get_instance(conn.client, lab, machine)
+            inst = self._sites.instance(conn, lab, machine)
         except MachineUnavailable:
             return
-        with api_errors(_("delete {name}").format(name=inst.name)):
+        with api_errors(_("delete {name}").format(name=inst.name), cluster=conn.clustered):
             drop_exec_logs(conn.client, inst.name)
-            with pool_lock(conn.pool):
+            with pool_lock(conn.pool, conn.server):
                 delete_instance(inst)
         if conn.local:
             remove_logs(inst.name)
@@ -354,7 +299,7 @@ class LxdBackend:
             try:
                 snaps = [f"{inst.name}/{s.name}" for s in inst.snapshots.all()]
                 drop_exec_logs(conn.client, inst.name)
-                with pool_lock(conn.pool):
+                with pool_lock(conn.pool, conn.server):
                     delete_instance(inst)
             except NotFound:
                 continue  # removed by someone else meanwhile: it is gone all the same
@@ -368,7 +313,7 @@ class LxdBackend:
             found.machines.append(inst.config.get(CONFIG_PREFIX + LABEL_MACHINE, inst.name))
             found.other.extend(snaps)
         if found.machines and conn.local and conn.driver == "btrfs":
-            heal_quota(conn.pool)  # deleting marks the pool's qgroups inconsistent
+            heal_quota(conn.pool, conn.server)  # deleting marks the pool's qgroups inconsistent
         return found
 
     def find(self, lab: LabRef | None = None) -> dict[str, FoundResources]:

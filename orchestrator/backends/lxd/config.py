@@ -60,13 +60,15 @@ systemctl try-restart docker.service
 """
 
 
-def instance_name(lab: LabRef, machine: str) -> str:
+def instance_name(lab: LabRef, machine: str, incarnation: int = 0) -> str:
     """A valid LXD name (<=63 chars, letter first, letters/digits/hyphens) for a machine.
 
     The hash keeps names of different labs apart; the readable part is only a courtesy
-    to people running `lxc list`.
+    to people running `lxc list`. `incarnation` > 0: the lab made again on an LXD cluster
+    while its first instances are held by an offline member (their names are taken).
     """
-    digest = hashlib.sha256(f"{lab.key}\0{machine}".encode()).hexdigest()[:8]
+    key = f"{lab.key}\0{machine}" + (f"\0{incarnation}" if incarnation else "")
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     slug = re.sub(r"[^a-z0-9]+", "-", machine.lower()).strip("-")
     return f"gl-{digest}-{slug}"[:63].rstrip("-") if slug else f"gl-{digest}"
 

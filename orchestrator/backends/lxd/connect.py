@@ -37,6 +37,10 @@ class Connection:
     pool: str
     driver: str | None
     tls: Tls | None
+    clustered: bool = False
+    #: a cluster's certificate fingerprint ("" for one LXD, local or not): the host's
+    #: locks (lxd/host.py) are a cluster's own, one LXD's are those of main's guestlab
+    server: str = ""
 
     @property
     def local(self) -> bool:
@@ -199,12 +203,16 @@ def open_connection() -> tuple[Availability, Connection | None]:
         return Availability(
             False, detail, _("set GUESTLAB_LXD_POOL to one of: {names}").format(names=names)
         ), None
-    conn = Connection(client, pool, driver, tls)
+    env = client.host_info.get("environment", {})
+    clustered = bool(env.get("server_clustered"))
+    server = env.get("certificate_fingerprint", "") if clustered else ""
+    conn = Connection(client, pool, driver, tls, clustered, server)
+    where = f"LXD {version}" + (_(" (a cluster)") if clustered else "")
     if conn.disk_bounded:
-        detail = f"LXD {version}, storage pool `{pool}` ({driver}: disk bounds enforced)"
+        detail = f"{where}, storage pool `{pool}` ({driver}: disk bounds enforced)"
     else:
         detail = (
-            f"LXD {version}, storage pool `{pool}` ({driver}: LXD cannot bound a machine's"
+            f"{where}, storage pool `{pool}` ({driver}: LXD cannot bound a machine's"
             " disk there, a machine can fill the host's file system; scripts/setup/lxd.sh"
             " makes a btrfs pool `guestlab` that can)"
         )

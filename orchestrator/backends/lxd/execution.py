@@ -35,6 +35,8 @@ DRAIN_GRACE = 0.3
 KILL_GRACE = 3.0
 #: the longest a websocket's connection or one read may take
 CONNECT_TIMEOUT = 15.0
+#: how many times an exec is asked for when LXD gave it up before its command started
+CONNECT_TRIES = 3
 #: runs "$@", then prints its exit code after the marker ($1) on stderr
 WRAPPER = 'm=$1; shift; "$@"; r=$?; printf "\\n%s%d\\n" "$m" "$r" >&2; exit "$r"'
 STDIN, STDOUT, STDERR, CONTROL = "0", "1", "2", "control"
@@ -109,6 +111,13 @@ def _ws_class() -> type:
         def unhandled_error(self, error: Any) -> None:
             self.ended = True  # a connection reset or closed: the stream is over, quietly
 
+        def _write(self, frame: bytes) -> None:
+            """Send a frame. LXD closes every websocket of an exec when its command ends,
+            maybe while this thread answers a ping LXD sent (ws4py answers as it reads,
+            the handshake's reply included): that answer is lost, not what LXD sent."""
+            with suppress(BrokenPipeError, ConnectionResetError, ssl.SSLEOFError):
+                super()._write(frame)
+
         def pump(self) -> None:
             """Read what the socket has, and what ws4py keeps in its own buffers."""
             try:
@@ -137,7 +146,7 @@ def connect_tls(ws: Any, tls: Tls) -> None:
         ws.close_connection()
         raise ssl.SSLError("the LXD server's certificate is not the pinned one")
     ws._is_secure = True
-    ws._write(ws.handshake_request)
+    ws.sock.sendall(ws.handshake_request)
     response = b""
     while b"\r\n\r\n" not in response:
         chunk = ws.sock.recv(128)
@@ -187,7 +196,23 @@ class ExecSession:
 
     def run(self) -> ExecResult:
         limit = max(self.timeout, 0.1)
-        started = time.monotonic()
+        for attempt in range(1, CONNECT_TRIES + 1):
+            started = time.monotonic()
+            fds = self._start()
+            try:
+                streams = self._connect(fds)
+                break
+            except Exception:
+                if attempt == CONNECT_TRIES or not self._never_started():
+                    raise
+        try:
+            return self._pump(streams, started + limit, limit)
+        finally:
+            for ws in streams.values():
+                ws.close_connection()
+
+    def _start(self) -> dict[str, str]:
+        """Ask LXD for the exec; the secrets of its websockets."""
         response = self.client.api.instances[self.instance]["exec"].post(
             json={
                 "command": wrap(self.argv, self.marker),
@@ -198,14 +223,20 @@ class ExecSession:
             }
         )
         body = response.json()
-        self.operation = body["operation"].rsplit("/", 1)[-1]
-        fds = body["metadata"]["metadata"]["fds"]
-        streams = self._connect(fds)
+        self.operation = operation_id(body["operation"])
+        fds: dict[str, str] = body["metadata"]["metadata"]["fds"]
+        return fds
+
+    def _never_started(self) -> bool:
+        """Whether LXD gave this exec up before its command started: it waits five seconds
+        for the websockets, which a thread kept off the cores longer (a loaded host) missed.
+        Only then is the command run again."""
         try:
-            return self._pump(streams, started + limit, limit)
-        finally:
-            for ws in streams.values():
-                ws.close_connection()
+            meta = self.client.api.operations[self.operation].get().json()["metadata"]
+        except Exception:
+            return False
+        failed = meta.get("status") == "Failure"
+        return failed and "waiting for websockets" in str(meta.get("err") or "")
 
     def _connect(self, fds: dict[str, str]) -> dict[str, Any]:
         stream = _ws_class()
@@ -217,13 +248,24 @@ class ExecSession:
             STDOUT: self.out.add,
             STDERR: self.err.add,
         }
-        streams = {}
-        for fd in (CONTROL, STDOUT, STDERR, STDIN):  # LXD starts it once 0, 1, 2 are there
-            ws = stream(url, sinks[fd], self.tls)
-            ws.resource = f"{path}?secret={fds[fd]}"
-            ws.connect()
-            streams[fd] = ws
-        streams[STDIN].send(b"", binary=False)  # end of input: the command reads nothing
+        streams: dict[str, Any] = {}
+        try:
+            # stdin first, and its end of input sent at once (the command reads nothing):
+            # LXD starts the command as soon as 0, 1 and 2 are connected and closes every
+            # websocket when it ends, so an end of input sent after the last connection
+            # found a quick command gone whenever this thread waited for a core meanwhile
+            # (a loaded host), and its write broke the pipe
+            for fd in (STDIN, CONTROL, STDOUT, STDERR):
+                ws = stream(url, sinks[fd], self.tls)
+                ws.resource = f"{path}?secret={fds[fd]}"
+                ws.connect()
+                streams[fd] = ws
+                if fd == STDIN:
+                    ws.send(b"", binary=False)
+        except BaseException:
+            for ws in streams.values():
+                ws.close_connection()
+            raise
         return streams
 
     def _pump(self, streams: dict[str, Any], deadline: float, limit: float) -> ExecResult:
@@ -289,6 +331,39 @@ class ExecSession:
             _text(stderr),
             truncated=True,
         )
+
+
+def kill_inside(client: Any, instance: str, marker: str) -> int:
+    """Kill a command from a second exec in its machine, found by the marker in its
+    wrapper's arguments; 0, so that LXD's control channel signals the wrapper too.
+
+    For an LXD elsewhere (a cluster member forwards the exec): this host cannot see the
+    command's processes, and the control channel's signal reaches the wrapper at most,
+    not its children. Never used for the local LXD, whose process tree `kill_exec` kills.
+    """
+    pattern = f"[{marker[0]}]{marker[1:]}"  # never matches this script itself
+    script = (  # stopped first, so that no child of it starts meanwhile
+        f'for p in $(pgrep -f "{pattern}"); do'
+        ' kill -STOP "$p"; pkill -KILL -P "$p"; kill -KILL "$p"; done'
+    )
+    with suppress(Exception):  # best effort: the command may be gone already
+        body = {
+            "command": ["sh", "-c", script],
+            "environment": {},
+            "interactive": False,
+            "wait-for-websocket": False,
+            "record-output": False,
+        }
+        response = client.api.instances[instance]["exec"].post(json=body)
+        op = operation_id(response.json()["operation"])
+        client.api.operations[op].wait.get(params={"timeout": 10})
+    return 0
+
+
+def operation_id(url: str) -> str:
+    """An operation's id from its URL; a cluster member forwarding a request names it
+    `/1.0/operations/ID?project=...`."""
+    return url.split("?", 1)[0].rsplit("/", 1)[-1]
 
 
 def _text(data: bytes | bytearray) -> str:

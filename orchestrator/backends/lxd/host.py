@@ -189,22 +189,30 @@ def cgroup_limits(instance: str, root: Path = Path("/sys/fs/cgroup")) -> dict[st
 
 
 @contextmanager
-def create_lock() -> Iterator[None]:
-    """One instance creation at a time from this host.
+def create_lock(server: str = "") -> Iterator[None]:
+    """One instance creation at a time from this host on one LXD (`server`: "", or an LXD
+    cluster's certificate fingerprint).
 
     LXD 5.0 records a new instance before it picks the instance's isolated id range, and
     meanwhile counts it as holding range 0: a second creation at that moment gets a range
     below root's /etc/subuid range, which fails to start, and every later one follows it.
+    A cluster's members have ranges of their own: its creations never wait for the
+    host's LXD (reached by its socket or by its address), nor the host's for them.
     """
-    with file_lock(host_lock_dir() / "guestlab-lxd-create.lock"):
+    with file_lock(host_lock_dir() / f"guestlab-lxd-create{_of(server)}.lock"):
         yield
+
+
+def _of(server: str) -> str:
+    """A lock name's part for an LXD cluster (none for one LXD)."""
+    return f"-{server[:16]}" if server.isalnum() else ""
 
 
 #: where LXD mounts its storage pools: Debian's package, then the snap
 POOL_DIRS = (Path("/var/lib/lxd/storage-pools"), Path("/var/snap/lxd/common/lxd/storage-pools"))
 
 
-def heal_quota(pool: str) -> bool:
+def heal_quota(pool: str, server: str = "") -> bool:
     """Rescan a btrfs pool's qgroups when the kernel marked them inconsistent; whether it did.
 
     Deleting an instance whose qgroup still counts bytes marks every qgroup of the file
@@ -215,17 +223,19 @@ def heal_quota(pool: str) -> bool:
     path = next((d / pool for d in POOL_DIRS if (d / pool).is_dir()), None)
     if path is None:
         return False
-    return btrfs_quota.heal(path, lambda _uuid: pool_lock(pool, exclusive=True))
+    return btrfs_quota.heal(path, lambda _uuid: pool_lock(pool, server, exclusive=True))
 
 
 @contextmanager
-def pool_lock(pool: str, *, exclusive: bool = False) -> Iterator[None]:
-    """Deletions on a pool share this lock; a qgroup rescan takes it alone.
+def pool_lock(pool: str, server: str = "", *, exclusive: bool = False) -> Iterator[None]:
+    """Deletions on a pool of one LXD (or of one cluster: create_lock) share this lock; a
+    qgroup rescan takes it alone.
 
     A snapshot deleted while btrfs rescans the pool's qgroups was seen half deleted (gone
     from LXD's database, its subvolume still there), and its instance could not be deleted.
     """
-    with file_lock(host_lock_dir() / f"guestlab-lxd-pool-{pool}.lock", shared=not exclusive):
+    lock = host_lock_dir() / f"guestlab-lxd-pool-{pool}{_of(server)}.lock"
+    with file_lock(lock, shared=not exclusive):
         yield
 
 

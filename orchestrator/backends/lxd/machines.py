@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.backends import common
 from orchestrator.backends.contract import LABEL_LAB, ExecResult, LabRef, MachineSpec, Progress
+from orchestrator.backends.lxd.cluster import cluster_error
 from orchestrator.backends.lxd.config import (
     CONFIG_PREFIX,
     disk_size,
@@ -21,7 +23,7 @@ from orchestrator.backends.lxd.config import (
     root_disk,
 )
 from orchestrator.backends.lxd.connect import Connection
-from orchestrator.backends.lxd.execution import ExecSession
+from orchestrator.backends.lxd.execution import ExecSession, kill_inside
 from orchestrator.backends.lxd.host import create_lock, heal_quota, kill_exec
 from orchestrator.errors import MachineUnavailable, ProvisioningError
 from orchestrator.messages import _
@@ -32,23 +34,26 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def api_errors(action: str) -> Iterator[None]:
-    """Turn LXD's API errors into one-sentence ProvisioningErrors ("LXD could not <action>")."""
+def api_errors(action: str, *, cluster: bool = False) -> Iterator[None]:
+    """Turn LXD's API errors into one-sentence ProvisioningErrors ("LXD could not <action>");
+    on a `cluster`, a member that does not answer or a lost quorum says so, with the fix."""
     from pylxd.exceptions import LXDAPIException
 
     try:
         yield
     except LXDAPIException as exc:
-        raise ProvisioningError(
+        said = cluster_error(action, exc) if cluster else None
+        raise said or ProvisioningError(
             _("LXD could not {action}: {error}").format(action=action, error=exc)
         ) from exc
 
 
-def get_instance(client: Client, lab: LabRef, machine: str) -> Instance:
-    """The instance of a lab's machine, or MachineUnavailable saying to bring the lab up."""
+def get_instance(client: Client, lab: LabRef, machine: str, name: str | None = None) -> Instance:
+    """The instance of a lab's machine (named `name` when given: on a cluster, its newest
+    incarnation), or MachineUnavailable saying to bring the lab up."""
     from pylxd.exceptions import NotFound
 
-    name = instance_name(lab, machine)
+    name = name or instance_name(lab, machine)
     try:
         return client.instances.get(name)
     except NotFound:
@@ -60,9 +65,11 @@ def get_instance(client: Client, lab: LabRef, machine: str) -> Instance:
         ) from None
 
 
-def running_instance(client: Client, lab: LabRef, machine: str) -> Instance:
+def running_instance(
+    client: Client, lab: LabRef, machine: str, name: str | None = None
+) -> Instance:
     """The instance of a lab's machine if it runs, else MachineUnavailable with the fix."""
-    inst = get_instance(client, lab, machine)
+    inst = get_instance(client, lab, machine, name)
     if inst.status != "Running":
         raise MachineUnavailable(
             _("machine `{machine}` of lab `{key}` is {status}").format(
@@ -113,7 +120,7 @@ def root_disk_for(
     """The root disk on the chosen pool, `spec.disk` beyond the image where LXD can
     enforce a size; where it cannot (a `dir` pool), a progress line says so."""
     if conn.local and conn.driver == "btrfs":
-        heal_quota(conn.pool)  # a bound the kernel stopped enforcing is none
+        heal_quota(conn.pool, conn.server)  # a bound the kernel stopped enforcing is none
     if not conn.disk_bounded:
         progress(
             f"storage pool `{conn.pool}` ({conn.driver}) cannot bound the disk of {name}:"
@@ -127,20 +134,31 @@ def root_disk_for(
     return root_disk(conn.pool, disk_size(spec, image_bytes, conn.driver))
 
 
-def create_started(client: Client, request: dict[str, Any]) -> Instance:
-    """Create the instance (one creation at a time from this host: create_lock) and
-    start it; LXD's API errors pass through."""
-    with create_lock():
-        inst = client.instances.create(request, wait=True)
+def create_started(
+    conn: Connection, request: dict[str, Any], target: str | None = None
+) -> Instance:
+    """Create the instance (on cluster member `target`, else where LXD puts it; one
+    creation at a time from this host on one server: create_lock) and start it; LXD's
+    API errors pass through."""
+    with create_lock(conn.server):
+        inst = conn.client.instances.create(request, wait=True, target=target)
     inst.start(wait=True)
     return inst
+
+
+def kill_elsewhere(client: Client, instance: str, marker: str) -> int:
+    """A command's process tree killed from this host when LXD runs here under another
+    address (its HTTPS endpoint), else from a second exec in the machine."""
+    return kill_exec(instance, marker) or kill_inside(client, instance, marker)
 
 
 def execute(conn: Connection, inst: Instance, argv: Sequence[str], timeout: float) -> ExecResult:
     """Run argv over LXD's exec websockets, bounded in time and output (lxd/execution.py)."""
     from pylxd.exceptions import LXDAPIException
+    from ws4py.exc import HandshakeError
 
-    session = ExecSession(conn.client, inst.name, argv, timeout, kill_exec, conn.tls)
+    kill = kill_exec if conn.local else partial(kill_elsewhere, conn.client)
+    session = ExecSession(conn.client, inst.name, argv, timeout, kill, conn.tls)
     try:
         return session.run()
     except LXDAPIException as exc:
@@ -151,7 +169,7 @@ def execute(conn: Connection, inst: Instance, argv: Sequence[str], timeout: floa
         raise ProvisioningError(
             _("exec in LXD instance {name} failed: {error}").format(name=inst.name, error=exc)
         ) from exc
-    except OSError as exc:  # a websocket that could not connect or broke
+    except (OSError, HandshakeError) as exc:  # a websocket that could not connect or broke
         raise ProvisioningError(
             _("exec in LXD instance {name} failed: {error}").format(name=inst.name, error=exc)
         ) from exc

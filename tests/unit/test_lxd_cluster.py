@@ -1,0 +1,220 @@
+"""LXD clusters without LXD: names of a lab made again, placement, errors, the roster column."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from orchestrator.backends.contract import LabRef
+from orchestrator.backends.lxd.cluster import ClusterView, MemberSilent, cluster_error
+from orchestrator.backends.lxd.config import instance_name
+from orchestrator.classroom.roster import RosterError, parse
+from orchestrator.errors import MachineUnavailable, MemberUnreachable, ProvisioningError
+
+LAB = LabRef("machine-id-clone", "alice")
+
+
+@dataclass
+class Inst:
+    name: str
+    location: str
+
+
+class Client:
+    """Just enough of pylxd's client: a listing of instances."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.listed = [Inst(n, "m1") for n in names]
+        self.instances = self
+
+    def all(self, **_: Any) -> list[Inst]:
+        return self.listed
+
+
+def test_a_lab_made_again_gets_new_names_and_the_newest_is_used() -> None:
+    first, second = instance_name(LAB, "clone"), instance_name(LAB, "clone", 1)
+    assert first != second and first.startswith("gl-") and second.endswith("-clone")
+    view = ClusterView(ttl=0)
+    assert view.name(Client([]), LAB, "clone", new=True) == first  # a fresh lab
+    assert view.name(Client([first]), LAB, "clone") == first
+    # its first instance is held by a member that went offline: a new incarnation
+    assert view.name(Client([first]), LAB, "clone", new=True) == second
+    assert view.name(Client([first, second]), LAB, "clone") == second
+
+
+@pytest.mark.parametrize(
+    ("said", "kind", "words"),
+    [
+        ("Missing event connection with target cluster member", MemberSilent, "does not answer"),
+        ("Failed to begin transaction: no available dqlite leader", ProvisioningError, "quorum"),
+    ],
+)
+def test_cluster_errors_become_one_sentence_with_the_fix(said: str, kind: type, words: str) -> None:
+    err = cluster_error("create gl-1", RuntimeError(said))
+    assert type(err) is kind and words in str(err) and err.hint
+    assert cluster_error("create gl-1", RuntimeError("Instance not found")) is None
+
+
+def test_an_unreachable_member_is_a_machine_unavailable_naming_it() -> None:
+    err = MemberUnreachable("glc-2", "machine `x` is on glc-2, which is offline")
+    assert isinstance(err, MachineUnavailable) and err.member == "glc-2"
+
+
+def test_a_roster_may_name_each_students_cluster_member() -> None:
+    students = parse("id,name,email,lxd_target\nann,Ann,,glc-3\nbob,Bob,,\n")
+    assert [(s.id, s.lxd_target) for s in students] == [("ann", "glc-3"), ("bob", "")]
+    assert parse("id,name,email\nann,Ann,\n")[0].lxd_target == ""
+    with pytest.raises(RosterError) as refused:
+        parse("id,name,email,target\nann,Ann,,x\n")
+    assert "unknown column(s) 'target'" in refused.value.problems[0]
+
+
+# -- the local LXD keeps main's path --------------------------------------------------------
+
+
+def connection(*, local: bool, clustered: bool = False, server: str = "") -> Any:
+    from orchestrator.backends.lxd.connect import Connection
+    from orchestrator.backends.lxd.execution import Tls
+
+    tls = None if local else Tls(context=None)  # type: ignore[arg-type]
+    return Connection(object(), "guestlab", "btrfs", tls, clustered, server)
+
+
+def test_a_local_exec_is_killed_from_the_host_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No second exec in the machine for the host's own LXD: its process tree is seen here."""
+    from orchestrator.backends.contract import ExecResult
+    from orchestrator.backends.lxd import machines
+    from orchestrator.backends.lxd.host import kill_exec
+
+    kills: list[Any] = []
+
+    class Session:
+        def __init__(self, _client: Any, _name: str, _argv: Any, _t: float, kill: Any, _tls: Any):
+            kills.append(kill)
+
+        def run(self) -> ExecResult:
+            return ExecResult(0, "", "")
+
+    monkeypatch.setattr(machines, "ExecSession", Session)
+    inst = Inst("gl-1-web", "")
+    machines.execute(connection(local=True), inst, ["true"], 5)  # type: ignore[arg-type]
+    machines.execute(connection(local=False), inst, ["true"], 5)  # type: ignore[arg-type]
+    assert kills[0] is kill_exec
+    assert kills[1] is not kill_exec and kills[1].func is machines.kill_elsewhere
+
+
+@pytest.mark.parametrize("cluster", [False, True])
+def test_cluster_sentences_only_for_a_cluster(cluster: bool) -> None:
+    """A busy local database is no lost quorum."""
+    from pylxd.exceptions import LXDAPIException
+
+    from orchestrator.backends.lxd.machines import api_errors
+
+    class Response:
+        status_code = 500
+
+        def json(self) -> dict[str, str]:
+            return {"error": "Failed to begin transaction: database is locked"}
+
+    with pytest.raises(ProvisioningError) as raised, api_errors("create gl-1", cluster=cluster):
+        raise LXDAPIException(Response())  # type: ignore[arg-type]
+    assert ("quorum" in str(raised.value)) is cluster
+
+
+def test_a_cluster_has_host_locks_of_its_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from orchestrator.backends.lxd import host
+
+    monkeypatch.setattr(host, "host_lock_dir", lambda: tmp_path)
+    with host.create_lock(), host.pool_lock("guestlab"):
+        pass
+    with host.create_lock("ab12" * 16), host.pool_lock("guestlab", "ab12" * 16):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "guestlab-lxd-create-ab12ab12ab12ab12.lock",
+        "guestlab-lxd-create.lock",  # one LXD's, as before the cluster
+        "guestlab-lxd-pool-guestlab-ab12ab12ab12ab12.lock",
+        "guestlab-lxd-pool-guestlab.lock",
+    ]
+
+
+# -- placing labs ---------------------------------------------------------------------------
+
+
+class Engine:
+    """A backend with the Members capability, a cluster or not."""
+
+    name = "lxd"
+
+    def __init__(self, clustered: bool) -> None:
+        self.is_cluster = clustered
+        self.placed: list[tuple[str, str | None]] = []
+
+    def clustered(self) -> bool:
+        return self.is_cluster
+
+    def place(self, lab: LabRef, member: str | None) -> None:
+        self.placed.append((lab.key, member))
+
+    def placement(self, labs: Any) -> dict[str, str]:
+        return {ref.key: "glc-2" for ref, _machines in labs}
+
+    def offline_members(self) -> set[str]:
+        return {"glc-2"}
+
+    def memory_by_member(self) -> dict[str, int]:
+        return {"glc-1": 2 * 1024**3, "glc-2": 1024**3}
+
+
+def test_a_member_is_named_only_on_a_cluster() -> None:
+    from orchestrator.errors import UsageError
+    from orchestrator.lab.placement import place
+
+    cluster, single = Engine(True), Engine(False)
+    place([cluster], LAB, "glc-3")
+    place([single], LAB, None)  # LXD's choice: nothing to refuse
+    assert cluster.placed == [(LAB.key, "glc-3")] and single.placed == [(LAB.key, None)]
+    with pytest.raises(UsageError) as refused:
+        place([single], LAB, "glc-3")
+    assert "lxd_target" in str(refused.value) and refused.value.hint
+    with pytest.raises(UsageError):
+        place([object()], LAB, "glc-3")  # type: ignore[list-item]
+
+
+def test_where_labs_are_and_which_members_are_offline() -> None:
+    from orchestrator.classroom import placement
+
+    engine = Engine(True)
+    assert placement.where(engine, [LAB], ["web"]) == {LAB.key: "glc-2 (offline)"}  # type: ignore[arg-type]
+    assert placement.where(object(), [LAB], ["web"]) == {}  # type: ignore[arg-type]
+    fits = placement.fits_by_member(engine, "the LXD cluster", 512 * 1024**2)  # type: ignore[arg-type]
+    assert fits == "the LXD cluster (glc-1 2.0 GiB: 4 lab(s), glc-2 1.0 GiB: 2 lab(s))"
+
+
+def test_class_status_shows_each_labs_member() -> None:
+    from rich.console import Console
+
+    from orchestrator.classroom.store import ClassRecord
+    from orchestrator.cli.class_tables import class_table
+    from orchestrator.state import LabRecord
+
+    klass = ClassRecord("machine-id-clone", "x.yaml", "lxd", None, None, [], "up", 0.0, 0.0)
+    students = [
+        {"student": s, "name": s, "email": "", "tasks": {}, "total": 0, "max_total": 0}
+        | {"last_check": None, "hints": 0, "error": ""}
+        for s in ("ann", "bob")
+    ]
+
+    def lab(student: str) -> LabRecord:
+        key = f"machine-id-clone--{student}"
+        return LabRecord(key, "machine-id-clone", student, "lxd", ["lxd"], "", {}, "up", "", 0, 0)
+
+    where = {"ann": "glc-1", "bob": "glc-2 (offline)"}
+    table = class_table(klass, {"students": students}, {s: lab(s) for s in where}, where)
+    console = Console(width=200, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert "up on glc-1" in text and "up on glc-2 (offline)" in text
