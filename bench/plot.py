@@ -51,11 +51,20 @@ def plot(labs: dict[str, dict], scales: list[dict]) -> Path:
     ax.set_title("Same labs, guestlab vs the engine by hand\n(median over labs, bars: min-max)")
     ax.legend(fontsize=8)
     ax = axes[1]
+    # one series per backend, cold or from a pool: its sizes may come from several runs
+    series: dict[tuple[str, bool], dict[int, dict]] = {}
     for data in scales:
-        xs = [r["students"] for r in data["rows"]]
+        for row in data["rows"]:
+            if row.get("hostile_check_s"):  # a run with a hostile student is another question
+                continue
+            series.setdefault((data["backend"], bool(row.get("pool"))), {})[row["students"]] = row
+    for (backend, pooled), rows in sorted(series.items()):
+        xs = sorted(rows)
         for key, mark in (("up_s", "o"), ("check_s", "s")):
-            ys = [r[key] for r in data["rows"]]
-            ax.plot(xs, ys, marker=mark, label=f"class {key[:-2]} ({data['backend']})")
+            where = f"{backend}, from a pool" if pooled else backend
+            ax.plot(
+                xs, [rows[x][key] for x in xs], marker=mark, label=f"class {key[:-2]} ({where})"
+            )
     ax.set_xlabel("students")
     ax.set_ylabel("seconds")
     ax.set_title("Class scale")
