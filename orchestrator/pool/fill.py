@@ -158,6 +158,9 @@ def make_one(target: Target, current: str, db_path: Path, reporter_for: Reporter
             except BaseException:
                 remove(own, record)
                 raise
+            if pstore.target(target.scenario, target.backend) is None:
+                remove(own, record)  # drained while it was made: no one would claim it
+                return ""
             pstore.set_ready(key)
         return key
     finally:

@@ -188,3 +188,32 @@ def test_reset_of_a_claimed_lab_replays_the_students_steps_and_clones(tmp_path: 
     assert record is not None
     lifecycle.reset(plain, record, store, lifecycle.Silent())
     assert cold.log == ["restore template,clone"]
+
+
+def test_a_lab_finished_after_its_pool_was_drained_is_removed_not_left_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pool drain` skips a lab still being made (its lock is held); the filler, once the
+    lab is made, finds the pool gone and removes it: nothing is left for `gc`."""
+    from orchestrator.pool import fill
+    from orchestrator.pool.records import Target
+
+    path = ROOT / "scenarios" / "machine-id-clone.yaml"
+    target = Target("machine-id-clone", "docker", 1, None, None, str(path))
+    store = Store(tmp_path / "state.db")
+    PoolStore(store.db).set_target(target)
+    removed: list[str] = []
+
+    def drained_meanwhile(key: str, own: Store, reporter: Any, todo: Any) -> None:
+        # another process drains the pool while this lab's machines are being made
+        PoolStore(Store(tmp_path / "state.db").db).drop_target("machine-id-clone", "docker")
+
+    monkeypatch.setattr(fill, "steps", lambda *a, **k: [])
+    monkeypatch.setattr(fill, "run_recorded", drained_meanwhile)
+    monkeypatch.setattr(
+        fill, "remove", lambda s, lab: removed.append(lab.key) or PoolStore(s.db).remove(lab.key)
+    )
+    key = fill.make_one(target, fill.digest(path), store.path, lambda _k: lifecycle.Silent())
+    assert key == ""
+    assert len(removed) == 1 and removed[0].startswith("machine-id-clone--pool-")
+    assert PoolStore(store.db).labs("machine-id-clone", "docker") == []
