@@ -69,6 +69,6 @@ def test_the_initramfs_lists_its_drivers_before_the_kernel_is_installed(
 
     monkeypatch.setattr(box_guest, "sh", sh)
     image = type("Image", (), {"suite": "bookworm"})()
-    box_guest.install_packages(root, image, "http://mirror.invalid/debian", lambda _m: None)  # type: ignore[arg-type]
+    box_guest.install_packages(root, image, "http://packages.invalid/debian", lambda _m: None)  # type: ignore[arg-type]
     assert seen["conf"] == "MODULES=list\n"
     assert {"virtio_blk", "virtio_pci"} <= set(seen["modules"].split())
