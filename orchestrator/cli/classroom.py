@@ -17,8 +17,8 @@ import click
 from rich.markup import escape
 
 from orchestrator import messages, textsafe
+from orchestrator.cli import class_enrol, options
 from orchestrator.cli import class_tables as tables
-from orchestrator.cli import localized, options
 from orchestrator.cli.console import UP_STEPS, ConsoleReporter, bars, err, out
 from orchestrator.cli.host import Collector, add_collector
 from orchestrator.cli.localized import Path as PathType
@@ -65,6 +65,7 @@ EXPIRE = Collector(N_("labs whose class time is up"), _expire_class_time)
 
 def register(root: click.Group) -> None:
     """Add the class commands to `root`, and the expiry of class time to `guestlab gc`."""
+    class_group.add_command(class_enrol.class_enrol)
     root.add_command(class_group)
     add_collector(EXPIRE)
 
@@ -366,43 +367,6 @@ def class_down(class_id: str, parallel: int) -> None:
     names = {m.student: m.name for m in members}
     out.print(tables.outcomes_table(_("Class {id} down").format(id=class_id), outcomes, names))
     tables.raise_failures(outcomes, N_("be removed"))
-
-
-@class_group.command(
-    "enrol",
-    help=N_(
-        "Open a class to self-enrolment and print its one link.\n\n"
-        "A student opens the link, types a name (checked as a roster id; a name already in the"
-        " class is refused) and gets a lab, from the scenario's pool when it has one ready, and"
-        " their own seat. At most CAP students; each run draws a new link."
-    ),
-)
-@click.argument("scenario", metavar="ID|PATH", shell_complete=options.complete_scenario)
-@click.option("--base-url", metavar="URL", help=N_("Where `guestlab serve` is reached."))
-@click.option(
-    "--cap",
-    type=localized.IntRange(1, 1000),
-    metavar="N",
-    default=40,
-    show_default=True,
-    help=N_("Most students the class takes."),
-)
-@options.backend_option()
-@click.option("--close", is_flag=True, help=N_("Close the class to enrolment: the link stops."))
-def class_enrol(
-    scenario: str, base_url: str | None, cap: int, backend: str | None, close: bool
-) -> None:
-    from orchestrator.classroom import enrol
-
-    store = options.store()
-    if close:
-        enrol.close_class(store, options.lab_id(scenario))
-        out.print(_("Class {id} is closed to enrolment.").format(id=escape(scenario)))
-        return
-    if not base_url or not base_url.startswith(("http://", "https://")):
-        raise GuestlabError(_("--base-url must be the http(s) address of `guestlab serve`"))
-    opening = enrol.open_class(store, scenario, backend, cap)
-    click.echo(f"{base_url.rstrip('/')}/join/{opening.secret}")
 
 
 #: the commands this module adds to `guestlab`

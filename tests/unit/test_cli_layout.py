@@ -18,7 +18,7 @@ load_all()  # every command, as `--help` loads them; tests below patch what they
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "orchestrator" / "cli"
 #: the modules of the package that may know of classes
-CLASS_MODULES = {"classroom", "class_tables", "serve", "app", "seat_links"}
+CLASS_MODULES = {"classroom", "class_enrol", "class_tables", "serve", "app", "seat_links"}
 
 
 def imported(path: Path) -> set[str]:
