@@ -218,3 +218,67 @@ def test_class_status_shows_each_labs_member() -> None:
     console.print(table)
     text = console.export_text()
     assert "up on glc-1" in text and "up on glc-2 (offline)" in text
+
+
+# -- a member that does not answer ----------------------------------------------------------
+
+
+class Members:
+    """pylxd's client as `Sites.running` sees it: the members' states, the instances, and
+    a machine whose member fails to answer `silent_for` times before it does."""
+
+    def __init__(self, offline: set[str], silent_for: int) -> None:
+        self.offline, self.silent_for = offline, silent_for
+        self.instances = self
+        self.api = self
+        self.cluster = self
+        self.members = self
+
+    def all(self, **_: Any) -> list[Inst]:
+        return [Inst(instance_name(LAB, "clone"), "glc-1")]
+
+    def get(self, **_: Any) -> Any:
+        states = [("glc-1", "Offline" if "glc-1" in self.offline else "Online")]
+        body = {"metadata": [{"server_name": n, "status": s} for n, s in states]}
+        return type("Response", (), {"json": lambda _self: body})()
+
+
+def reach(monkeypatch: pytest.MonkeyPatch, client: Members) -> tuple[Any, list[float]]:
+    """Sites.running on a cluster, where reaching the instance fails while `silent_for`."""
+    from orchestrator.backends.lxd import placing
+
+    slept: list[float] = []
+    monkeypatch.setattr(placing.time, "sleep", slept.append)
+    clock = iter(range(0, 10_000))  # each look at the clock: one second later
+    monkeypatch.setattr(placing.time, "monotonic", lambda: float(next(clock)))
+
+    def running_named(_client: Any, _lab: Any, machine: str, name: str) -> str:
+        if client.silent_for:
+            client.silent_for -= 1
+            raise MemberSilent("LXD could not reach it: an LXD cluster member does not answer")
+        return name
+
+    monkeypatch.setattr(placing, "running_named", running_named)
+    conn = type("Conn", (), {"clustered": True, "client": client})()
+    sites = placing.Sites()
+    sites.view = ClusterView(ttl=0)
+    return sites.running(conn, LAB, "clone"), slept  # type: ignore[arg-type]
+
+
+def test_a_member_listed_online_that_fails_to_answer_is_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # under load, or while the cluster reconnects after losing another member
+    found, slept = reach(monkeypatch, Members(set(), silent_for=2))
+    assert found == instance_name(LAB, "clone") and slept == [1.0, 2.0]
+
+
+def test_a_member_that_never_answers_is_unreachable_and_said_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(MemberUnreachable) as silent:
+        reach(monkeypatch, Members(set(), silent_for=1000))
+    assert silent.value.member == "glc-1" and "does not answer" in str(silent.value)
+    with pytest.raises(MemberUnreachable) as offline:  # LXD lists it offline: at once
+        reach(monkeypatch, Members({"glc-1"}, silent_for=0))
+    assert "which is offline" in str(offline.value)

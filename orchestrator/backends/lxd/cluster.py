@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from orchestrator.backends.contract import LABEL_LAB, LabRef
 from orchestrator.backends.lxd.config import CONFIG_PREFIX, instance_name
 from orchestrator.errors import MemberUnreachable, ProvisioningError
+from orchestrator.messages import _
 
 if TYPE_CHECKING:
     from pylxd import Client
@@ -113,12 +114,20 @@ def lab_member(client: Client, lab_key: str) -> str | None:
     return None
 
 
-def unreachable(member: str, what: str) -> MemberUnreachable:
+def unreachable(member: str, what: str, *, silent: bool = False) -> MemberUnreachable:
+    """`what` cannot be reached: its member is offline, or (`silent`) does not answer."""
+    said = (
+        _("{what} is on LXD cluster member {member}, which does not answer")
+        if silent
+        else _("{what} is on LXD cluster member {member}, which is offline")
+    )
     return MemberUnreachable(
         member,
-        f"{what} is on LXD cluster member {member}, which is offline",
-        hint=f"bring {member} back (its other labs return with it), or `guestlab class up`"
-        " again to re-create its labs on the other members",
+        said.format(what=what, member=member),
+        hint=_(
+            "bring {member} back (its other labs return with it), or `guestlab class up`"
+            " again to re-create its labs on the other members"
+        ).format(member=member),
     )
 
 

@@ -9,6 +9,7 @@ of the cluster path runs for a LXD that is not one: `Connection.clustered` decid
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,10 @@ from orchestrator.backends.lxd.machines import running_instance as running_named
 
 if TYPE_CHECKING:
     from pylxd.models import Instance
+
+
+#: how long a member LXD lists as online may fail to answer before its labs are unreachable
+SILENT_GRACE = 30.0
 
 
 class Sites:
@@ -63,14 +68,23 @@ class Sites:
             return running_named(conn.client, lab, machine)
         what = f"machine `{machine}` of lab `{lab.key}`"
         name = self.name(conn, lab, machine)
-        member = self.view.offline_member_of(conn.client, name)
-        if member:
-            raise unreachable(member, what)
-        try:
-            with api_errors(f"reach {name}", cluster=True):
-                return running_named(conn.client, lab, machine, name)
-        except MemberSilent as exc:  # offline, and LXD has not noticed yet
-            raise unreachable(self.view.location(conn.client, name) or "?", what) from exc
+        deadline, pause = time.monotonic() + SILENT_GRACE, 1.0
+        while True:
+            member = self.view.offline_member_of(conn.client, name)
+            if member:
+                raise unreachable(member, what)
+            try:
+                with api_errors(f"reach {name}", cluster=True):
+                    return running_named(conn.client, lab, machine, name)
+            except MemberSilent as exc:
+                # LXD still lists the member online: it is busy, or reconnecting after
+                # another member's loss, or lost and not noticed yet (LXD's offline
+                # threshold is 20 s): ask again until LXD knows which
+                if time.monotonic() + pause > deadline:
+                    where = self.view.location(conn.client, name) or "?"
+                    raise unreachable(where, what, silent=True) from exc
+                time.sleep(pause)
+                pause = min(2 * pause, 5.0)
 
     # -- creation ----------------------------------------------------------------------------
 
