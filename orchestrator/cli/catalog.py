@@ -65,16 +65,16 @@ def list_cmd(fmt: str, long: bool, lang: str | None) -> None:
 @options.format_option("text", "json")
 @options.lang_option
 def show(scenario: str, fmt: str, lang: str | None) -> None:
-    from orchestrator import views
+    from orchestrator import shown, views
     from orchestrator.scenario import cache
     from orchestrator.scenario.catalog import resolve
     from orchestrator.scenario.model_base import dump
 
-    sc, _key = cache.localized(resolve(scenario), options.lang(lang))
+    sc, key = cache.localized(resolve(scenario), options.lang(lang))
     if fmt == "json":
         click.echo(json.dumps(dump(sc), indent=2))
     else:
-        out.print(views.scenario_view(sc))
+        shown.print_kept(out, key, lambda: views.scenario_view(sc))
 
 
 @command(

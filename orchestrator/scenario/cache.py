@@ -109,14 +109,14 @@ def remembered(parts: Sequence[str], validate: Callable[[], Scenario]) -> Scenar
         return validate()
     key = "\0".join([__version__, schema_hash(), *parts])
     file = folder() / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json"
-    entry = _read(file)
+    entry = read_entry(file)
     if entry is not None and entry.get("key") == key:
         with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
             return _scenario(entry["scenario"])
     scenario = validate()  # a ScenarioError leaves the cache as it was
     data = json.loads(json.dumps(dump(scenario)))  # as the entry will give it back
     if _scenario(data) == scenario:  # the round trip gives back what was validated
-        _write(file, {"key": key, "scenario": data})
+        write_entry(file, {"key": key, "scenario": data})
     return scenario
 
 
@@ -166,7 +166,7 @@ def _value(tp: Any, value: Any) -> Any:
     return value
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def read_entry(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -174,7 +174,7 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _write(path: Path, entry: dict[str, Any]) -> None:
+def write_entry(path: Path, entry: dict[str, Any]) -> None:
     """Whole or not at all (a temporary file renamed), then the oldest entries beyond
     MAX_ENTRIES removed; a cache that cannot be written only makes the next run slower."""
     with contextlib.suppress(OSError):

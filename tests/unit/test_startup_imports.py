@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: what costs start-up most: the scenario format, engine SDKs, the web server
 HEAVY = {"pydantic", "yaml", "jinja2", "docker", "requests", "urllib3", "pylxd", "vagrant"}
 SERVER = {"starlette", "uvicorn", "asyncssh"}
-WEB = {*SERVER, "markdown_it"}  # `show` renders Markdown; the others do not need it
+WEB = {*SERVER, "markdown_it"}  # only a first `show` renders Markdown
 
 
 #: what reading a scenario from the cache of validated ones does without
@@ -98,9 +98,8 @@ def test_show_of_an_unchanged_file_reads_no_yaml_pydantic_nor_templates(tmp_path
     again = modules(["show", "machine-id-clone"], tmp_path)
     assert "orchestrator.scenario.model" in again  # it did build the scenario
     packages = {name.split(".")[0] for name in again}
-    assert not packages & (FORMAT | ENGINES | SERVER), sorted(
-        packages & (FORMAT | ENGINES | SERVER)
-    )
+    assert not packages & (FORMAT | ENGINES | WEB), sorted(packages & (FORMAT | ENGINES | WEB))
+    assert "rich.markdown" not in again  # its text was kept (orchestrator/shown.py)
 
 
 def lab_not_up(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,9 +140,7 @@ def test_a_lab_opens_without_yaml_pydantic_templates_an_engine_sdk_or_grading(
     # it did open the lab: its scenario, and the backend that holds it
     assert {"orchestrator.scenario.model", "orchestrator.backends.docker.backend"} <= found
     packages = {name.split(".")[0] for name in found}
-    assert not packages & (FORMAT | ENGINES | SERVER), sorted(
-        packages & (FORMAT | ENGINES | SERVER)
-    )
+    assert not packages & (FORMAT | ENGINES | WEB), sorted(packages & (FORMAT | ENGINES | WEB))
     assert "orchestrator.checks" not in found  # `check` loads it after its first engine call
 
 
