@@ -19,6 +19,8 @@ import stat
 from dataclasses import dataclass
 
 from orchestrator.backends.contract import FileProbe
+from orchestrator.errors import MachineUnavailable, ProvisioningError
+from orchestrator.messages import _
 
 SYS_OPENAT2 = 437  # the same number on every architecture (it came after the unification)
 RESOLVE_NO_XDEV = 0x01
@@ -220,3 +222,27 @@ def unstage_in(pid: int, path: str) -> None:
         unstage(root, path)
     finally:
         root.close()
+
+
+def read_machine(pid: int, machine: str, path: str, limit: int) -> FileProbe:
+    """`read_in`; what the host cannot open becomes MachineUnavailable naming `machine`."""
+    try:
+        return read_in(pid, path, limit)
+    except OSError as e:
+        raise MachineUnavailable(
+            _("reading {path} in {machine}: {strerror}").format(
+                path=path, machine=machine, strerror=e.strerror
+            )
+        ) from None
+
+
+def stage_machine(pid: int, machine: str, name: str, data: bytes) -> str:
+    """`stage_in`; what the host cannot write becomes a ProvisioningError naming `machine`."""
+    try:
+        return stage_in(pid, name, data)
+    except OSError as e:
+        raise ProvisioningError(
+            _("copying {name} into {machine}: {strerror}").format(
+                name=name, machine=machine, strerror=e.strerror
+            )
+        ) from None

@@ -84,6 +84,16 @@ def test_a_tool_staged_in_the_root_is_removed_after(root: tuple[inroot.Root, Pat
     assert not any(p.name.startswith(".guestlab-") for p in tree.iterdir())
 
 
+def test_a_machine_whose_init_is_gone_is_named_in_the_error() -> None:
+    from orchestrator.errors import MachineUnavailable, ProvisioningError
+
+    gone = 2**22 + 1  # above pid_max's default ceiling: no such process
+    with pytest.raises(MachineUnavailable, match="reading /etc/hostname in web"):
+        inroot.read_machine(gone, "web", "/etc/hostname", 100)
+    with pytest.raises(ProvisioningError, match="copying busybox into web"):
+        inroot.stage_machine(gone, "web", "busybox", b"\x7fELF")
+
+
 class Reader:
     """A FileReader over a dict of paths."""
 

@@ -77,27 +77,13 @@ class LxdFiles:
         pid = self._init_pid(lab, machine)
         if pid is None:
             return None
-        try:
-            return inroot.read_in(pid, path, limit)
-        except OSError as e:
-            raise MachineUnavailable(
-                _("reading {path} in {machine}: {strerror}").format(
-                    path=path, machine=machine, strerror=e.strerror
-                )
-            ) from None
+        return inroot.read_machine(pid, machine, path, limit)
 
     def stage_tool(self, lab: LabRef, machine: str, name: str, data: bytes) -> str | None:
         pid = self._init_pid(lab, machine)
         if pid is None:
             return None
-        try:
-            return inroot.stage_in(pid, name, data)
-        except OSError as e:
-            raise ProvisioningError(
-                _("copying {name} into {machine}: {strerror}").format(
-                    name=name, machine=machine, strerror=e.strerror
-                )
-            ) from None
+        return inroot.stage_machine(pid, machine, name, data)
 
     def unstage_tool(self, lab: LabRef, machine: str, path: str) -> None:
         try:

@@ -68,7 +68,7 @@ from orchestrator.backends.nspawn.machines import (
     save_meta,
 )
 from orchestrator.backends.nspawn.store import Trees, base_tree, remove_base_tree, store_root
-from orchestrator.errors import GuestlabError, MachineUnavailable, ProvisioningError, UsageError
+from orchestrator.errors import GuestlabError, ProvisioningError, UsageError
 from orchestrator.messages import _
 
 #: what a machine directory may hold besides meta.json and logs, removed one by one
@@ -321,24 +321,10 @@ class NspawnBackend:
     def read_file(self, lab: LabRef, machine: str, path: str, limit: int) -> FileProbe:
         # the machine's root as its init sees it (its /run and /tmp included), opened on the
         # host; openat2 resolves every link inside it
-        try:
-            return inroot.read_in(self._init(lab, machine), path, limit)
-        except OSError as e:
-            raise MachineUnavailable(
-                _("reading {path} in {machine}: {strerror}").format(
-                    path=path, machine=machine, strerror=e.strerror
-                )
-            ) from None
+        return inroot.read_machine(self._init(lab, machine), machine, path, limit)
 
     def stage_tool(self, lab: LabRef, machine: str, name: str, data: bytes) -> str:
-        try:
-            return inroot.stage_in(self._init(lab, machine), name, data)
-        except OSError as e:
-            raise ProvisioningError(
-                _("copying {name} into {machine}: {strerror}").format(
-                    name=name, machine=machine, strerror=e.strerror
-                )
-            ) from None
+        return inroot.stage_machine(self._init(lab, machine), machine, name, data)
 
     def unstage_tool(self, lab: LabRef, machine: str, path: str) -> None:
         with contextlib.suppress(GuestlabError):
