@@ -272,6 +272,8 @@ class NspawnBackend:
         for meta in metas:
             self._discard(Path(meta["dir"]), stopped=True)
         self.trees.remove(ldir)  # only stray files remain
+        with contextlib.suppress(OSError):  # the store's folder, once its last lab is gone
+            self._machines().rmdir()
         return found
 
     def find(self, lab: LabRef | None = None) -> dict[str, FoundResources]:
@@ -362,8 +364,14 @@ class NspawnBackend:
     def _new_machine_dir(self, spec: MachineSpec) -> Path:
         mdir = self.machine_dir(spec.lab, spec.name)
         refuse_existing(spec.lab, spec.name, exists=mdir.exists())
-        paths.ensure(mdir.parent)
-        mdir.mkdir()
+        for attempt in range(3):  # another lab's `down` may remove an empty store folder
+            try:
+                paths.ensure(mdir.parent)
+                mdir.mkdir()
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
         # Written before anything runs, so a crash at any later point leaves a findable lab.
         save_meta(mdir, fresh_meta(spec, mdir, machined=self._machined, store=self.trees.kind))
         return mdir
