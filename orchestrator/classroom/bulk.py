@@ -204,7 +204,7 @@ def up_one(
     try:
         lab = p.labs[s.id]
         try:
-            place(lab.backends, lab.ref, s.lxd_target or None)
+            moved = place(lab.backends, lab.ref, s.lxd_target or None)
             placement.forget_lost(lab, own)
             result, claimed = pool.up(
                 lab,
@@ -225,6 +225,8 @@ def up_one(
             return failed(s.id, e, started)
         ClassStore(own.db).set_member(p.class_id, s.id, "up", baseline=baseline)
         detail = _("already up") if result.already_up else _("up")
+        if moved and not result.already_up:
+            detail = f"{detail} ({moved})"
         return Outcome(s.id, True, detail, time.monotonic() - started)
     finally:
         own.close()

@@ -68,9 +68,11 @@ def up(
     language = options.lab_language(lang, _remembered(store, scenario, who))
     messages.use(language)
     lab = lifecycle.prepare(scenario, who, backend, language)
-    place(lab.backends, lab.ref, lxd_target)
+    moved = place(lab.backends, lab.ref, lxd_target)
     where = _("{lab} on {backend}").format(lab=lab.ref.key, backend=lab.backend.name)
     out.print(f"[bold]{lab.scenario.metadata.title}[/] [dim]({where})[/]")
+    if moved:
+        err.print(f"[yellow]{escape(moved)}[/]")
     result, claimed = pool.up(
         lab,
         store,

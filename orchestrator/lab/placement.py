@@ -14,13 +14,28 @@ from orchestrator.errors import UsageError
 from orchestrator.messages import _
 
 
-def place(backends: Sequence[Backend], ref: LabRef, member: str | None) -> None:
-    """Ask for the lab's machines on cluster member `member` (None: the engine's choice)."""
+def place(backends: Sequence[Backend], ref: LabRef, member: str | None) -> str | None:
+    """Ask for the lab's machines on cluster member `member` (None: the engine's choice).
+    A member that is offline cannot take a lab: the engine chooses, and the sentence
+    returned says so (a student pinned to a lost member gets a lab on another)."""
     placeable = [b for b in backends if isinstance(b, Members)]
     if member:
         require_cluster(placeable)
+    note = None
     for backend in placeable:
-        backend.place(ref, member)
+        wanted = member
+        if member and member in _offline(backend):
+            wanted = None
+            note = _("{member} is offline: the lab goes where LXD places it").format(member=member)
+        backend.place(ref, wanted)
+    return note
+
+
+def _offline(backend: Members) -> set[str]:
+    try:
+        return backend.offline_members() if backend.clustered() else set()
+    except Exception:  # a cluster that cannot say: the wanted member is tried, and says
+        return set()
 
 
 def require_cluster(backends: Sequence[Backend]) -> None:

@@ -43,14 +43,15 @@ def test_a_class_spreads_over_the_cluster_and_survives_a_member_lost(
     record_property("cluster_setup_s", round(cluster.setup_seconds, 1))
     students = [student_id() for _ in range(9)]
     roster = tmp_path / "class.csv"
-    lines = [f"{s},Student {s},,{'glc-3' if n == 0 else ''}" for n, s in enumerate(students)]
+    pinned = {0: "glc-3", 1: "glc-2"}  # the roster's lxd_target; glc-2 is lost below
+    lines = [f"{s},Student {s},,{pinned.get(n, '')}" for n, s in enumerate(students)]
     roster.write_text("id,name,email,lxd_target\n" + "\n".join(lines) + "\n")
     stopped: list[str] = []
     try:
         run(cluster, "class", "up", SCENARIO, "--roster", str(roster), "--backend", "lxd",
             "--parallel", "9")  # fmt: skip
         placed = where(cluster)
-        assert placed[students[0]] == "glc-3"  # the roster's lxd_target
+        assert (placed[students[0]], placed[students[1]]) == ("glc-3", "glc-2")
         assert set(placed.values()) == set(MEMBERS), placed  # LXD spread the others
         # each lab's machine and its clone (an LXD copy) are on one member
         members_of = cluster.labs()
@@ -61,7 +62,7 @@ def test_a_class_spreads_over_the_cluster_and_survives_a_member_lost(
         assert rows[students[0]]["total"] == rows[students[0]]["max_total"]
 
         # a member lost mid-class: the others are graded, its labs are unreachable
-        lost = next(m for m in ("glc-2", "glc-1") if m in placed.values())
+        lost = "glc-2"
         on_lost = [s for s in students if placed[s] == lost]
         cluster.member("stop", lost)
         stopped.append(lost)
@@ -82,6 +83,7 @@ def test_a_class_spreads_over_the_cluster_and_survives_a_member_lost(
         # `class up` again: only those labs, made again on the other members
         out = run(cluster, "class", "up", SCENARIO, "--roster", str(roster), "--backend", "lxd")
         assert out.count("already up") == len(students) - len(on_lost)
+        assert out.count(f"{lost} is offline") == 1  # the student pinned to it, told
         moved = where(cluster)
         assert all(moved[s] in set(MEMBERS) - {lost} for s in on_lost), moved
         code, rows = book(cluster)

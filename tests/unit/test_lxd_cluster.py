@@ -282,3 +282,13 @@ def test_a_member_that_never_answers_is_unreachable_and_said_so(
     with pytest.raises(MemberUnreachable) as offline:  # LXD lists it offline: at once
         reach(monkeypatch, Members({"glc-1"}, silent_for=0))
     assert "which is offline" in str(offline.value)
+
+
+def test_a_student_pinned_to_a_lost_member_gets_a_lab_elsewhere_and_is_told() -> None:
+    from orchestrator.lab.placement import place
+
+    cluster = Engine(True)  # glc-2 is offline
+    assert place([cluster], LAB, "glc-3") is None
+    note = place([cluster], LAB, "glc-2")
+    assert cluster.placed == [(LAB.key, "glc-3"), (LAB.key, None)]
+    assert note and "glc-2 is offline" in note
