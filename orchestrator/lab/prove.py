@@ -85,6 +85,26 @@ def prove(ref: str, backend: str | None, store: Store, reporter: Reporter) -> Pr
 def prove_lab(lab: Lab, store: Store, reporter: Reporter) -> Proof:
     """Prove a prepared lab; its student must be one nobody uses (`prove_student`)."""
     proof = Proof(lab.scenario.id, lab.backend.name, lab.ref.student)
+    step = _stepper(proof, reporter)
+    try:
+        if step("up", lambda: _up(lab, store, reporter)):
+            _prove_tasks(lab, store, reporter, step)
+    finally:
+        step(_("down leaves nothing"), lambda: _down(lab, store))
+    return proof
+
+
+def prove_up_lab(lab: Lab, store: Store, reporter: Reporter) -> Proof:
+    """The proof's steps between up and down, on a lab just brought up that nobody has
+    worked on; it ends reset. For a test that goes on with the same machines (a VM
+    booted once for the proof and the test), and then owes `down` its own check."""
+    proof = Proof(lab.scenario.id, lab.backend.name, lab.ref.student)
+    _prove_tasks(lab, store, reporter, _stepper(proof, reporter))
+    return proof
+
+
+def _stepper(proof: Proof, reporter: Reporter) -> Callable[[str, Callable[[], str | None]], bool]:
+    """A function that runs one named step of `proof`, records it and says if it held."""
 
     def step(name: str, fn: Callable[[], str | None]) -> bool:
         # a line, not a Reporter step: the lifecycle's own steps run inside these
@@ -97,12 +117,7 @@ def prove_lab(lab: Lab, store: Store, reporter: Reporter) -> Proof:
         proof.steps.append(StepResult(name, not problem, time.monotonic() - started, problem or ""))
         return not problem
 
-    try:
-        if step("up", lambda: _up(lab, store, reporter)):
-            _prove_tasks(lab, store, reporter, step)
-    finally:
-        step(_("down leaves nothing"), lambda: _down(lab, store))
-    return proof
+    return step
 
 
 def _prove_tasks(

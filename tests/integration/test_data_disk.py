@@ -2,11 +2,13 @@
 emulation): wrong answers, runtime-only answers and hand-made imitations fail, and `gc`
 removes the extra disk of a lab whose store record and directory are gone.
 
-`guestlab prove data-disk` (every solution passes, the last one through a real reboot;
-reset fails them again) runs in test_scenarios.py. Here each case changes one thing in
-a solved lab; the cases that only a reboot can tell apart are graded through one, the
-others (fstab-made states that a reboot mounts again as they are) through the checks'
-own verdicts without it, beside the solved state's passing verdicts.
+`guestlab prove`'s steps (every solution passes, the last one through a real reboot;
+reset fails them again) run first, on this module's VM (test_scenarios.py leaves this
+lab to here: one boot for both); the fixture's end checks that down and gc leave
+nothing. Then each case changes one thing in a solved lab; the cases that only a reboot
+can tell apart are graded through one, the others (fstab-made states that a reboot
+mounts again as they are) through the checks' own verdicts without it, beside the
+solved state's passing verdicts.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from orchestrator import lab as lifecycle
 from orchestrator import teardown
 from orchestrator.backends.vagrant import libvirt
 from orchestrator.backends.vagrant.host import domain_prefix, lab_dir
+from orchestrator.lab.prove import prove_up_lab
 from orchestrator.state import Store
 from tests.integration.conftest import engine, student_id
 
@@ -94,9 +97,17 @@ def disk_lab() -> Iterator[Lab]:
         teardown.down(lab.ref, [b.name for b in lab.backends], store)  # idempotent
         store.close()
     assert lab.ref.key in removed.get("vagrant", {}), removed
+    assert all(b.find(lab.ref) == {} for b in lab.backends)
     prefix = domain_prefix(lab.ref)
     left = [v for v in libvirt.virsh("vol-list", libvirt.POOL).split() if v.startswith(prefix)]
     assert left == [], left
+
+
+def test_the_lab_is_proven_on_the_module_vm(disk_lab: Lab) -> None:
+    proof = prove_up_lab(disk_lab.lab, disk_lab.store, lifecycle.Silent())
+    assert proof.ok, "\n".join(f"{s.name}: {'ok' if s.ok else s.detail}" for s in proof.steps)
+    assert proof.steps[-1].name == "every task fails after reset"
+    assert f"{MOUNT} passes after its solution and a reboot" in [s.name for s in proof.steps]
 
 
 def test_the_vm_has_its_data_disk_and_wrong_answers_to_find_it_fail(disk_lab: Lab) -> None:
