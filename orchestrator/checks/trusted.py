@@ -33,7 +33,7 @@ from orchestrator.backends.contract import (
     LabRef,
     ToolStager,
 )
-from orchestrator.checks import tamper
+from orchestrator.checks import kernel_views, tamper
 from orchestrator.checks.batch import BATCH_SIZE, execute_batch
 from orchestrator.checks.form import Outcome, Probe, Tampered, Unreachable, sh
 from orchestrator.checks.reads import read_probe
@@ -142,26 +142,40 @@ def unstage(backend: Any, lab: LabRef, machine: str, tool: str) -> None:
 
 @dataclass(frozen=True)
 class Guard:
-    """The machine binaries of one machine's probes, and the image to compare them with."""
+    """The machine binaries of one machine's probes, and the image to compare them with;
+    on a VM, also the mounts over its kernel's views (kernel_views.py)."""
 
     words: tuple[tuple[str, ...], ...]  # per probe of the batch, in order
     manifest: Manifest | None
+    vm: bool = False
 
     def probe(self, machine: str) -> Probe | None:
         every = [w for ws in self.words for w in ws]
-        if self.manifest is None or not every:
+        binaries = self.manifest is not None and bool(every)
+        if not binaries and not (self.vm and self.words):
             return None
-        script = tamper.integrity_script(self.manifest.libraries)
-        return Probe(machine, sh(script, *tamper.candidates(dict.fromkeys(every), self.manifest)))
+        script = "exit 0"
+        if self.manifest is not None and every:
+            script = tamper.integrity_script(self.manifest.libraries)
+        if self.vm:
+            script = f"{kernel_views.SCRIPT}; {script}"
+        paths = tamper.candidates(dict.fromkeys(every), self.manifest) if binaries else []
+        return Probe(machine, sh(script, *paths))
 
     def verdicts(self, seen: Outcome | None) -> list[str | None]:
         """Per probe: None, or why its result cannot be trusted."""
-        if self.manifest is None:
+        if self.manifest is None and not self.vm:
             return [None] * len(self.words)
         why = unverified(seen)
         if why:
             problem = f"the machine's binaries could not be verified against the image ({why})"
-            return [problem if ws else None for ws in self.words]
+            return [problem if ws or self.vm else None for ws in self.words]
+        assert seen is not None  # unverified says so otherwise
+        hidden = kernel_views.covered(kernel_views.parse(seen.stdout)) if self.vm else None
+        if hidden:  # what the kernel shows is covered: no probe of this machine holds
+            return [hidden] * len(self.words)
+        if self.manifest is None:
+            return [None] * len(self.words)
         found = tamper.Seen.parse(seen.stdout)
         return [tamper.tampered(ws, found, self.manifest) for ws in self.words]
 
@@ -196,7 +210,8 @@ def run_machine(
     ]
     rest = [i for i in range(len(items)) if i not in engine]
     batch = [items[i] for i in rest]
-    guard = Guard(tuple(words_of(p) for p, _t in batch), _manifest(runner, backend, machine))
+    vm = "vm" in getattr(backend, "capabilities", ())
+    guard = Guard(tuple(words_of(p) for p, _t in batch), _manifest(runner, backend, machine), vm)
     check = guard.probe(machine)
     if check is not None:
         batch.append((check, max(t for _p, t in items)))

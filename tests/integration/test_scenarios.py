@@ -29,7 +29,10 @@ def _marks(path, backend):  # type: ignore[no-untyped-def]
 
 #: labs whose proof runs in a test module of their own, on the VM that module's tests go
 #: on with (a VM boot and its reboots are minutes under emulation: one boot for both)
-PROVEN_IN = {("data-disk", "vagrant"): "test_data_disk.py"}
+PROVEN_IN = {
+    ("data-disk", "vagrant"): "test_data_disk.py",
+    ("guest-drivers", "vagrant"): "test_guest_drivers.py",
+}
 
 CASES = [
     pytest.param(path, backend, id=f"{path.stem}-{backend}", marks=_marks(path, backend))
