@@ -1,0 +1,169 @@
+"""The vm-or-container lab on Docker with its VM beside (one boot): `guestlab prove`'s steps
+first (test_scenarios.py leaves this lab on Docker to here), then for each task plausible
+wrong answers and imitations of what the checks read, each of which must fail.
+
+Root in the VM can mount over what its kernel shows (a /proc/cpuinfo without the
+hypervisor flag, a DMI field of its own): the trusted shell reports such mounts
+(kernel_views.py). Root in a Docker container cannot mount at all (no CAP_SYS_ADMIN).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from orchestrator import lab as lifecycle
+from orchestrator import teardown
+from orchestrator.lab.prove import prove_up_lab
+from orchestrator.state import Store
+from tests.integration.conftest import engine, student_id
+
+pytestmark = [pytest.mark.docker, pytest.mark.vagrant]
+
+SCENARIO = "vm-or-container"
+DETECT, FLAG, FIRMWARE, PID_ONE = "detect", "hypervisor-flag", "firmware", "pid-one"
+#: the sysfs file of each DMI field the lab may ask for
+DMI_FILE = {
+    "system-manufacturer": "sys_vendor",
+    "system-product-name": "product_name",
+    "bios-vendor": "bios_vendor",
+    "bios-version": "bios_version",
+}
+
+
+class Lab:
+    """The module's one lab: commands in its machines, its checks."""
+
+    def __init__(self, lab: Any, store: Store) -> None:
+        self.lab, self.store = lab, store
+
+    def sh(self, machine: str, script: str) -> str:
+        res = self.lab.exec(self.lab.ref, machine, ["sh", "-c", script], timeout=120)
+        assert res.ok, res
+        return str(res.stdout)
+
+    def task(self, task: str) -> Any:
+        record = self.store.lab(self.lab.ref.key)
+        assert record is not None
+        [result] = lifecycle.check(self.lab, record, self.store, [task]).tasks
+        return result
+
+    def passes(self, task: str) -> bool:
+        return bool(self.task(task).passed)
+
+    def solve(self, task: str) -> None:
+        record = self.store.lab(self.lab.ref.key)
+        assert record is not None
+        lifecycle.solve(self.lab, record, self.store, [task])
+
+    def answer(self, machine: str, name: str, text: str) -> None:
+        self.sh(machine, f"printf '%s\\n' '{text}' > /root/{name}")
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    engine("docker")
+    engine("vagrant")
+    store = Store()
+    prepared = lifecycle.prepare(SCENARIO, student_id(), "docker")
+    try:
+        lifecycle.up(prepared, store, lifecycle.Silent())
+        yield Lab(prepared, store)
+    finally:
+        teardown.down(prepared.ref, [b.name for b in prepared.backends], store)
+        store.close()
+    assert all(b.find(prepared.ref) == {} for b in prepared.backends)
+
+
+def test_the_lab_is_proven_on_the_module_machines(lab: Lab) -> None:
+    proof = prove_up_lab(lab.lab, lab.store, lifecycle.Silent())
+    assert proof.ok, "\n".join(f"{s.name}: {'ok' if s.ok else s.detail}" for s in proof.steps)
+    assert proof.steps[-1].name == "every task fails after reset"
+
+
+def test_a_wrong_technology_or_kind_fails_even_with_a_fake_detector(lab: Lab) -> None:
+    lab.solve(DETECT)
+    assert lab.passes(DETECT)
+    wrong = {("alpha", "virt", "lxc"), ("alpha", "kind", "vm"), ("charlie", "kind", "container")}
+    for machine, name, value in wrong:
+        lab.solve(DETECT)
+        lab.answer(machine, name, value)
+        assert not lab.passes(DETECT), (machine, name, value)
+    # the VM's detector made to agree with a wrong answer: the checks ask the host
+    lab.solve(DETECT)
+    lab.sh("charlie", "printf '#!/bin/sh\\necho vmware\\n' > /usr/local/bin/systemd-detect-virt")
+    lab.sh("charlie", "chmod 755 /usr/local/bin/systemd-detect-virt")
+    lab.answer("charlie", "virt", "vmware")
+    assert not lab.passes(DETECT)
+    lab.sh("charlie", "rm /usr/local/bin/systemd-detect-virt")
+
+
+def test_the_flag_flipped_or_hidden_by_a_mount_fails(lab: Lab) -> None:
+    lab.solve(FLAG)
+    assert lab.passes(FLAG)
+    for machine in ("alpha", "charlie"):
+        said = lab.sh(machine, "cat /root/hypervisor-flag").strip()
+        lab.answer(machine, "hypervisor-flag", {"yes": "no", "no": "yes"}[said])
+        assert not lab.passes(FLAG), machine
+        lab.solve(FLAG)
+    for machine, wrong in (("alpha", "guest"), ("charlie", "host")):
+        lab.answer(machine, "flag-describes", wrong)
+        assert not lab.passes(FLAG), machine
+        lab.solve(FLAG)
+    # the VM's cpuinfo without the flag, bound over the kernel's, and an answer to match
+    lab.sh(
+        "charlie",
+        "sed 's/ hypervisor//' /proc/cpuinfo > /root/cpuinfo && "
+        "mount --bind /root/cpuinfo /proc/cpuinfo",
+    )
+    lab.answer("charlie", "hypervisor-flag", "no")
+    try:
+        result = lab.task(FLAG)
+    finally:
+        lab.sh("charlie", "umount /proc/cpuinfo")
+    messages = " ".join(c.message for c in result.checks)
+    assert not result.passed and "mounted over /proc/cpuinfo" in messages, messages
+    # root in a Docker container cannot mount at all
+    res = lab.lab.exec(lab.lab.ref, "alpha", ["mount", "--bind", "/root", "/proc"], timeout=60)
+    assert not res.ok
+
+
+def test_another_dmi_field_or_a_bound_one_fails(lab: Lab) -> None:
+    field = DMI_FILE[lab.lab.params["dmi_field"]]
+    others = [f for f in DMI_FILE.values() if f != field]
+    lab.solve(FIRMWARE)
+    assert lab.passes(FIRMWARE)
+    mine = lab.sh("charlie", "cat /root/dmi").strip()
+    values = [lab.sh("charlie", f"cat /sys/class/dmi/id/{o}").strip() for o in others]
+    lab.answer("charlie", "dmi", next(v for v in values if v != mine))  # another field
+    assert not lab.passes(FIRMWARE)
+    # a value of the student's own bound over the field, and the answer to match
+    lab.sh(
+        "charlie", f"echo ACME > /root/field && mount --bind /root/field /sys/class/dmi/id/{field}"
+    )
+    lab.answer("charlie", "dmi", "ACME")
+    try:
+        result = lab.task(FIRMWARE)
+    finally:
+        lab.sh("charlie", f"umount /sys/class/dmi/id/{field}")
+    messages = " ".join(c.message for c in result.checks)
+    assert not result.passed and "is mounted over /sys" in messages, messages
+
+
+def test_the_wrong_pid_one_or_container_variable_fails(lab: Lab) -> None:
+    lab.solve(PID_ONE)
+    assert lab.passes(PID_ONE)
+    pid1 = {m: lab.sh(m, "cat /root/pid1").strip() for m in ("alpha", "bravo", "charlie")}
+    assert pid1["alpha"] == pid1["charlie"] == "systemd" and pid1["bravo"] != "systemd"
+    wrong = [
+        ("bravo", "pid1", "systemd"),  # an application container has no init
+        ("bravo", "pid1", "init"),
+        ("charlie", "container-var", "docker"),  # a VM's PID 1 has no such variable
+        ("alpha", "container-var", "none"),
+    ]
+    for machine, name, value in wrong:
+        lab.answer(machine, name, value)
+        assert not lab.passes(PID_ONE), (machine, name, value)
+        lab.solve(PID_ONE)
