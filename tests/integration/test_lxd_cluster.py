@@ -4,6 +4,8 @@ mid-class and back: one test, as the steps depend on each other and the cluster 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import CLUSTER_GROUP
-from tests.integration.conftest import guestlab, student_id
+from tests.integration.conftest import GUESTLAB, guestlab, student_id
 from tests.integration.lxd_cluster import MEMBERS, Cluster
 
 pytestmark = [pytest.mark.lxd, pytest.mark.xdist_group(CLUSTER_GROUP)]
@@ -56,6 +58,17 @@ def test_a_class_spreads_over_the_cluster_and_survives_a_member_lost(
         # each lab's machine and its clone (an LXD copy) are on one member
         members_of = cluster.labs()
         assert len(members_of) == 9 and all(len(m) == 1 for m in members_of.values())
+        # a piped `exec` runs LXD's own client, aimed at the cluster (remote_cli.py)
+        piped = subprocess.run(
+            [*GUESTLAB, "exec", SCENARIO, "clone", "--student", students[1], "--", "sh", "-c",
+             "cat > /root/piped"],
+            input="through the cluster\n", capture_output=True, text=True, timeout=300,
+            env={**os.environ, **cluster.env},
+        )  # fmt: skip
+        assert piped.returncode == 0, piped.stderr
+        said = run(cluster, "exec", SCENARIO, "clone", "--student", students[1], "--", "cat",
+                   "/root/piped")  # fmt: skip
+        assert said == "through the cluster\n"
         run(cluster, "solve", SCENARIO, "--student", students[0])
         code, rows = book(cluster)
         assert code == 0, {s: r["error"] for s, r in rows.items() if r["error"]}

@@ -15,6 +15,7 @@ images (image.py), removal (cleanup.py) and what guestlab does on the LXD host i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ from orchestrator.backends.contract import (
     MachineSpec,
     Progress,
 )
+from orchestrator.backends.lxd import remote_cli
 from orchestrator.backends.lxd.boot import settle, wait_ready
 from orchestrator.backends.lxd.cleanup import delete_instance, drop_exec_logs
 from orchestrator.backends.lxd.config import (
@@ -330,10 +332,17 @@ class LxdBackend(LxdFiles):
         return out
 
     def shell_argv(self, lab: LabRef, machine: str) -> list[str]:
-        return ["lxc", "exec", instance_name(lab, machine), "--", "bash", "-l"]
+        return [*self._lxc_exec(lab, machine), "--", "bash", "-l"]
 
     def attach_argv(
         self, lab: LabRef, machine: str, argv: Sequence[str], *, tty: bool
     ) -> list[str]:
         mode = "--force-interactive" if tty else "--force-noninteractive"
-        return ["lxc", "exec", mode, instance_name(lab, machine), "--", *argv]
+        return [*self._lxc_exec(lab, machine, mode), "--", *argv]
+
+    def _lxc_exec(self, lab: LabRef, machine: str, *options: str) -> list[str]:
+        """`lxc exec` of the machine's instance on the LXD guestlab uses (remote_cli.py)."""
+        if not os.environ.get("GUESTLAB_LXD_ENDPOINT"):  # the host's: no API call needed
+            return remote_cli.lxc("exec", *options, instance=instance_name(lab, machine))
+        name = self._sites.name(self._connection(), lab, machine)
+        return remote_cli.lxc("exec", *options, instance=name)
