@@ -97,7 +97,7 @@ async def _serve(config: ServeConfig, listen: Listen, sock: socket.socket) -> No
         await server.serve(sockets=[sock])
     finally:
         if door is not None:
-            door.close()
+            await door.close()
 
 
 def run(config: ServeConfig, listen: Listen, sock: socket.socket) -> None:

@@ -293,13 +293,13 @@ async def start_ssh_door(
     presence: Presence,
     *,
     limits: DoorLimits | None = None,
-) -> asyncssh.SSHAcceptor:
-    """Listen on host:port; the door lives until the acceptor returned is closed."""
+) -> OpenDoor:
+    """Listen on host:port; the door lives until `close` of what is returned."""
     limits = limits or DoorLimits()
     key = await asyncio.to_thread(host_key, paths.home())
     door = Door(store_path, presence, limits)
     log_refusals()
-    return await asyncssh.listen(
+    acceptor = await asyncssh.listen(
         host,
         port,
         server_factory=lambda: DoorServer(door),
@@ -316,3 +316,23 @@ async def start_ssh_door(
         keepalive_interval=30,
         keepalive_count_max=4,
     )
+    return OpenDoor(acceptor, door)
+
+
+class OpenDoor:
+    """A listening door: its port, and a close that lets sessions' endings finish."""
+
+    def __init__(self, acceptor: asyncssh.SSHAcceptor, door: Door) -> None:
+        self.acceptor, self.door = acceptor, door
+
+    def get_port(self) -> int:
+        return int(self.acceptor.get_port())
+
+    async def close(self) -> None:
+        """Stop listening, then wait (at most END_TIMEOUT) for what ended sessions still
+        end in their machines: stopped with the loop, they would leave processes there."""
+        self.acceptor.close()
+        await self.acceptor.wait_closed()
+        pending = list(self.door.endings)
+        if pending:
+            await asyncio.wait(pending, timeout=END_TIMEOUT)

@@ -41,8 +41,8 @@ class DoorThread:
         self.thread.start()
         self.presence = Presence()
         store = paths.home() / "state.db"
-        self.acceptor = self.call(start_ssh_door("127.0.0.1", 0, store, self.presence))
-        self.port = self.acceptor.get_port()
+        self.opened = self.call(start_ssh_door("127.0.0.1", 0, store, self.presence))
+        self.port = self.opened.get_port()
         key = host_key(paths.home()).export_public_key().decode().strip()
         with known_hosts.open("a") as f:
             f.write(f"[127.0.0.1]:{self.port} {key}\n")
@@ -52,11 +52,7 @@ class DoorThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
 
     def stop(self) -> None:
-        async def close() -> None:
-            self.acceptor.close()
-            await self.acceptor.wait_closed()
-
-        self.call(close())
+        self.call(self.opened.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 
