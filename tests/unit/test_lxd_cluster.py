@@ -292,3 +292,43 @@ def test_a_student_pinned_to_a_lost_member_gets_a_lab_elsewhere_and_is_told() ->
     note = place([cluster], LAB, "glc-2")
     assert cluster.placed == [(LAB.key, "glc-3"), (LAB.key, None)]
     assert note and "glc-2 is offline" in note
+
+
+def test_an_instance_a_returning_member_started_again_is_stopped_again_and_deleted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pylxd.exceptions import LXDAPIException
+
+    from orchestrator.backends.lxd import cleanup
+
+    class Refused:
+        status_code = 400
+
+        def json(self) -> dict[str, str]:
+            return {"error": "Instance is running"}
+
+    class Instance:
+        """Started again by its member's LXD once, right after the first stop."""
+
+        def __init__(self) -> None:
+            self.status, self.stops, self.deleted, self.snapshots = "Running", 0, False, self
+
+        def sync(self) -> None:
+            pass
+
+        def all(self) -> list[Any]:
+            return []
+
+        def stop(self, **_: Any) -> None:
+            self.stops += 1
+            self.status = "Running" if self.stops == 1 else "Stopped"
+
+        def delete(self, **_: Any) -> None:
+            if self.status == "Running":
+                raise LXDAPIException(Refused())
+            self.deleted = True
+
+    monkeypatch.setattr(cleanup.time, "sleep", lambda _s: None)
+    inst = Instance()
+    cleanup.delete_instance(inst)  # type: ignore[arg-type]
+    assert inst.deleted and inst.stops == 2

@@ -31,7 +31,9 @@ def delete_instance(inst: Instance, attempts: int = 30) -> None:
 
     A guestlab killed while taking a snapshot leaves LXD finishing it on its own; until
     it has, LXD refuses to touch the instance ("busy running a create operation", "volume
-    that has snapshots").
+    that has snapshots"). A cluster member that comes back starts the instances that ran
+    when it was lost, maybe just after the stop here ("Instance is running"): stopped
+    again.
     """
     from pylxd.exceptions import LXDAPIException, NotFound
 
@@ -46,7 +48,8 @@ def delete_instance(inst: Instance, attempts: int = 30) -> None:
             inst.delete(wait=True)
             return
         except LXDAPIException as exc:
-            transient = "busy" in str(exc) or "snapshot" in str(exc)
+            said = str(exc)
+            transient = any(w in said for w in ("busy", "snapshot", "is running"))
             if not transient or attempt == attempts - 1:
                 raise
             time.sleep(1)
