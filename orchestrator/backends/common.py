@@ -34,12 +34,24 @@ ErrorTypes = type[BaseException] | tuple[type[BaseException], ...]
 
 # -- wait for boot ---------------------------------------------------------------------
 
+
+def _seconds(variable: str, default: float) -> float:
+    """$VARIABLE as seconds (a number above 0, at most a day), else `default`."""
+    try:
+        value = float(os.environ.get(variable, ""))
+    except ValueError:
+        return default
+    return value if 0 < value <= 86400 else default
+
+
 #: from start to systemd settled in a container: a catalog image boots in 2-5 s alone,
-#: and a whole class starting at once on one host has been seen to take ten times that
-CONTAINER_BOOT_TIMEOUT = 90.0
+#: and a whole class starting at once on one host has been seen to take ten times that;
+#: $GUESTLAB_CONTAINER_BOOT_TIMEOUT (seconds) sets it for a slower or a quicker host
+CONTAINER_BOOT_TIMEOUT = _seconds("GUESTLAB_CONTAINER_BOOT_TIMEOUT", 90.0)
 #: a VM's cold boot under software emulation (no KVM) takes about a minute alone; with
-#: the host's two cores busy (the suite's five lanes) reboots were seen past 300 s in CI
-VM_BOOT_TIMEOUT = 600.0
+#: the host's two cores busy (the suite's five lanes) reboots were seen past 300 s in CI;
+#: $GUESTLAB_VM_BOOT_TIMEOUT (seconds) sets it
+VM_BOOT_TIMEOUT = _seconds("GUESTLAB_VM_BOOT_TIMEOUT", 600.0)
 #: between two questions to a machine that is not ready yet. `systemctl
 #: is-system-running --wait` blocks by itself once systemd's bus is up, so this only
 #: paces the quick failures before that (no bus yet, exec refused early in boot)

@@ -32,7 +32,7 @@ def _marks(path, backend):  # type: ignore[no-untyped-def]
 PROVEN_IN = {
     ("data-disk", "vagrant"): "test_data_disk.py",
     ("guest-drivers", "vagrant"): "test_guest_drivers.py",
-    ("vm-or-container", "docker"): "test_vm_or_container.py",
+    ("vm-or-container", "lxd"): "test_vm_or_container.py",
 }
 
 CASES = [

@@ -1,10 +1,12 @@
-"""The vm-or-container lab on Docker with its VM beside (one boot): `guestlab prove`'s steps
-first (test_scenarios.py leaves this lab on Docker to here), then for each task plausible
-wrong answers and imitations of what the checks read, each of which must fail.
+"""The vm-or-container lab on LXD with its VM beside (one boot): `guestlab prove`'s steps
+first (test_scenarios.py leaves this lab on LXD to here; on Docker and nspawn it proves it
+as any other), then for each task plausible wrong answers and imitations of what the
+checks read, each of which must fail.
 
 Root in the VM can mount over what its kernel shows (a /proc/cpuinfo without the
 hypervisor flag, a DMI field of its own): the trusted shell reports such mounts
-(kernel_views.py). Root in a Docker container cannot mount at all (no CAP_SYS_ADMIN).
+(kernel_views.py). On LXD rather than Docker: the VM lanes have the room, Docker's lane
+is the suite's longest.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from orchestrator.lab.prove import prove_up_lab
 from orchestrator.state import Store
 from tests.integration.conftest import engine, student_id
 
-pytestmark = [pytest.mark.docker, pytest.mark.vagrant]
+pytestmark = [pytest.mark.lxd, pytest.mark.vagrant]
 
 SCENARIO = "vm-or-container"
 DETECT, FLAG, FIRMWARE, PID_ONE = "detect", "hypervisor-flag", "firmware", "pid-one"
@@ -64,10 +66,10 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    engine("docker")
+    engine("lxd")
     engine("vagrant")
     store = Store()
-    prepared = lifecycle.prepare(SCENARIO, student_id(), "docker")
+    prepared = lifecycle.prepare(SCENARIO, student_id(), "lxd")
     try:
         lifecycle.up(prepared, store, lifecycle.Silent())
         yield Lab(prepared, store)
@@ -86,7 +88,7 @@ def test_the_lab_is_proven_on_the_module_machines(lab: Lab) -> None:
 def test_a_wrong_technology_or_kind_fails_even_with_a_fake_detector(lab: Lab) -> None:
     lab.solve(DETECT)
     assert lab.passes(DETECT)
-    wrong = {("alpha", "virt", "lxc"), ("alpha", "kind", "vm"), ("charlie", "kind", "container")}
+    wrong = {("alpha", "virt", "docker"), ("alpha", "kind", "vm"), ("charlie", "kind", "container")}
     for machine, name, value in wrong:
         lab.solve(DETECT)
         lab.answer(machine, name, value)
@@ -125,9 +127,6 @@ def test_the_flag_flipped_or_hidden_by_a_mount_fails(lab: Lab) -> None:
         lab.sh("charlie", "umount /proc/cpuinfo")
     messages = " ".join(c.message for c in result.checks)
     assert not result.passed and "mounted over /proc/cpuinfo" in messages, messages
-    # root in a Docker container cannot mount at all
-    res = lab.lab.exec(lab.lab.ref, "alpha", ["mount", "--bind", "/root", "/proc"], timeout=60)
-    assert not res.ok
 
 
 def test_another_dmi_field_or_a_bound_one_fails(lab: Lab) -> None:
