@@ -63,6 +63,17 @@ from orchestrator.errors import (
 )
 from orchestrator.messages import _
 
+#: what `lxc exec` runs around a session's command. When the command ends, LXD 5.0's `lxc`
+#: may exit before it has passed on the last output (seen: a shell's last lines, and the
+#: "not found" of a missing command: LXD fails the operation on exit status 126 or 127,
+#: and `lxc` then prints "Error: Command not found" and leaves at once); a pause before
+#: the exit, longer for those two, lets it. The exit status is the command's.
+DRAINED = (
+    "sh",
+    "-c",
+    '"$@"; c=$?; case $c in 126|127) sleep 1 ;; *) sleep 0.3 ;; esac; exit $c',
+    "sh",
+)
 #: seconds a machine's systemd has to shut down on a restart before LXD stops it by force
 RESTART_GRACE = 30
 
@@ -332,13 +343,13 @@ class LxdBackend(LxdFiles):
         return out
 
     def shell_argv(self, lab: LabRef, machine: str) -> list[str]:
-        return [*self._lxc_exec(lab, machine), "--", "bash", "-l"]
+        return [*self._lxc_exec(lab, machine), "--", *DRAINED, "bash", "-l"]
 
     def attach_argv(
         self, lab: LabRef, machine: str, argv: Sequence[str], *, tty: bool
     ) -> list[str]:
         mode = "--force-interactive" if tty else "--force-noninteractive"
-        return [*self._lxc_exec(lab, machine, mode), "--", *argv]
+        return [*self._lxc_exec(lab, machine, mode), "--", *DRAINED, *argv]
 
     def _lxc_exec(self, lab: LabRef, machine: str, *options: str) -> list[str]:
         """`lxc exec` of the machine's instance on the LXD guestlab uses (remote_cli.py)."""

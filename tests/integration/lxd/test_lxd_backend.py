@@ -20,6 +20,7 @@ from orchestrator.backends.contract import (
 )
 from orchestrator.backends.lxd import LxdBackend, instance_name
 from orchestrator.backends.lxd import host as lxd_host
+from orchestrator.backends.lxd.backend import DRAINED
 from orchestrator.errors import MachineUnavailable, UsageError
 from tests.integration.lxd.machine import IMAGE, new_lab, run
 
@@ -271,10 +272,7 @@ def test_names_are_valid_for_lxd() -> None:
         assert all(c.isalnum() or c == "-" for c in name)
     assert instance_name(lab, "web") != instance_name(new_lab(), "web")
     assert LxdBackend().shell_argv(lab, "web") == [
-        "lxc",
-        "exec",
-        instance_name(lab, "web"),
-        "--",
-        "bash",
-        "-l",
+        *("lxc", "exec", instance_name(lab, "web"), "--"),
+        *DRAINED,
+        *("bash", "-l"),
     ]
