@@ -67,6 +67,9 @@ def test_labels_and_limits_together() -> None:
     assert config["user.guestlab.machine"] == "web"
     assert config["user.guestlab.lab"] == LAB.key
     assert config["security.nesting"] == "true"
+    assert "raw.lxc" not in config  # systemd: the image's own init
+    idle = instance_config(MachineSpec(LAB, "box", "img", init="none"))
+    assert idle["raw.lxc"] == "lxc.init.cmd = /bin/sleep infinity"
 
 
 def btrfs_iow(nr: int) -> int:

@@ -276,8 +276,8 @@ class LxdBackend(LxdFiles):
         def one(inst: Instance, spec: MachineSpec) -> None:
             progress(_("restarting {name}").format(name=inst.name))
             with api_errors(_("restart {name}").format(name=inst.name), cluster=conn.clustered):
-                try:
-                    inst.restart(timeout=RESTART_GRACE, force=False, wait=True)
+                try:  # an idle PID 1 (`init: none`) has no shutdown to wait for
+                    inst.restart(timeout=RESTART_GRACE, force=spec.init == "none", wait=True)
                 except LXDAPIException:  # a shutdown that did not finish in time
                     inst.sync()
                     if inst.status == "Running":

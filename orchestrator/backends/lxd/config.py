@@ -124,9 +124,16 @@ def disk_size(spec: MachineSpec, image_bytes: int, driver: str | None) -> int | 
     return math.ceil((spec.disk + max(0, image_bytes)) / mib) * mib
 
 
+#: PID 1 of a machine with `init: none`, as on the other backends: an idle command. LXD
+#: has no key for it; LXC's own `lxc.init.cmd` replaces the image's /sbin/init
+IDLE_INIT = "lxc.init.cmd = /bin/sleep infinity"
+
+
 def instance_config(spec: MachineSpec) -> dict[str, str]:
-    """The whole config of a machine's instance: its labels as `user.` keys, its limits."""
-    return {**config_labels(spec.labels), **limits(spec)}
+    """The whole config of a machine's instance: its labels as `user.` keys, its limits,
+    and for `init: none` the idle command as its PID 1."""
+    idle = {"raw.lxc": IDLE_INIT} if spec.init == "none" else {}
+    return {**config_labels(spec.labels), **limits(spec), **idle}
 
 
 def is_isolated(config: dict[str, str]) -> bool:
