@@ -182,19 +182,23 @@ def test_an_exec_lxd_gave_up_waiting_for_is_asked_again(
     assert not late
 
 
-def test_a_machine_without_init_idles_as_pid_one(backend: LxdBackend, lab: LabRef) -> None:
+def test_a_machine_without_init_idles_as_pid_one(backend: LxdBackend) -> None:
     """`init: none` as on the other backends: an idle command is PID 1, in a copy too, and
     a restart ends the machine's other processes."""
+    lab = new_lab()
     box = MachineSpec(lab, "box", IMAGE, init="none")
     copy = MachineSpec(lab, "box-copy", IMAGE, init="none")
-    backend.create(box, no_progress)
-    backend.clone(box, copy, no_progress)
-    for spec in (box, copy):
-        assert run(backend, spec, "cat", "/proc/1/comm") == "sleep", spec.name
-    run(backend, box, "sh", "-c", "setsid sleep 4321 >/dev/null 2>&1 < /dev/null &")
-    backend.restart(lab, [box], no_progress)
-    assert run(backend, box, "cat", "/proc/1/comm") == "sleep"
-    assert "sleep 4321" not in run(backend, box, "ps", "-eo", "args")
+    try:
+        backend.create(box, no_progress)
+        backend.clone(box, copy, no_progress)
+        for spec in (box, copy):
+            assert run(backend, spec, "cat", "/proc/1/comm") == "sleep", spec.name
+        run(backend, box, "sh", "-c", "setsid sleep 4321 >/dev/null 2>&1 < /dev/null &")
+        backend.restart(lab, [box], no_progress)
+        assert run(backend, box, "cat", "/proc/1/comm") == "sleep"
+        assert "sleep 4321" not in run(backend, box, "ps", "-eo", "args")
+    finally:
+        backend.destroy(lab)
 
 
 def test_put_file_writes_content_and_mode(backend: LxdBackend, web: MachineSpec) -> None:
