@@ -44,12 +44,13 @@ CASES = [
 
 
 def test_labs_proven_elsewhere_are_proven_there() -> None:
-    """Each module named in PROVEN_IN proves its lab (`prove_up_lab`) on that backend."""
+    """Each module named in PROVEN_IN proves its lab (`prove_up_lab`, `ModuleLab.prove`)."""
     library = {(p.stem, b) for p in discover() for b in load_file(p).backends}
     for (scenario, backend), module in PROVEN_IN.items():
         assert (scenario, backend) in library
         source = (Path(__file__).parent / module).read_text()
-        assert "prove_up_lab(" in source and f'"{scenario}"' in source, module
+        proves = "prove_up_lab(" in source or ".prove()" in source
+        assert proves and f'"{scenario}"' in source, module
 
 
 @pytest.mark.parametrize(("path", "backend_name"), CASES)

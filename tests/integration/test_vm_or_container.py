@@ -12,15 +12,10 @@ is the suite's longest.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from orchestrator import lab as lifecycle
-from orchestrator import teardown
-from orchestrator.lab.prove import prove_up_lab
-from orchestrator.state import Store
-from tests.integration.conftest import engine, student_id
+from tests.integration.module_lab import ModuleLab, module_lab
 
 pytestmark = [pytest.mark.lxd, pytest.mark.vagrant]
 
@@ -35,57 +30,17 @@ DMI_FILE = {
 }
 
 
-class Lab:
-    """The module's one lab: commands in its machines, its checks."""
-
-    def __init__(self, lab: Any, store: Store) -> None:
-        self.lab, self.store = lab, store
-
-    def sh(self, machine: str, script: str) -> str:
-        res = self.lab.exec(self.lab.ref, machine, ["sh", "-c", script], timeout=120)
-        assert res.ok, res
-        return str(res.stdout)
-
-    def task(self, task: str) -> Any:
-        record = self.store.lab(self.lab.ref.key)
-        assert record is not None
-        [result] = lifecycle.check(self.lab, record, self.store, [task]).tasks
-        return result
-
-    def passes(self, task: str) -> bool:
-        return bool(self.task(task).passed)
-
-    def solve(self, task: str) -> None:
-        record = self.store.lab(self.lab.ref.key)
-        assert record is not None
-        lifecycle.solve(self.lab, record, self.store, [task])
-
-    def answer(self, machine: str, name: str, text: str) -> None:
-        self.sh(machine, f"printf '%s\\n' '{text}' > /root/{name}")
-
-
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    engine("lxd")
-    engine("vagrant")
-    store = Store()
-    prepared = lifecycle.prepare(SCENARIO, student_id(), "lxd")
-    try:
-        lifecycle.up(prepared, store, lifecycle.Silent())
-        yield Lab(prepared, store)
-    finally:
-        teardown.down(prepared.ref, [b.name for b in prepared.backends], store)
-        store.close()
-    assert all(b.find(prepared.ref) == {} for b in prepared.backends)
+def lab() -> Iterator[ModuleLab]:
+    with module_lab(SCENARIO, "lxd", "vagrant") as ready:
+        yield ready
 
 
-def test_the_lab_is_proven_on_the_module_machines(lab: Lab) -> None:
-    proof = prove_up_lab(lab.lab, lab.store, lifecycle.Silent())
-    assert proof.ok, "\n".join(f"{s.name}: {'ok' if s.ok else s.detail}" for s in proof.steps)
-    assert proof.steps[-1].name == "every task fails after reset"
+def test_the_lab_is_proven_on_the_module_machines(lab: ModuleLab) -> None:
+    lab.prove()
 
 
-def test_a_wrong_technology_or_kind_fails_even_with_a_fake_detector(lab: Lab) -> None:
+def test_a_wrong_technology_or_kind_fails_even_with_a_fake_detector(lab: ModuleLab) -> None:
     lab.solve(DETECT)
     assert lab.passes(DETECT)
     wrong = {("alpha", "virt", "docker"), ("alpha", "kind", "vm"), ("charlie", "kind", "container")}
@@ -102,7 +57,7 @@ def test_a_wrong_technology_or_kind_fails_even_with_a_fake_detector(lab: Lab) ->
     lab.sh("charlie", "rm /usr/local/bin/systemd-detect-virt")
 
 
-def test_the_flag_flipped_or_hidden_by_a_mount_fails(lab: Lab) -> None:
+def test_the_flag_flipped_or_hidden_by_a_mount_fails(lab: ModuleLab) -> None:
     lab.solve(FLAG)
     assert lab.passes(FLAG)
     for machine in ("alpha", "charlie"):
@@ -129,7 +84,7 @@ def test_the_flag_flipped_or_hidden_by_a_mount_fails(lab: Lab) -> None:
     assert not result.passed and "mounted over /proc/cpuinfo" in messages, messages
 
 
-def test_another_dmi_field_or_a_bound_one_fails(lab: Lab) -> None:
+def test_another_dmi_field_or_a_bound_one_fails(lab: ModuleLab) -> None:
     field = DMI_FILE[lab.lab.params["dmi_field"]]
     others = [f for f in DMI_FILE.values() if f != field]
     lab.solve(FIRMWARE)
@@ -151,7 +106,7 @@ def test_another_dmi_field_or_a_bound_one_fails(lab: Lab) -> None:
     assert not result.passed and "is mounted over /sys" in messages, messages
 
 
-def test_the_wrong_pid_one_or_container_variable_fails(lab: Lab) -> None:
+def test_the_wrong_pid_one_or_container_variable_fails(lab: ModuleLab) -> None:
     lab.solve(PID_ONE)
     assert lab.passes(PID_ONE)
     pid1 = {m: lab.sh(m, "cat /root/pid1").strip() for m in ("alpha", "bravo", "charlie")}
