@@ -43,6 +43,21 @@ class ModuleLab:
     def answer(self, machine: str, name: str, text: str) -> None:
         self.sh(machine, f"printf '%s\\n' '{text}' > /root/{name}")
 
+    def failure_while_mounted(
+        self, machine: str, mount: str, answer: tuple[str, str], task: str, point: str
+    ) -> str:
+        """The task's check messages while `mount` (a shell line) covers `point` and the
+        file /root/NAME holds the answer that matches the fake; the task must fail."""
+        self.sh(machine, mount)
+        self.answer(machine, *answer)
+        try:
+            result = self.task(task)
+        finally:
+            self.sh(machine, f"umount {point}")
+        messages = " ".join(c.message for c in result.checks)
+        assert not result.passed, messages
+        return messages
+
     def prove(self) -> None:
         """`guestlab prove`'s steps on the lab as `up` left it; it ends reset."""
         proof = prove_up_lab(self.lab, self.store, lifecycle.Silent())

@@ -59,17 +59,10 @@ def test_the_wrong_hypervisor_or_vendor_fails_and_so_do_their_imitations(guest: 
     # a vendor of the student's own, bound over the one the firmware reports
     g.solve(HYPERVISOR)
     assert g.passes(HYPERVISOR)
-    g.sh(
-        "guest",
-        "echo ACME > /root/fake-vendor && mount --bind /root/fake-vendor /sys/class/dmi/id/sys_vendor",
-    )
-    g.answer("guest", "vendor", "ACME")
-    try:
-        result = g.task(HYPERVISOR)
-    finally:
-        g.sh("guest", "umount /sys/class/dmi/id/sys_vendor")
-    messages = " ".join(c.message for c in result.checks)
-    assert not result.passed and "mounted over /sys" in messages, messages
+    vendor = "/sys/class/dmi/id/sys_vendor"
+    bind = f"echo ACME > /root/fake-vendor && mount --bind /root/fake-vendor {vendor}"
+    said = g.failure_while_mounted("guest", bind, ("vendor", "ACME"), HYPERVISOR, vendor)
+    assert "mounted over /sys" in said, said
 
 
 def test_drivers_beside_the_virtio_ones_or_missing_fail(guest: ModuleLab) -> None:
@@ -126,11 +119,8 @@ def test_the_wrong_approach_fails_and_hiding_the_virtio_bus_does_not_make_it_ful
     assert not g.passes(EMULATED)
     # an empty tmpfs over the virtio bus: the check would see no paravirtual device
     g.solve(EMULATED)
-    g.sh("guest", "mount -t tmpfs none /sys/bus/virtio/devices")
-    g.answer("guest", "approach", "full")
-    try:
-        result = g.task(EMULATED)
-    finally:
-        g.sh("guest", "umount /sys/bus/virtio/devices")
-    messages = " ".join(c.message for c in result.checks)
-    assert not result.passed and "tmpfs is mounted over /sys/bus/virtio/devices" in messages
+    bus = "/sys/bus/virtio/devices"
+    said = g.failure_while_mounted(
+        "guest", f"mount -t tmpfs none {bus}", ("approach", "full"), EMULATED, bus
+    )
+    assert f"tmpfs is mounted over {bus}" in said, said

@@ -70,18 +70,11 @@ def test_the_flag_flipped_or_hidden_by_a_mount_fails(lab: ModuleLab) -> None:
         assert not lab.passes(FLAG), machine
         lab.solve(FLAG)
     # the VM's cpuinfo without the flag, bound over the kernel's, and an answer to match
-    lab.sh(
-        "charlie",
-        "sed 's/ hypervisor//' /proc/cpuinfo > /root/cpuinfo && "
-        "mount --bind /root/cpuinfo /proc/cpuinfo",
+    bind = "sed 's/ hypervisor//' /proc/cpuinfo > /root/cpuinfo && mount --bind /root/cpuinfo /proc/cpuinfo"
+    said = lab.failure_while_mounted(
+        "charlie", bind, ("hypervisor-flag", "no"), FLAG, "/proc/cpuinfo"
     )
-    lab.answer("charlie", "hypervisor-flag", "no")
-    try:
-        result = lab.task(FLAG)
-    finally:
-        lab.sh("charlie", "umount /proc/cpuinfo")
-    messages = " ".join(c.message for c in result.checks)
-    assert not result.passed and "mounted over /proc/cpuinfo" in messages, messages
+    assert "mounted over /proc/cpuinfo" in said, said
 
 
 def test_another_dmi_field_or_a_bound_one_fails(lab: ModuleLab) -> None:
@@ -94,16 +87,10 @@ def test_another_dmi_field_or_a_bound_one_fails(lab: ModuleLab) -> None:
     lab.answer("charlie", "dmi", next(v for v in values if v != mine))  # another field
     assert not lab.passes(FIRMWARE)
     # a value of the student's own bound over the field, and the answer to match
-    lab.sh(
-        "charlie", f"echo ACME > /root/field && mount --bind /root/field /sys/class/dmi/id/{field}"
-    )
-    lab.answer("charlie", "dmi", "ACME")
-    try:
-        result = lab.task(FIRMWARE)
-    finally:
-        lab.sh("charlie", f"umount /sys/class/dmi/id/{field}")
-    messages = " ".join(c.message for c in result.checks)
-    assert not result.passed and "is mounted over /sys" in messages, messages
+    path = f"/sys/class/dmi/id/{field}"
+    bind = f"echo ACME > /root/field && mount --bind /root/field {path}"
+    said = lab.failure_while_mounted("charlie", bind, ("dmi", "ACME"), FIRMWARE, path)
+    assert "is mounted over /sys" in said, said
 
 
 def test_the_wrong_pid_one_or_container_variable_fails(lab: ModuleLab) -> None:
