@@ -151,15 +151,14 @@ class Guard:
 
     def probe(self, machine: str) -> Probe | None:
         every = [w for ws in self.words for w in ws]
-        binaries = self.manifest is not None and bool(every)
-        if not binaries and not (self.vm and self.words):
-            return None
-        script = "exit 0"
+        script, paths = "exit 0", []
         if self.manifest is not None and every:
             script = tamper.integrity_script(self.manifest.libraries)
+            paths = tamper.candidates(dict.fromkeys(every), self.manifest)
+        elif not (self.vm and self.words):
+            return None
         if self.vm:
             script = f"{kernel_views.SCRIPT}; {script}"
-        paths = tamper.candidates(dict.fromkeys(every), self.manifest) if binaries else []
         return Probe(machine, sh(script, *paths))
 
     def verdicts(self, seen: Outcome | None) -> list[str | None]:

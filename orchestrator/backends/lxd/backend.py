@@ -353,7 +353,8 @@ class LxdBackend(LxdFiles):
 
     def _lxc_exec(self, lab: LabRef, machine: str, *options: str) -> list[str]:
         """`lxc exec` of the machine's instance on the LXD guestlab uses (remote_cli.py)."""
-        if not os.environ.get("GUESTLAB_LXD_ENDPOINT"):  # the host's: no API call needed
-            return remote_cli.lxc("exec", *options, instance=instance_name(lab, machine))
-        name = self._sites.name(self._connection(), lab, machine)
+        if os.environ.get("GUESTLAB_LXD_ENDPOINT"):  # a cluster's newest name: ask LXD
+            name = self._sites.name(self._connection(), lab, machine)
+        else:  # the host's LXD, no cluster: no API call needed
+            name = instance_name(lab, machine)
         return remote_cli.lxc("exec", *options, instance=name)

@@ -12,6 +12,7 @@ member holds it: LXD forwards the session.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -69,17 +70,11 @@ def _config(endpoint: str) -> str:
         "default-remote: local\n"
         "remotes:\n"
         f"  {REMOTE}:\n"
-        f"    addr: {_quoted(endpoint)}\n"
+        f"    addr: {json.dumps(endpoint)}\n"
         "    protocol: lxd\n"
         "    auth_type: tls\n"
         "    public: false\n"
     )
-
-
-def _quoted(text: str) -> str:
-    import json
-
-    return json.dumps(text)
 
 
 def _write(folder: Path, files: dict[str, bytes]) -> None:
