@@ -158,10 +158,9 @@ def make_one(target: Target, current: str, db_path: Path, reporter_for: Reporter
             except BaseException:
                 remove(own, record)
                 raise
-            if pstore.target(target.scenario, target.backend) is None:
+            if not pstore.set_ready(key):
                 remove(own, record)  # drained while it was made: no one would claim it
                 return ""
-            pstore.set_ready(key)
         return key
     finally:
         own.close()
@@ -175,19 +174,29 @@ def remove(store: Store, lab: PoolLab) -> None:
     PoolStore(store.db).remove(lab.key)
 
 
-def drain(store: Store, scenario: str, backend: str | None) -> list[str]:
-    """Remove a pool's unclaimed labs and its target; claimed labs are students' and stay."""
+def drain(store: Store, scenario: str, backend: str | None, wait: float = 30.0) -> list[str]:
+    """Remove a pool's unclaimed labs and its target; claimed labs are students' and stay.
+
+    A lab still `filling` is left to its filler, which cannot mark it ready once the target
+    is gone and removes it. A ready lab whose filler still holds its lock (it was marked
+    just before the drop) is waited for, up to `wait` seconds."""
     pstore = PoolStore(store.db)
     pstore.drop_target(scenario, backend)
-    removed = []
-    for lab in pstore.labs(scenario, backend):
-        try:
-            with lab_lock(lab.key):
-                remove(store, lab)
-        except LabBusy:
-            continue  # still being made: its filler sees the target gone and stops
-        removed.append(lab.key)
-    return removed
+    removed: list[str] = []
+    deadline = time.monotonic() + wait
+    while True:
+        waiting = False
+        for lab in pstore.labs(scenario, backend):
+            try:
+                with lab_lock(lab.key):
+                    remove(store, lab)
+            except LabBusy:
+                waiting = waiting or lab.state == "ready"
+                continue
+            removed.append(lab.key)
+        if not waiting or time.monotonic() > deadline:
+            return removed
+        time.sleep(0.2)
 
 
 def collect(store: Store) -> list[str]:

@@ -132,8 +132,15 @@ class PoolStore:
             ),
         )
 
-    def set_ready(self, key: str) -> None:
-        self.db.execute("UPDATE pool_labs SET state='ready' WHERE key=?", (key,))
+    def set_ready(self, key: str) -> bool:
+        """Mark a lab ready if its pool still has a target; whether it did. One statement:
+        a drain comes wholly before it (the lab stays `filling`) or after (and sees it)."""
+        cur = self.db.execute(
+            "UPDATE pool_labs SET state='ready' WHERE key=? AND EXISTS (SELECT 1 FROM pools p"
+            " WHERE p.scenario=pool_labs.scenario AND p.backend=pool_labs.backend)",
+            (key,),
+        )
+        return cur.rowcount == 1
 
     def remove(self, key: str) -> None:
         self.db.execute("DELETE FROM pool_labs WHERE key=?", (key,))

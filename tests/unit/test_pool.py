@@ -217,3 +217,58 @@ def test_a_lab_finished_after_its_pool_was_drained_is_removed_not_left_ready(
     assert key == ""
     assert len(removed) == 1 and removed[0].startswith("machine-id-clone--pool-")
     assert PoolStore(store.db).labs("machine-id-clone", "docker") == []
+
+
+def test_a_drain_while_a_filler_still_holds_a_ready_lab_waits_and_removes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lab marked ready just before the drain, its lock not yet given back: the drain
+    waits for the lock instead of skipping the lab, so no ready lab outlives its pool."""
+    import threading
+
+    from orchestrator.pool import fill
+    from orchestrator.pool.records import Target
+
+    path = ROOT / "scenarios" / "machine-id-clone.yaml"
+    target = Target("machine-id-clone", "docker", 1, None, None, str(path))
+    store = Store(tmp_path / "state.db")
+    PoolStore(store.db).set_target(target)
+    removed: list[str] = []
+    drained: list[list[str]] = []
+    drainer: list[threading.Thread] = []
+    set_ready = PoolStore.set_ready
+
+    def ready_then_drained(self: PoolStore, key: str) -> bool:
+        marked = set_ready(self, key)
+
+        def drain() -> None:
+            drained.append(fill.drain(Store(tmp_path / "state.db"), "machine-id-clone", "docker"))
+
+        drainer.append(threading.Thread(target=drain))
+        drainer[0].start()
+        time.sleep(0.5)  # the drain finds the lab ready and locked by its filler
+        return marked
+
+    monkeypatch.setattr(fill, "steps", lambda *a, **k: [])
+    monkeypatch.setattr(fill, "run_recorded", lambda *a: None)
+    monkeypatch.setattr(PoolStore, "set_ready", ready_then_drained)
+    monkeypatch.setattr(
+        fill, "remove", lambda s, lab: removed.append(lab.key) or PoolStore(s.db).remove(lab.key)
+    )
+    key = fill.make_one(target, fill.digest(path), store.path, lambda _k: lifecycle.Silent())
+    drainer[0].join(timeout=40)
+    assert key and drained == [[key]] and removed == [key]
+    assert PoolStore(store.db).labs("machine-id-clone", "docker") == []
+
+
+def test_a_lab_is_not_marked_ready_once_its_pool_is_drained(tmp_path: Path) -> None:
+    from orchestrator.pool.records import Target
+
+    pstore = PoolStore(Store(tmp_path / "state.db").db)
+    pstore.set_target(Target("s", "docker", 1, None, None, "/x"))
+    pstore.add(PoolLab("s--pool-a", "s", "docker", ["docker"], "d", None, "filling", 1.0))
+    pstore.add(PoolLab("s--pool-b", "s", "docker", ["docker"], "d", None, "filling", 1.0))
+    assert pstore.set_ready("s--pool-a")
+    pstore.drop_target("s", "docker")
+    assert not pstore.set_ready("s--pool-b")
+    assert [lab.state for lab in pstore.labs("s", "docker")] == ["ready", "filling"]
