@@ -15,18 +15,30 @@ ROOT = Path(__file__).resolve().parent.parent
 #: test_scenarios (5.6 min) to lane two, about 14 and 21 minutes, where both in lane two
 #: would make it the suite's tail at 27
 VM_LANE_ONE = ("test_vagrant_backend", "test_data_disk")
+#: Docker test modules of lane one: 12.2 of the 24.9 minutes the Docker tests took in one
+#: lane on 2026-12-01 (the hostile lab's class, the library's proofs, the lab's own tests
+#: and the imported releases); the rest, the faults and the seat among them, is lane two
+DOCKER_LANE_ONE = (
+    "test_hostile_output",
+    "test_scenarios",
+    "test_docker_lab",
+    "test_image_import",
+    # stops the engine, last in its lane (STOPS_DOCKER): the shorter lane waits for it
+    "test_engine_stops",
+)
 
 
 def engine_group(marks: set[str], module: str = "") -> str | None:
     """The xdist group of a test with these marks, in this test module.
 
-    A test that uses Docker stays with Docker's tests, a VM beside its containers
-    included: a fault test stops the Docker engine, which only that group may see. The
-    other tests that boot VMs go to two lanes of their own: VMs under software emulation
-    are CPU-bound, and two at a time is what two cores run without thrashing.
+    A test that uses Docker goes to one of Docker's two lanes, a VM beside its containers
+    included; the module that stops the Docker engine holds it alone
+    (tests/integration/docker_engine.py). The other tests that boot VMs go to two lanes of
+    their own: VMs under software emulation are CPU-bound, and two at a time is what two
+    cores run without thrashing.
     """
     if "docker" in marks:
-        return "docker"
+        return "docker" if module in DOCKER_LANE_ONE else "docker-b"
     if "vagrant" in marks:
         # lane one: the backend's own tests, which run the contract on their VMs, and the
         # data-disk lab's (its proof, in test_scenarios, is lane two's); lane two: the VM
@@ -43,7 +55,7 @@ def engine_group(marks: set[str], module: str = "") -> str | None:
 #: ends its engine first takes them instead of the LXD lane growing by as much
 CLUSTER_GROUP = "lxd-cluster"
 #: the groups in the order they start: the longest first, so that none is the tail
-GROUP_ORDER = ("vagrant", "vagrant-b", "docker", "lxd", "nspawn", CLUSTER_GROUP)
+GROUP_ORDER = ("vagrant", "vagrant-b", "docker", "docker-b", "lxd", "nspawn", CLUSTER_GROUP)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
@@ -51,7 +63,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Put every engine test in its engine's xdist group: tests of one engine run in
     order on one worker (they share its daemon, networks and images), engines side by
     side, the VM group first. A test that names its group itself keeps it."""
-    rank: dict[int, int] = {}
+    rank: dict[int, tuple[int, bool]] = {}
     for item in items:
         mark = item.get_closest_marker("xdist_group")
         group = mark.args[0] if mark and mark.args else None
@@ -60,7 +72,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             group = engine_group({m.name for m in item.iter_markers()}, module)
             if group:
                 item.add_marker(pytest.mark.xdist_group(group))
-        rank[id(item)] = GROUP_ORDER.index(group) if group in GROUP_ORDER else len(GROUP_ORDER)
+        order = GROUP_ORDER.index(group) if group in GROUP_ORDER else len(GROUP_ORDER)
+        # a module that stops the Docker engine runs last in its lane, so that the other
+        # lane waits for it once, near its own end, rather than from the start
+        rank[id(item)] = (order, bool(getattr(item.module, "STOPS_DOCKER", False)))
     items.sort(key=lambda item: rank[id(item)])  # stable: each group keeps its order
 
 
