@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import DOCKER_LANE_ONE, engine_group
+
 ROOT = Path(__file__).resolve().parents[2]
 
 TESTS = """
@@ -43,9 +45,39 @@ def test_each_engines_tests_run_on_one_worker(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     workers: dict[str, set[str]] = {}
     for gw, name, group in re.findall(
-        r"\[(gw\d+)\].*PASSED \S+::(test_\w+)\[\d+\](@\w+)?", out.stdout
+        r"\[(gw\d+)\].*PASSED \S+::(test_\w+)\[\d+\](@[\w-]+)?", out.stdout
     ):
         workers.setdefault(name, set()).add(gw)
         if name != "test_free":
-            assert group == "@" + name.removeprefix("test_"), out.stdout
+            engine = name.removeprefix("test_")
+            assert group == "@" + str(engine_group({engine}, "test_groups")), out.stdout
     assert len(workers["test_docker"]) == 1 and len(workers["test_lxd"]) == 1, workers
+
+
+def test_docker_has_two_lanes_and_the_module_that_stops_it_runs_last_in_its_lane(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "conftest.py").write_text(
+        "from tests.conftest import pytest_collection_modifyitems  # noqa: F401\n"
+    )
+    stops = "STOPS_DOCKER = True\n" + TESTS.replace("def test_docker", "def test_stops")
+    (tmp_path / "test_engine_stops.py").write_text(stops)
+    (tmp_path / "test_scenarios.py").write_text(TESTS)
+    (tmp_path / "test_faults.py").write_text(TESTS)
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "-o", "addopts=", "--rootdir", str(tmp_path), str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    docker = [
+        line
+        for line in out.stdout.splitlines()
+        if "::test_docker" in line or "::test_stops" in line
+    ]
+    lane_one = [line for line in docker if not line.startswith("test_faults.py")]
+    assert docker[: len(lane_one)] == lane_one, docker  # lane one, then lane two
+    assert all(line.startswith("test_engine_stops.py") for line in lane_one[-6:]), lane_one
+    assert "test_engine_stops" in DOCKER_LANE_ONE and "test_scenarios" in DOCKER_LANE_ONE
+    assert engine_group({"docker"}, "test_faults") == "docker-b"
