@@ -35,6 +35,7 @@ from orchestrator.backends.contract import (
 )
 from orchestrator.checks import kernel_views, tamper
 from orchestrator.checks.batch import BATCH_SIZE, execute_batch
+from orchestrator.checks.engine_mounts import EngineMount
 from orchestrator.checks.form import Outcome, Probe, Tampered, Unreachable, sh
 from orchestrator.checks.reads import read_probe
 from orchestrator.errors import GuestlabError, MemberUnreachable, ProvisioningError
@@ -143,11 +144,12 @@ def unstage(backend: Any, lab: LabRef, machine: str, tool: str) -> None:
 @dataclass(frozen=True)
 class Guard:
     """The machine binaries of one machine's probes, and the image to compare them with;
-    on a VM, also the mounts over its kernel's views (kernel_views.py)."""
+    where its engine's own mounts are known, the mounts over its kernel's views too
+    (kernel_views.py)."""
 
     words: tuple[tuple[str, ...], ...]  # per probe of the batch, in order
     manifest: Manifest | None
-    vm: bool = False
+    views: tuple[EngineMount, ...] | None = None  # None: the views are not judged
 
     def probe(self, machine: str) -> Probe | None:
         every = [w for ws in self.words for w in ws]
@@ -155,24 +157,26 @@ class Guard:
         if self.manifest is not None and every:
             script = tamper.integrity_script(self.manifest.libraries)
             paths = tamper.candidates(dict.fromkeys(every), self.manifest)
-        elif not (self.vm and self.words):
+        elif self.views is None or not self.words:
             return None
-        if self.vm:
+        if self.views is not None:
             script = f"{kernel_views.SCRIPT}; {script}"
         return Probe(machine, sh(script, *paths))
 
     def verdicts(self, seen: Outcome | None) -> list[str | None]:
         """Per probe: None, or why its result cannot be trusted."""
-        if self.manifest is None and not self.vm:
+        judged = self.views is not None
+        if self.manifest is None and not judged:
             return [None] * len(self.words)
         why = unverified(seen)
         if why:
             problem = f"the machine's binaries could not be verified against the image ({why})"
-            return [problem if ws or self.vm else None for ws in self.words]
+            return [problem if ws or judged else None for ws in self.words]
         assert seen is not None  # unverified says so otherwise
-        hidden = kernel_views.covered(kernel_views.parse(seen.stdout)) if self.vm else None
-        if hidden:  # what the kernel shows is covered: no probe of this machine holds
-            return [hidden] * len(self.words)
+        if self.views is not None:
+            hidden = kernel_views.covered(kernel_views.parse(seen.stdout), self.views)
+            if hidden:  # what the kernel shows is covered: no probe of this machine holds
+                return [hidden] * len(self.words)
         if self.manifest is None:
             return [None] * len(self.words)
         found = tamper.Seen.parse(seen.stdout)
@@ -209,8 +213,9 @@ def run_machine(
     ]
     rest = [i for i in range(len(items)) if i not in engine]
     batch = [items[i] for i in rest]
-    vm = "vm" in getattr(backend, "capabilities", ())
-    guard = Guard(tuple(words_of(p) for p, _t in batch), _manifest(runner, backend, machine), vm)
+    # the mounts are listed by the trusted shell: the machine's own awk could hide some
+    views = kernel_views.views_of(backend) if _stages(backend) else None
+    guard = Guard(tuple(words_of(p) for p, _t in batch), _manifest(runner, backend, machine), views)
     check = guard.probe(machine)
     if check is not None:
         batch.append((check, max(t for _p, t in items)))
@@ -258,10 +263,15 @@ def _manifest(runner: Executor, backend: Any, machine: str) -> Manifest | None:
         return None
 
 
+def _stages(backend: Any) -> bool:
+    """Whether the trusted shell can be copied into the backend's machines."""
+    return isinstance(backend, ToolStager) or hasattr(backend, "put_file")
+
+
 def _trusted_batch(
     backend: Any, lab: LabRef, machine: str, batch: Sequence[tuple[Probe, float]]
 ) -> list[Outcome]:
-    if not isinstance(backend, ToolStager) and not hasattr(backend, "put_file"):
+    if not _stages(backend):
         # only an executor that can copy no file at all (a test's fake) is asked plainly
         return execute_batch(backend, lab, machine, batch)
     try:

@@ -225,6 +225,25 @@ def test_a_fake_dbus_uuidgen_or_systemctl_is_named_tampered(fresh: Lab) -> None:
     assert "tampered: /usr/bin/systemctl differs from the image" in fresh.messages(tasks["service"])
 
 
+def test_a_file_bound_over_the_kernel_s_view_fails_the_machine_s_probes(fresh: Lab) -> None:
+    solve_all(fresh)
+    # a cpuinfo of the student's (one that hides the hypervisor flag, say): what every
+    # probe run in the machine reads could be as fake, so none of them counts
+    fresh.sh(
+        "grep -v '^flags' /proc/cpuinfo > /root/cpuinfo && mount --bind /root/cpuinfo /proc/cpuinfo"
+    )
+    try:
+        assert "flags" not in fresh.sh("cat /proc/cpuinfo")
+        tasks = fresh.check()
+    finally:
+        fresh.sh("umount /proc/cpuinfo")
+    for task in ("cat-run", "stat-run", "dbus", "service"):
+        assert not tasks[task].passed, task
+        assert "is mounted over /proc/cpuinfo" in fresh.messages(tasks[task])
+    assert tasks["file-read"].passed  # read by the engine, not in the machine
+    assert all(t.passed for t in fresh.check().values())  # the engine's own mounts pass
+
+
 def test_a_symlink_out_of_the_machine_reads_inside_it(fresh: Lab, tmp_path: Path) -> None:
     outside = tmp_path / "answer"
     outside.write_text("42\n")

@@ -3,9 +3,9 @@ first (test_scenarios.py leaves this lab on LXD to here; on Docker and nspawn it
 as any other), then for each task plausible wrong answers and imitations of what the
 checks read, each of which must fail.
 
-Root in the VM can mount over what its kernel shows (a /proc/cpuinfo without the
-hypervisor flag, a DMI field of its own): the trusted shell reports such mounts
-(kernel_views.py). On LXD rather than Docker: the VM lanes have the room, Docker's lane
+Root in a machine can mount over what its kernel shows (a /proc/cpuinfo without the
+hypervisor flag, a DMI field of its own, PID 1's environment): the trusted shell reports
+such mounts (kernel_views.py), in the VM and in the container alike. On LXD rather than Docker: the VM lanes have the room, Docker's lane
 is the suite's longest.
 """
 
@@ -71,10 +71,11 @@ def test_the_flag_flipped_or_hidden_by_a_mount_fails(lab: ModuleLab) -> None:
         lab.solve(FLAG)
     # the VM's cpuinfo without the flag, bound over the kernel's, and an answer to match
     bind = "sed 's/ hypervisor//' /proc/cpuinfo > /root/cpuinfo && mount --bind /root/cpuinfo /proc/cpuinfo"
-    said = lab.failure_while_mounted(
-        "charlie", bind, ("hypervisor-flag", "no"), FLAG, "/proc/cpuinfo"
-    )
-    assert "mounted over /proc/cpuinfo" in said, said
+    for machine in ("charlie", "alpha"):  # the VM, and the container on LXD
+        said = lab.failure_while_mounted(
+            machine, bind, ("hypervisor-flag", "no"), FLAG, "/proc/cpuinfo"
+        )
+        assert "mounted over /proc/cpuinfo" in said, (machine, said)
 
 
 def test_another_dmi_field_or_a_bound_one_fails(lab: ModuleLab) -> None:
@@ -109,3 +110,9 @@ def test_the_wrong_pid_one_or_container_variable_fails(lab: ModuleLab) -> None:
         lab.answer(machine, name, value)
         assert not lab.passes(PID_ONE), (machine, name, value)
         lab.solve(PID_ONE)
+    # the container's PID 1 given an environment of the student's, and the answer to match
+    bind = "printf 'container=docker\\0' > /root/env && mount --bind /root/env /proc/1/environ"
+    said = lab.failure_while_mounted(
+        "alpha", bind, ("container-var", "docker"), PID_ONE, "/proc/1/environ"
+    )
+    assert "mounted over /proc/1/environ" in said, said

@@ -26,6 +26,9 @@ class HostileBackend(FakeBackend):
     foresaw (as a database refusing a huge value once did); eve's machine ID is 1 MB."""
 
     hostile = False  # from the end of `up`: their students turn on them once they have root
+    # an engine whose own mounts are not known: no kernel-view probe joins the batch, so
+    # what mallory's machines print reaches the check messages, where it must be made safe
+    virtualization = "hostile"
 
     def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
         if not self.hostile:

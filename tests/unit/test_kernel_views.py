@@ -1,5 +1,5 @@
 """A VM's kernel views: the mounts a student makes over /sys or /proc fail its checks as
-tampered; the kernel's own mounts (and a container's, which this never judges) do not."""
+tampered; the kernel's own mounts do not (a container's: test_engine_mounts.py)."""
 
 from __future__ import annotations
 
@@ -35,13 +35,16 @@ def test_a_vm_s_own_mounts_hide_nothing() -> None:
     ("line", "said"),
     [
         # a file of the student's own bound over what the firmware reports
-        ("mount /root/vendor /sys/devices/virtual/dmi/id/sys_vendor ext4", "ext4 (/root/vendor)"),
+        ("mount /root/vendor /sys/devices/virtual/dmi/id/sys_vendor ext4", "ext4 is mounted"),
         # an empty tmpfs over the virtio bus: "no paravirtual device"
         ("mount / /sys/bus/virtio/devices tmpfs", "tmpfs is mounted over /sys/bus/virtio"),
         # one sysfs file bound over another: the kernel's, but not its view of that path
-        ("mount /devices/virtual/dmi/id/product_name /sys/class/dmi/id/sys_vendor sysfs", "sysfs"),
+        (
+            "mount /devices/virtual/dmi/id/product_name /sys/class/dmi/id/sys_vendor sysfs",
+            "sysfs (/devices/virtual/dmi/id/product_name) is mounted over /sys/class/dmi",
+        ),
         # a name with a space, as mountinfo escapes it
-        ("mount /root/my\\040file /proc/cpuinfo ext4", "(/root/my file) is mounted over /proc"),
+        ("mount / /sys/my\\040dir tmpfs -", "tmpfs is mounted over /sys/my dir,"),
     ],
 )
 def test_a_mount_over_the_kernel_s_views_is_tampering(line: str, said: str) -> None:
@@ -54,13 +57,13 @@ def outcome(stdout: str) -> ExecResult:
 
 
 def test_a_vm_s_probes_all_fail_when_its_kernel_view_is_covered() -> None:
-    guard = trusted.Guard((("systemd-detect-virt",), ()), None, vm=True)
+    guard = trusted.Guard((("systemd-detect-virt",), ()), None, views=())
     probe = guard.probe("guest")
     assert probe is not None and kernel_views.SCRIPT in probe.argv[2]
     assert guard.verdicts(outcome(VM_MOUNTS)) == [None, None]
     covered = guard.verdicts(outcome(VM_MOUNTS + "mount / /sys/bus/virtio/devices tmpfs"))
     assert all(v and "tmpfs is mounted over /sys/bus/virtio/devices" in v for v in covered)
-    # a container is never judged by it: its engine mounts over these views itself
+    # a machine whose engine's own mounts are not known is not judged by it
     container = trusted.Guard((("cat",),), None)
     assert container.probe("web") is None and container.verdicts(None) == [None]
 
