@@ -183,3 +183,16 @@ def test_an_error_type_not_known_keeps_pydantics_english_and_what_was_found() ->
         assert (
             explain.message(known, ("x",)) == "esperava um número inteiro (recebeu um número (1.5))"
         )
+
+
+def test_a_listing_counts_an_invalid_files_problems_in_the_readers_language(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.scenario.summary import summaries
+
+    monkeypatch.setenv("GUESTLAB_HOME", str(tmp_path / "home"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(FLAT)
+    with messages.language("pt-BR"):
+        assert summaries([bad], "pt-BR")[0][2] == f"8 problemas; guestlab validate {bad}"
+    assert summaries([bad], "en")[0][2] == f"8 problems; guestlab validate {bad}"
