@@ -7,25 +7,31 @@ script compiles one beside each `.po`; where there is none, or it is older than 
 which is imported only then. English needs no file at all.
 
 The language is a context variable: the CLI sets it once per command (`use`), the web
-server per request (`language`), so two students' pages never mix.
+server per request (`language`), so two students' pages never mix. A worker thread starts
+in a context of its own, in English: work handed to one goes through `speaking`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import gettext
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 DOMAIN = "guestlab"
 LOCALE = Path(__file__).resolve().parent / "locale"
 ENGLISH = "en"
 
 _language: ContextVar[str] = ContextVar("guestlab_language", default=ENGLISH)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def available() -> list[str]:
@@ -51,6 +57,20 @@ def language(lang: str) -> Iterator[None]:
         yield
     finally:
         _language.reset(token)
+
+
+def speaking(fn: Callable[P, R]) -> Callable[P, R]:
+    """`fn`, to run in another thread in the caller's language (its context as it is now):
+    `pool.submit(speaking(fn), ...)`, `pool.map(speaking(fn), ...)`."""
+    context = contextvars.copy_context()
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        # a copy per call: the threads of a pool.map would otherwise enter one context at
+        # once, which Context.run refuses
+        return context.copy().run(fn, *args, **kwargs)
+
+    return run
 
 
 def _(message: str) -> str:

@@ -10,7 +10,7 @@ from orchestrator.backends.contract import Executor, LabRef
 from orchestrator.checks.form import Outcome, Probe, Unreachable
 from orchestrator.checks.registry import plan
 from orchestrator.checks.trusted import PROBES_PER_BATCH, run_machine
-from orchestrator.messages import N_, _
+from orchestrator.messages import N_, _, speaking
 from orchestrator.report import TaskResult
 from orchestrator.scenario.model import Task
 
@@ -80,7 +80,7 @@ def _run(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
             m: [
-                pool.submit(run_machine, runner, lab, m, chunk)
+                pool.submit(speaking(run_machine), runner, lab, m, chunk)
                 for chunk in _chunks(items, PROBES_PER_BATCH)
             ]
             for m, items in by_machine.items()

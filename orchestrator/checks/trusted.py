@@ -41,7 +41,7 @@ from orchestrator.checks.reads import read_probe
 from orchestrator.errors import GuestlabError, MemberUnreachable, ProvisioningError
 from orchestrator.images import manifest as manifests
 from orchestrator.images.manifest import Manifest
-from orchestrator.messages import _
+from orchestrator.messages import _, speaking
 
 #: Debian's busybox-static (scripts/setup/seat.sh installs it)
 BUSYBOX = Path(os.environ.get("GUESTLAB_BUSYBOX", "/bin/busybox"))
@@ -221,7 +221,9 @@ def run_machine(
         batch.append((check, max(t for _p, t in items)))
     outcomes: dict[int, Outcome | None] = {}
     with ThreadPoolExecutor(max_workers=1) as pool:  # the reads go on while the batch runs
-        running = pool.submit(_trusted_batch, backend, lab, machine, batch) if batch else None
+        running = (
+            pool.submit(speaking(_trusted_batch), backend, lab, machine, batch) if batch else None
+        )
         for i in engine:
             outcomes[i] = read_probe(backend, lab, machine, items[i][0])
         got = running.result() if running is not None else []

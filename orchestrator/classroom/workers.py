@@ -6,7 +6,6 @@ progress goes to a `ClassProgress`, and nothing here prints.
 
 from __future__ import annotations
 
-import contextvars
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -15,7 +14,7 @@ from typing import Protocol, TypeVar
 
 from orchestrator import lab as lifecycle
 from orchestrator.errors import GuestlabError, ProvisioningError
-from orchestrator.messages import _
+from orchestrator.messages import _, speaking
 
 T = TypeVar("T")
 
@@ -58,9 +57,7 @@ def in_parallel(parallel: int, items: Sequence[T], fn: Callable[[T], Outcome]) -
     """fn over items in `parallel` threads, yielding outcomes as they finish; each runs in a
     copy of the caller's context, so it speaks the command's language."""
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(items) or 1))) as pool:
-        futures: list[Future[Outcome]] = [
-            pool.submit(contextvars.copy_context().run, fn, item) for item in items
-        ]
+        futures: list[Future[Outcome]] = [pool.submit(speaking(fn), item) for item in items]
         try:
             for fut in as_completed(futures):
                 yield fut.result()

@@ -25,7 +25,7 @@ from orchestrator.credentials import Seats
 from orchestrator.errors import BackendUnavailable, ProvisioningError, UsageError
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.reporter import Reporter
-from orchestrator.messages import _
+from orchestrator.messages import _, speaking
 from orchestrator.scenario.load import source_path
 from orchestrator.scenario.model import Machine, Step
 from orchestrator.state import LabRecord, Store, lab_lock
@@ -247,6 +247,6 @@ def _parallel(fn: Callable[[Any], None], items: Sequence[Any]) -> None:
             fn(item)
         return
     with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
-        futures = [pool.submit(fn, item) for item in items]
+        futures = [pool.submit(speaking(fn), item) for item in items]
         for fut in futures:
             fut.result()

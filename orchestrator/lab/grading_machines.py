@@ -18,7 +18,7 @@ from orchestrator.checks.reads import follow
 from orchestrator.errors import GuestlabError, MemberUnreachable
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.reporter import Reporter
-from orchestrator.messages import _
+from orchestrator.messages import _, speaking
 from orchestrator.scenario.model import Machine, SeedFile, Task
 from orchestrator.state import Store, lab_lock
 
@@ -65,7 +65,7 @@ def made(
         # copies it: Docker's commit does), copies of different sources side by side
         sources = list(dict.fromkeys(m.clone_of for m in machines))
         with lab_lock(lab.ref.key), ThreadPoolExecutor(max(1, len(sources))) as pool:
-            list(pool.map(copies_of, sources))
+            list(pool.map(speaking(copies_of), sources))
         if machines:
             store.event(lab.ref.key, "grading", machines=[m.name for m in machines])
         yield failed

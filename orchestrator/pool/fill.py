@@ -20,6 +20,7 @@ from orchestrator import lab as lifecycle
 from orchestrator.backends.contract import LabRef
 from orchestrator.errors import LabBusy
 from orchestrator.lab.bring_up import PHASES, originals, run_recorded, steps
+from orchestrator.messages import speaking
 from orchestrator.pool.records import SLOT_PREFIX, PoolLab, PoolStore, Target
 from orchestrator.pool.split import BEFORE_STUDENT, digest, require_poolable, split
 from orchestrator.scenario.load import load_file
@@ -107,7 +108,7 @@ def _fill_locked(
         workers = max(1, min(parallel, missing))
         with ThreadPoolExecutor(max_workers=workers) as ex:
             futures = [
-                ex.submit(make_one, target, current, store.path, reporter_for)
+                ex.submit(speaking(make_one), target, current, store.path, reporter_for)
                 for _ in range(missing)
             ]
             done.made += [key for f in futures if (key := f.result())]

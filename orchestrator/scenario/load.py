@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from orchestrator.errors import Problem, ScenarioError
+from orchestrator.messages import _
 from orchestrator.scenario.explain import report_validation
 from orchestrator.scenario.located import Loc, Pos, Report
 from orchestrator.scenario.model import Scenario
@@ -63,7 +64,7 @@ def load_bytes(raw: bytes, path: Path) -> Scenario:
         line = raw.count(b"\n", 0, e.start) + 1
         column = e.start - raw.rfind(b"\n", 0, e.start)
         raise ScenarioError(
-            [Problem(str(path), line, column, "", "not valid UTF-8 text")]
+            [Problem(str(path), line, column, "", _("not valid UTF-8 text"))]
         ) from None
     return load_text(text, str(path), labs_dir=labs_dir_for(path))
 
@@ -74,7 +75,7 @@ def load_text(text: str, filename: str, *, labs_dir: Path | None) -> Scenario:
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:
-        raise ScenarioError([Problem(filename, 1, 1, "", "not valid UTF-8 text")]) from None
+        raise ScenarioError([Problem(filename, 1, 1, "", _("not valid UTF-8 text"))]) from None
     if size > MAX_BYTES:
         raise ScenarioError([Problem(filename, 1, 1, "", too_large())])
     text = text.removeprefix("\ufeff")
@@ -109,6 +110,6 @@ def source_path(scenario_file: Path, scenario: Scenario, src: str) -> Path:
     )
     target, message = resolve_src(src, labs_dir_for(scenario_file), scenario.id)
     if message or target is None:
-        problem = message or f"`{src}` cannot be resolved"
+        problem = message or _("`{src}` cannot be resolved").format(src=src)
         raise ScenarioError([Problem(str(scenario_file), 0, 0, where, problem)])
     return target

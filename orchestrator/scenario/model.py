@@ -14,6 +14,7 @@ import re
 from dataclasses import field
 from typing import Annotated, Any, Literal
 
+from orchestrator.messages import N_, _
 from orchestrator.scenario.model_base import Rule, Text, strict
 from orchestrator.scenario.translation_model import Translations
 
@@ -29,7 +30,7 @@ def _compiles(value: str, _before: dict[str, Any]) -> str:
     try:
         re.compile(value)
     except re.error as e:
-        raise ValueError(f"not a valid regular expression: {e}") from None
+        raise ValueError(_("not a valid regular expression: {error}").format(error=e)) from None
     return value
 
 
@@ -38,11 +39,18 @@ Regex = Annotated[str, Rule(check=_compiles)]
 
 
 def _exactly_one(model: object, fields: tuple[str, ...], what: str) -> None:
+    """One of `fields` is set; else a ValueError naming them and what `what` (a msgid) has."""
     given = [f for f in fields if getattr(model, f) is not None]
     if len(given) != 1:
-        choice = " | ".join(fields)
-        have = ", ".join(given) or "none"
-        raise ValueError(f"{what} needs exactly one of {choice} (has: {have})")
+        # the message is said here, in the reader's language: pydantic hands it on as is
+        said = (
+            _("{what} needs exactly one of {choices} (has: {given})")
+            if given
+            else _("{what} needs exactly one of {choices} (has: none)")
+        )
+        raise ValueError(
+            said.format(what=_(what), choices=" | ".join(fields), given=", ".join(given))
+        )
 
 
 @strict
@@ -66,7 +74,7 @@ class Parameter:
     length: Annotated[int, Rule(ge=1, le=64)] = 8
 
     def __post_init__(self) -> None:
-        _exactly_one(self, ("choices", "random"), "a parameter")
+        _exactly_one(self, ("choices", "random"), N_("a parameter"))
 
 
 @strict
@@ -101,8 +109,8 @@ class SeedFile:
 
     def __post_init__(self) -> None:
         if (self.machine is None) != (self.path is None):
-            raise ValueError("a seed read from a machine needs both `machine` and `path`")
-        _exactly_one(self, ("path", "content"), "a seed")
+            raise ValueError(_("a seed read from a machine needs both `machine` and `path`"))
+        _exactly_one(self, ("path", "content"), N_("a seed"))
 
 
 @strict
@@ -128,7 +136,8 @@ def size_bytes(text: str) -> int:
 
 def _disk_size(value: str, _before: dict[str, Any]) -> str:
     if not 1024**2 <= size_bytes(value) <= size_bytes(MAX_DISK_SIZE):
-        raise ValueError(f"a disk holds from 1M to {MAX_DISK_SIZE} (has {value})")
+        said = _("a disk holds from 1M to {most} (has {size})")
+        raise ValueError(said.format(most=MAX_DISK_SIZE, size=value))
     return value
 
 
@@ -181,17 +190,16 @@ class Machine:
 
     def __post_init__(self) -> None:
         if self.grading is not None and self.clone_of is None:
-            raise ValueError("a grading machine is a copy: it needs `clone_of`")
+            raise ValueError(_("a grading machine is a copy: it needs `clone_of`"))
         if self.clone_of is not None:
             inherited = [f for f in ("kind", "image", "init") if getattr(self, f) is not None]
             if self.files:
                 inherited.append("files")
             if inherited:
-                raise ValueError(
-                    f"a clone takes {', '.join(inherited)} from `{self.clone_of}`; remove it here"
-                )
+                said = _("a clone takes {fields} from `{source}`; remove it here")
+                raise ValueError(said.format(fields=", ".join(inherited), source=self.clone_of))
             if self.disks:
-                raise ValueError("a clone is a copy of one system disk: it has no extra `disks`")
+                raise ValueError(_("a clone is a copy of one system disk: it has no extra `disks`"))
 
 
 @strict
@@ -212,7 +220,7 @@ class TextMatch:
     matches: Regex | None = None
 
     def __post_init__(self) -> None:
-        _exactly_one(self, ("equals", "contains", "matches"), "stdout")
+        _exactly_one(self, ("equals", "contains", "matches"), N_("stdout"))
 
 
 @strict
@@ -280,14 +288,16 @@ class Check:
         return list(multi.machines) if multi else [self.machine or ""]
 
     def __post_init__(self) -> None:
-        _exactly_one(self, CHECK_FORMS, "a check")
+        _exactly_one(self, CHECK_FORMS, N_("a check"))
         form = self.form
         if form not in MULTI_MACHINE_FORMS and self.machine is None:
-            raise ValueError(f"a `{form}` check needs `machine`")
+            raise ValueError(_("a `{form}` check needs `machine`").format(form=form))
         if form in MULTI_MACHINE_FORMS and self.machine is not None:
-            raise ValueError(f"a `{form}` check names its machines inside `{form}`")
+            raise ValueError(
+                _("a `{form}` check names its machines inside `{form}`").format(form=form)
+            )
         if form != "run" and (self.exit_code is not None or self.stdout is not None):
-            raise ValueError("`exit_code` and `stdout` belong to a `run` check")
+            raise ValueError(_("`exit_code` and `stdout` belong to a `run` check"))
 
 
 @strict
@@ -320,7 +330,7 @@ class Task:
 
     def __post_init__(self) -> None:
         if not self.after_reboot and any(c.kept is not None for c in self.checks):
-            raise ValueError("a `kept` check compares outputs across a reboot: set after_reboot")
+            raise ValueError(_("a `kept` check compares outputs across a reboot: set after_reboot"))
 
 
 BACKENDS = ("docker", "lxd", "nspawn", "vagrant")

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from orchestrator.messages import N_, _
 from orchestrator.scenario import render
 from orchestrator.scenario.located import Loc, Report
 from orchestrator.scenario.model import MULTI_MACHINE_FORMS, NAME
@@ -34,7 +35,8 @@ def _items(value: Any) -> Iterator[tuple[int, dict[str, Any]]]:
 def check_references(data: dict[str, Any], report: Report, labs_dir: Path | None) -> None:
     """Report every broken reference of the file's data; `labs_dir` None reads no disk."""
     machines = list(_items(data.get("machines")))
-    names = _Machines(report, _first_of(machines, "machines", "name", "machine name", report))
+    duplicate = N_("duplicate machine name `{value}` (first at line {line})")
+    names = _Machines(report, _first_of(machines, "machines", "name", duplicate, report))
     for i, machine in machines:
         parent, name = machine.get("clone_of"), machine.get("name")
         is_first = isinstance(name, str) and names.first.get(name) == i
@@ -49,24 +51,26 @@ def check_references(data: dict[str, Any], report: Report, labs_dir: Path | None
         loc: Loc = ("setup", i, "machine")
         name = step.get("machine")
         if names.known(loc, name) and name in names.parent_of:
-            report.add(
-                loc,
-                f"setup runs before clones are taken, and `{name}` is a clone: "
-                f"run this step on `{names.root_of(name)}`",
-                unless_reported=True,
+            said = _(
+                "setup runs before clones are taken, and `{name}` is a clone:"
+                " run this step on `{root}`"
             )
+            report.add(loc, said.format(name=name, root=names.root_of(name)), unless_reported=True)
     tasks = list(_items(data.get("tasks")))
-    _first_of(tasks, "tasks", "id", "task id", report)
+    duplicate = N_("duplicate task id `{value}` (first at line {line})")
+    _first_of(tasks, "tasks", "id", duplicate, report)
     earlier: list[str] = []
     for t, task in tasks:
         _check_task_machines(t, task, names)
         for r, needed in enumerate(task.get("requires") or []):
             if isinstance(needed, str) and needed not in earlier:
-                report.add(
-                    ("tasks", t, "requires", r),
-                    f"`{needed}` is no earlier task (earlier: {', '.join(earlier) or 'none'})",
-                    unless_reported=True,
+                said = (
+                    _("`{task}` is no earlier task (earlier: {earlier})")
+                    if earlier
+                    else _("`{task}` is no earlier task (earlier: none)")
                 )
+                said = said.format(task=needed, earlier=", ".join(earlier))
+                report.add(("tasks", t, "requires", r), said, unless_reported=True)
         if isinstance(task.get("id"), str):
             earlier.append(task["id"])
     _check_sources(data, machines, report, labs_dir)
@@ -83,13 +87,15 @@ class _Machines:
         self.grading: dict[str, int] = {}  # grading machines: made by checks, not by `up`
 
     def workable(self, loc: Loc, name: Any, what: str) -> None:
-        """Report `name` if it is a grading machine, which `what` cannot use."""
+        """Report `name` if it is a grading machine, which `what` (a msgid) cannot use."""
         if isinstance(name, str) and name in self.grading:
+            said = _(
+                "`{name}` is a grading machine, made by each check from a copy of"
+                " `{source}`: {what} cannot use it"
+            )
+            source = self.parent_of.get(name, "?")
             self.report.add(
-                loc,
-                f"`{name}` is a grading machine, made by each check from a copy of"
-                f" `{self.parent_of.get(name, '?')}`: {what} cannot use it",
-                unless_reported=True,
+                loc, said.format(name=name, source=source, what=_(what)), unless_reported=True
             )
 
     def known(self, loc: Loc, name: Any) -> bool:
@@ -99,12 +105,14 @@ class _Machines:
         if name in self.first:
             return True
         near = difflib.get_close_matches(name, list(self.first), n=1)
-        hint = f"; did you mean `{near[0]}`?" if near else ""
-        self.report.add(
-            loc,
-            f"unknown machine `{name}`{hint} (machines: {', '.join(self.first)})",
-            unless_reported=True,
+        said = (
+            _("unknown machine `{name}`; did you mean `{near}`? (machines: {machines})")
+            if near
+            else _("unknown machine `{name}` (machines: {machines})")
         )
+        machines = ", ".join(self.first)
+        said = said.format(name=name, near=near[0] if near else "", machines=machines)
+        self.report.add(loc, said, unless_reported=True)
         return False
 
     def root_of(self, name: str) -> str:
@@ -116,9 +124,10 @@ class _Machines:
 
 
 def _first_of(
-    entries: Entries, section: str, field: str, what: str, report: Report
+    entries: Entries, section: str, field: str, duplicate: str, report: Report
 ) -> dict[str, int]:
-    """The index of the first entry by its `field`; a later entry with the same is reported."""
+    """The index of the first entry by its `field`; a later entry with the same is reported
+    (`duplicate`: a msgid naming `{value}` and the `{line}` of the first)."""
     first: dict[str, int] = {}
     for i, entry in entries:
         value = entry.get(field)
@@ -126,11 +135,8 @@ def _first_of(
             continue
         if value in first:
             line = report.where((section, first[value], field))[0]
-            report.add(
-                (section, i, field),
-                f"duplicate {what} `{value}` (first at line {line})",
-                unless_reported=True,
-            )
+            said = _(duplicate).format(value=value, line=line)
+            report.add((section, i, field), said, unless_reported=True)
         else:
             first[value] = i
     return first
@@ -148,7 +154,7 @@ def _check_task_machines(t: int, task: dict[str, Any], names: _Machines) -> None
     for s, step in _items(task.get("solution")):
         loc: Loc = ("tasks", t, "solution", s, "machine")
         if names.known(loc, step.get("machine")):
-            names.workable(loc, step.get("machine"), "a solution (the student's work)")
+            names.workable(loc, step.get("machine"), N_("a solution (the student's work)"))
 
 
 def _check_grading(machines: Entries, names: _Machines) -> None:
@@ -158,14 +164,14 @@ def _check_grading(machines: Entries, names: _Machines) -> None:
         parent = machine.get("clone_of")
         if parent in names.grading:
             copier = machine.get("name") in names.grading
-            what = "another grading machine" if copier else "a clone made by `up`"
+            what = N_("another grading machine") if copier else N_("a clone made by `up`")
             names.workable(("machines", i, "clone_of"), parent, what)
         grading = machine.get("grading")
         seeds = grading.get("seed") if isinstance(grading, dict) else None
         for j, seed in _items(seeds):
             loc: Loc = ("machines", i, "grading", "seed", j, "machine")
             if names.known(loc, seed.get("machine")):
-                names.workable(loc, seed.get("machine"), "a seed")
+                names.workable(loc, seed.get("machine"), N_("a seed"))
 
 
 def _check_sources(
@@ -199,21 +205,21 @@ def _check_disks(data: dict[str, Any], machines: Entries, names: _Machines, repo
             continue  # a clone's disks are the model's to report
         with_disks[machine.get("name")] = i
         if machine.get("kind") != "vm" and containers:
-            report.add(
-                ("machines", i, "disks"),
-                "extra disks need a virtual machine, and this machine is a container on "
-                f"{', '.join(map(str, containers))}: set `kind: vm`, or list only the "
-                "vagrant backend",
-                unless_reported=True,
+            said = _(
+                "extra disks need a virtual machine, and this machine is a container on"
+                " {backends}: set `kind: vm`, or list only the vagrant backend"
             )
+            said = said.format(backends=", ".join(map(str, containers)))
+            report.add(("machines", i, "disks"), said, unless_reported=True)
     for i, machine in machines:
         source = machine.get("clone_of")
         if isinstance(source, str) and source in with_disks and source in names.first:
+            said = _(
+                "`{source}` has extra `disks`, which a clone would not get (a clone copies"
+                " its source's system disk only): clone a machine without `disks`"
+            )
             report.add(
-                ("machines", i, "clone_of"),
-                f"`{source}` has extra `disks`, which a clone would not get (a clone copies "
-                "its source's system disk only): clone a machine without `disks`",
-                unless_reported=True,
+                ("machines", i, "clone_of"), said.format(source=source), unless_reported=True
             )
 
 
@@ -231,11 +237,8 @@ def _check_clone_cycles(parent_of: dict[str, str], first: dict[str, int], report
             head = min(cycle, key=lambda n: first[n])
             at = cycle.index(head)
             ordered = [*cycle[at:], *cycle[:at], head]
-            report.add(
-                ("machines", first[head], "clone_of"),
-                f"clone chain loops: {' -> '.join(ordered)}",
-                unless_reported=True,
-            )
+            said = _("clone chain loops: {chain}").format(chain=" -> ".join(ordered))
+            report.add(("machines", first[head], "clone_of"), said, unless_reported=True)
 
 
 def resolve_src(src: str, labs_dir: Path | None, scenario_id: str) -> tuple[Path | None, str]:
@@ -243,10 +246,10 @@ def resolve_src(src: str, labs_dir: Path | None, scenario_id: str) -> tuple[Path
     when `labs_dir` is None."""
     folder = f"labs/{scenario_id}/"
     if src.startswith(("/", "\\")) or Path(src).is_absolute():
-        return None, f"must be a path relative to {folder}, not absolute"
+        return None, _("must be a path relative to {folder}, not absolute").format(folder=folder)
     normal = posixpath.normpath(src)
     if normal == ".." or normal.startswith("../"):
-        return None, f"leaves {folder} (through `..`)"
+        return None, _("leaves {folder} (through `..`)").format(folder=folder)
     if labs_dir is None:
         return None, ""
     root = labs_dir / scenario_id
@@ -254,11 +257,13 @@ def resolve_src(src: str, labs_dir: Path | None, scenario_id: str) -> tuple[Path
         base = root.resolve()
         target = (root / src).resolve()
     except (OSError, RuntimeError, ValueError) as e:
-        return None, f"cannot be resolved: {e}"
+        return None, _("cannot be resolved: {error}").format(error=e)
     if not target.is_relative_to(base):
-        return None, f"leaves {folder} (resolves to {target})"
+        return None, _("leaves {folder} (resolves to {target})").format(
+            folder=folder, target=target
+        )
     if not target.exists():
-        return None, f"no such file: {root / src}"
+        return None, _("no such file: {path}").format(path=root / src)
     if not target.is_file():
-        return None, f"not a regular file: {root / src}"
+        return None, _("not a regular file: {path}").format(path=root / src)
     return target, ""

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import itertools
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterator, Mapping
@@ -178,16 +179,20 @@ class _Environment(SandboxedEnvironment):
     def _lookup(self, obj: _Vars, name: Any) -> Any:
         if isinstance(name, str) and name in obj._values:
             return obj._values[name]
-        known = ", ".join(sorted(obj._values)) or "none"
-        return self.undefined(hint=f"`{obj._label}.{name}` is not defined (known: {known})")
+        known, said = ", ".join(sorted(obj._values)), f"{obj._label}.{name}"
+        if not known:
+            return self.undefined(hint=_("`{name}` is not defined (known: none)").format(name=said))
+        hint = _("`{name}` is not defined (known: {known})").format(name=said, known=known)
+        return self.undefined(hint=hint)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":
-            raise SecurityError("the ** operator is not allowed in scenario templates")
+            raise SecurityError(_("the ** operator is not allowed in scenario templates"))
         for seq, times in ((left, right), (right, left)):
             sized = isinstance(seq, str | list | tuple) and isinstance(times, int)
             if sized and len(seq) * times > MAX_REPEAT:
-                raise SecurityError(f"a template may not build more than {MAX_REPEAT} items")
+                said = _("a template may not build more than {count} items")
+                raise SecurityError(said.format(count=MAX_REPEAT))
         return super().call_binop(context, operator, left, right)
 
 
@@ -226,12 +231,7 @@ def render_text(
     except SecurityError as e:
         raise RenderError(_("template not allowed: {error}").format(error=e)) from None
     except UndefinedError as e:
-        message = str(e)
-        if message.endswith("is undefined"):
-            message = _(
-                "{message} (templates can use params.NAME, student.id and machines.NAME.FACT)"
-            ).format(message=message)
-        raise RenderError(_("template: {message}").format(message=message)) from None
+        raise RenderError(_("template: {message}").format(message=_undefined(str(e)))) from None
     except TemplateError as e:
         raise RenderError(_("template error: {error}").format(error=e)) from None
     except Exception as e:
@@ -239,6 +239,21 @@ def render_text(
         raise RenderError(
             _("template failed: {name}: {error}").format(name=type(e).__name__, error=e)
         ) from None
+
+
+#: how Jinja2 says that a template names a variable nobody gave it
+_UNDEFINED = re.compile(r"""^(['"])(?P<name>.*)\1 is undefined$""")
+
+
+def _undefined(message: str) -> str:
+    """Jinja2's "'x' is undefined" said with what a template can use; our own hint (a name
+    under params, student or machines) as it is."""
+    found = _UNDEFINED.match(message)
+    if found is None:
+        return message
+    return _(
+        "'{name}' is undefined (templates can use params.NAME, student.id and machines.NAME.FACT)"
+    ).format(name=found["name"])
 
 
 def render_scenario(
@@ -270,10 +285,14 @@ def render_scenario(
     try:
         return parse(Scenario, data)
     except ValidationError as e:
+        from orchestrator.scenario.explain import message  # imports render: here, not above
+
+        said = _("after rendering: {problem}")
         raise ScenarioError(
             [
-                Problem(file, 0, 0, _dotted(err["loc"]), f"after rendering: {err['msg']}")
+                Problem(file, 0, 0, _dotted(loc), said.format(problem=message(err, loc)))
                 for err in e.errors(include_url=False)
+                for loc in [tuple(err["loc"])]
             ]
         ) from None
 

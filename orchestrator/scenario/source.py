@@ -29,4 +29,4 @@ def read_source(path: Path) -> bytes:
 
 
 def too_large() -> str:
-    return f"file is larger than {MAX_BYTES // 1024} KiB"
+    return _("file is larger than {size} KiB").format(size=MAX_BYTES // 1024)

@@ -18,6 +18,7 @@ from typing import Any
 
 from orchestrator import __version__, paths
 from orchestrator.errors import ScenarioError
+from orchestrator.messages import ngettext
 from orchestrator.scenario.cache import schema_hash
 
 Summary = dict[str, Any]
@@ -63,9 +64,11 @@ def summaries(files: list[Path], lang: str) -> list[tuple[str, Summary | None, s
         try:
             summary = summarize(path, lang)
         except ScenarioError as e:
-            rows.append(
-                (str(path), None, f"{len(e.problems)} problem(s); guestlab validate {path}")
+            n = len(e.problems)
+            said = ngettext(
+                "{n} problem; guestlab validate {path}", "{n} problems; guestlab validate {path}", n
             )
+            rows.append((str(path), None, said.format(n=n, path=path)))
             continue
         rows.append((str(path), summary, ""))
         cache[key] = {"sha": digest, "summary": summary}

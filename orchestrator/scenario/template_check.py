@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from orchestrator.messages import _
 from orchestrator.scenario import render
 from orchestrator.scenario.located import Loc, Report
 
@@ -61,7 +62,8 @@ def check_templates(data: dict[str, Any], report: Report) -> None:
             continue
         count += 1
         if count > MAX_TEMPLATES:
-            report.add(loc, f"more than {MAX_TEMPLATES} strings use templates")
+            said = _("more than {count} strings use templates").format(count=MAX_TEMPLATES)
+            report.add(loc, said)
             return
         try:
             render.render_text(text, params, SAMPLE_STUDENT, machines)

@@ -5,6 +5,7 @@ Translations). Annotations are objects, not texts: see `model`."""
 from dataclasses import field
 from typing import TYPE_CHECKING, Annotated, Any
 
+from orchestrator.messages import _, ngettext
 from orchestrator.scenario.model_base import Rule, Text, strict
 
 if TYPE_CHECKING:
@@ -70,26 +71,40 @@ def translation_problems(
         for task_id, text in translation.tasks.items():
             task = by_id.get(task_id)
             if task is None:
-                known = ", ".join(by_id) or "none"
                 # "[key]": the position reported is the key's own, not its value's
+                said = _("no task `{task}` in this scenario (its tasks: {tasks})")
                 problem(
                     (lang, "tasks", task_id, "[key]"),
-                    f"no task `{task_id}` in this scenario (its tasks: {known})",
+                    said.format(task=task_id, tasks=", ".join(by_id)),  # a scenario has tasks
                     task_id,
                 )
                 continue
-            if len(text.checks) > len(task.checks):
+            n = len(task.checks)
+            if len(text.checks) > n:
+                said = ngettext(
+                    "task `{task}` has {n} check: translations of checks go by position, so"
+                    " this list has at most {n} entry",
+                    "task `{task}` has {n} checks: translations of checks go by position, so"
+                    " this list has at most {n} entries",
+                    n,
+                )
                 problem(
-                    (lang, "tasks", task_id, "checks", len(task.checks)),
-                    f"task `{task_id}` has {len(task.checks)} check(s): translations of checks"
-                    f" go by position, so this list has at most {len(task.checks)} entries",
+                    (lang, "tasks", task_id, "checks", n),
+                    said.format(task=task_id, n=n),
                     len(text.checks),
                 )
-            if text.hints is not None and len(text.hints) != len(task.hints):
+            n = len(task.hints)
+            if text.hints is not None and len(text.hints) != n:
+                said = ngettext(
+                    "task `{task}` has {n} hint and this translation {given}: translate each"
+                    " hint, in the same order",
+                    "task `{task}` has {n} hints and this translation {given}: translate each"
+                    " hint, in the same order",
+                    n,
+                )
                 problem(
                     (lang, "tasks", task_id, "hints"),
-                    f"task `{task_id}` has {len(task.hints)} hint(s) and this translation"
-                    f" {len(text.hints)}: translate each hint, in the same order",
+                    said.format(task=task_id, n=n, given=len(text.hints)),
                     len(text.hints),
                 )
     return problems

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from orchestrator.messages import N_, _
 from orchestrator.scenario.located import Loc, Pos, Report, clip, position
 
 MAX_DEPTH = 64
@@ -47,15 +48,18 @@ def read_yaml(text: str, report: Report) -> dict[str, Any] | None:
         _report_yaml_error(e, text, report)
         return None
     if root is None:
-        report.add((), "the file is empty; a scenario is a mapping starting with apiVersion")
+        report.add((), _("the file is empty; a scenario is a mapping starting with apiVersion"))
         return None
     if not isinstance(root, MappingNode):
-        what = "a list" if isinstance(root, SequenceNode) else "a single value"
-        report.add(
-            (),
-            f"the top level must be a mapping (apiVersion, kind, metadata, ...), not {what}",
-            pos=position(root.start_mark),
+        said = (
+            _("the top level must be a mapping (apiVersion, kind, metadata, ...), not a list")
+            if isinstance(root, SequenceNode)
+            else _(
+                "the top level must be a mapping (apiVersion, kind, metadata, ...),"
+                " not a single value"
+            )
         )
+        report.add((), said, pos=position(root.start_mark))
         return None
     builder = _Builder(report)
     try:
@@ -79,7 +83,7 @@ def _scan(text: str, report: Report) -> bool:
                 if documents > 1:
                     report.add(
                         (),
-                        "more than one YAML document: a scenario file holds exactly one",
+                        _("more than one YAML document: a scenario file holds exactly one"),
                         pos=position(event.start_mark),
                     )
                     return False
@@ -88,16 +92,14 @@ def _scan(text: str, report: Report) -> bool:
             if isinstance(event, yaml.NodeEvent):
                 nodes += 1
                 if nodes > MAX_NODES:
-                    report.add((), f"more than {MAX_NODES} values", pos=position(event.start_mark))
+                    said = _("more than {count} values").format(count=MAX_NODES)
+                    report.add((), said, pos=position(event.start_mark))
                     return False
                 if isinstance(event, yaml.CollectionStartEvent):
                     depth += 1
                     if depth > MAX_DEPTH:
-                        report.add(
-                            (),
-                            f"nested deeper than {MAX_DEPTH} levels",
-                            pos=position(event.start_mark),
-                        )
+                        said = _("nested deeper than {count} levels").format(count=MAX_DEPTH)
+                        report.add((), said, pos=position(event.start_mark))
                         return False
     except yaml.YAMLError as e:
         _report_yaml_error(e, text, report)
@@ -108,21 +110,62 @@ def _scan(text: str, report: Report) -> bool:
 def _report_yaml_error(error: yaml.YAMLError, text: str, report: Report) -> None:
     if isinstance(error, yaml.MarkedYAMLError):
         mark = error.problem_mark or error.context_mark
-        message = error.problem or error.context or "invalid YAML"
-        if error.problem and error.context:
-            started = error.context_mark
-            at = f" at line {started.line + 1}" if started is not None else ""
-            message += f" ({error.context}{at})"
+        problem = _parser_said(error.problem or error.context) or _("invalid YAML")
+        context, started = _parser_said(error.context), error.context_mark
+        if error.problem and context and started is not None:
+            said = _("YAML syntax: {problem} ({context} at line {line})")
+        elif error.problem and context:
+            said = _("YAML syntax: {problem} ({context})")
+        else:
+            said = _("YAML syntax: {problem}")
+        line = started.line + 1 if started is not None else 0
         pos = position(mark) if mark is not None else (1, 1)
-        report.add((), f"YAML syntax: {message}", pos=pos)
+        report.add((), said.format(problem=problem, context=context, line=line), pos=pos)
     elif isinstance(error, yaml.reader.ReaderError):
         at = max(0, min(error.position, len(text)))
         line = text.count("\n", 0, at) + 1
         column = at - text.rfind("\n", 0, at)
         char = error.character if isinstance(error.character, int) else ord(error.character)
-        report.add((), f"YAML: character #x{char:04x} is not allowed", pos=(line, column))
+        said = _("YAML: character #x{code} is not allowed").format(code=f"{char:04x}")
+        report.add((), said, pos=(line, column))
     else:
-        report.add((), f"YAML: {error}", pos=(1, 1))
+        report.add((), _("YAML: {error}").format(error=error), pos=(1, 1))
+
+
+#: what libyaml (and PyYAML's own parser) says most often, said in the reader's language;
+#: any other text of theirs is shown as they wrote it
+_PARSER_TEXTS = frozenset(
+    {
+        N_("mapping values are not allowed in this context"),
+        N_("mapping values are not allowed here"),
+        N_("did not find expected key"),
+        N_("could not find expected ':'"),
+        N_("did not find expected '-' indicator"),
+        N_("did not find expected ',' or ']'"),
+        N_("did not find expected ',' or '}'"),
+        N_("did not find expected <document start>"),
+        N_("found unexpected end of stream"),
+        N_("found character that cannot start any token"),
+        N_("found unknown escape character"),
+        N_("found undefined alias"),
+        N_("found duplicate anchor; first occurrence"),
+        N_("second occurrence"),
+        N_("while parsing a block mapping"),
+        N_("while parsing a block collection"),
+        N_("while parsing a flow sequence"),
+        N_("while parsing a flow mapping"),
+        N_("while parsing a quoted scalar"),
+        N_("while scanning a quoted scalar"),
+        N_("while scanning a simple key"),
+        N_("while scanning for the next token"),
+    }
+)
+
+
+def _parser_said(text: str | None) -> str:
+    if not text:
+        return ""
+    return _(text) if text in _PARSER_TEXTS else text
 
 
 class _Builder:
@@ -143,14 +186,16 @@ class _Builder:
     def _counted(self, node: Node) -> None:
         self.count += 1
         if self.count > MAX_NODES:
-            raise _Abort(node, f"more than {MAX_NODES} values once aliases are expanded")
+            said = _("more than {count} values once aliases are expanded")
+            raise _Abort(node, said.format(count=MAX_NODES))
 
     def _collection(self, node: Node, loc: Loc, depth: int) -> Any:
         self._counted(node)
         if depth >= MAX_DEPTH:
-            raise _Abort(node, f"nested deeper than {MAX_DEPTH} levels once aliases are expanded")
+            said = _("nested deeper than {count} levels once aliases are expanded")
+            raise _Abort(node, said.format(count=MAX_DEPTH))
         if id(node) in self.open:
-            raise _Abort(node, "an alias refers to a collection that contains it")
+            raise _Abort(node, _("an alias refers to a collection that contains it"))
         self.open.add(id(node))
         try:
             if isinstance(node, SequenceNode):
@@ -173,17 +218,12 @@ class _Builder:
                 continue
             key_pos = position(key_node.start_mark)
             if not (isinstance(key_node, ScalarNode) and key_node.tag == _TAG + "str"):
-                self.report.add(
-                    loc, f"keys must be strings, not {_node_kind(key_node)}", pos=key_pos
-                )
+                self.report.add(loc, _not_a_string_key(key_node), pos=key_pos)
                 continue
             key = key_node.value
             if key in seen:
-                self.report.add(
-                    (*loc, key),
-                    f"duplicate key `{key}` (first at line {seen[key][0]})",
-                    pos=key_pos,
-                )
+                said = _("duplicate key `{key}` (first at line {line})")
+                self.report.add((*loc, key), said.format(key=key, line=seen[key][0]), pos=key_pos)
                 continue
             seen[key] = key_pos
             self.report.keys[(*loc, key)] = key_pos
@@ -200,14 +240,14 @@ class _Builder:
             else:
                 self.report.add(
                     loc,
-                    "`<<` merges a mapping or a list of mappings",
+                    _("`<<` merges a mapping or a list of mappings"),
                     pos=position(source.start_mark),
                 )
         return out
 
     def _check_tag(self, node: Node, expected: str, loc: Loc) -> None:
         if node.tag != _TAG + expected:
-            self.report.add(loc, f"unsupported YAML tag `{_short_tag(node.tag)}`")
+            self.report.add(loc, _unsupported(node.tag))
 
     def _scalar(self, node: ScalarNode, loc: Loc) -> Any:
         tag = node.tag
@@ -217,12 +257,13 @@ class _Builder:
             return node.value  # no field holds a date: keep the text the author wrote
         construct = _SCALARS.get(tag)
         if construct is None:
-            self.report.add(loc, f"unsupported YAML tag `{_short_tag(tag)}`")
+            self.report.add(loc, _unsupported(tag))
             return node.value
         try:
             return construct(node)
         except (ValueError, yaml.YAMLError):
-            self.report.add(loc, f"not a valid {_short_tag(tag)[2:]}: {clip(node.value)}")
+            said = _("not a valid {type}: {value}")  # a YAML type: int, float, bool, null
+            self.report.add(loc, said.format(type=_short_tag(tag)[2:], value=clip(node.value)))
             return node.value
 
 
@@ -230,7 +271,14 @@ def _short_tag(tag: str) -> str:
     return "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
 
 
-def _node_kind(node: Node) -> str:
+def _unsupported(tag: str) -> str:
+    return _("unsupported YAML tag `{tag}`").format(tag=_short_tag(tag))
+
+
+def _not_a_string_key(node: Node) -> str:
     if isinstance(node, ScalarNode):
-        return f"{_short_tag(node.tag)[2:]} `{clip(node.value)}` (quote it)"
-    return "a list" if isinstance(node, SequenceNode) else "a mapping"
+        said = _("keys must be strings, not {type} `{value}` (quote it)")
+        return said.format(type=_short_tag(node.tag)[2:], value=clip(node.value))
+    if isinstance(node, SequenceNode):
+        return _("keys must be strings, not a list")
+    return _("keys must be strings, not a mapping")

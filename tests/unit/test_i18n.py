@@ -121,7 +121,7 @@ def test_check_out_of_range_is_an_error() -> None:
     line, path, message = found[0]
     assert path == "translations.pt-BR.tasks.two.checks.1"
     assert line == BASE.count("\n") + 7
-    assert "has 1 check(s)" in message
+    assert "has 1 check: translations of checks go by position" in message
 
 
 def test_hints_must_match_in_number() -> None:
@@ -135,7 +135,7 @@ def test_hints_must_match_in_number() -> None:
         """
     )
     assert found[0][1] == "translations.pt-BR.tasks.one.hints"
-    assert "2 hint(s)" in found[0][2]
+    assert "has 2 hints and this translation 1" in found[0][2]
 
 
 def test_unknown_keys_are_errors() -> None:

@@ -7,11 +7,13 @@ from typing import Any
 
 import pytest
 
+from orchestrator import messages
 from orchestrator.backends.contract import LabRef
 from orchestrator.backends.lxd.cluster import ClusterView, MemberSilent, cluster_error
 from orchestrator.backends.lxd.config import instance_name
 from orchestrator.classroom.roster import RosterError, parse
 from orchestrator.errors import MachineUnavailable, MemberUnreachable, ProvisioningError
+from tests.english import english_in
 
 LAB = LabRef("machine-id-clone", "alice")
 
@@ -55,6 +57,28 @@ def test_cluster_errors_become_one_sentence_with_the_fix(said: str, kind: type, 
     err = cluster_error("create gl-1", RuntimeError(said))
     assert type(err) is kind and words in str(err) and err.hint
     assert cluster_error("create gl-1", RuntimeError("Instance not found")) is None
+
+
+def test_cluster_errors_are_said_in_the_readers_language() -> None:
+    lost = RuntimeError("Failed to begin transaction: no available dqlite leader")
+    english = cluster_error("create gl-1", lost)
+    assert english is not None and str(english) == (
+        "LXD could not create gl-1: the LXD cluster has lost its quorum"
+        " (too few database members online)"
+    )
+    with messages.language("pt-BR"):
+        quorum = cluster_error("criar gl-1", lost)
+        silent = cluster_error("criar gl-1", RuntimeError("Missing event connection"))
+    assert quorum is not None and silent is not None
+    assert str(quorum) == (
+        "o LXD não conseguiu criar gl-1: o cluster LXD perdeu o quórum"
+        " (poucos membros do banco de dados no ar)"
+    )
+    assert str(silent) == "o LXD não conseguiu criar gl-1: um membro do cluster LXD não responde"
+    assert quorum.hint and quorum.hint.startswith("traga membros de volta")
+    assert silent.hint and "`--lxd-target MEMBER`" in silent.hint  # the option as typed
+    shown = " ".join([str(quorum), quorum.hint, str(silent), silent.hint])
+    assert english_in(shown) == []
 
 
 def test_an_unreachable_member_is_a_machine_unavailable_naming_it() -> None:

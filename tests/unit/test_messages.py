@@ -208,3 +208,33 @@ def test_a_removed_resource_is_named_in_the_readers_language() -> None:
         assert views.resource("image guestlab/lab:clone-start") == "imagem guestlab/lab:clone-start"
         assert views.resource("clone/start") == "clone/start"  # an LXD snapshot: no kind
     assert views.resource("network gl-lab") == "network gl-lab"
+
+
+def _score() -> str:
+    return messages._("Score: {score}/{max_score}")
+
+
+def test_work_handed_to_a_worker_thread_speaks_the_callers_language() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    english, portuguese = "Score: {score}/{max_score}", "Pontuação: {score}/{max_score}"
+    with messages.language("pt-BR"), ThreadPoolExecutor(max_workers=2) as pool:
+        # a worker starts in a context of its own, which speaks English
+        assert pool.submit(_score).result() == english
+        assert pool.submit(messages.speaking(_score)).result() == portuguese
+        # one wrapped function run by several threads at once: a context copy each
+        said = pool.map(messages.speaking(lambda _n: _score()), range(8))
+        assert list(said) == [portuguese] * 8
+    assert _score() == english  # the caller's own language is left as it was
+
+
+def test_a_lab_s_parallel_steps_and_a_class_s_students_speak_the_commands_language() -> None:
+    from orchestrator.classroom.workers import Outcome, in_parallel
+    from orchestrator.lab.bring_up import _parallel
+
+    said: list[str] = []
+    with messages.language("pt-BR"):
+        _parallel(lambda _item: said.append(_score()), ["a", "b", "c"])
+        outcomes = list(in_parallel(3, ["ana", "bia"], lambda s: Outcome(s, True, _score())))
+    assert said == ["Pontuação: {score}/{max_score}"] * 3
+    assert {o.detail for o in outcomes} == {"Pontuação: {score}/{max_score}"}

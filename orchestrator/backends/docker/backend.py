@@ -49,7 +49,7 @@ from orchestrator.errors import (
     MachineUnavailable,
     ProvisioningError,
 )
-from orchestrator.messages import _
+from orchestrator.messages import _, speaking
 
 if TYPE_CHECKING:
     import docker
@@ -212,7 +212,7 @@ class DockerBackend(DockerImages):
             except Exception as e:  # handed to the caller's thread below
                 box["error"] = e
 
-        worker = threading.Thread(target=work, daemon=True)
+        worker = threading.Thread(target=speaking(work), daemon=True)
         worker.start()
         worker.join(timeout + CLIENT_GRACE)
         if worker.is_alive():

@@ -19,7 +19,7 @@ from orchestrator.backends.docker import sdk
 from orchestrator.backends.docker.engine import START_FIX
 from orchestrator.backends.firewall import CONTAINER_PREFIX, bridge_name
 from orchestrator.errors import BackendUnavailable, ProvisioningError
-from orchestrator.messages import _
+from orchestrator.messages import _, speaking
 from orchestrator.paths import store_id
 
 
@@ -113,8 +113,9 @@ class Resources:
         # side by side: each removal is mostly the engine stopping a container's processes
         from concurrent.futures import ThreadPoolExecutor  # here: it loads `logging`
 
+        remove = speaking(lambda ct: _ignore_missing(ct.remove, force=True, v=True))
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(containers)))) as pool:
-            list(pool.map(lambda ct: _ignore_missing(ct.remove, force=True, v=True), containers))
+            list(pool.map(remove, containers))
         found.machines += [ct.labels.get(LABEL_MACHINE, ct.name) for ct in containers]
         for net in networks:
             _ignore_missing(net.remove)

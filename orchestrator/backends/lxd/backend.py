@@ -61,7 +61,7 @@ from orchestrator.errors import (
     MachineUnavailable,
     ProvisioningError,
 )
-from orchestrator.messages import _
+from orchestrator.messages import _, speaking
 
 #: what `lxc exec` runs around a session's command. When the command ends, LXD 5.0's `lxc`
 #: may exit before it has passed on the last output (seen: a shell's last lines, and the
@@ -263,7 +263,7 @@ class LxdBackend(LxdFiles):
 
         # side by side: each machine's stop, restore and boot is LXD waiting, not working
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(insts)))) as pool:
-            list(pool.map(lambda pair: one(*pair), insts))
+            list(pool.map(speaking(lambda pair: one(*pair)), insts))
 
     def restart(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
         """`lxc restart`: a clean shutdown of the container's systemd (forced after a
@@ -286,7 +286,7 @@ class LxdBackend(LxdFiles):
             wait_ready(conn, inst, spec.init, progress)
 
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(insts)))) as pool:
-            list(pool.map(lambda pair: one(*pair), insts))
+            list(pool.map(speaking(lambda pair: one(*pair)), insts))
 
     def remove_machine(self, lab: LabRef, machine: str) -> None:
         conn = self._connection()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from orchestrator.backends.contract import LABEL_LAB, LabRef
 from orchestrator.backends.lxd.config import CONFIG_PREFIX, instance_name
 from orchestrator.errors import MemberUnreachable, ProvisioningError
-from orchestrator.messages import _
+from orchestrator.messages import N_, _
 
 if TYPE_CHECKING:
     from pylxd import Client
@@ -132,16 +132,17 @@ def unreachable(member: str, what: str, *, silent: bool = False) -> MemberUnreac
 
 
 #: what LXD says when a cluster cannot serve a request, and the one sentence guestlab says
+#: and its fix (msgids: said in the reader's language by `cluster_error`)
 CLUSTER_ERRORS = (
     (
         ("no available dqlite leader", "failed to begin transaction", "raft", "quorum"),
-        "the LXD cluster has lost its quorum (too few database members online)",
-        "bring members back until most database members are online (`lxc cluster list`)",
+        N_("the LXD cluster has lost its quorum (too few database members online)"),
+        N_("bring members back until most database members are online (`lxc cluster list`)"),
     ),
     (
         ("is offline", "missing event connection", "unable to connect to", "connection refused"),
-        "an LXD cluster member does not answer",
-        "bring it back, or place labs elsewhere: `--lxd-target MEMBER` (`lxc cluster list`)",
+        N_("an LXD cluster member does not answer"),
+        N_("bring it back, or place labs elsewhere: `--lxd-target MEMBER` (`lxc cluster list`)"),
     ),
 )
 
@@ -156,7 +157,8 @@ def cluster_error(action: str, exc: BaseException) -> ProvisioningError | None:
     for n, (needles, sentence, fix) in enumerate(CLUSTER_ERRORS):
         if any(needle in text for needle in needles):
             kind = MemberSilent if n == 1 else ProvisioningError
-            return kind(f"LXD could not {action}: {sentence}", hint=fix)
+            said = _("LXD could not {action}: {error}").format(action=action, error=_(sentence))
+            return kind(said, hint=_(fix))
     return None
 
 
