@@ -50,7 +50,7 @@ def clean(text: str) -> str:
 
 _BEFORE_BRACKET = re.compile(r"(\\*)\[")
 _TAG_AFTER_BRACKET = re.compile(r"[a-z#/@][^[]*?]")  # what rich takes for a tag after `[`
-_TRAILING_BACKSLASHES = re.compile(r"\\+$")
+_TRAILING_BACKSLASHES = re.compile(r"\\+\Z")  # \Z: `$` would also match before a final newline
 
 
 def _escape_bracket(m: re.Match[str]) -> str:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.checks.engine_mounts import ENGINES, EngineMount
+from orchestrator.messages import _
 
 #: what systemd and the kernel mount under /sys and /proc in a VM
 KERNEL_FS = frozenset(
@@ -98,7 +99,9 @@ def covered(mounts: list[Mount], engine: tuple[EngineMount, ...] = ()) -> str | 
         # the part of a kernel file system says what was moved; another file system's
         # root would be a path of the host's in a container, which the student need not see
         what = f"{m.fstype} ({m.root})" if m.fstype in KERNEL_FS and m.root != "/" else m.fstype
-        return f"tampered: {what} is mounted over {m.point}, so the kernel's own view is hidden"
+        return _(
+            "tampered: {what} is mounted over {point}, so the kernel's own view is hidden"
+        ).format(what=what, point=m.point)
     return None
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from orchestrator.images.manifest import Manifest
+from orchestrator.messages import _
 
 #: the check shell's PATH: the image's directories first, so that a shim in /usr/local
 #: never shadows an image binary; /usr/local last, for tools a scenario installs there
@@ -106,7 +107,9 @@ def tampered(words: Sequence[str], seen: Seen, manifest: Manifest) -> str | None
     if not words:
         return None
     if seen.preload:
-        return f"tampered: {PRELOAD} is in use, so every machine binary loads it"
+        return _("tampered: {preload} is in use, so every machine binary loads it").format(
+            preload=PRELOAD
+        )
     for lib in manifest.libraries:
         problem = _differs(lib, seen, manifest)
         if problem:
@@ -128,7 +131,9 @@ def _word_problem(word: str, seen: Seen, manifest: Manifest) -> str | None:
             continue
         if manifest.expected(path) is None:
             if image_has:  # a new file that comes before the image's binary in PATH
-                return f"tampered: {path} shadows {image_has[0]} from the image"
+                return _("tampered: {path} shadows {original} from the image").format(
+                    path=path, original=image_has[0]
+                )
             return None  # not an image binary at all (a scenario's own tool)
         return _differs(path, seen, manifest)
     return None
@@ -140,5 +145,5 @@ def _differs(path: str, seen: Seen, manifest: Manifest) -> str | None:
     if want is None or got is None:  # not the image's, or not in the machine: nothing to run
         return None
     if got != want:
-        return f"tampered: {path} differs from the image"
+        return _("tampered: {path} differs from the image").format(path=path)
     return None

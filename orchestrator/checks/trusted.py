@@ -170,7 +170,9 @@ class Guard:
             return [None] * len(self.words)
         why = unverified(seen)
         if why:
-            problem = f"the machine's binaries could not be verified against the image ({why})"
+            problem = _(
+                "the machine's binaries could not be verified against the image ({why})"
+            ).format(why=why)
             return [problem if ws or judged else None for ws in self.words]
         assert seen is not None  # unverified says so otherwise
         if self.views is not None:
@@ -189,12 +191,14 @@ def unverified(seen: Outcome | None) -> str:
     if isinstance(seen, Unreachable | Tampered):
         return seen.message
     if seen is None:
-        return "no result"
+        return _("no result")
     if seen.timed_out:
-        return "the hashing timed out"
+        return _("the hashing timed out")
     if seen.truncated:
-        return "its output was cut short"
-    return f"exit status {seen.exit_code}" if seen.exit_code != 0 else ""
+        return _("its output was cut short")
+    if seen.exit_code != 0:
+        return _("exit status {code}").format(code=seen.exit_code)
+    return ""
 
 
 def run_machine(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from orchestrator.backends.contract import LabRef
 from orchestrator.errors import UsageError
-from orchestrator.messages import _
+from orchestrator.messages import _, ngettext
 
 COLUMNS = ("id", "name", "email")
 #: columns a roster may add: `ssh_key`, a student's public key for the SSH door, and
@@ -48,18 +48,22 @@ class RosterError(UsageError):
         self.problems = problems
         n = len(problems)
         super().__init__(
-            f"{path}: {n} problem{'s' if n != 1 else ''} in the roster; nothing was provisioned",
-            hint="fix every line listed above, then run the command again",
+            ngettext(
+                "{path}: {n} problem in the roster; nothing was provisioned",
+                "{path}: {n} problems in the roster; nothing was provisioned",
+                n,
+            ).format(path=path, n=n),
+            hint=_("fix every line listed above, then run the command again"),
         )
 
 
 def student_id_problem(student: str) -> str | None:
     """Why `student` cannot be a student id, or None when it can."""
     if not STUDENT_ID.match(student):
-        return (
-            f"student id {student!r} must be 1-40 letters, digits, '.', '_' or '-',"
+        return _(
+            "student id {student} must be 1-40 letters, digits, '.', '_' or '-',"
             " starting with a letter or digit"
-        )
+        ).format(student=repr(student))
     return None
 
 
@@ -71,12 +75,17 @@ def load(path: Path) -> list[Student]:
             _("cannot read the roster {path}: {error}").format(path=path, error=e.strerror or e)
         ) from None
     if len(raw) > MAX_BYTES:
-        raise RosterError(str(path), [f"{path}: the file is larger than {MAX_BYTES} bytes"])
+        raise RosterError(
+            str(path),
+            [_("{path}: the file is larger than {limit} bytes").format(path=path, limit=MAX_BYTES)],
+        )
     try:
         text = raw.decode("utf-8-sig")  # spreadsheets often save a byte-order mark
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise RosterError(str(path), [f"{path}:{line}: not UTF-8 text"]) from None
+        raise RosterError(
+            str(path), [_("{path}:{line}: not UTF-8 text").format(path=path, line=line)]
+        ) from None
     return parse(text, str(path))
 
 
@@ -90,7 +99,7 @@ def read_rows(text: str, problem: Callable[[int, str], None]) -> list[tuple[int,
             rows.append((last + 1, row))  # a quoted field may span lines: where it starts
             last = reader.line_num
     except csv.Error as e:
-        problem(last + 1, f"not valid CSV: {e}")
+        problem(last + 1, _("not valid CSV: {error}").format(error=e))
     return [(n, r) for n, r in rows if any(cell.strip() for cell in r)]
 
 
@@ -101,14 +110,18 @@ def header_problem(names: list[str]) -> str | None:
     doubled = sorted({h for h in names if names.count(h) > 1})
     parts = []
     if missing:
-        parts.append(f"missing column(s) {', '.join(missing)}")
+        parts.append(_("missing column(s) {names}").format(names=", ".join(missing)))
     if unknown:
-        parts.append(f"unknown column(s) {', '.join(repr(u) for u in unknown)}")
+        parts.append(
+            _("unknown column(s) {names}").format(names=", ".join(repr(u) for u in unknown))
+        )
     if doubled:
-        parts.append(f"column(s) given twice: {', '.join(doubled)}")
+        parts.append(_("column(s) given twice: {names}").format(names=", ".join(doubled)))
     if not parts:
         return None
-    return f"the header must be `id,name,email` and may add `ssh_key` ({'; '.join(parts)})"
+    return _("the header must be `id,name,email` and may add {optional} ({problems})").format(
+        optional=", ".join(f"`{c}`" for c in OPTIONAL), problems="; ".join(parts)
+    )
 
 
 def ssh_key_problem(text: str) -> str | None:
@@ -117,13 +130,13 @@ def ssh_key_problem(text: str) -> str | None:
         return None
     # the cell itself is never repeated: it may be a private key pasted by mistake
     if not SSH_KEY_LINE.match(text):
-        return "ssh_key is not an OpenSSH public key line (`ssh-ed25519 AAAA... comment`)"
+        return _("ssh_key is not an OpenSSH public key line (`ssh-ed25519 AAAA... comment`)")
     import asyncssh  # here: `guestlab --help` and rosters without keys never load it
 
     try:
         asyncssh.import_public_key(text)
     except (asyncssh.KeyImportError, ValueError) as e:
-        return f"ssh_key is not an OpenSSH public key line ({e})"
+        return _("ssh_key is not an OpenSSH public key line ({error})").format(error=e)
     return None
 
 
@@ -136,17 +149,25 @@ def student_problems(
     if bad:
         found.append(bad)
     if not name:
-        found.append("the name is empty")
+        found.append(_("the name is empty"))
     elif len(name) > MAX_NAME or any(ord(c) < 32 for c in name):
-        found.append(f"the name must be at most {MAX_NAME} printable characters")
+        found.append(
+            _("the name must be at most {limit} printable characters").format(limit=MAX_NAME)
+        )
     if email and not EMAIL.match(email):
-        found.append(f"{email!r} is not an e-mail address")
+        found.append(_("{email} is not an e-mail address").format(email=repr(email)))
     if bad is None:
         key = LabRef("x", sid).key
         if key in seen:
             first, other = seen[key]
-            clash = "" if other == sid else f" as {other!r}, which names the same lab"
-            found.append(f"student id {sid!r} is already on line {first}{clash}")
+            if other == sid:
+                said = _("student id {student} is already on line {line}")
+            else:
+                said = _(
+                    "student id {student} is already on line {line} as {other},"
+                    " which names the same lab"
+                )
+            found.append(said.format(student=repr(sid), line=first, other=repr(other)))
         else:
             seen[key] = (line, sid)
     return found
@@ -162,7 +183,12 @@ def parse(text: str, source: str = "roster") -> list[Student]:
     rows = read_rows(text, problem)
     if not rows:
         raise RosterError(
-            source, [f"{source}:1: empty roster: the header `id,name,email` is missing"]
+            source,
+            [
+                _("{source}:1: empty roster: the header `id,name,email` is missing").format(
+                    source=source
+                )
+            ],
         )
     header_line, header = rows[0]
     names = [h.strip().lower() for h in header]
@@ -171,7 +197,9 @@ def parse(text: str, source: str = "roster") -> list[Student]:
         problem(header_line, wrong)
         raise RosterError(source, problems)
     if len(rows) - 1 > MAX_STUDENTS:
-        problem(rows[MAX_STUDENTS + 1][0], f"more than {MAX_STUDENTS} students")
+        problem(
+            rows[MAX_STUDENTS + 1][0], _("more than {limit} students").format(limit=MAX_STUDENTS)
+        )
         raise RosterError(source, problems)
 
     students: list[Student] = []
@@ -179,7 +207,8 @@ def parse(text: str, source: str = "roster") -> list[Student]:
     seen: dict[str, tuple[int, str]] = {}
     for line, row in rows[1:]:
         if len(row) != len(names):
-            problem(line, f"{len(row)} field(s), expected {len(names)} ({','.join(names)})")
+            said = _("{found} field(s), expected {wanted} ({names})")
+            problem(line, said.format(found=len(row), wanted=len(names), names=",".join(names)))
             continue
         cells = dict(zip(names, (c.strip() for c in row), strict=True))
         sid, name, email, key = cells["id"], cells["name"], cells["email"], cells.get("ssh_key", "")
@@ -190,7 +219,7 @@ def parse(text: str, source: str = "roster") -> list[Student]:
             problem(line, bad_key)
         students.append(Student(sid, name, email, line, key, cells.get("lxd_target", "")))
     if len(rows) == 1:
-        problem(header_line, "the roster has a header but no student")
+        problem(header_line, _("the roster has a header but no student"))
     if problems:
         raise RosterError(source, problems)
     return students

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import messages
 from orchestrator.classroom.roster import RosterError, load, parse
 
 
@@ -51,9 +52,21 @@ def test_every_bad_row_is_reported_with_its_line_number() -> None:
     assert "already on line 2 as 'alice', which names the same lab" in got[5]
 
 
+def test_a_roster_s_problems_are_said_in_the_reader_s_language() -> None:
+    with messages.language("pt-BR"), pytest.raises(RosterError) as exc:
+        parse("id,name,email\nalice,,x\n-bob,Bob,\n", "turma.csv")
+    assert exc.value.problems == [
+        "turma.csv:2: o nome está vazio",
+        "turma.csv:2: 'x' não é um endereço de e-mail",
+        "turma.csv:3: o id de aluno '-bob' deve ter de 1 a 40 letras, dígitos, '.', '_' ou '-',"
+        " começando por letra ou dígito",
+    ]
+    assert str(exc.value).startswith("turma.csv: 3 problemas na lista de alunos")
+
+
 def test_the_header_is_required() -> None:
     assert problems("alice,Alice,alice@example.org\n") == [
-        "class.csv:1: the header must be `id,name,email` and may add `ssh_key`"
+        "class.csv:1: the header must be `id,name,email` and may add `ssh_key`, `lxd_target`"
         " (missing column(s) id, name, email;"
         " unknown column(s) 'alice', 'alice', 'alice@example.org'; column(s) given twice: alice)"
     ]
