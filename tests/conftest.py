@@ -15,30 +15,20 @@ ROOT = Path(__file__).resolve().parent.parent
 #: test_scenarios (5.6 min) to lane two, about 14 and 21 minutes, where both in lane two
 #: would make it the suite's tail at 27
 VM_LANE_ONE = ("test_vagrant_backend", "test_data_disk")
-#: Docker test modules of lane one: 12.2 of the 24.9 minutes the Docker tests took in one
-#: lane on 2026-12-01 (the hostile lab's class, the library's proofs, the lab's own tests
-#: and the imported releases); the rest, the faults and the seat among them, is lane two
-DOCKER_LANE_ONE = (
-    "test_hostile_output",
-    "test_scenarios",
-    "test_docker_lab",
-    "test_image_import",
-    # stops the engine, last in its lane (STOPS_DOCKER): the shorter lane waits for it
-    "test_engine_stops",
-)
 
 
 def engine_group(marks: set[str], module: str = "") -> str | None:
     """The xdist group of a test with these marks, in this test module.
 
-    A test that uses Docker goes to one of Docker's two lanes, a VM beside its containers
-    included; the module that stops the Docker engine holds it alone
-    (tests/integration/docker_engine.py). The other tests that boot VMs go to two lanes of
-    their own: VMs under software emulation are CPU-bound, and two at a time is what two
-    cores run without thrashing.
+    A test that uses Docker goes to Docker's one lane, a VM beside its containers included
+    (the module that stops the engine last: tests/integration/docker_engine.py). Two Docker
+    lanes were tried on 2026-12-01 and 2026-12-02: each took as long as the one had, since
+    the two cores were already saturated, and the VM lanes beside them slowed by a third.
+    The other tests that boot VMs go to two lanes of their own: VMs under software
+    emulation are CPU-bound, and two at a time is what two cores run without thrashing.
     """
     if "docker" in marks:
-        return "docker" if module in DOCKER_LANE_ONE else "docker-b"
+        return "docker"
     if "vagrant" in marks:
         # lane one: the backend's own tests, which run the contract on their VMs, and the
         # data-disk lab's (its proof, in test_scenarios, is lane two's); lane two: the VM
@@ -55,7 +45,7 @@ def engine_group(marks: set[str], module: str = "") -> str | None:
 #: ends its engine first takes them instead of the LXD lane growing by as much
 CLUSTER_GROUP = "lxd-cluster"
 #: the groups in the order they start: the longest first, so that none is the tail
-GROUP_ORDER = ("vagrant", "vagrant-b", "docker", "docker-b", "lxd", "nspawn", CLUSTER_GROUP)
+GROUP_ORDER = ("vagrant", "vagrant-b", "docker", "lxd", "nspawn", CLUSTER_GROUP)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
@@ -73,8 +63,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if group:
                 item.add_marker(pytest.mark.xdist_group(group))
         order = GROUP_ORDER.index(group) if group in GROUP_ORDER else len(GROUP_ORDER)
-        # a module that stops the Docker engine runs last in its lane, so that the other
-        # lane waits for it once, near its own end, rather than from the start
+        # a module that stops the Docker engine runs last in its lane, so that a Docker
+        # test of another lane waits for it once, near the end, rather than from the start
         rank[id(item)] = (order, bool(getattr(item.module, "STOPS_DOCKER", False)))
     items.sort(key=lambda item: rank[id(item)])  # stable: each group keeps its order
 

@@ -16,7 +16,6 @@ import pytest
 from orchestrator import backends
 from orchestrator.backends.contract import Backend
 from orchestrator.state import Store
-from tests.integration import docker_engine
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,13 +44,6 @@ RUNNING_MARKS: set[str] = set()
 def pytest_runtest_setup(item: pytest.Item) -> None:
     RUNNING_MARKS.clear()
     RUNNING_MARKS.update(m.name for m in item.iter_markers())
-    docker_engine.on_setup(item)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    yield  # the test's fixtures, and its module's when it is the module's last, are gone
-    docker_engine.on_teardown(item, nextitem)
 
 
 def engine(name: str) -> Backend:

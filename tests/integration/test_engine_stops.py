@@ -1,8 +1,8 @@
 """Faults of the engine itself: Docker stops under a lab and under an open terminal.
 
-These tests stop the host's dockerd, so they hold the Docker engine alone: a test of the
-other Docker lane waits for them (tests/integration/docker_engine.py), and they wait for
-the module it runs to end.
+These tests stop the host's dockerd. Every Docker test runs in Docker's one xdist lane
+(tests/conftest.py), this module last in it, so no other test has a container on the
+engine while it is down.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from orchestrator.state import Store
 from tests.integration.conftest import engine, guestlab, student_id
 
 SCENARIO = "machine-id-clone"
-#: read by tests/integration/docker_engine.py: this module stops the engine
+#: read by tests/conftest.py: this module stops the engine, so it runs last in its lane
 STOPS_DOCKER = True
 
 
