@@ -7,6 +7,8 @@ transaction: on Docker's pool, with a few images and their layers, one `docker c
 took 10 s against 0.7 s with simple quotas (measured here). It also marks every qgroup
 inconsistent when a subvolume is deleted, and the kernel then stops enforcing limits; where
 simple quotas are missing, `heal` rescans such a pool before a machine is bounded.
+A dockerd that starts again turns Docker's pool back to full accounting (seen on
+2026-12-02); `guestlab doctor` says so, and the set-up script turns simple quotas on again.
 
 `python3 -m orchestrator.backends.btrfs_quota simple PATH` (the set-up scripts) turns
 simple quotas on for the file system holding PATH and prints the quota mode in force.
@@ -42,6 +44,11 @@ def mode(path: Path) -> str | None:
         return None
 
 
+def simple_available() -> bool:
+    """Whether this kernel has simple quotas (6.7 and later)."""
+    return _SIMPLE_FEATURE.exists()
+
+
 def use_simple_quotas(path: Path) -> str:
     """Turn on simple quotas for the file system holding `path` (replacing full qgroup
     accounting and the limits it held); the mode now in force. A kernel without simple
@@ -49,7 +56,7 @@ def use_simple_quotas(path: Path) -> str:
     current = mode(path)
     if current == "squota":
         return current
-    if not _SIMPLE_FEATURE.exists():
+    if not simple_available():
         if current is None:
             subprocess.run(["btrfs", "quota", "enable", str(path)], check=True)
         return mode(path) or "off"

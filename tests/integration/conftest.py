@@ -16,6 +16,7 @@ import pytest
 from orchestrator import backends
 from orchestrator.backends.contract import Backend
 from orchestrator.state import Store
+from tests.conftest import CLUSTER_GROUP
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,15 +137,48 @@ def vm_seat() -> Iterator[tuple[str, str]]:
         assert down.returncode == 0, down.stdout + down.stderr
 
 
-@pytest.fixture(scope="session")
-def lxd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The three-member LXD cluster of scripts/lxd-cluster.sh (tests/integration/lxd_cluster.py)."""
+#: the cluster of this worker, while it is up: {"cluster": Cluster, "state": Path}
+_CLUSTER: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="module")
+def lxd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The three-member LXD cluster of scripts/lxd-cluster.sh (tests/integration/lxd_cluster.py).
+
+    Made by the first test of its group that needs it, removed when this worker moves on
+    to another group: an idle cluster is three LXD daemons that keep the two cores busy
+    for the rest of the suite.
+    """
     from tests.integration import lxd_cluster as glc
 
     engine("lxd")
-    state = tmp_path_factory.mktemp("lxd-cluster")
-    cluster = glc.start(state)
-    try:
-        yield cluster
-    finally:
+    if not _CLUSTER:
+        state = tmp_path_factory.mktemp("lxd-cluster")
+        _CLUSTER.update(cluster=glc.start(state), state=state)
+    return _CLUSTER["cluster"]
+
+
+def _stop_cluster() -> None:
+    from tests.integration import lxd_cluster as glc
+
+    if _CLUSTER:
+        state = _CLUSTER.pop("state")
+        _CLUSTER.clear()
         glc.stop(state)
+
+
+def _in_cluster_group(item: pytest.Item) -> bool:
+    return any(m.args[:1] == (CLUSTER_GROUP,) for m in item.iter_markers("xdist_group"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    yield  # the module's fixtures are gone when the next test is of another module
+    if _CLUSTER and (
+        nextitem is None or (not _in_cluster_group(nextitem) and nextitem.module is not item.module)
+    ):
+        _stop_cluster()
+
+
+def pytest_sessionfinish() -> None:
+    _stop_cluster()

@@ -1,8 +1,8 @@
 """The three-member LXD cluster of scripts/lxd-cluster.sh, for the tests that need one.
 
-Made once per test session (12-13 s from nothing on this host on 2026-12-01, 3 s when it
-is already there) and removed at its end, unless GLC_KEEP=1 (then `scripts/lxd-cluster.sh
-down` removes it).
+Made by the first test of its group that needs it (12-13 s from nothing on this host on
+2026-12-01, 3 s when it is already there) and removed when its worker leaves the group,
+unless GLC_KEEP=1 (then `scripts/lxd-cluster.sh down` removes it).
 """
 
 from __future__ import annotations

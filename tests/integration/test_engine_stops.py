@@ -11,10 +11,13 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from orchestrator import backends
+from orchestrator.backends import btrfs_quota
 from orchestrator.backends.contract import LabRef
 from orchestrator.state import Store
 from tests.integration.conftest import engine, guestlab, student_id
@@ -22,6 +25,27 @@ from tests.integration.conftest import engine, guestlab, student_id
 SCENARIO = "machine-id-clone"
 #: read by tests/conftest.py: this module stops the engine, so it runs last in its lane
 STOPS_DOCKER = True
+
+
+@pytest.fixture(scope="module", autouse=True)
+def quotas_as_found() -> Iterator[None]:
+    """A new dockerd turns the pool's simple quotas into full qgroup accounting (seen on
+    2026-12-02: squota before `dockerd` started again, qgroup after), under which a
+    `docker commit` is ten times slower: once this module's labs are gone, the pool gets
+    back the mode the set-up gave it, as the host was before these tests."""
+    root = Path(
+        subprocess.run(
+            ["docker", "info", "--format", "{{.DockerRootDir}}"], capture_output=True, text=True
+        ).stdout.strip()
+        or "/nonexistent"
+    )
+    before = btrfs_quota.mode(root)
+    yield
+    left = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=guestlab.lab"], capture_output=True, text=True
+    ).stdout.split()
+    if before == "squota" and btrfs_quota.mode(root) != "squota" and not left:
+        assert btrfs_quota.use_simple_quotas(root) == "squota"
 
 
 def _engine_processes() -> list[str]:

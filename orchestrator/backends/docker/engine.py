@@ -104,5 +104,12 @@ class EngineFacts:
                 from orchestrator.backends import btrfs_quota
 
                 quotas = btrfs_quota.mode(Path(self.data_root)) or _("quotas off")
+                if quotas == "qgroup" and btrfs_quota.simple_available():
+                    # what a restarted dockerd leaves (seen on 2026-12-02): commits 10x slower
+                    quotas = _(
+                        "qgroup: full accounting, which makes every clone slow; a restarted"
+                        " dockerd turns it on, and scripts/setup/docker.sh, run with no lab"
+                        " up, turns simple quotas back on"
+                    )
                 disk += f" ({quotas})"
         return f"{userns}, {disk}"
