@@ -19,6 +19,7 @@ import pytest
 from orchestrator import backends
 from orchestrator.backends import btrfs_quota
 from orchestrator.backends.contract import LabRef
+from orchestrator.backends.docker import DockerBackend
 from orchestrator.state import Store
 from tests.integration.conftest import engine, guestlab, student_id
 
@@ -33,12 +34,9 @@ def quotas_as_found() -> Iterator[None]:
     2026-12-02: squota before `dockerd` started again, qgroup after), under which a
     `docker commit` is ten times slower: once this module's labs are gone, the pool gets
     back the mode the set-up gave it, as the host was before these tests."""
-    root = Path(
-        subprocess.run(
-            ["docker", "info", "--format", "{{.DockerRootDir}}"], capture_output=True, text=True
-        ).stdout.strip()
-        or "/nonexistent"
-    )
+    docker = engine("docker")
+    assert isinstance(docker, DockerBackend)
+    root = Path(docker.facts.data_root)
     before = btrfs_quota.mode(root)
     yield
     left = subprocess.run(
