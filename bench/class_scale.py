@@ -38,7 +38,8 @@ HOSTILE = (
 
 
 def timed(argv: list[str]) -> tuple[float, int, int]:
-    """(seconds, exit code, peak RSS in KiB) of one guestlab command."""
+    """(seconds, exit code, peak RSS in KiB) of one guestlab command; a failing command's
+    last lines of error output go to this run's own error output, so that its cause is kept."""
     started = time.perf_counter()
     proc = subprocess.run(
         ["/usr/bin/time", "-f", "maxrss=%M", sys.executable, "-m", "orchestrator.cli", *argv],
@@ -46,6 +47,9 @@ def timed(argv: list[str]) -> tuple[float, int, int]:
     )  # fmt: skip
     seconds = time.perf_counter() - started
     rss = re.findall(r"maxrss=(\d+)", proc.stderr)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.splitlines()[-20:])
+        print(f"guestlab {' '.join(argv[:2])}: exit {proc.returncode}\n{tail}", file=sys.stderr)
     return seconds, proc.returncode, int(rss[-1]) if rss else 0
 
 

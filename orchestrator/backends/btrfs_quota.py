@@ -11,7 +11,8 @@ A dockerd that starts again turns Docker's pool back to full accounting (seen on
 2026-12-02); `guestlab doctor` says so, and the set-up script turns simple quotas on again.
 
 `python3 -m orchestrator.backends.btrfs_quota simple PATH` (the set-up scripts) turns
-simple quotas on for the file system holding PATH and prints the quota mode in force.
+simple quotas on for the file system holding PATH and prints the quota mode in force;
+`... mode PATH` only prints it.
 """
 
 from __future__ import annotations
@@ -118,11 +119,16 @@ def _set(flag: Path) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    """`simple PATH`: turn simple quotas on, print the mode in force."""
-    if len(argv) != 2 or argv[0] != "simple":
-        print("usage: python3 -m orchestrator.backends.btrfs_quota simple PATH", file=sys.stderr)
+    """`simple PATH`: turn simple quotas on, print the mode in force; `mode PATH`: print it
+    (`off` when quotas are off)."""
+    if len(argv) != 2 or argv[0] not in ("simple", "mode"):
+        print(
+            "usage: python3 -m orchestrator.backends.btrfs_quota simple|mode PATH",
+            file=sys.stderr,
+        )
         return 2
-    print(use_simple_quotas(Path(argv[1])))
+    path = Path(argv[1])
+    print(use_simple_quotas(path) if argv[0] == "simple" else mode(path) or "off")
     return 0
 
 

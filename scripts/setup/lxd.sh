@@ -11,6 +11,7 @@
 #   be made (no loop devices), guestlab works on the `dir` pool, only slower.
 # pylxd itself comes from the Python extra: pip install 'guestlab[lxd]'.
 set -euo pipefail
+cd "$(dirname "$0")/../.."  # python3 -m orchestrator... below
 
 log() { printf 'lxd-setup: %s\n' "$*" >&2; }
 
@@ -31,12 +32,24 @@ if ! command -v mkfs.btrfs >/dev/null 2>&1; then
         || log "could not install btrfs-progs: guestlab will use the dir pool"
 fi
 
-# Many unprivileged containers run at once; at a classroom's scale the kernel's
-# keyring and inotify quotas run out (nspawn inside then fails with "Disk quota exceeded").
-# These are the values LXD's production set-up recommends.
-sysctl -q -w kernel.keys.maxkeys=2000 kernel.keys.maxbytes=2000000 \
-    fs.inotify.max_user_instances=1024 fs.inotify.max_user_watches=1048576 \
-    || log "could not raise kernel key/inotify limits (read-only /proc/sys?); large classes may fail"
+# Many unprivileged containers run at once; at a classroom's scale the kernel's keyring
+# and inotify limits run out. inotify instances are counted per user of the namespace that
+# made the containers, so all of LXD's share root's: at 1024 (what this script set until
+# 2026-12-02) about the 129th container's systemd failed with "Failed to create control
+# group inotify object: Too many open files" (a class of 100). The values of the LXD
+# packages' sysctl files, from LXD's production set-up; a host's higher value is kept.
+raise_sysctl() {
+    local current
+    current=$(sysctl -n "$1" 2>/dev/null || echo 0)
+    if [ "$current" -lt "$2" ]; then
+        sysctl -q -w "$1=$2" || log "could not raise $1 to $2 (read-only /proc/sys?); large classes may fail"
+    fi
+}
+raise_sysctl kernel.keys.maxkeys 2000
+raise_sysctl kernel.keys.maxbytes 2000000
+raise_sysctl fs.inotify.max_user_instances 131072
+raise_sysctl fs.inotify.max_queued_events 131072
+raise_sysctl fs.inotify.max_user_watches 1048576
 
 # Isolated id maps: guestlab gives every machine `security.idmap.isolated=true`, so each
 # one's root is a host uid range no other machine shares. LXD carves those ranges out of
@@ -128,4 +141,21 @@ if ! lxc storage show guestlab >/dev/null 2>&1; then
     fi
 fi
 
-log "ready: LXD $(lxc version 2>/dev/null | awk '/Server version/ {print $3}'), pools: $(lxc storage list --format csv | cut -d, -f1 | paste -sd' ')"
+# Simple quotas on guestlab's btrfs pool: LXD bounds a machine's disk with a qgroup limit
+# and, finding quotas off, turns on full qgroup accounting, which walks the back-references
+# of every shared extent at each transaction (a cold class of 30 took 420 s with it).
+# Switching drops the limits in force, so only a pool with no instance on it is switched.
+pool_dir=/var/lib/lxd/storage-pools/guestlab
+quota_mode=
+if [ -d "$pool_dir" ] && [ "$(findmnt -no FSTYPE --target "$pool_dir")" = btrfs ]; then
+    quota_mode=$(python3 -m orchestrator.backends.btrfs_quota mode "$pool_dir")
+    if [ "$quota_mode" != squota ]; then
+        if [ -z "$(lxc list --format csv -c n 2>/dev/null)" ]; then
+            quota_mode=$(python3 -m orchestrator.backends.btrfs_quota simple "$pool_dir")
+        else
+            log "pool 'guestlab' keeps quotas '$quota_mode': instances are on it (switch with none: python3 -m orchestrator.backends.btrfs_quota simple $pool_dir)"
+        fi
+    fi
+fi
+
+log "ready: LXD $(lxc version 2>/dev/null | awk '/Server version/ {print $3}'), pools: $(lxc storage list --format csv | cut -d, -f1 | paste -sd' ')${quota_mode:+, quotas of pool guestlab: $quota_mode}"

@@ -51,6 +51,8 @@ def test_disk_size_is_the_bound_beyond_the_image_on_enforcing_pools_only() -> No
     size = disk_size(spec, image, "btrfs")
     assert size is not None and size % 1024**2 == 0
     assert 2 * 1024**3 + image <= size < 2 * 1024**3 + image + 1024**2
+    # simple quotas charge the image's files to the image: the bound is the disk alone
+    assert disk_size(spec, image, "btrfs", owned_only=True) == 2 * 1024**3
     assert disk_size(spec, image, "dir") is None
     assert disk_size(spec, image, None) is None
     assert root_disk("guestlab", size) == {

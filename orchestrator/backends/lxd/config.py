@@ -112,16 +112,21 @@ def root_disk(pool: str | None, size: int | None) -> dict[str, str]:
     return device
 
 
-def disk_size(spec: MachineSpec, image_bytes: int, driver: str | None) -> int | None:
+def disk_size(
+    spec: MachineSpec, image_bytes: int, driver: str | None, *, owned_only: bool = False
+) -> int | None:
     """The root disk size for a machine: what it may write beyond its image, plus the image.
 
-    On btrfs, LXD limits the instance's qgroup by referenced bytes, which count the
-    image's files it shares with other machines; None where the driver cannot bound it.
+    On btrfs with full qgroup accounting, LXD limits the instance's qgroup by referenced
+    bytes, which count the image's files it shares with other machines. With simple quotas
+    (`owned_only`) a machine is charged only what it writes itself, so the bound is the
+    disk alone. None where the driver cannot bound it.
     """
     if driver not in SIZE_ENFORCED:
         return None
     mib = 1024**2
-    return math.ceil((spec.disk + max(0, image_bytes)) / mib) * mib
+    shared = 0 if owned_only else max(0, image_bytes)
+    return math.ceil((spec.disk + shared) / mib) * mib
 
 
 #: PID 1 of a machine with `init: none`, as on the other backends: an idle command. LXD

@@ -212,6 +212,12 @@ def _of(server: str) -> str:
 POOL_DIRS = (Path("/var/lib/lxd/storage-pools"), Path("/var/snap/lxd/common/lxd/storage-pools"))
 
 
+def pool_quota_mode(pool: str) -> str | None:
+    """The quota mode of a local btrfs pool (`squota`, `qgroup`), None when off or unknown."""
+    path = next((d / pool for d in POOL_DIRS if (d / pool).is_dir()), None)
+    return btrfs_quota.mode(path) if path is not None else None
+
+
 def heal_quota(pool: str, server: str = "") -> bool:
     """Rescan a btrfs pool's qgroups when the kernel marked them inconsistent; whether it did.
 

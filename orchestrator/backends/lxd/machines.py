@@ -24,7 +24,7 @@ from orchestrator.backends.lxd.config import (
 )
 from orchestrator.backends.lxd.connect import Connection
 from orchestrator.backends.lxd.execution import ExecSession, kill_inside
-from orchestrator.backends.lxd.host import create_lock, heal_quota, kill_exec
+from orchestrator.backends.lxd.host import create_lock, heal_quota, kill_exec, pool_quota_mode
 from orchestrator.errors import MachineUnavailable, ProvisioningError
 from orchestrator.messages import _
 
@@ -131,7 +131,9 @@ def root_disk_for(
         image_bytes = int(conn.client.images.get_by_alias(image_alias(spec.image)).size)
     except Exception:
         image_bytes = 0  # a copy of a machine whose image went: its own bound only
-    return root_disk(conn.pool, disk_size(spec, image_bytes, conn.driver))
+    # simple quotas charge the image's files to the image: the machine's own writes only
+    owned_only = conn.local and conn.driver == "btrfs" and pool_quota_mode(conn.pool) == "squota"
+    return root_disk(conn.pool, disk_size(spec, image_bytes, conn.driver, owned_only=owned_only))
 
 
 def create_started(
