@@ -212,9 +212,14 @@ def _of(server: str) -> str:
 POOL_DIRS = (Path("/var/lib/lxd/storage-pools"), Path("/var/snap/lxd/common/lxd/storage-pools"))
 
 
+def _pool_path(pool: str) -> Path | None:
+    """Where LXD mounts a local pool, if it does."""
+    return next((d / pool for d in POOL_DIRS if (d / pool).is_dir()), None)
+
+
 def pool_quota_mode(pool: str) -> str | None:
     """The quota mode of a local btrfs pool (`squota`, `qgroup`), None when off or unknown."""
-    path = next((d / pool for d in POOL_DIRS if (d / pool).is_dir()), None)
+    path = _pool_path(pool)
     return btrfs_quota.mode(path) if path is not None else None
 
 
@@ -226,7 +231,7 @@ def heal_quota(pool: str, server: str = "") -> bool:
     a machine's disk bound would hold only until the first `down`. A rescan takes a
     fraction of a second on a lab pool.
     """
-    path = next((d / pool for d in POOL_DIRS if (d / pool).is_dir()), None)
+    path = _pool_path(pool)
     if path is None:
         return False
     return btrfs_quota.heal(path, lambda _uuid: pool_lock(pool, server, exclusive=True))
