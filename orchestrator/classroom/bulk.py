@@ -25,6 +25,7 @@ from orchestrator.classroom import copies, placement
 from orchestrator.classroom.capacity import (
     INOTIFY_PER_MACHINE,
     MIN_MACHINE_MEMORY,
+    charges_root_inotify,
     fmt_bytes,
     host_memory,
     inotify_limit,
@@ -54,15 +55,12 @@ from orchestrator.pool import claim as pool
 from orchestrator.state import Store
 
 DEFAULT_PARALLEL = 4
-#: engines whose containers count against root's own kernel quotas (no user namespace)
-ROOT_ENGINES = ("docker", "nspawn")
 
 #: the names callers import from here (sizing, workers and the class check live apart)
 __all__ = [
     "DEFAULT_PARALLEL",
     "INOTIFY_PER_MACHINE",
     "MIN_MACHINE_MEMORY",
-    "ROOT_ENGINES",
     "ClassError",
     "ClassProgress",
     "Outcome",
@@ -141,7 +139,7 @@ def preflight(p: Plan, store: Store, *, build_images: bool = True) -> None:
     available, where = host_memory(p.backend)
     where = placement.fits_by_member(p.backend, where, p.per_lab)
     require_fit(p.per_lab, len(pending), available, where)
-    if p.backend.name in ROOT_ENGINES:
+    if charges_root_inotify(p.backend.name):
         booting = sum(
             1
             for s in pending

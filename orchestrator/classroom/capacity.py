@@ -20,6 +20,8 @@ from orchestrator.messages import _
 MIN_MACHINE_MEMORY = 64 * 1024**2
 #: inotify instances a booted systemd machine holds (systemd, journald, logind, dbus: 7-8 seen)
 INOTIFY_PER_MACHINE = 8
+#: engines whose containers run as root itself (no user namespace)
+ROOT_ENGINES = ("docker", "nspawn")
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -139,18 +141,41 @@ def require_fit(per_lab: int, count: int, available: int, where: str) -> None:
         )
 
 
-def inotify_limit() -> tuple[int, int]:
-    """(fs.inotify.max_user_instances, instances root holds now)."""
+def charges_root_inotify(backend: str) -> bool:
+    """Whether the backend's containers count against root's inotify instances on this host.
+
+    Docker and nspawn run them as root; a local LXD runs them in user namespaces that root
+    made, and the kernel charges an instance to the namespace's owner as well (the 129th
+    LXD container of a class lost its systemd to it, measured on 2026-12-02). A remote
+    LXD's containers count on its own host.
+    """
+    if backend == "lxd":
+        return not os.environ.get("GUESTLAB_LXD_ENDPOINT")
+    return backend in ROOT_ENGINES
+
+
+def counts_against_root(uid: int, userns: str, host_userns: str) -> bool:
+    """Whether a process's inotify instances count against root's: root's own, and those of
+    a process in another user namespace than the host's (a container's, whatever its
+    uid there). A rootless engine's namespaces are counted too: over, never under."""
+    return uid == 0 or userns != host_userns
+
+
+def inotify_limit(proc_root: Path = Path("/proc")) -> tuple[int, int]:
+    """(fs.inotify.max_user_instances, instances held against root's count now)."""
     try:
-        limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
+        limit = int((proc_root / "sys/fs/inotify/max_user_instances").read_text())
+        host_userns = os.readlink(proc_root / "1/ns/user")
     except (OSError, ValueError):
         return 0, 0  # not Linux as we know it: no check
     used = 0
-    for proc in Path("/proc").iterdir():
+    for proc in proc_root.iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            if proc.stat().st_uid != 0:
+            if not counts_against_root(
+                proc.stat().st_uid, os.readlink(proc / "ns/user"), host_userns
+            ):
                 continue
             used += sum(
                 1 for fd in (proc / "fd").iterdir() if os.readlink(fd) == "anon_inode:inotify"
@@ -163,9 +188,9 @@ def inotify_limit() -> tuple[int, int]:
 def require_inotify(machines: int, limit: int, used: int) -> None:
     """Refuse a class whose systemd machines would run out of inotify instances.
 
-    Every container of an engine without user namespaces (Docker, nspawn) shares root's
-    quota, and systemd without one exits at boot with no word in its log: on a host left at
-    the kernel's default of 128 that is about 16 machines, long before memory runs out.
+    Every container of Docker, nspawn and a local LXD shares root's quota
+    (`charges_root_inotify`), and systemd without one exits at boot: on a host left at the
+    kernel's default of 128 that is about 16 machines, long before memory runs out.
     """
     need = machines * INOTIFY_PER_MACHINE
     if limit and need > limit - used:
