@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from orchestrator import paths
 from orchestrator.backends.contract import LabRef
@@ -281,6 +283,24 @@ def _record(row: sqlite3.Row) -> LabRecord:
     return LabRecord(**data)
 
 
+def _holder_name() -> str:
+    """Who holds a lock, as another process's refusal shows it: the command and its pid."""
+    words = list(itertools.takewhile(lambda a: a and not a.startswith("-"), sys.argv[1:3]))
+    command = " ".join(["guestlab", *words])[:60]
+    return f"{command} (pid {os.getpid()})"
+
+
+def _read_holder(f: IO[str]) -> str:
+    """The holder's name; read twice when empty, since a holder writes it just after it
+    takes the lock and clears it just before it lets go."""
+    for wait in (0.0, 0.05):
+        time.sleep(wait)
+        f.seek(0)
+        if holder := f.read(200).strip():
+            return holder
+    return "another process"
+
+
 @contextlib.contextmanager
 def lab_lock(key: str) -> Iterator[None]:
     """Hold the lab's lock, or fail at once if another process holds it.
@@ -292,15 +312,14 @@ def lab_lock(key: str) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
+            holder = _read_holder(f)
             raise LabBusy(
                 _("lab {lab} is busy: {holder} is working on it").format(lab=key, holder=holder),
                 hint=_("wait for that command to finish, then try again"),
             ) from None
         f.seek(0)
         f.truncate()
-        f.write(f"guestlab (pid {os.getpid()})")
+        f.write(_holder_name())
         f.flush()
         try:
             yield

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from orchestrator import state
 from orchestrator.errors import LabBusy, StateError
 from orchestrator.report import CheckResult, Report, TaskResult
 from orchestrator.state import Store, lab_lock
@@ -68,9 +70,17 @@ def test_the_lab_lock_excludes_another_process(
     )
     with lab_lock("k"):
         held = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
-    assert "is busy: guestlab (pid" in held.stdout
+    assert "is busy: guestlab" in held.stdout
+    assert f"(pid {os.getpid()}) is working on it" in held.stdout
     free = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert free.stdout.strip() == "got it"
+
+
+def test_a_lock_names_the_command_that_holds_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["guestlab", "class", "check", "machine-id-clone"])
+    assert state._holder_name() == f"guestlab class check (pid {os.getpid()})"
+    monkeypatch.setattr(sys, "argv", ["guestlab", "--lang", "pt_BR", "check"])
+    assert state._holder_name() == f"guestlab (pid {os.getpid()})"  # no option's value
 
 
 def test_the_lock_is_not_reentrant_across_open_files(
