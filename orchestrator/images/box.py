@@ -24,10 +24,11 @@ from orchestrator import paths
 from orchestrator.backends.common import build_once, lock_path
 from orchestrator.backends.contract import Progress, no_progress
 from orchestrator.errors import ProvisioningError, UsageError
-from orchestrator.images import chrootdev
-from orchestrator.images.box_guest import TOOLS, configure, install_packages, sh
+from orchestrator.images import chroot
+from orchestrator.images.box_guest import configure, install_packages
 from orchestrator.images.boxmanifest import install
 from orchestrator.images.catalog import ImageDef, lookup
+from orchestrator.images.chroot import TOOLS, sh
 from orchestrator.images.manifest import Manifest, from_tree
 from orchestrator.images.mirror import choose_mirror
 from orchestrator.images.rootfs import ensure_tarball
@@ -134,28 +135,6 @@ def _mounted(dev: str, where: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-R", str(where)], check=False, capture_output=True)
 
 
-@contextlib.contextmanager
-def _chroot_mounts(root: Path) -> Iterator[None]:
-    """/proc, /sys and a /dev of the chroot's own for package scripts (the kernel's above
-    all); never the host's /dev, which their scripts would change (chrootdev.py)."""
-    done: list[Path] = []
-    try:
-        for src, sub, args in (
-            ("proc", "proc", ["-t", "proc"]),
-            ("sysfs", "sys", ["-t", "sysfs"]),
-            ("tmpfs", "dev", ["-t", "tmpfs", "-o", "mode=755,nosuid"]),
-        ):
-            target = root / sub
-            target.mkdir(exist_ok=True)
-            sh(["mount", *args, src, str(target)])
-            done.append(target)
-        chrootdev.populate(root / "dev")
-        yield
-    finally:
-        for target in reversed(done):
-            subprocess.run(["umount", "-l", str(target)], check=False, capture_output=True)
-
-
 def _fill_disk(
     raw: Path,
     mnt: Path,
@@ -175,7 +154,7 @@ def _fill_disk(
         with _mounted(part, mnt) as root:
             progress(_("unpacking {name} onto the box's disk").format(name=tarball.name))
             sh(["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-xpf", str(tarball)])
-            with _chroot_mounts(root):
+            with chroot.mounts(root):
                 install_packages(root, image, mirror, progress)
                 configure(root, pubkey, uuid)
             progress(_("installing the extlinux boot loader"))

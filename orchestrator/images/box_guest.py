@@ -7,15 +7,12 @@ every VM made and every reboot graded, so the guest boots with only what a lab n
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator.backends.contract import Progress
-from orchestrator.errors import ProvisioningError, UsageError
+from orchestrator.errors import ProvisioningError
 from orchestrator.images.catalog import ImageDef
+from orchestrator.images.chroot import apt_install, run, write
 from orchestrator.messages import _
 
 #: the one SSH host key a VM makes at its first boot
@@ -24,100 +21,31 @@ KEYGEN = f'ssh-keygen -q -t ed25519 -N "" -f {HOST_KEY}'
 #: a libvirt guest's root disk (virtio-blk or virtio-scsi) and ext4's checksums
 INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod", "crc32c_generic")
 BOX_PACKAGES = ("linux-image-cloud-amd64", "initramfs-tools", "openssh-server", "sudo", "udev")
-TOOLS = {
-    "qemu-img": "qemu-utils",
-    "sfdisk": "fdisk",
-    "losetup": "mount",
-    "partx": "util-linux",
-    "mkfs.ext4": "e2fsprogs",
-    "extlinux": "extlinux",
-    "tar": "tar",
-}
-
-
-def sh(
-    argv: Sequence[str], *, input: bytes | None = None, env: dict[str, str] | None = None
-) -> str:
-    """Run a command, returning stdout; a failure raises with the end of its output."""
-    try:
-        proc = subprocess.run(
-            list(argv),
-            input=input,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env} if env else None,
-            check=False,
-        )
-    except FileNotFoundError:
-        package = TOOLS.get(argv[0], argv[0])
-        raise UsageError(
-            _("`{argv}` is not installed").format(argv=argv[0]),
-            hint=f"apt-get install -y {package}",
-        ) from None
-    out = proc.stdout.decode("utf-8", "replace")
-    if proc.returncode != 0:
-        tail = "\n".join(out.strip().splitlines()[-12:])
-        raise ProvisioningError(
-            _("`{command}` failed while building the box (exit {returncode}):\n{tail}").format(
-                command=" ".join(argv[:3]), returncode=proc.returncode, tail=tail
-            )
-        )
-    return out
-
-
-def _chroot(root: Path, *argv: str) -> str:
-    env = {
-        "DEBIAN_FRONTEND": "noninteractive",
-        "LC_ALL": "C.UTF-8",
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-    }
-    return sh(["chroot", str(root), *argv], env=env)
-
-
-def _write(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    path.chmod(mode)
 
 
 def install_packages(root: Path, image: ImageDef, mirror: str, progress: Progress) -> None:
-    # package scripts must not start daemons in the build host's namespace
-    _write(root / "usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755)
-    resolv = root / "etc/resolv.conf"
-    resolv.unlink(missing_ok=True)
-    if os.path.exists("/etc/resolv.conf"):
-        shutil.copyfile("/etc/resolv.conf", resolv)  # the mirror's name must resolve
-    _write(root / "etc/apt/sources.list", f"deb {mirror} {image.suite} main\n")
     # before the kernel's package makes the initramfs: only the drivers a libvirt guest's
     # root needs. MODULES=most packs ~430 modules that udev then probes at every boot
     # (under emulation the root device appeared 17 s into userspace, systemd-analyze)
-    _write(root / "etc/initramfs-tools/conf.d/guestlab.conf", "MODULES=list\n")
-    _write(root / "etc/initramfs-tools/modules", "".join(f"{m}\n" for m in INITRAMFS_MODULES))
-    progress(_("apt-get update in the box's chroot"))
-    _chroot(root, "apt-get", "update", "-q")
-    progress(_("installing {packages}").format(packages=", ".join(BOX_PACKAGES)))
-    _chroot(root, "apt-get", "install", "-y", "-q", "--no-install-recommends", *BOX_PACKAGES)
-    _chroot(root, "apt-get", "clean")
-    for entry in (root / "var/lib/apt/lists").glob("*"):
-        if entry.is_file():
-            entry.unlink()
-    (root / "usr/sbin/policy-rc.d").unlink()
-    _write(resolv, "")  # no DNS on a lab network; and no host details left in the box
+    write(root / "etc/initramfs-tools/conf.d/guestlab.conf", "MODULES=list\n")
+    write(root / "etc/initramfs-tools/modules", "".join(f"{m}\n" for m in INITRAMFS_MODULES))
+    apt_install(root, image.suite, mirror, BOX_PACKAGES, progress)
+    write(root / "etc/resolv.conf", "")  # no DNS on a lab network; and no host details left
 
 
 def configure(root: Path, pubkey: bytes, uuid: str) -> None:
     """The vagrant user, networking, first-boot identity and the boot loader's config."""
-    _chroot(root, "useradd", "--create-home", "--shell", "/bin/bash", "--user-group", "vagrant")
+    run(root, "useradd", "--create-home", "--shell", "/bin/bash", "--user-group", "vagrant")
     # '*' (not '!'): no password login, but not a locked account sshd would refuse
-    _chroot(root, "usermod", "--password", "*", "vagrant")
-    _write(root / "etc/sudoers.d/vagrant", "vagrant ALL=(ALL) NOPASSWD:ALL\n", 0o440)
+    run(root, "usermod", "--password", "*", "vagrant")
+    write(root / "etc/sudoers.d/vagrant", "vagrant ALL=(ALL) NOPASSWD:ALL\n", 0o440)
     ssh = root / "home/vagrant/.ssh"
     ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
     (ssh / "authorized_keys").write_bytes(pubkey)
     (ssh / "authorized_keys").chmod(0o600)
-    _chroot(root, "chown", "-R", "vagrant:vagrant", "/home/vagrant/.ssh")
+    run(root, "chown", "-R", "vagrant:vagrant", "/home/vagrant/.ssh")
 
-    _write(
+    write(
         root / "etc/systemd/network/20-dhcp.network",
         "[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\n\n"
         "[DHCPv4]\n"
@@ -125,19 +53,19 @@ def configure(root: Path, pubkey: bytes, uuid: str) -> None:
         "# keeps the machine ID of its source and must still get an address of its own\n"
         "ClientIdentifier=mac\n",
     )
-    _chroot(root, "systemctl", "enable", "systemd-networkd.service")
+    run(root, "systemctl", "enable", "systemd-networkd.service")
     # the network is isolated: waiting for "online" would only slow boots down
-    _chroot(root, "systemctl", "mask", "systemd-networkd-wait-online.service")
-    _chroot(root, "systemctl", "mask", "apt-daily.timer", "apt-daily-upgrade.timer")
+    run(root, "systemctl", "mask", "systemd-networkd-wait-online.service")
+    run(root, "systemctl", "mask", "apt-daily.timer", "apt-daily-upgrade.timer")
     # e2scrub_reap looks for LVM snapshots there are none of: under emulation it held
     # the end of every boot back by ~20 s (systemd-analyze blame, measured here)
-    _chroot(root, "systemctl", "mask", "e2scrub_reap.service", "e2scrub_all.timer")
+    run(root, "systemctl", "mask", "e2scrub_reap.service", "e2scrub_all.timer")
 
     # first boot makes the identity: an empty machine-id is filled in by systemd, and
     # sshd's host keys are generated before sshd starts (`sshd -t` would fail without)
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
-    _write(
+    write(
         root / "etc/systemd/system/ssh.service.d/guestlab-hostkeys.conf",
         "[Service]\nExecStartPre=\n"
         f"ExecStartPre=/bin/sh -c 'test -e {HOST_KEY} || {KEYGEN}'\n"
@@ -145,19 +73,19 @@ def configure(root: Path, pubkey: bytes, uuid: str) -> None:
     )
     # one host key type, made and loaded: `ssh-keygen -A` also made an RSA key, ~10 s of
     # every new VM's first boot under emulation
-    _write(root / "etc/ssh/sshd_config.d/guestlab-hostkeys.conf", f"HostKey {HOST_KEY}\n")
-    _write(root / "etc/machine-id", "")
+    write(root / "etc/ssh/sshd_config.d/guestlab-hostkeys.conf", f"HostKey {HOST_KEY}\n")
+    write(root / "etc/machine-id", "")
     (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)
-    _write(root / "etc/hostname", "debian\n")
-    _write(root / "etc/hosts", "127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n")
+    write(root / "etc/hostname", "debian\n")
+    write(root / "etc/hosts", "127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n")
     # no fsck at boot (pass 0): lab VMs are short-lived copies of a box checked when built
-    _write(root / "etc/fstab", f"UUID={uuid}\t/\text4\terrors=remount-ro\t0\t0\n")
+    write(root / "etc/fstab", f"UUID={uuid}\t/\text4\terrors=remount-ro\t0\t0\n")
 
     kernels = sorted((root / "boot").glob("vmlinuz-*"))
     initrds = sorted((root / "boot").glob("initrd.img-*"))
     if not kernels or not initrds:
         raise ProvisioningError(_("the box has no kernel or initramfs in /boot after install"))
-    _write(
+    write(
         root / "boot/extlinux/extlinux.conf",
         "DEFAULT debian\nTIMEOUT 1\nPROMPT 0\n\nLABEL debian\n"
         f"  LINUX /boot/{kernels[-1].name}\n"

@@ -18,6 +18,9 @@ class ImageDef:
     os_id: str = "debian"  # the ID of its os-release: `{{ machines.NAME.os }}`
     imported: bool = False  # from `guestlab image import`: no recipe, only its file
     vm_disk: bool = False  # an imported box: serves the vagrant backend only
+    #: the catalog image whose tree this one starts from (its packages added with apt in a
+    #: chroot: one debootstrap for all of a release's images); None: debootstrap it
+    base: str | None = None
 
 
 #: the image of a machine whose scenario names none
@@ -52,12 +55,14 @@ CATALOG: dict[str, ImageDef] = {
         name="debian-12-lab",
         description="debian-12-systemd plus OpenSSH server, dmidecode, lshw, pciutils, kmod",
         suite="bookworm",
+        base=DEFAULT_IMAGE,
         packages=(*BASE, "openssh-server", "dmidecode", "lshw", "pciutils", "kmod", "less"),
     ),
     "debian-12-cloud": ImageDef(
         name="debian-12-cloud",
         description="debian-12-systemd plus cloud-init (NoCloud) and OpenSSH server",
         suite="bookworm",
+        base=DEFAULT_IMAGE,
         packages=(
             *BASE,
             "cloud-init",
@@ -73,6 +78,7 @@ CATALOG: dict[str, ImageDef] = {
         description="debian-12-systemd plus systemd-container (systemd-nspawn, machinectl)"
         " and busybox-static for small guest root filesystems",
         suite="bookworm",
+        base=DEFAULT_IMAGE,
         packages=(*BASE, "systemd-container", "busybox-static", "less"),
     ),
     "debian-12-docker": ImageDef(
@@ -80,6 +86,7 @@ CATALOG: dict[str, ImageDef] = {
         description="debian-12-systemd plus the Docker engine (docker.io) and busybox-static"
         " to build a local image from",
         suite="bookworm",
+        base=DEFAULT_IMAGE,
         packages=(*BASE, "docker.io", "busybox-static", "less"),
     ),
     "debian-12-lxd": ImageDef(
@@ -87,6 +94,7 @@ CATALOG: dict[str, ImageDef] = {
         description="debian-12-systemd plus LXD (lxd, lxc) and busybox-static to build a"
         " local image from",
         suite="bookworm",
+        base=DEFAULT_IMAGE,
         packages=(*BASE, "lxd", "busybox-static", "less"),
     ),
 }

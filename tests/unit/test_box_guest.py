@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.images import box_guest
+from orchestrator.images import box_guest, chroot
 
 
 def configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[list[str]]]:
     """`configure` run on an empty tree, its chroot commands recorded, not run."""
     ran: list[list[str]] = []
-    monkeypatch.setattr(box_guest, "sh", lambda argv, **_k: ran.append(list(argv)) or "")
+    monkeypatch.setattr(chroot, "sh", lambda argv, **_k: ran.append(list(argv)) or "")
     root = tmp_path / "root"
     for sub in ("boot", "etc/ssh", "var/lib/dbus"):
         (root / sub).mkdir(parents=True)
@@ -67,7 +67,7 @@ def test_the_initramfs_lists_its_drivers_before_the_kernel_is_installed(
             seen["modules"] = (root / "etc/initramfs-tools/modules").read_text()
         return ""
 
-    monkeypatch.setattr(box_guest, "sh", sh)
+    monkeypatch.setattr(chroot, "sh", sh)
     image = type("Image", (), {"suite": "bookworm"})()
     box_guest.install_packages(root, image, "http://packages.invalid/debian", lambda _m: None)  # type: ignore[arg-type]
     assert seen["conf"] == "MODULES=list\n"

@@ -1,4 +1,4 @@
-"""The box's chroot gets a /dev of its own: package scripts never see the host's nodes."""
+"""An image's chroot gets a /dev of its own: package scripts never see the host's nodes."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.images import box, chrootdev
+from orchestrator.images import chroot, chrootdev
 
 
 def test_the_chroot_mounts_a_tmpfs_dev_never_the_hosts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mounted: list[list[str]] = []
-    monkeypatch.setattr(box, "sh", lambda argv, **_k: mounted.append(list(argv)) or "")
+    monkeypatch.setattr(chroot, "sh", lambda argv, **_k: mounted.append(list(argv)) or "")
     monkeypatch.setattr(chrootdev, "populate", lambda dev: None)
-    with box._chroot_mounts(tmp_path):
+    with chroot.mounts(tmp_path):
         pass
     dev = [argv for argv in mounted if argv[-1] == str(tmp_path / "dev")]
     assert dev and "--bind" not in dev[0] and "/dev" not in dev[0]
