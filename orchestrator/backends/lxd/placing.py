@@ -79,7 +79,7 @@ class Sites:
             except MemberSilent as exc:
                 # LXD still lists the member online: it is busy, or reconnecting after
                 # another member's loss, or lost and not noticed yet (LXD's offline
-                # threshold is 20 s): ask again until LXD knows which
+                # threshold, 20 s by default): ask again until LXD knows which
                 if time.monotonic() + pause > deadline:
                     where = self.view.location(conn.client, name) or "?"
                     raise unreachable(where, what, silent=True) from exc
