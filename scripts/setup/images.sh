@@ -2,7 +2,8 @@
 # Build every image the scenario library uses, once, on every backend that uses it, before
 # any lab or test asks: one job per backend, side by side. A root file system shared by
 # several backends is built by whichever job comes first (the others wait on its lock);
-# each job starts at a different image so that their debootstraps run at once.
+# each job first builds the images no other job needs (no one else can), then the shared
+# ones from a different starting point than the others, so that their builds run at once.
 # Run after the engines and .venv are set up (scripts/setup.sh calls it). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -13,13 +14,21 @@ pairs=$(.venv/bin/python -m orchestrator.images.needed)
 backends=$(awk '{print $1}' <<<"$pairs" | sort -u)
 mkdir -p .setup-logs
 pids=() n=0
+# how many backends need each image
+users=$(awk '{print $2}' <<<"$pairs" | sort | uniq -c)
 for backend in $backends; do
-  mapfile -t images < <(awk -v b="$backend" '$1 == b {print $2}' <<<"$pairs")
-  count=${#images[@]}
+  mapfile -t own < <(awk -v b="$backend" '$1 == b {print $2}' <<<"$pairs" \
+    | grep -Fxf <(awk '$1 == 1 {print $2}' <<<"$users") || true)
+  mapfile -t shared < <(awk -v b="$backend" '$1 == b {print $2}' <<<"$pairs" \
+    | grep -Fxf <(awk '$1 > 1 {print $2}' <<<"$users") || true)
+  count=${#shared[@]}
+  images=("${own[@]}")
+  for i in $(seq 0 $((count - 1))); do
+    images+=("${shared[$(( (i + n) % count ))]}")
+  done
   (
     started=$(date +%s)
-    for i in $(seq 0 $((count - 1))); do
-      image=${images[$(( (i + n) % count ))]}
+    for image in "${images[@]}"; do
       "$GUESTLAB" image build "$image" --backend "$backend"
     done
     echo "images: $backend ready (${images[*]}) in $(( $(date +%s) - started )) s"
