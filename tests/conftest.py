@@ -40,6 +40,8 @@ def engine_group(marks: set[str], module: str = "") -> str | None:
     return None
 
 
+#: the modules with tests on lane vagrant-b's one shared VM (integration/conftest.guest_vm)
+GUEST_VM_MODULES = ("test_guest_drivers", "test_seat_engines", "test_ssh_door")
 #: the tests on the three-member LXD cluster (scripts/lxd-cluster.sh), which name this
 #: group themselves: 7.4 minutes beside the LXD tests on 2026-12-01, so the worker that
 #: ends its engine first takes them instead of the LXD lane growing by as much
@@ -53,19 +55,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Put every engine test in its engine's xdist group: tests of one engine run in
     order on one worker (they share its daemon, networks and images), engines side by
     side, the VM group first. A test that names its group itself keeps it."""
-    rank: dict[int, tuple[int, bool]] = {}
+    rank: dict[int, tuple[int, bool, int]] = {}
     for item in items:
         mark = item.get_closest_marker("xdist_group")
         group = mark.args[0] if mark and mark.args else None
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         if mark is None:
-            module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
             group = engine_group({m.name for m in item.iter_markers()}, module)
             if group:
                 item.add_marker(pytest.mark.xdist_group(group))
         order = GROUP_ORDER.index(group) if group in GROUP_ORDER else len(GROUP_ORDER)
         # a module that stops the Docker engine runs last in its lane, so that a Docker
-        # test of another lane waits for it once, near the end, rather than from the start
-        rank[id(item)] = (order, bool(getattr(item.module, "STOPS_DOCKER", False)))
+        # test of another lane waits for it once, near the end, rather than from the start;
+        # the tests on the lane's shared VM one after another (integration/conftest.guest_vm)
+        shared = group == "vagrant-b" and module in GUEST_VM_MODULES
+        rank[id(item)] = (
+            order,
+            bool(getattr(item.module, "STOPS_DOCKER", False)),
+            GUEST_VM_MODULES.index(module) + 1 if shared else 0,
+        )
     items.sort(key=lambda item: rank[id(item)])  # stable: each group keeps its order
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -112,29 +113,49 @@ def wait_for_step(
     raise AssertionError(f"`up` never reached {steps} (exit {proc.poll()})")
 
 
-@pytest.fixture(scope="session")
-def vm_seat() -> Iterator[tuple[str, str]]:
-    """(student, seat token) of one guest-drivers lab (a VM), up once for the session.
+#: the guest-drivers lab whose one VM the VM tests of lane vagrant-b share, while it is up:
+#: {"lab": ModuleLab, "stack": ExitStack}
+_GUEST_VM: dict[str, Any] = {}
 
-    The doors' VM tests only reach the machine and leave it as they found it, so they
-    share one boot (each costs about a minute under emulation); the tests that reboot or
-    tamper with a VM make their own.
+
+@pytest.fixture
+def guest_vm() -> Any:
+    """The guest-drivers lab on one VM (a module_lab.ModuleLab), up once for every test that
+    uses it: that lab's wrong answers and imitations, and the doors' VM tests.
+
+    A VM's boot and `down` cost about a minute and a half of both cores under emulation.
+    The tests leave the VM as they found it (each imitation is undone, `prove` ends with a
+    reset; a door only opens a shell), and those that reboot or tamper for good make
+    their own. It goes when the next test of this worker does not use it.
     """
     engine("vagrant")
-    from orchestrator.backends.contract import LabRef as Ref
+    if not _GUEST_VM:
+        from tests.integration.module_lab import module_lab  # it imports this module
+
+        stack = contextlib.ExitStack()
+        _GUEST_VM["lab"] = stack.enter_context(module_lab("guest-drivers", "vagrant"))
+        _GUEST_VM["stack"] = stack
+    return _GUEST_VM["lab"]
+
+
+def _down_guest_vm() -> None:
+    if _GUEST_VM:
+        stack = _GUEST_VM.pop("stack")
+        _GUEST_VM.clear()
+        stack.close()  # `down`, then module_lab's check that nothing is left
+
+
+@pytest.fixture
+def vm_seat(guest_vm: Any) -> tuple[str, str]:
+    """(student, seat token) of the shared guest-drivers VM."""
     from orchestrator.credentials import Seats
 
-    student = student_id()
+    ref = guest_vm.lab.ref
+    store = Store()
     try:
-        up = guestlab("up", "guest-drivers", "--student", student, timeout=900)
-        assert up.returncode == 0, up.stdout + up.stderr
-        store = Store()
-        token = Seats(store.db).issue(Ref("guest-drivers", student).key)
-        store.close()
-        yield student, token
+        return ref.student, Seats(store.db).issue(ref.key)
     finally:
-        down = guestlab("down", "guest-drivers", "--student", student, timeout=300)
-        assert down.returncode == 0, down.stdout + down.stderr
+        store.close()
 
 
 #: the cluster of this worker, while it is up: {"cluster": Cluster, "state": Path}
@@ -174,6 +195,8 @@ def _in_cluster_group(item: pytest.Item) -> bool:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     yield  # the module's fixtures are gone when the next test is of another module
+    if _GUEST_VM and (nextitem is None or "guest_vm" not in nextitem.fixturenames):
+        _down_guest_vm()
     if _CLUSTER and (
         nextitem is None or (not _in_cluster_group(nextitem) and nextitem.module is not item.module)
     ):
@@ -181,4 +204,5 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 
 def pytest_sessionfinish() -> None:
+    _down_guest_vm()
     _stop_cluster()

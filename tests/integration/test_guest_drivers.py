@@ -1,4 +1,4 @@
-"""The guest-drivers lab on one real VM (one boot): `guestlab prove`'s steps first
+"""The guest-drivers lab on one real VM (one boot, shared with the doors' VM tests): `guestlab prove`'s steps first
 (test_scenarios.py leaves this lab to here), then for each task plausible wrong answers
 and hand-made imitations of the facts the checks read, each of which must fail.
 
@@ -10,11 +10,9 @@ drop them, but checks do not reboot, so the trusted shell reports them (kernel_v
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.integration.module_lab import ModuleLab, module_lab
+from tests.integration.module_lab import ModuleLab
 
 pytestmark = pytest.mark.vagrant
 
@@ -22,10 +20,11 @@ SCENARIO = "guest-drivers"
 HYPERVISOR, DRIVERS, DEVICE, EMULATED = "hypervisor", "virtio-drivers", "your-device", "emulated"
 
 
-@pytest.fixture(scope="module")
-def guest() -> Iterator[ModuleLab]:
-    with module_lab(SCENARIO, "vagrant") as lab:
-        yield lab
+@pytest.fixture
+def guest(guest_vm: ModuleLab) -> ModuleLab:
+    """The lab on the VM this lane's door tests share (conftest.guest_vm)."""
+    assert guest_vm.lab.scenario.id == SCENARIO
+    return guest_vm
 
 
 def test_the_lab_is_proven_on_the_module_vm(guest: ModuleLab) -> None:
