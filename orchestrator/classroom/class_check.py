@@ -17,10 +17,14 @@ from orchestrator.classroom.workers import (
     failed,
     in_parallel,
 )
-from orchestrator.errors import MemberUnreachable, UsageError
+from orchestrator.errors import LabBusy, MemberUnreachable, UsageError
 from orchestrator.messages import N_, _
 from orchestrator.scenario.load import load_file
 from orchestrator.state import Store
+
+#: the pauses before a lab that another command holds is asked for again; after the last
+#: one it is reported busy, with who holds it
+BUSY_PAUSES = (2.0, 5.0, 10.0)
 
 
 def require_class(cstore: ClassStore, class_id: str) -> ClassRecord:
@@ -105,6 +109,13 @@ def check(
     results: dict[str, StudentResult] = {}
 
     def one(m: Member) -> Outcome:
+        for pause in BUSY_PAUSES:
+            results[m.student], out = check_one(store.path, class_id, m, reboot=reboot)
+            if not isinstance(out.error, LabBusy):
+                return out
+            # another command holds the lab for a moment (the student's own check from
+            # their seat, a reset): ask again rather than leave the lab out of the book
+            time.sleep(pause)
         results[m.student], out = check_one(store.path, class_id, m, reboot=reboot)
         return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from base64 import b64encode
 from collections.abc import Iterator, Sequence
@@ -22,13 +23,13 @@ from orchestrator.backends.contract import (
     MachineSpec,
     Progress,
 )
-from orchestrator.classroom import bulk, capacity, copies
+from orchestrator.classroom import bulk, capacity, class_check, copies
 from orchestrator.classroom.roster import Student
 from orchestrator.classroom.store import ClassStore
 from orchestrator.cli.classroom import class_group
 from orchestrator.cli.serve import serve
 from orchestrator.errors import ProvisioningError, UsageError
-from orchestrator.state import Store
+from orchestrator.state import Store, lab_lock
 
 SCENARIO = "machine-id-clone"
 
@@ -267,6 +268,41 @@ def test_expired_classes_are_removed_by_expire(fake: FakeBackend, store: Store) 
     assert fake.machines == {} and store.labs() == []
     assert ClassStore(store.db).klass(SCENARIO).status == "expired"  # type: ignore[union-attr]
     assert bulk.expire(store) == []
+
+
+def test_a_lab_held_for_a_moment_is_checked_once_free_and_one_held_on_says_by_whom(
+    fake: FakeBackend, store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Another command holding a lab (the student's own check from their seat) does not
+    leave it out of the class's gradebook: it is asked again once free."""
+    monkeypatch.setenv("GUESTLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(class_check, "BUSY_PAUSES", (0.2, 0.2))
+    p = bulk.plan(SCENARIO, roster("ann", "bob"), "docker", None)
+    bulk.up(p, store)
+    held = threading.Event()
+
+    def hold(seconds: float) -> None:
+        with lab_lock(f"{SCENARIO}--bob"):
+            held.set()
+            time.sleep(seconds)
+
+    holder = threading.Thread(target=hold, args=(0.3,))
+    holder.start()
+    held.wait()
+    book = bulk.check(store, SCENARIO)
+    holder.join()
+    assert {r["student"]: r["error"] for r in book["students"]} == {"ann": "", "bob": ""}
+    # held through every pause: reported busy, naming the command that holds it
+    held.clear()
+    holder = threading.Thread(target=hold, args=(1.5,))
+    holder.start()
+    held.wait()
+    book = bulk.check(store, SCENARIO)
+    holder.join()
+    errors = {r["student"]: r["error"] for r in book["students"]}
+    assert errors["ann"] == ""
+    assert errors["bob"].startswith(f"lab {SCENARIO}--bob is busy: guestlab")
+    assert f"(pid {os.getpid()}) is working on it" in errors["bob"]
 
 
 def test_check_records_each_class_check_and_flags_shared_values(
