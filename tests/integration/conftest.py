@@ -175,7 +175,14 @@ def lxd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
     engine("lxd")
     if not _CLUSTER:
         state = tmp_path_factory.mktemp("lxd-cluster")
-        _CLUSTER.update(cluster=glc.start(state), state=state)
+        try:
+            cluster = glc.start(state)
+        except BaseException:
+            # a cluster half made (its members, its bridge) must not outlive the failure
+            with contextlib.suppress(subprocess.SubprocessError):
+                glc.stop(state)
+            raise
+        _CLUSTER.update(cluster=cluster, state=state)
     return _CLUSTER["cluster"]
 
 
