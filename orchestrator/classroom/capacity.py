@@ -165,17 +165,20 @@ def inotify_limit(proc_root: Path = Path("/proc")) -> tuple[int, int]:
     """(fs.inotify.max_user_instances, instances held against root's count now)."""
     try:
         limit = int((proc_root / "sys/fs/inotify/max_user_instances").read_text())
-        host_userns = os.readlink(proc_root / "1/ns/user")
     except (OSError, ValueError):
         return 0, 0  # not Linux as we know it: no check
+    try:
+        # guestlab's own namespace, the engines' (PID 1's may be unreadable in a sandbox)
+        host_userns = os.readlink(proc_root / "self/ns/user")
+    except OSError:
+        host_userns = ""  # unknown: root's processes alone are counted
     used = 0
     for proc in proc_root.iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            if not counts_against_root(
-                proc.stat().st_uid, os.readlink(proc / "ns/user"), host_userns
-            ):
+            userns = os.readlink(proc / "ns/user") if host_userns else ""
+            if not counts_against_root(proc.stat().st_uid, userns, host_userns):
                 continue
             used += sum(
                 1 for fd in (proc / "fd").iterdir() if os.readlink(fd) == "anon_inode:inotify"

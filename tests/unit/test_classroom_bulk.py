@@ -229,10 +229,21 @@ def test_inotify_instances_are_counted_from_proc(tmp_path: Path) -> None:
         (tmp_path / pid / "fd").mkdir()
         for n, target in enumerate(fds):
             (tmp_path / pid / "fd" / str(n)).symlink_to(target)
+    (tmp_path / "self").symlink_to("1")  # guestlab's own process, in the host's namespace
     uid = os.getuid()
     limit, used = capacity.inotify_limit(tmp_path)
     # the files are this test's user's: root's when the suite runs as root
     assert (limit, used) == (1024, 4 if uid == 0 else 1)
+    # where guestlab cannot read its own namespace, root's processes alone count
+    (tmp_path / "self").unlink()
+    assert capacity.inotify_limit(tmp_path) == (1024, 4 if uid == 0 else 0)
+
+
+def test_the_inotify_count_reads_this_host() -> None:
+    """The real /proc: a limit is found (a check that silently found none would let a class
+    run out of instances half way, as it did when PID 1's namespace was unreadable here)."""
+    limit, _used = capacity.inotify_limit()
+    assert limit > 0
 
 
 def test_memory_per_lab_is_shared_by_its_machines(fake: FakeBackend) -> None:
