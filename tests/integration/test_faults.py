@@ -9,10 +9,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import docker
 import pytest
 
 from orchestrator import backends, paths
 from orchestrator.backends.contract import LabRef
+from orchestrator.backends.docker.engine import container_name
 from orchestrator.state import Store
 from tests.integration.conftest import GUESTLAB, ROOT, engine, guestlab, student_id, wait_for_step
 
@@ -122,7 +124,13 @@ def test_down_during_a_check_ends_the_check_with_sentences(tmp_path: Path) -> No
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(3)
+    # down while the check's command runs, not before the check has begun (a busy host
+    # can take seconds to start it: then the check, not down, would find the lab busy)
+    box = docker.from_env().containers.get(container_name(LabRef("slow-check", student), "box"))
+    deadline = time.monotonic() + 60
+    while not any("sleep 8" in " ".join(p) for p in box.top()["Processes"]):
+        assert time.monotonic() < deadline and check.poll() is None, "the check never ran"
+        time.sleep(0.1)
     down = guestlab("down", "slow-check", "--student", student)
     out, err = check.communicate(timeout=120)
     assert down.returncode == 0, down.stderr
