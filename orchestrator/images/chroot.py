@@ -28,33 +28,48 @@ TOOLS = {
 
 
 def sh(
-    argv: Sequence[str], *, input: bytes | None = None, env: dict[str, str] | None = None
+    argv: Sequence[str],
+    *,
+    input: bytes | None = None,
+    env: dict[str, str] | None = None,
+    progress: Progress | None = None,
 ) -> str:
-    """Run a command, returning stdout; a failure raises with the end of its output."""
+    """Run a command, returning its output; a failure raises with the end of it. With
+    `progress`, its lines are read as they come and debootstrap's and apt's own status
+    lines (`I: `, `W: `, `E: `) are passed on."""
     try:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             list(argv),
-            input=input,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env={**os.environ, **env} if env else None,
-            check=False,
         )
     except FileNotFoundError:
         package = TOOLS.get(argv[0], argv[0])
         raise UsageError(
             _("`{argv}` is not installed").format(argv=argv[0]),
-            hint=f"apt-get install -y {package}",
+            hint=_("install it (Debian: apt-get install -y {argv})").format(argv=package),
         ) from None
-    out = proc.stdout.decode("utf-8", "replace")
-    if proc.returncode != 0:
-        tail = "\n".join(out.strip().splitlines()[-12:])
+    if progress is None:
+        raw, _err = proc.communicate(input)
+        lines = raw.decode("utf-8", "replace").splitlines(keepends=True)
+    else:
+        assert proc.stdout is not None and input is None  # nothing to write while reading
+        lines = []
+        for line in proc.stdout:
+            text = line.decode("utf-8", "replace")
+            lines.append(text)
+            if text.startswith(("I: ", "W: ", "E: ")):
+                progress(text[3:].rstrip())
+    if proc.wait() != 0:
+        tail = "".join(lines[-12:]).strip()
         raise ProvisioningError(
             _("`{command}` failed (exit {returncode}):\n{detail}").format(
                 command=" ".join(argv[:3]), returncode=proc.returncode, detail=tail
             )
         )
-    return out
+    return "".join(lines)
 
 
 def run(root: Path, *argv: str) -> str:

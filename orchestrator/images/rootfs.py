@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from orchestrator import paths
 from orchestrator.backends.common import build_once, lock_path
 from orchestrator.backends.contract import Progress, no_progress
-from orchestrator.errors import ProvisioningError, UsageError
+from orchestrator.errors import UsageError
 from orchestrator.images import chroot
 from orchestrator.images.catalog import ImageDef, lookup
 from orchestrator.images.mirror import choose_mirror
@@ -26,32 +25,6 @@ from orchestrator.messages import _
 
 def tarball_path(name: str) -> Path:
     return paths.images_dir() / f"{name}.rootfs.tar"
-
-
-def _run(argv: list[str], progress: Progress) -> None:
-    try:
-        proc = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
-        )
-    except FileNotFoundError:
-        raise UsageError(
-            _("`{argv}` is not installed").format(argv=argv[0]),
-            hint=_("install it (Debian: apt-get install -y {argv})").format(argv=argv[0]),
-        ) from None
-    tail: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip()
-        tail = [*tail[-19:], line]
-        if line.startswith(("I: ", "W: ", "E: ")):
-            progress(line[3:])
-    if proc.wait() != 0:
-        detail = "\n".join(tail[-8:])
-        raise ProvisioningError(
-            _("`{command}` failed (exit {returncode}):\n{detail}").format(
-                command=" ".join(argv[:2]), returncode=proc.returncode, detail=detail
-            )
-        )
 
 
 def _customise(root: Path) -> None:
@@ -80,7 +53,7 @@ def build_rootfs(image: ImageDef, dest: Path, mirror: str, progress: Progress) -
         mirror,
     ]
     progress(_("debootstrap {suite} from {mirror}").format(suite=image.suite, mirror=mirror))
-    _run(argv, progress)
+    chroot.sh(argv, progress=progress)
     _customise(dest)
 
 
@@ -92,8 +65,9 @@ def derive_rootfs(
     if os.geteuid() != 0:
         raise UsageError(_("building an image needs root (chroot)"), hint=_("run it with sudo"))
     progress(_("unpacking {name}").format(name=base_tarball.name))
-    _run(
-        ["tar", "--numeric-owner", "--xattrs", "-C", str(dest), "-xpf", str(base_tarball)], progress
+    chroot.sh(
+        ["tar", "--numeric-owner", "--xattrs", "-C", str(dest), "-xpf", str(base_tarball)],
+        progress=progress,
     )
     extra = [p for p in image.packages if p not in base.packages]
     if extra:
@@ -139,9 +113,9 @@ def ensure_tarball(
                 build_rootfs(image, root, url, progress)
             progress(_("packing the root filesystem"))
             partial = work / "rootfs.tar"
-            _run(
+            chroot.sh(
                 ["tar", "--numeric-owner", "--xattrs", "-C", str(root), "-cf", str(partial), "."],
-                progress,
+                progress=progress,
             )
             os.replace(partial, target)  # atomic: a crash never leaves half a tarball
         finally:
