@@ -24,14 +24,6 @@ step() {
   echo "setup: step $name took $(( $(date +%s) - started )) s"
 }
 
-export DEBIAN_FRONTEND=noninteractive
-echo "setup: installing packages"
-step apt apt-get update -q
-step base-packages apt-get install -y -q python3 python3-venv debootstrap
-for part in docker lxd nspawn vagrant browser seat; do
-  step "$part" bash "scripts/setup/$part.sh"
-done
-
 install_venv() {
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
@@ -40,10 +32,39 @@ install_venv() {
   .venv/bin/pybabel -q compile -d orchestrator/locale -D guestlab
   ln -sf "$PWD/.venv/bin/guestlab" /usr/local/bin/guestlab
 }
+
+export DEBIAN_FRONTEND=noninteractive
+echo "setup: installing packages"
+step apt apt-get update -q
+step base-packages apt-get install -y -q python3 python3-venv debootstrap
+# first: the root file systems below and Docker's seccomp profile use guestlab's code
 echo "setup: installing guestlab into .venv"
 step venv install_venv
-# the Docker engine's seccomp profile is derived with guestlab's code, now installed
-step docker-seccomp bash scripts/setup/docker.sh
+
+# The library's root file systems need only debootstrap and a mirror: they are built while
+# the engines' packages go in (half of a fresh set-up's images step was these builds).
+mkdir -p .setup-logs
+rootfs_started=$(date +%s)
+GUESTLAB_SCENARIOS=$PWD/scenarios .venv/bin/python -m orchestrator.images.prebuild \
+  >.setup-logs/rootfs.log 2>&1 &
+rootfs_pid=$!
+# a step that fails leaves no build behind: the set-up ends when the builds have
+trap 'if kill -0 "$rootfs_pid" 2>/dev/null; then
+  echo "setup: waiting for the root file systems being built (.setup-logs/rootfs.log)" >&2
+  wait "$rootfs_pid" || true; fi' EXIT
+wait_rootfs() {
+  local status=0
+  wait "$rootfs_pid" || status=$?
+  cat .setup-logs/rootfs.log
+  echo "setup: root file systems built in $(( $(date +%s) - rootfs_started )) s from their start"
+  # a failed one is built again by the images step, which then says why
+  [ "$status" = 0 ] || echo "setup: some root file systems failed; the images step tries again" >&2
+}
+
+for part in docker lxd nspawn vagrant browser seat; do
+  step "$part" bash "scripts/setup/$part.sh"
+done
+step rootfs wait_rootfs
 
 echo "setup: the library's images, on every backend, side by side"
 step images bash scripts/setup/images.sh

@@ -139,7 +139,7 @@ PYTHON=${GUESTLAB_PYTHON:-.venv/bin/python}
 if [ -x "$PYTHON" ]; then
   make_seccomp_profile
 else
-  log "no .venv yet: the seccomp profile is made on the set-up's next step"
+  log "no .venv yet: run scripts/setup.sh, which installs it first, for the seccomp profile"
 fi
 
 log "ready: Docker engine $(docker version --format '{{.Server.Version}}'), user namespaces, btrfs storage in $DATA_ROOT (quotas: $quota_mode)"

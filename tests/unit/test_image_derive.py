@@ -96,3 +96,29 @@ def test_apt_leaves_the_tree_s_own_resolver_config_and_no_package_lists(
     assert list(lists.iterdir()) == [] and not (root / "usr/sbin/policy-rc.d").exists()
     sources = (root / "etc/apt/sources.list").read_text()
     assert sources == "deb http://mirror.invalid/debian bookworm main\n"
+
+
+def test_the_set_up_builds_bases_first_and_each_image_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orchestrator.images import prebuild
+
+    needs = {
+        "docker": {"debian-12-lab", "debian-12-systemd"},
+        "vagrant": {"debian-12-lab", "debian-12-systemd"},
+        "nspawn": {"debian-11-systemd", "debian-12-cloud"},
+    }
+    monkeypatch.setattr(prebuild, "library_needs", lambda: needs)
+    order = prebuild.wanted()
+    assert order == ["debian-12-systemd", "debian-11-systemd", "debian-12-lab", "debian-12-cloud"]
+    built: list[str] = []
+
+    def ensure(name: str) -> Path:
+        built.append(name)
+        if name == "debian-12-cloud":
+            raise chroot.ProvisioningError("no mirror answered")
+        return Path(name)
+
+    monkeypatch.setattr(prebuild, "ensure_tarball", ensure)
+    assert prebuild.main() == 1  # one failed: the images step builds it again and says why
+    assert sorted(built) == sorted(order)
