@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -34,6 +35,15 @@ def images_dir() -> Path:
 
 def locks_dir() -> Path:
     return ensure(home() / "locks")
+
+
+def host_locks_dir() -> Path:
+    """Locks for what every guestlab on this host shares, whatever its GUESTLAB_HOME:
+    the firewall, libvirt's networks, Vagrant's boxes, LXD, a btrfs filesystem's quotas."""
+    for base in (Path("/run/lock"), Path(tempfile.gettempdir())):
+        if base.is_dir() and os.access(base, os.W_OK):
+            return base
+    return locks_dir()
 
 
 def labs_dir() -> Path:

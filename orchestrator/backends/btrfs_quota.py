@@ -116,7 +116,7 @@ def heal(path: Path, lock: Callable[[str], AbstractContextManager[object]] | Non
 
 @contextlib.contextmanager
 def _file_lock(uuid: str) -> Iterator[None]:
-    with open(paths.locks_dir() / f"btrfs-quota-{uuid}.lock", "w") as f:
+    with open(paths.host_locks_dir() / f"guestlab-btrfs-quota-{uuid}.lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
 

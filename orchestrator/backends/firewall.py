@@ -46,8 +46,10 @@ def ensure_host_drop() -> None:
     """Make the chain as RULES says, for IPv4 and IPv6, once per process; raise if not."""
     if _done.is_set():
         return
-    with _lock, open(paths.locks_dir() / "firewall.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two guestlab processes never rewrite it at once
+    # the chain is the host's: two guestlab processes never rewrite it at once, whichever
+    # state store each belongs to
+    with _lock, open(paths.host_locks_dir() / "guestlab-firewall.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if _done.is_set():
             return
         tools = ["iptables"] + (["ip6tables"] if os.path.exists("/proc/net/if_inet6") else [])
@@ -66,8 +68,8 @@ def _ensure(tool: str) -> None:
     import shutil
     import subprocess
 
-    path = shutil.which(tool)
-    if path is None:
+    path, restore = shutil.which(tool), shutil.which(f"{tool}-restore")
+    if path is None or restore is None:
         raise ProvisioningError(
             _("{tool} is missing: lab machines could reach this host's services").format(tool=tool),
             hint="apt-get install -y iptables",
@@ -77,10 +79,17 @@ def _ensure(tool: str) -> None:
         return subprocess.run([path, "-w", *args], capture_output=True, text=True, check=False)
 
     if call("-S", CHAIN).stdout.splitlines() != expected(tool):
-        call("-N", CHAIN)  # fails harmlessly when it exists
-        call("-F", CHAIN)
-        for rule in RULES:
-            _must(call("-A", CHAIN, *rule), tool)
+        # one transaction (naming the chain empties it, or makes it): no packet meets half
+        # a chain, where rule by rule a VM's DHCP could meet the final DROP first
+        rules = "".join(f"{line}\n" for line in expected(tool)[1:])
+        table = f"*filter\n:{CHAIN} - [0:0]\n{rules}COMMIT\n"
+        _must(
+            subprocess.run(
+                [restore, "-w", "--noflush"], input=table, capture_output=True, text=True,
+                check=False,
+            ),
+            tool,
+        )  # fmt: skip
     if call("-C", "INPUT", "-j", CHAIN).returncode != 0:
         _must(call("-I", "INPUT", "1", "-j", CHAIN), tool)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator import messages
+from orchestrator import messages, paths
 from orchestrator.backends.contract import LabRef
 from orchestrator.backends.lxd.cluster import ClusterView, MemberSilent, cluster_error
 from orchestrator.backends.lxd.config import instance_name
@@ -152,7 +152,7 @@ def test_a_cluster_has_host_locks_of_its_own(
 ) -> None:
     from orchestrator.backends.lxd import host
 
-    monkeypatch.setattr(host, "host_lock_dir", lambda: tmp_path)
+    monkeypatch.setattr(paths, "host_locks_dir", lambda: tmp_path)
     with host.create_lock(), host.pool_lock("guestlab"):
         pass
     with host.create_lock("ab12" * 16), host.pool_lock("guestlab", "ab12" * 16):

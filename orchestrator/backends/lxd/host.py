@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -199,7 +198,7 @@ def create_lock(server: str = "") -> Iterator[None]:
     A cluster's members have ranges of their own: its creations never wait for the
     host's LXD (reached by its socket or by its address), nor the host's for them.
     """
-    with file_lock(host_lock_dir() / f"guestlab-lxd-create{_of(server)}.lock"):
+    with file_lock(paths.host_locks_dir() / f"guestlab-lxd-create{_of(server)}.lock"):
         yield
 
 
@@ -245,15 +244,6 @@ def pool_lock(pool: str, server: str = "", *, exclusive: bool = False) -> Iterat
     A snapshot deleted while btrfs rescans the pool's qgroups was seen half deleted (gone
     from LXD's database, its subvolume still there), and its instance could not be deleted.
     """
-    lock = host_lock_dir() / f"guestlab-lxd-pool-{pool}{_of(server)}.lock"
+    lock = paths.host_locks_dir() / f"guestlab-lxd-pool-{pool}{_of(server)}.lock"
     with file_lock(lock, shared=not exclusive):
         yield
-
-
-def host_lock_dir() -> Path:
-    """Locks every guestlab on this host shares, whatever its GUESTLAB_HOME (state stores
-    differ, LXD is one)."""
-    for base in (Path("/run/lock"), Path(tempfile.gettempdir())):
-        if base.is_dir() and os.access(base, os.W_OK):
-            return base
-    return paths.locks_dir()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orchestrator import paths
 from orchestrator.backends.common import file_lock, lock_path
 from orchestrator.backends.contract import Progress
 from orchestrator.backends.vagrant import libvirt
@@ -63,7 +64,7 @@ def ensure_image(
             )
         return
     # the box is built and uploaded once, whoever asks at the same time
-    with file_lock(lock_path(f"vagrant-box-{image}")):
+    with file_lock(lock_path(f"guestlab-vagrant-box-{image}", paths.host_locks_dir())):
         if box_dir(image, "libvirt") is None:
             if not box_path(image).exists() and not build:
                 raise UsageError(

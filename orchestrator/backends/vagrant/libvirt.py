@@ -263,7 +263,8 @@ def destroy_lab(lab: LabRef, meta: dict[str, Any], found: FoundResources) -> Non
 def ensure_network(lab: LabRef) -> str:
     """Define and start the lab's isolated network; return its address (a /24)."""
     name = network_name(lab)
-    with file_lock(lock_path("vagrant-networks")):  # two labs never pick the same subnet
+    # two labs never pick the same subnet, whichever state store each belongs to
+    with file_lock(lock_path("guestlab-vagrant-networks", paths.host_locks_dir())):
         if virsh_ok("net-info", name):
             firewall.ensure_host_drop()
             xml = ElementTree.fromstring(virsh("net-dumpxml", name))
