@@ -19,8 +19,10 @@ import pytest
 from orchestrator.backends.contract import Backend, LabRef, MachineSpec, no_progress
 from orchestrator.backends.vagrant import VagrantBackend
 from orchestrator.backends.vagrant import boxes as boxes_module
+from orchestrator.backends.vagrant.execution import ssh_for
 from orchestrator.backends.vagrant.host import domain_name, domain_prefix, lab_dir, network_name
 from orchestrator.backends.vagrant.libvirt import POOL
+from orchestrator.backends.vagrant.ssh import ROOT, SUDO, Ssh
 from orchestrator.errors import MachineUnavailable, UsageError
 from tests.integration import test_contract as contract
 from tests.integration.conftest import engine, student_id
@@ -180,6 +182,46 @@ def test_exec_is_not_held_by_a_background_process(
     res = backend.exec(web.lab, web.name, ["sh", "-c", "sleep 30 & echo started"], timeout=20)
     assert res.ok and res.stdout == "started\n"
     assert time.monotonic() - started < 8
+
+
+def test_commands_log_in_as_root_without_sudo(backend: VagrantBackend, web: MachineSpec) -> None:
+    assert Ssh(web.lab, web.name).login() == ROOT
+    # sudo would have set SUDO_USER: the command reached root by its own login
+    assert run(backend, web, "sh", "-c", "echo ${SUDO_USER:-none} $(id -u)") == "none 0"
+
+
+def test_a_guest_that_stops_root_logins_is_still_reached(
+    backend: VagrantBackend, web: MachineSpec
+) -> None:
+    ssh = Ssh(web.lab, web.name)
+    deny = "/etc/ssh/sshd_config.d/no-root.conf"
+
+    def settled(want: str) -> str:
+        """Settle anew until `want` (sshd applies a reload a moment after `reload`)."""
+        deadline = time.monotonic() + 60
+        while True:
+            ssh.forget()
+            ssh_for(web.lab, web.name).settle_login()  # with a fresh ssh-config, as `up`
+            if ssh.login() == want or time.monotonic() > deadline:
+                return ssh.login()
+            time.sleep(1)
+
+    try:
+        # a student's root removes the copied key: the next command goes through sudo
+        run(backend, web, "rm", "/root/.ssh/authorized_keys")
+        ssh.close()  # as the shared connection does after five idle minutes
+        assert run(backend, web, "id", "-u") == "0"
+        assert ssh.login() == SUDO
+        # a guest that refuses root altogether is settled on sudo, and still reached
+        backend.put_file(web.lab, web.name, deny, b"DenyUsers root\n", 0o644)
+        run(backend, web, "systemctl", "reload", "ssh")
+        assert settled(SUDO) == SUDO
+        assert run(backend, web, "sh", "-c", "echo ${SUDO_USER:-none} $(id -u)") == "vagrant 0"
+    finally:
+        backend.exec(
+            web.lab, web.name, ["sh", "-c", f"rm -f {deny}; systemctl reload ssh"], timeout=30
+        )
+    assert settled(ROOT) == ROOT
 
 
 def test_put_file_writes_content_mode_and_owner(backend: VagrantBackend, web: MachineSpec) -> None:

@@ -41,11 +41,15 @@ def ssh_for(lab: LabRef, machine: str) -> Ssh:
     return ssh
 
 
-def domain_running(lab: LabRef, machine: str) -> bool:
-    """Whether the machine's libvirt domain runs (always true for other providers)."""
+def domain_running(lab: LabRef, machine: str, *, exact: bool = True) -> bool:
+    """Whether the machine's libvirt domain runs (always true for other providers). Not
+    `exact`: a live QEMU process is taken for running (a paused one is not told apart)."""
     if read_meta(lab).get("provider") != "libvirt":
         return True
-    return libvirt.domain_state(domain_name(lab, machine)) == "running"
+    dom = domain_name(lab, machine)
+    if not exact and libvirt.qemu_alive(dom):
+        return True
+    return libvirt.domain_state(dom) == "running"
 
 
 def exec_in(lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
@@ -61,8 +65,8 @@ def exec_in(lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -
             lab=lab_dir(lab), machine=machine
         ),
     )
-    if not domain_running(lab, machine):
-        # asked first (20 ms): ssh to a VM that vanished would wait for its timeouts
+    if not domain_running(lab, machine, exact=False):
+        # asked first: ssh to a VM that vanished would wait for its timeouts
         raise not_running
     try:
         return ssh_for(lab, machine).run(argv, timeout=timeout)
@@ -71,7 +75,10 @@ def exec_in(lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -
             raise not_running from None
         # the VM runs: its address may have changed; ask Vagrant again, once
         Ssh(lab, machine).forget()
-        return ssh_for(lab, machine).run(argv, timeout=timeout)
+        ssh = ssh_for(lab, machine)
+        result = ssh.run(argv, timeout=timeout)
+        ssh.settle_login()  # it answers again (a reboot): root's own login, as after `up`
+        return result
 
 
 def put_file(lab: LabRef, machine: str, dest: str, data: bytes, mode: int) -> None:
@@ -126,9 +133,10 @@ def wait_ssh(lab: LabRef, machine: str) -> None:
 
 def wait_ready(lab: LabRef, machine: str, init: str, progress: Progress) -> None:
     """Until systemd in the VM has finished booting: common.wait_for_systemd's reading of
-    each state, with a VM's deadline."""
+    each state, with a VM's deadline. Then its commands are made to log in as root."""
     if init == "none":
-        return  # wait_ssh has seen a command answer
+        ssh_for(lab, machine).settle_login()  # wait_ssh has seen a command answer
+        return
     progress(_("waiting for systemd in {machine}").format(machine=machine))
 
     def state(t: float) -> str:
@@ -141,3 +149,4 @@ def wait_ready(lab: LabRef, machine: str, init: str, progress: Progress) -> None
         timeout=VM_BOOT_TIMEOUT,
         hint=f"look inside: guestlab exec ... {machine} -- systemctl --failed",
     )
+    ssh_for(lab, machine).settle_login()

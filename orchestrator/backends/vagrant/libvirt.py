@@ -162,6 +162,20 @@ def domain_exists(dom: str) -> bool:
     return shutil.which("virsh") is not None and virsh_ok("dominfo", dom)
 
 
+#: where libvirtd (qemu:///system) keeps the pid of each running domain's QEMU
+QEMU_RUN_DIR = Path("/run/libvirt/qemu")
+
+
+def qemu_alive(dom: str) -> bool:
+    """Whether the domain's QEMU process lives, read from libvirtd's pid file: asked before
+    every command in a VM, where a virsh costs 0.14 s. False means "ask virsh"."""
+    try:
+        os.kill(int((QEMU_RUN_DIR / f"{dom}.pid").read_text().strip()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def domain_state(dom: str) -> str:
     try:
         return virsh("domstate", dom).strip()
