@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -117,7 +118,7 @@ def restart(lab: Lab, store: Store, machines: Sequence[str], reporter: Reporter)
             reporter.line(
                 _("rebooting {machine} to prove the change survives").format(machine=name)
             )
-        with reporter.step("reboot"):
+        with contextlib.suppress(_NotAllBack), reporter.step("reboot"):
             specs = [lab.spec(name) for name in machines]
             for backend, group in lab.by_backend(specs):
                 try:
@@ -125,7 +126,13 @@ def restart(lab: Lab, store: Store, machines: Sequence[str], reporter: Reporter)
                 except (MachineUnavailable, ProvisioningError) as exc:
                     failed.update({s.name: f"the reboot failed: {exc}" for s in group})
                     reporter.line(_("the reboot failed: {error}").format(error=exc))
+            if failed:
+                raise _NotAllBack  # the step is shown failed, not ticked
     return failed
+
+
+class _NotAllBack(Exception):
+    """A machine did not come back from the reboot (its task says why)."""
 
 
 def reboots_since(store: Store, lab: Lab, machine: str, since: float) -> bool:

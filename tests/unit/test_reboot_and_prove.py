@@ -6,6 +6,7 @@ was asked of them, in order.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 from collections.abc import Iterator, Sequence
@@ -142,9 +143,14 @@ class Lines:
         self.lines: list[str] = []
         self.steps: list[str] = []
 
-    def step(self, name: str) -> Any:
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
         self.steps.append(name)
-        return lifecycle.Silent().step(name)
+        try:
+            yield
+        except BaseException:
+            self.steps.append(f"{name} failed")  # a console shows a cross, not a tick
+            raise
 
     def line(self, text: str) -> None:
         self.lines.append(text)
@@ -205,7 +211,9 @@ def test_a_machine_that_does_not_come_back_fails_its_tasks_not_the_check(
     store: Store, graded: list[str]
 ) -> None:
     lab, record = up_lab(store, graded, broken="machine b is not running")
-    report = lifecycle.check(lab, record, store)
+    shown = Lines()
+    report = lifecycle.check(lab, record, store, reporter=shown)
+    assert shown.steps == ["reboot", "reboot failed"]
     assert graded == ["restart b,a", "grade plain,lasting"]  # graded all the same
     plain, lasting = report.tasks
     assert plain.passed and not lasting.passed and report.rebooted == []
