@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Build every image the scenario library uses, once, on every backend that uses it, before
-# any lab or test asks: one job per backend (per box for VMs), side by side. A root file system shared by
-# several backends is built by whichever job comes first (the others wait on its lock);
-# each job first builds the images no other job needs (no one else can), then the shared
-# ones from a different starting point than the others, so that their builds run at once.
+# any lab or test asks: one job per backend (per box for VMs), side by side. A root file
+# system shared by several backends is built by whichever job comes first (the others wait
+# on its lock); each job first builds the images no other job needs (no one else can), then
+# the shared ones from a different starting point than the others, so that their builds
+# run at once.
 # Run after the engines and .venv are set up (scripts/setup.sh calls it). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -102,21 +102,18 @@ class Ssh:
         )  # fmt: skip
 
     def _stop_master(self, login: str) -> None:
-        subprocess.run(
-            [*self._base(login), "-O", "exit", self.machine],
-            capture_output=True, timeout=10, check=False,
-        )  # fmt: skip
+        if self.config.exists():  # ssh reads it even to tell its master to exit
+            subprocess.run(
+                [*self._base(login), "-O", "exit", self.machine],
+                capture_output=True, timeout=10, check=False,
+            )  # fmt: skip
         with contextlib.suppress(OSError):
             os.unlink(self._control_path(login))
 
     def close(self) -> None:
         """End the shared connections; the next command logs in again."""
-        if self.config.exists():
-            for login in (ROOT, SUDO):
-                self._stop_master(login)
         for login in (ROOT, SUDO):
-            with contextlib.suppress(OSError):
-                os.unlink(self._control_path(login))
+            self._stop_master(login)
 
     def forget(self) -> None:
         """Drop the shared connections, the cached ssh-config and the login (a VM
@@ -168,8 +165,7 @@ class Ssh:
         if argv and _TRUSTED_TOOL.match(argv[0]):
             shell = [argv[0], "sh", "-c", _RUN_SCRIPT_BUSYBOX]
         login = self.login()
-        sudo = ["sudo", "-n", "--"] if login == SUDO else []
-        remote = shlex.join([*sudo, *shell, "sh", f"{limit:.3f}", *argv])
+        remote = shlex.join([*_through(login), *shell, "sh", f"{limit:.3f}", *argv])
         self._master(login)
         started = time.monotonic()
         try:
@@ -230,9 +226,13 @@ class Ssh:
     def attach_argv(self, argv: Sequence[str], *, tty: bool) -> list[str]:
         """ssh running argv as root: `-tt` gives it a terminal, `-T` keeps the streams apart."""
         login = self.login()
-        sudo = ["sudo", "-n", "--"] if login == SUDO else []
-        remote = shlex.join([*sudo, *argv])
+        remote = shlex.join([*_through(login), *argv])
         return [*self._base(login), "-tt" if tty else "-T", self.machine, remote]
+
+
+def _through(login: str) -> list[str]:
+    """What a command is prefixed with to run as root once logged in as `login`."""
+    return ["sudo", "-n", "--"] if login == SUDO else []
 
 
 def _ssh_failed(stderr: str) -> bool:
