@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import subprocess
 import sys
@@ -14,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator import backends
+from orchestrator import backends, paths
 from orchestrator.backends.contract import Backend
 from orchestrator.state import Store
-from tests.conftest import CLUSTER_GROUP
+from tests.conftest import CLUSTER_GROUP, DOCKER_LANE_TWO
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +53,7 @@ def engine(name: str) -> Backend:
     """The named backend if its engine answers; otherwise skip, or fail under CI.
 
     A test must carry its engine's mark: the mark puts it in that engine's xdist group,
-    and a Docker test outside Docker's group can run while another test stops Docker.
+    and a Docker test outside Docker's lanes can run while another test stops Docker.
     """
     if name not in RUNNING_MARKS:
         pytest.fail(f"this test uses {name} without @pytest.mark.{name}")
@@ -69,6 +70,27 @@ def engine(name: str) -> Backend:
             pytest.fail(f"CI=true and the {reason}")
         pytest.skip(reason)
     return backend
+
+
+@contextlib.contextmanager
+def docker_engine_held(*, stopping: bool) -> Iterator[None]:
+    """Docker's engine held for a module: shared by the modules of Docker's lane two,
+    alone by a module that stops the engine, which so waits until lane two's module ends
+    (host-wide, as the engine is)."""
+    with open(paths.host_locks_dir() / "guestlab-tests-docker-engine.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if stopping else fcntl.LOCK_SH)
+        yield  # closing the file lets go of the lock
+
+
+@pytest.fixture(scope="module", autouse=True)
+def docker_engine_lane(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Lane two's Docker modules run beside lane one's, never while it stops the engine."""
+    stopping = bool(getattr(request.module, "STOPS_DOCKER", False))
+    if not stopping and request.module.__name__.rsplit(".", 1)[-1] not in DOCKER_LANE_TWO:
+        yield
+        return
+    with docker_engine_held(stopping=stopping):
+        yield
 
 
 def student_id() -> str:

@@ -1,8 +1,10 @@
 """Faults of the engine itself: Docker stops under a lab and under an open terminal.
 
-These tests stop the host's dockerd. Every Docker test runs in Docker's one xdist lane
-(tests/conftest.py), this module last in it, so no other test has a container on the
-engine while it is down.
+These tests stop the host's dockerd. Every Docker test runs in one of Docker's two xdist
+lanes (tests/conftest.py), this module last in lane one, and it holds the engine alone
+(integration/conftest.docker_engine_held): lane two's module of the moment ends first, and
+its next one waits until the engine is back, so no test has a container on it while it is
+down.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from orchestrator.state import Store
 from tests.integration.conftest import engine, guestlab, student_id
 
 SCENARIO = "machine-id-clone"
-#: read by tests/conftest.py: this module stops the engine, so it runs last in its lane
+#: read by the conftests: this module stops the engine, so it runs last in its lane and
+#: holds the engine alone
 STOPS_DOCKER = True
 
 

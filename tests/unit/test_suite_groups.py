@@ -6,12 +6,16 @@ split over workers they fail. This runs a small suite with the project's groupin
 
 from __future__ import annotations
 
+import fcntl
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import engine_group
+import pytest
+
+from orchestrator.paths import host_locks_dir
+from tests.conftest import DOCKER_LANE_TWO, engine_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,14 +58,14 @@ def test_each_engines_tests_run_on_one_worker(tmp_path: Path) -> None:
     assert len(workers["test_docker"]) == 1 and len(workers["test_lxd"]) == 1, workers
 
 
-def test_docker_has_one_lane_and_the_module_that_stops_it_runs_last(tmp_path: Path) -> None:
+def test_the_module_that_stops_docker_runs_last_in_its_lane(tmp_path: Path) -> None:
     (tmp_path / "conftest.py").write_text(
         "from tests.conftest import pytest_collection_modifyitems  # noqa: F401\n"
     )
     stops = "STOPS_DOCKER = True\n" + TESTS.replace("def test_docker", "def test_stops")
     (tmp_path / "test_engine_stops.py").write_text(stops)
     (tmp_path / "test_scenarios.py").write_text(TESTS)
-    (tmp_path / "test_faults.py").write_text(TESTS)
+    (tmp_path / "test_docker_lab.py").write_text(TESTS)
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
          "-o", "addopts=", "--rootdir", str(tmp_path), str(tmp_path)],
@@ -77,4 +81,36 @@ def test_docker_has_one_lane_and_the_module_that_stops_it_runs_last(tmp_path: Pa
     assert len(docker) == 18, docker
     assert all(line.startswith("test_engine_stops.py") for line in docker[-6:]), docker
     assert not any(line.startswith("test_engine_stops.py") for line in docker[:-6]), docker
-    assert {engine_group({"docker"}, m) for m in ("test_faults", "test_scenarios")} == {"docker"}
+    assert engine_group({"docker"}, "test_scenarios") == "docker"
+    assert engine_group({"docker"}, "test_engine_stops") == "docker"
+
+
+def test_docker_lane_two_holds_the_engine_that_the_stopping_module_takes_alone(
+    tmp_path: Path,
+) -> None:
+    """While a lane-two module holds Docker, the module that stops it cannot take it, and
+    takes it once that module lets go; two lane-two holders do not wait for each other."""
+    from tests.integration.conftest import docker_engine_held
+
+    assert engine_group({"docker"}, DOCKER_LANE_TWO[0]) == "docker-b"
+    lock = host_locks_dir() / "guestlab-tests-docker-engine.lock"
+
+    def stopper_could_take() -> bool:
+        with open(lock, "a") as other:
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+
+    with docker_engine_held(stopping=False):
+        assert not stopper_could_take()
+        with open(lock, "a") as second:  # another lane-two module, e.g. of another run
+            fcntl.flock(second, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    assert stopper_could_take()
+    with (
+        docker_engine_held(stopping=True),
+        open(lock, "a") as lane_two,
+        pytest.raises(BlockingIOError),
+    ):
+        fcntl.flock(lane_two, fcntl.LOCK_SH | fcntl.LOCK_NB)
