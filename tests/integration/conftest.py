@@ -73,11 +73,12 @@ def engine(name: str) -> Backend:
 
 
 @contextlib.contextmanager
-def docker_engine_held(*, stopping: bool) -> Iterator[None]:
+def docker_engine_held(*, stopping: bool, lock_file: Path | None = None) -> Iterator[None]:
     """Docker's engine held for a module: shared by the modules of Docker's lane two,
     alone by a module that stops the engine, which so waits until lane two's module ends
     (host-wide, as the engine is)."""
-    with open(paths.host_locks_dir() / "guestlab-tests-docker-engine.lock", "a") as lock:
+    path = lock_file or paths.host_locks_dir() / "guestlab-tests-docker-engine.lock"
+    with open(path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX if stopping else fcntl.LOCK_SH)
         yield  # closing the file lets go of the lock
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.paths import host_locks_dir
 from tests.conftest import DOCKER_LANE_TWO, engine_group
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,7 +92,8 @@ def test_docker_lane_two_holds_the_engine_that_the_stopping_module_takes_alone(
     from tests.integration.conftest import docker_engine_held
 
     assert engine_group({"docker"}, DOCKER_LANE_TWO[0]) == "docker-b"
-    lock = host_locks_dir() / "guestlab-tests-docker-engine.lock"
+    # a lock file of its own: the host's is held by the suite's own lane two meanwhile
+    lock = tmp_path / "docker-engine.lock"
 
     def stopper_could_take() -> bool:
         with open(lock, "a") as other:
@@ -103,13 +103,13 @@ def test_docker_lane_two_holds_the_engine_that_the_stopping_module_takes_alone(
                 return False
             return True
 
-    with docker_engine_held(stopping=False):
+    with docker_engine_held(stopping=False, lock_file=lock):
         assert not stopper_could_take()
         with open(lock, "a") as second:  # another lane-two module, e.g. of another run
             fcntl.flock(second, fcntl.LOCK_SH | fcntl.LOCK_NB)
     assert stopper_could_take()
     with (
-        docker_engine_held(stopping=True),
+        docker_engine_held(stopping=True, lock_file=lock),
         open(lock, "a") as lane_two,
         pytest.raises(BlockingIOError),
     ):
