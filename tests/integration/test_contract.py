@@ -81,9 +81,10 @@ def test_exec_returns_code_stdout_and_stderr_separately(bench: Bench) -> None:
 
 def test_exec_stops_a_command_at_its_timeout(bench: Bench) -> None:
     started = time.monotonic()
-    res = bench.backend.exec(bench.lab, "base", ["sleep", "60"], timeout=2)
+    res = bench.backend.exec(bench.lab, "base", ["sleep", "600"], timeout=2)
     assert res.timed_out and res.exit_code == 124
-    assert time.monotonic() - started < 20
+    # stopped at its timeout, not at the command's end (a bound for a host under CI's load)
+    assert time.monotonic() - started < 120
     assert bench.run("base", "pgrep -x sleep || echo none") == "none"
 
 

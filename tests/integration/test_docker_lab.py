@@ -101,9 +101,10 @@ def test_a_stopped_machine_fails_its_checks_with_a_sentence(
 
 def test_exec_timeout_is_enforced(lab_up: lifecycle.Lab) -> None:
     started = time.monotonic()
-    res = lab_up.backend.exec(lab_up.ref, "template", ["sleep", "30"], timeout=2)
+    res = lab_up.backend.exec(lab_up.ref, "template", ["sleep", "600"], timeout=2)
     assert res.timed_out and res.exit_code == 124
-    assert time.monotonic() - started < 10
+    # stopped at its timeout, not at the command's end (a bound for a host under CI's load)
+    assert time.monotonic() - started < 120
 
 
 def test_cli_student_view_end_to_end(docker_backend: Backend) -> None:
