@@ -16,7 +16,7 @@ from orchestrator import backends
 from orchestrator.backends.contract import ExecResult, LabRef
 from orchestrator.classroom import bulk, copies
 from orchestrator.state import Store
-from tests.unit.test_classroom_bulk import SCENARIO, FakeBackend, framed, roster, wired
+from tests.unit.classroom_fakes import SCENARIO, FakeBackend, framed, roster, wired
 
 HOSTILE = "[/nope] \x1b]52;c;cm0gLXJmIH4=\x07\x1b]0;pwned\x07\x1b[2J\x9b1m done"
 

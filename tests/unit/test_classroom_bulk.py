@@ -1,115 +1,28 @@
-"""A class's lifecycle on an in-memory backend: partial failures, memory fit, expiry, CLI."""
+"""A class's lifecycle on an in-memory backend: partial failures, memory fit, expiry,
+checks, a backend whose root is the host's."""
 
 from __future__ import annotations
 
 import os
 import threading
 import time
-from base64 import b64encode
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
-import click
 import pytest
-from click.testing import CliRunner
 
 from orchestrator import backends
 from orchestrator import lab as lifecycle
-from orchestrator.backends.contract import (
-    Availability,
-    ExecResult,
-    FoundResources,
-    LabRef,
-    MachineSpec,
-    Progress,
-)
 from orchestrator.classroom import bulk, class_check, copies
-from orchestrator.classroom.roster import Student
 from orchestrator.classroom.store import ClassStore
-from orchestrator.cli.classroom import class_group
-from orchestrator.cli.serve import serve
-from orchestrator.errors import ProvisioningError, UsageError
+from orchestrator.errors import UsageError
 from orchestrator.state import Store, lab_lock
-
-SCENARIO = "machine-id-clone"
-
-
-class FakeBackend:
-    """Machines as dict entries; creating one for a student called `broken*` fails."""
-
-    name = "docker"
-    capabilities = frozenset({"systemd", "clone", "snapshot"})
-    virtualization = "docker"
-
-    def __init__(self) -> None:
-        self.machines: dict[str, dict[str, str]] = {}  # lab key -> machine -> machine-id
-        self.created: list[MachineSpec] = []
-        self.risk: str | None = None
-        self.restarted: list[str] = []
-
-    def availability(self) -> Availability:
-        return Availability(True, "fake")
-
-    def ensure_image(self, image: str, progress: Progress, *, build: bool = True) -> None:
-        pass
-
-    def create(self, spec: MachineSpec, progress: Progress) -> None:
-        if spec.lab.student.startswith("broken"):
-            raise ProvisioningError(f"starting machine {spec.name} failed: no space left")
-        self.created.append(spec)
-        self.machines.setdefault(spec.lab.key, {})[spec.name] = "image0"
-
-    def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
-        ids = self.machines.get(lab.key, {})
-        if list(argv[:3]) == ["sh", "-c", copies.read_script("/etc/machine-id")]:
-            return ExecResult(0, framed("/etc/machine-id", ids.get(machine, "").encode() + b"\n"))
-        return ExecResult(0, "")
-
-    def put_file(self, lab: LabRef, machine: str, dest: str, data: bytes, mode: int) -> None:
-        pass
-
-    def clone(self, source: MachineSpec, target: MachineSpec, progress: Progress) -> None:
-        self.create(target, progress)
-
-    def snapshot(self, lab: LabRef, machines: Sequence[MachineSpec]) -> None:
-        pass
-
-    def restore(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
-        self.created.extend(machines)
-
-    def restart(self, lab: LabRef, machines: Sequence[MachineSpec], progress: Progress) -> None:
-        self.restarted.extend(m.name for m in machines)  # a reboot keeps the disk: the IDs
-
-    def destroy(self, lab: LabRef) -> FoundResources:
-        gone = self.machines.pop(lab.key, {})
-        return FoundResources(machines=list(gone))
-
-    def find(self, lab: LabRef | None = None) -> dict[str, FoundResources]:
-        return {
-            k: FoundResources(machines=list(m))
-            for k, m in self.machines.items()
-            if lab is None or k == lab.key
-        }
-
-    def shell_argv(self, lab: LabRef, machine: str) -> list[str]:
-        return ["true"]
-
-    def host_root_risk(self) -> str | None:
-        return self.risk
-
-
-def framed(path: str, content: bytes) -> str:
-    """One line as copies.read_script prints it for a regular file."""
-    return f"file {b64encode(path.encode()).decode()} {b64encode(content).decode()}-\n"
+from tests.unit.classroom_fakes import SCENARIO, FakeBackend, roster, use_fake_backend
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBackend]:
-    backend = FakeBackend()
-    monkeypatch.setitem(backends._cache, "docker", backend)
-    monkeypatch.setattr(bulk, "host_memory", lambda _b: (64 * 1024**3, "this host"))
-    monkeypatch.setattr(bulk, "inotify_limit", lambda: (0, 0))  # no limit known: no check
-    yield backend
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeBackend:
+    return use_fake_backend(monkeypatch)
 
 
 @pytest.fixture
@@ -117,10 +30,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s = Store(tmp_path / "state.db")
     yield s
     s.close()
-
-
-def roster(*ids: str) -> list[Student]:
-    return [Student(i, f"Name {i}", f"{i}@example.org", n + 2) for n, i in enumerate(ids)]
 
 
 def test_one_students_failure_does_not_stop_the_others(fake: FakeBackend, store: Store) -> None:
@@ -326,78 +235,6 @@ def test_reset_applies_the_class_memory(fake: FakeBackend, store: Store) -> None
     assert [s.memory for s in fake.created] == [384 * 1024**2, 384 * 1024**2]
     with pytest.raises(UsageError, match="no student zed in class"):
         bulk.reset(store, SCENARIO, "zed", lifecycle.Silent())
-
-
-# -- through the CLI ----------------------------------------------------------------------------
-@click.group()
-def wired() -> None:
-    """The class commands as `guestlab` will carry them."""
-
-
-wired.add_command(class_group)
-wired.add_command(serve)
-
-
-def test_cli_reports_each_failure_and_exits_non_zero(
-    fake: FakeBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("GUESTLAB_HOME", str(tmp_path))
-    csv = tmp_path / "class.csv"
-    csv.write_text("id,name,email\nann,Ann,\nbroken2,Bee,\n")
-    result = CliRunner().invoke(
-        wired, ["class", "up", SCENARIO, "--roster", str(csv)], standalone_mode=False
-    )
-    assert isinstance(result.exception, bulk.ClassError)
-    assert result.exception.exit_code == 4
-    assert "1 of 2 student lab(s) could not come up: broken2" in str(result.exception)
-    assert "FAILED" in result.output and "failed: no space" in result.output
-    status = CliRunner().invoke(wired, ["class", "status", SCENARIO, "--format", "json"])
-    assert status.exit_code == 0, status.output
-    assert '"lab_status": "up"' in status.output
-
-
-def test_class_up_with_a_language_gives_it_to_every_students_lab(
-    fake: FakeBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from orchestrator import messages
-    from orchestrator.cli import cli
-
-    monkeypatch.setenv("GUESTLAB_HOME", str(tmp_path))
-    csv = tmp_path / "class.csv"
-    csv.write_text("id,name,email\nann,Ann,\nbob,Bob,\n")
-    try:
-        up = CliRunner().invoke(
-            cli, ["class", "up", SCENARIO, "--roster", str(csv), "--lang", "pt"]
-        )
-        assert up.exit_code == 0, up.output
-        assert "2/2 laboratório(s) no ar" in up.output
-        hint = CliRunner().invoke(cli, ["hint", SCENARIO, "find-id", "--student", "bob"])
-        assert hint.output.startswith("Dica 1/1 para find-id"), hint.output
-    finally:
-        messages.use(messages.ENGLISH)
-    store = Store(tmp_path / "state.db")
-    assert {store.lab_of(LabRef(SCENARIO, s)).lang for s in ("ann", "bob")} == {"pt-BR"}  # type: ignore[union-attr]
-    store.close()
-
-
-def test_cli_refuses_a_bad_roster_with_every_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("GUESTLAB_HOME", str(tmp_path))
-    csv = tmp_path / "class.csv"
-    csv.write_text("id,name,email\nann,,\n-x,X,\n")
-    result = CliRunner().invoke(wired, ["class", "up", SCENARIO, "--roster", str(csv)])
-    assert result.exit_code != 0
-    assert f"{csv}:2: the name is empty" in result.output
-    assert f"{csv}:3: student id '-x'" in result.output
-
-
-def test_every_class_command_has_help() -> None:
-    for args in (["class", "--help"], ["serve", "--help"]):
-        assert CliRunner().invoke(wired, args).exit_code == 0
-    for verb in ("up", "check", "export", "status", "reset", "down"):
-        result = CliRunner().invoke(wired, ["class", verb, "--help"])
-        assert result.exit_code == 0 and len(result.output.splitlines()) > 3, verb
 
 
 def test_a_class_never_starts_on_a_backend_whose_root_is_the_hosts(

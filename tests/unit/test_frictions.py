@@ -15,7 +15,7 @@ from orchestrator import backends, messages
 from orchestrator.backends.contract import ExecResult, LabRef
 from orchestrator.cli import cli, console
 from orchestrator.cli.attached import IN_MACHINE_SHELL
-from tests.unit.test_classroom_bulk import FakeBackend
+from tests.unit.classroom_fakes import FakeBackend
 
 LAB = "machine-id-clone"
 

@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 from orchestrator import backends, messages
 from orchestrator.cli import cli, console
 from tests.english import PLACEHOLDER, PO, english_in
-from tests.unit.test_classroom_bulk import FakeBackend
+from tests.unit.classroom_fakes import FakeBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ from orchestrator.scenario import explain
 from orchestrator.scenario.load import load_text
 from orchestrator.scenario.render import render_scenario
 from tests.english import english_in
-from tests.unit.test_load import edit
+from tests.unit.scenario_text import edit
 
 Found = list[tuple[int, int, str, str]]
 
