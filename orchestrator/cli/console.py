@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from orchestrator import textsafe
-from orchestrator.messages import N_, _, decimal
+from orchestrator.messages import N_, _, decimal, speaking
 
 out = Console(highlight=False, emoji=False)  # `:name:` in a machine's output stays text
 err = Console(stderr=True, highlight=False, emoji=False)
@@ -157,3 +157,32 @@ def bars(students: list[str], total: int, console: Console) -> Iterator[Progress
     )
     with progress:
         yield ProgressBars(progress, students, total)
+
+
+def laid_out_later(build: Callable[[], Any]) -> Callable[[], Any]:
+    """What `build` returns, laid out for `out` in a thread started now; call the result
+    to get it (built here instead if the thread failed).
+
+    `up` prints the scenario's instructions at its end: markdown-it's import and parse and
+    rich's layout are 0.1-0.3 s of a pool claim that mostly waits for the engine, so they
+    are done during that wait. Only the layout runs there; the printing stays in order.
+    """
+    import threading
+
+    from rich.segment import Segments
+
+    done: list[Any] = []
+
+    def work() -> None:
+        with contextlib.suppress(Exception):  # whatever went wrong happens again below
+            done.append(Segments(list(out.render(build()))))
+
+    # in the caller's language: the view's headings and labels are translated
+    thread = threading.Thread(target=speaking(work), name="layout", daemon=True)
+    thread.start()
+
+    def result() -> Any:
+        thread.join()
+        return done[0] if done else build()
+
+    return result

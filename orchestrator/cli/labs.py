@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from orchestrator import backends, messages
 from orchestrator.cli import localized, options
-from orchestrator.cli.console import ConsoleReporter, err, out
+from orchestrator.cli.console import ConsoleReporter, err, laid_out_later, out
 from orchestrator.cli.localized import command
 from orchestrator.errors import ExitCode, GuestlabError
 from orchestrator.messages import N_, _, did_you_mean
@@ -73,6 +73,9 @@ def up(
     out.print(f"[bold]{lab.scenario.metadata.title}[/] [dim]({where})[/]")
     if moved:
         err.print(f"[yellow]{escape(moved)}[/]")
+    flag = options.student_flag(lab.ref.student)
+    # laid out while the engine works (a claim waits for a clone's boot)
+    instructions = laid_out_later(lambda: views.scenario_view(lab.scenario, student_flag=flag))
     result, claimed = pool.up(
         lab,
         store,
@@ -97,8 +100,7 @@ def up(
         else:
             done = _("Lab is up in {seconds} s.").format(seconds=seconds)
         out.print(f"[green]{done}[/]")
-    flag = options.student_flag(lab.ref.student)
-    out.print(views.scenario_view(lab.scenario, student_flag=flag))
+    out.print(instructions())
     out.print(views.next_steps(lab, flag))
 
 

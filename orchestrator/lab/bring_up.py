@@ -26,7 +26,6 @@ from orchestrator.errors import BackendUnavailable, ProvisioningError, UsageErro
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.reporter import Reporter
 from orchestrator.messages import _, speaking
-from orchestrator.scenario.load import source_path
 from orchestrator.scenario.model import Machine, Step
 from orchestrator.state import LabRecord, Store, lab_lock
 
@@ -188,6 +187,9 @@ def _images(lab: Lab, reporter: Reporter, build: bool) -> None:
 
 
 def _provision(lab: Lab, reporter: Reporter) -> None:
+    # here, not at the top: the loader brings pydantic, which a pool claim never needs
+    from orchestrator.scenario.load import source_path
+
     def one(machine: Machine) -> None:
         backend = lab.backend_for(machine.name)
         backend.create(lab.spec(machine.name), reporter.line)

@@ -20,28 +20,42 @@ if TYPE_CHECKING:
 
 
 def prepare(ref: str, student: str, backend: str | None, lang: str = "en") -> Lab:
-    """Load a scenario by id or path and render it for one student, in their language."""
+    """Load a scenario by id or path and render it for one student, in their language.
+
+    An unchanged file and its rendering come from the scenario cache, as for the lab's
+    later commands (`open_lab`): `up`, a pool claim above all, then starts without
+    pydantic and Jinja2 (validated and rendered the same way when the cache misses).
+    """
     from orchestrator.scenario.catalog import resolve
-    from orchestrator.scenario.i18n import localize
-    from orchestrator.scenario.load import load_file
-    from orchestrator.scenario.render import derive_params
+    from orchestrator.scenario.params import derive_params
 
     path = resolve(ref)
-    scenario = localize(load_file(path), lang)
+    scenario, key = cache.localized(path, lang)
     params = derive_params(scenario, student)
     return _rendered(
-        LabRef(scenario.id, student), scenario, path, choose_backend(scenario, backend), params
+        LabRef(scenario.id, student), scenario, path, choose_backend(scenario, backend), params, key
     )
 
 
 def _rendered(
-    ref: LabRef, scenario: Scenario, path: Path, backend: Backend, params: dict[str, str]
+    ref: LabRef,
+    scenario: Scenario,
+    path: Path,
+    backend: Backend,
+    params: dict[str, str],
+    key: list[str],
 ) -> Lab:
-    from orchestrator.scenario.render import render_scenario
+    """The lab with its scenario rendered for the student, from the cache under `key`
+    (the source's key) when it holds this rendering."""
+    facts = Lab(ref, scenario, path, backend, params).machine_facts()
+    inputs = json.dumps([ref.student, params, facts], sort_keys=True)
 
-    raw = Lab(ref, scenario, path, backend, params)
-    rendered = render_scenario(scenario, params, ref.student, raw.machine_facts())
-    return Lab(ref, rendered, path, backend, params)
+    def render() -> Scenario:  # Jinja2 is imported only when the cache has no entry
+        from orchestrator.scenario.render import render_scenario
+
+        return render_scenario(scenario, params, ref.student, facts)
+
+    return Lab(ref, cache.remembered([*key, "render", inputs], render), path, backend, params)
 
 
 def open_lab(
@@ -53,16 +67,7 @@ def open_lab(
     # a vanished file is a UsageError naming it; an unchanged one comes from the cache
     scenario, key = cache.localized(path, lang)
     backend = backends.get(record.backend)
-    facts = Lab(record.ref, scenario, path, backend, record.params).machine_facts()
-    inputs = json.dumps([record.ref.student, record.params, facts], sort_keys=True)
-
-    def render() -> Scenario:  # Jinja2 is imported only when the cache has no entry
-        from orchestrator.scenario.render import render_scenario
-
-        return render_scenario(scenario, record.params, record.ref.student, facts)
-
-    rendered = cache.remembered([*key, "render", inputs], render)
-    return Lab(record.ref, rendered, path, backend, record.params), record
+    return _rendered(record.ref, scenario, path, backend, record.params, key), record
 
 
 def scenario_errors(paths: Sequence[Path]) -> dict[Path, ScenarioError | None]:

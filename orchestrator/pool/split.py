@@ -17,15 +17,17 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.errors import UsageError
 from orchestrator.lab.bound import Lab
 from orchestrator.lab.bring_up import can_remake_clones
 from orchestrator.messages import _
-from orchestrator.scenario.load import load_file
-from orchestrator.scenario.model import Scenario
-from orchestrator.scenario.model_base import dump
-from orchestrator.scenario.render import has_template
+from orchestrator.scenario import cache
+from orchestrator.scenario.params import has_template
+
+if TYPE_CHECKING:
+    from orchestrator.scenario.model import Scenario
 
 STUDENT_WORDS = re.compile(r"\b(params|student)\b")
 #: what a claim runs when the setup names the student and nothing was saved early
@@ -50,7 +52,9 @@ class Split:
 
 def split(lab: Lab) -> Split:
     """Where a lab of this scenario is cut between its pool and its student."""
-    first = first_student_step(load_file(lab.path))
+    # the file as written (no language, no rendering), from the scenario cache: a claim
+    # then loads no pydantic
+    first = first_student_step(cache.localized(lab.path, "")[0])
     whole = first == len(lab.scenario.setup)
     return Split(first, not whole and can_remake_clones(lab), whole)
 
@@ -71,6 +75,8 @@ def first_student_step(raw: Scenario) -> int:
 def require_poolable(raw: Scenario) -> None:
     """Refuse a scenario whose machines themselves depend on the student (grading machines
     may: each check makes them, for the student whose lab it grades)."""
+    from orchestrator.scenario.model_base import dump
+
     machines = [m.name for m in raw.lab_machines if uses_student(json.dumps(dump(m)))]
     if machines:
         raise UsageError(

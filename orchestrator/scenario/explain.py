@@ -15,10 +15,10 @@ import typing
 from typing import Any
 
 from orchestrator.messages import ENGLISH, N_, _, language, ngettext
-from orchestrator.scenario import render
 from orchestrator.scenario.located import Loc, Report, clip
 from orchestrator.scenario.model import NAME, PARAMETER, SIZE, TASK_ID, Scenario
 from orchestrator.scenario.model_base import field_types, is_type
+from orchestrator.scenario.params import has_template
 from orchestrator.scenario.translation_model import LANGUAGE
 
 #: what pydantic calls a key the type does not have: the format's types are dataclasses
@@ -141,7 +141,7 @@ def _pattern(pattern: str, value: Any) -> str:
         )
     else:
         problem = _(said).format(value=got)
-    if isinstance(value, str) and render.has_template(value):
+    if isinstance(value, str) and has_template(value):
         return _("{problem}; this field cannot use templates").format(problem=problem)
     return problem
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.messages import N_, _
-from orchestrator.scenario import render
 from orchestrator.scenario.located import Loc, Report
 from orchestrator.scenario.model import MULTI_MACHINE_FORMS, NAME
+from orchestrator.scenario.params import has_template
 
 Entries = list[tuple[int, dict[str, Any]]]
 
@@ -188,7 +188,7 @@ def _check_sources(
             if not isinstance(src, str) or not src:
                 continue
             # A templated src is checked again once rendered, by source_path.
-            check_dir = None if render.has_template(src) or scenario_id is None else labs_dir
+            check_dir = None if has_template(src) or scenario_id is None else labs_dir
             _, message = resolve_src(src, check_dir, scenario_id or "<id>")
             if message:
                 report.add(("machines", i, "files", j, "src"), message, unless_reported=True)

@@ -12,6 +12,7 @@ from typing import Any
 from orchestrator.messages import _
 from orchestrator.scenario import render
 from orchestrator.scenario.located import Loc, Report
+from orchestrator.scenario.params import has_template
 
 MAX_TEMPLATES = 500  # compiling one costs ~0.2 ms; real scenarios use a few dozen
 SAMPLE_STUDENT = "student"
@@ -58,7 +59,7 @@ def check_templates(data: dict[str, Any], report: Report) -> None:
     machines = _sample_machines(data.get("machines"))
     count = 0
     for loc, text in _strings(data):
-        if not render.has_template(text):
+        if not has_template(text):
             continue
         count += 1
         if count > MAX_TEMPLATES:

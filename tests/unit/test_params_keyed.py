@@ -14,7 +14,7 @@ import pytest
 from orchestrator.errors import StateError
 from orchestrator.scenario.load import load_text
 from orchestrator.scenario.model import Scenario
-from orchestrator.scenario.render import KEY_BYTES, KEY_FILE, derive_params, params_key
+from orchestrator.scenario.params import KEY_BYTES, KEY_FILE, derive_params, params_key
 
 SCENARIO = """\
 apiVersion: guestlab/v1

@@ -9,12 +9,8 @@ import pytest
 from orchestrator.errors import ScenarioError
 from orchestrator.scenario.load import load_text
 from orchestrator.scenario.model import Scenario
-from orchestrator.scenario.render import (
-    RenderError,
-    derive_params,
-    render_scenario,
-    render_text,
-)
+from orchestrator.scenario.params import derive_params
+from orchestrator.scenario.render import RenderError, render_scenario, render_text
 
 SCENARIO = """\
 apiVersion: guestlab/v1

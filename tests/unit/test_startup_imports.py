@@ -107,7 +107,7 @@ def lab_not_up(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     `check` refuses it at its first step, which comes before its first engine call."""
     from orchestrator.backends.contract import LabRef
     from orchestrator.scenario.load import load_file
-    from orchestrator.scenario.render import derive_params
+    from orchestrator.scenario.params import derive_params
     from orchestrator.state import Store
 
     monkeypatch.setenv("GUESTLAB_HOME", str(home))

@@ -8,8 +8,6 @@ import tarfile
 import time
 from typing import TYPE_CHECKING
 
-import yaml
-
 from orchestrator.backends.common import build_once, lock_path
 from orchestrator.backends.contract import Progress
 from orchestrator.backends.lxd.config import image_alias
@@ -80,6 +78,8 @@ def metadata_tarball(image: str, description: str, release: str, os_id: str = "d
             "guestlab.image": image,
         },
     }
+    import yaml  # here: only building an image needs it, every LXD command imports this
+
     body = yaml.safe_dump(metadata, sort_keys=False).encode()
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w:gz") as tar:
