@@ -34,7 +34,7 @@ from orchestrator.backends.contract import (
     Progress,
 )
 from orchestrator.backends.lxd import remote_cli
-from orchestrator.backends.lxd.boot import boot_and_settle, wait_ready
+from orchestrator.backends.lxd.boot import settle, wait_ready
 from orchestrator.backends.lxd.cleanup import delete_instance, drop_exec_logs
 from orchestrator.backends.lxd.config import (
     CONFIG_PREFIX,
@@ -177,7 +177,8 @@ class LxdBackend(LxdFiles):
         )
         progress(_("creating {name} from {image}").format(name=name, image=image_alias(spec.image)))
         inst = self._sites.create(conn, spec.lab, request, _("create {name}").format(name=name))
-        boot_and_settle(conn, inst, spec, progress)
+        wait_ready(conn, inst, spec.init, progress)
+        settle(conn, inst, spec)
 
     def exec(self, lab: LabRef, machine: str, argv: Sequence[str], *, timeout: float) -> ExecResult:
         conn = self._connection()
@@ -222,7 +223,8 @@ class LxdBackend(LxdFiles):
             src.sync()
             if not start and src.status != "Running":  # the source must stay up
                 src.start(wait=True)
-        boot_and_settle(conn, inst, target, progress)
+        wait_ready(conn, inst, target.init, progress)
+        settle(conn, inst, target)
 
     def snapshot(self, lab: LabRef, machines: Sequence[MachineSpec]) -> None:
         conn = self._connection()
