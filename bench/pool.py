@@ -47,11 +47,15 @@ def pool_row(scenario: str, backend: str) -> dict[str, int]:
     return next((r for r in rows if r["backend"] == backend), {})
 
 
+def filled(row: dict[str, int]) -> bool:
+    """Whether a `pool status` row has a ready lab and no refill under way."""
+    return row.get("ready", 0) >= 1 and row.get("filling") == 0
+
+
 def wait_ready(scenario: str, backend: str, limit: float = 900) -> None:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        row = pool_row(scenario, backend)
-        if row.get("ready", 0) >= 1 and row.get("filling") == 0:
+        if filled(pool_row(scenario, backend)):
             return
         time.sleep(1)
     raise SystemExit(f"the pool of {scenario} on {backend} never refilled")

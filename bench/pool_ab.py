@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from pool import filled  # bench/, this script's folder, is first on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
 STEP = re.compile(r"(starting state applied|clones taken) \(([\d.]+) s\)")
 
@@ -30,11 +32,11 @@ class Tree:
 
     def __init__(self, name: str, path: Path, home: Path) -> None:
         self.name, self.path = name, path
-        images = Path(os.environ.get("GUESTLAB_HOME", Path.home() / ".local/state/guestlab"))
+        images = Path.home() / ".local/state/guestlab/images"  # as bench/pool.py shares them
         self.env = {
             **os.environ,
             "GUESTLAB_HOME": str(home),
-            "GUESTLAB_IMAGES": str(images / "images"),
+            "GUESTLAB_IMAGES": os.environ.get("GUESTLAB_IMAGES", str(images)),
             "COLUMNS": "200",
         }
 
@@ -52,8 +54,7 @@ class Tree:
 
     def full(self, scenario: str, backend: str) -> bool:
         rows = json.loads(self.run("pool", "status", scenario, "--format", "json").stdout)
-        row = next((r for r in rows if r["backend"] == backend), {})
-        return row.get("ready", 0) >= 1 and row.get("filling") == 0
+        return filled(next((r for r in rows if r["backend"] == backend), {}))
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from orchestrator.credentials import Seats
 from orchestrator.pool.records import PoolStore
 from orchestrator.state import Store
 from tests.integration.conftest import GUESTLAB, ROOT, docker_leftovers, engine, guestlab
+from tests.integration.pool_helpers import drain, ok, pool_row, wait_filled
 
 pytestmark = pytest.mark.docker
 
@@ -81,45 +82,10 @@ def scenario(tmp_path: Path, sid: str, text: str = SCENARIO) -> str:
     return str(path)
 
 
-def ok(*args: str) -> str:
-    res = guestlab(*args, env={"COLUMNS": "200"})
-    assert res.returncode == 0, res.stdout + res.stderr
-    return res.stdout
-
-
-def pool_row(sid: str) -> dict[str, int]:
-    rows = json.loads(ok("pool", "status", sid, "--format", "json"))
-    return rows[0] if rows else {}
-
-
-def wait_filled(sid: str, ready: int, limit: float = 180) -> None:
-    """Until the background refill has made the pool whole again."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        row = pool_row(sid)
-        if row.get("ready") == ready and row.get("filling") == 0:
-            return
-        time.sleep(1)
-    pytest.fail(f"the pool of {sid} never got back to {ready} ready: {pool_row(sid)}")
-
-
 def lab_record(sid: str, student: str) -> dict[str, object]:
     rows = json.loads(ok("status", sid, "--student", student, "--format", "json"))
     assert len(rows) == 1, rows
     return rows[0]
-
-
-def drain(sid: str, limit: float = 180) -> None:
-    """Drain the pool, again while a refill under way finishes the labs it started."""
-    deadline = time.monotonic() + limit
-    while True:
-        ok("pool", "drain", sid)
-        left = PoolStore(Store().db).labs(sid)
-        if not left:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"pool labs left after drain: {[lab.key for lab in left]}")
-        time.sleep(1)
 
 
 SHARED = "pool-shared"

@@ -8,41 +8,18 @@ fails; `down` and a drained pool leave no instance.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from orchestrator.backends.contract import LABEL_LAB, LABEL_MACHINE
 from orchestrator.backends.lxd.config import CONFIG_PREFIX, is_isolated
-from orchestrator.pool.records import PoolStore
-from orchestrator.state import Store
 from tests.integration.conftest import engine, guestlab, student_id
+from tests.integration.pool_helpers import drain, ok, wait_filled
 
 pytestmark = pytest.mark.lxd
 
 SID = "machine-id-clone"
-
-
-def ok(*args: str) -> str:
-    res = guestlab(*args, env={"COLUMNS": "200"})
-    assert res.returncode == 0, res.stdout + res.stderr
-    return res.stdout
-
-
-def ready() -> dict[str, int]:
-    rows = json.loads(ok("pool", "status", SID, "--format", "json"))
-    return next((r for r in rows if r["backend"] == "lxd"), {})
-
-
-def wait_filled(limit: float = 300) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        row = ready()
-        if row.get("ready", 0) >= 1 and row.get("filling") == 0:
-            return
-        time.sleep(1)
-    pytest.fail(f"the pool of {SID} on lxd never filled: {ready()}")
 
 
 def instances(key: str) -> dict[str, dict[str, str]]:
@@ -63,18 +40,13 @@ def claimed() -> Iterator[tuple[str, dict[str, object]]]:
     student = student_id()
     ok("pool", "fill", SID, "--size", "1", "--backend", "lxd")
     try:
-        wait_filled()
+        wait_filled(SID, 1, limit=300, backend="lxd")
         out = ok("up", SID, "--student", student, "--backend", "lxd")
         assert "from the pool" in out, out
         (record,) = json.loads(ok("status", SID, "--student", student, "--format", "json"))
         yield student, record
     finally:
-        deadline = time.monotonic() + 300
-        while True:  # again while a refill started by the claim finishes its lab
-            ok("pool", "drain", SID)
-            if not PoolStore(Store().db).labs(SID) or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+        drain(SID, limit=300)  # again while a refill started by the claim finishes its lab
         ok("down", SID, "--student", student)
 
 
