@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import shlex
 from collections.abc import Sequence
 
@@ -31,6 +32,12 @@ BATCH_MARK = "guestlab-probe"
 BATCH_NEEDS = "command -v timeout && command -v base64 && command -v mktemp && command -v head"
 NOT_BATCHED = 125  # the machine cannot run a batch (no /tmp room, missing tools): one by one
 BATCH_ROOM_KIB = 4 * 1024  # each probe keeps at most 72 KiB, several run at once
+#: seconds between a probe's TERM at its timeout and its KILL
+KILL_AFTER = 2
+#: how often the watchdog looks at the batch (seconds)
+WATCH_STEP = 0.2
+#: run by `setsid` for each probe of the trusted shell: write the session id, run argv
+SESSION = 'echo $$ >"$0"; exec "$@"'
 
 
 def _b64_len(n: int) -> int:
@@ -46,8 +53,11 @@ BATCH_SIZE = OUTPUT_LIMIT // (
 def batch_script(items: Sequence[tuple[tuple[str, ...], float]], *, tool_dir: str = "") -> str:
     """One shell script running every (argv, timeout) and printing one framed line each.
 
-    With `tool_dir` it runs in the trusted busybox shell (its `timeout` takes `-k`), which
-    removes the tool's directory when it ends.
+    With `tool_dir` it runs in the trusted busybox shell, which removes the tool's directory
+    when it ends. Busybox's `timeout` ends only the probe's own process: what that started
+    (`lxc` in `lxc ... | grep`) would keep the probe's pipes open, and the whole batch
+    waiting. So each probe runs in a session of its own, which a watchdog kills when the
+    probe outlives its timeout: one stuck probe times out alone.
     """
     gone = f' "{tool_dir}"' if tool_dir else ""
     lines = [
@@ -57,23 +67,47 @@ def batch_script(items: Sequence[tuple[tuple[str, ...], float]], *, tool_dir: st
         # outputs cut short by a full disk would be judged as if whole: refuse instead
         f'set -- $(df -Pk "$d" | tail -n 1); [ "${{4:-0}}" -ge {BATCH_ROOM_KIB} ] '
         f"|| exit {NOT_BATCHED}",
+        "jobs=",
     ]
     for i, (argv, timeout) in enumerate(items):
-        kill = ["-k", "2"] if tool_dir else ["--kill-after=2"]
-        cmd = shlex.join(["timeout", *kill, f"{max(timeout, 0.1):g}", *argv])
+        if tool_dir:
+            # the session's id (its first process) goes to a file, for the watchdog
+            cmd = f'setsid sh -c {shlex.quote(SESSION)} "$d/{i}p" ' + shlex.join(
+                ["timeout", "-k", str(KILL_AFTER), f"{max(timeout, 0.1):g}", *argv]
+            )
+        else:  # GNU's timeout signals the probe's whole process group itself
+            cmd = shlex.join(
+                ["timeout", f"--kill-after={KILL_AFTER}", f"{max(timeout, 0.1):g}", *argv]
+            )
         # stdout to the outer pipe (fd 3), stderr to the inner one; each through `head -c`
         lines.append(
             f'( {{ {{ {cmd} </dev/null; echo $? >"$d/{i}c"; }} 2>&1 1>&3 3>&- '
             f'| head -c {STDERR_LIMIT + 1} >"$d/{i}e" 3>&-; }} 3>&1 '
-            f'| head -c {PROBE_OUTPUT_LIMIT + 1} >"$d/{i}o" ) &'
+            f'| head -c {PROBE_OUTPUT_LIMIT + 1} >"$d/{i}o"; : >"$d/{i}d" ) &'
         )
-    lines.append("wait")
+        lines.append('jobs="$jobs $!"')
+    every = " ".join(str(i) for i in range(len(items)))
+    if tool_dir:
+        lines.append(_watchdog(every, max(t for _a, t in items)))
+    lines.append("wait $jobs")
     lines.append(
-        f"for i in {' '.join(str(i) for i in range(len(items)))}; do "
+        f"for i in {every}; do "
         f'printf "{BATCH_MARK} %s %s %s- %s-\\n" "$i" "$(cat "$d/${{i}}c")" '
         '"$(base64 -w0 <"$d/${i}o")" "$(base64 -w0 <"$d/${i}e")"; done'
     )
     return "\n".join(lines)
+
+
+def _watchdog(every: str, longest: float) -> str:
+    """A background loop that, once the longest probe's time and its kill are over, kills
+    the session of each probe still running; it ends with the batch (its folder gone)."""
+    wait = math.ceil(max(longest, 0.1) + KILL_AFTER + 1)
+    return (
+        f"( end=$(($(date +%s) + {wait})); "
+        f'while [ -d "$d" ] && [ "$(date +%s)" -lt "$end" ]; do sleep {WATCH_STEP:g}; done; '
+        f'for i in {every}; do [ -e "$d/${{i}}d" ] || [ ! -s "$d/${{i}}p" ] || '
+        'kill -9 -"$(cat "$d/${i}p")"; done ) </dev/null >/dev/null 2>&1 &'
+    )
 
 
 def bounded(res: ExecResult) -> ExecResult:
@@ -144,7 +178,8 @@ def execute_batch(
     """Every probe of one machine in one exec; the ones a batch could not give, one by one.
     `tool_dir`: `runner` is the trusted busybox shell staged there (trusted.py)."""
     script = batch_script([(p.argv, t) for p, t in items], tool_dir=tool_dir)
-    limit = max(t for _p, t in items) + 5  # the probes' own timeouts end them before this
+    # the probes' own timeouts (and the trusted shell's watchdog) end them before this
+    limit = max(t for _p, t in items) + KILL_AFTER + 6
     try:
         res = runner.exec(lab, machine, sh(script), timeout=limit)
     except MemberUnreachable:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from orchestrator.checks import (
     parse_batch,
     probes,
     sh,
+    trusted,
 )
+from orchestrator.checks.batch import TIMED_OUT_BUSYBOX
 from orchestrator.errors import MachineUnavailable
 from orchestrator.report import Report
 from orchestrator.scenario.model import Check, Task
@@ -321,3 +324,22 @@ def test_grade_falls_back_to_one_exec_per_probe_where_a_batch_cannot_run(
 def test_a_batch_that_times_out_reports_its_probes_as_timed_out() -> None:
     results = grade(LocalShell(), LAB, _tasks("sleep 20", "sleep 20", timeout=0.5))
     assert [c.message for c in results[0].checks] == ["timed out after 0.5 s on m"] * 2
+
+
+def test_a_stuck_probe_of_the_trusted_shell_times_out_alone(tmp_path: Path) -> None:
+    # busybox's `timeout` ends only `sh`: the `sleep` it started keeps the probe's pipe open
+    busybox = tmp_path / "tool" / "busybox"
+    busybox.parent.mkdir()
+    busybox.write_bytes(trusted.busybox())
+    busybox.chmod(0o700)
+    items = [(sh("sleep 60 | cat"), 0.5), (sh("echo hashed"), 1.0)]
+    script = batch_script(items, tool_dir=str(busybox.parent))
+    argv = [str(busybox), "env", "-i", "PATH=/usr/bin:/bin", str(busybox), "sh", "-c", script]
+    started = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, timeout=30)
+    took = time.monotonic() - started
+    got = parse_batch(proc.stdout.decode(), len(items), TIMED_OUT_BUSYBOX)
+    assert got[0].timed_out
+    assert got[1] == ExecResult(0, "hashed\n", "")
+    assert took < 15, f"the batch waited {took:.1f} s for the stuck probe's pipe"
+    assert not busybox.parent.exists()
