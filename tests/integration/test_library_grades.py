@@ -317,3 +317,34 @@ def test_lxd_first_container_a_new_launch_with_the_same_limit_is_no_copy() -> No
         lab.run("lxdhost", f"lxc delete -f {p['copy']}")
         lab.solve("copy")
         assert passed(lab.check("copy"), "copy")
+        _copy_machine_id_cases(lab)
+
+
+def _copy_machine_id_cases(lab: Running) -> None:
+    """copy-machine-id's wrong answers, on a lab whose copy is made: the original's ID
+    changed instead, a UUID with its dashes, and a `cat` in the copy that prints a new ID."""
+    p = lab.lab.params
+    copy, name = p["copy"], p["name"]
+    lab.run("lxdhost", f"dbus-uuidgen > /tmp/id && lxc file push /tmp/id {name}/etc/machine-id")
+    wrong = failed(lab.check("copy-machine-id"), "copy-machine-id")
+    assert list(wrong) == ["the original keeps its machine ID"]
+    lab.run(
+        "lxdhost",
+        f"printf '%s\\n' {p['machine_id']} > /tmp/id && lxc file push /tmp/id {name}/etc/machine-id",
+    )
+    lab.run(
+        "lxdhost", f"lxc exec {copy} -- sh -c 'cat /proc/sys/kernel/random/uuid > /etc/machine-id'"
+    )
+    wrong = failed(lab.check("copy-machine-id"), "copy-machine-id")
+    assert list(wrong) == ["the copy's machine ID is well formed"]
+    # an imitation: the file left as it was, the copy's `cat` lying about it
+    lab.run(
+        "lxdhost",
+        f"printf '%s\\n' {p['machine_id']} > /tmp/id && lxc file push /tmp/id {copy}/etc/machine-id"
+        f' && lxc exec {copy} -- sh -c \'rm /bin/cat && printf "#!/bin/sh\\necho %s\\n" '
+        "$(tr -d - < /proc/sys/kernel/random/uuid) > /bin/cat && chmod +x /bin/cat'",
+    )
+    wrong = failed(lab.check("copy-machine-id"), "copy-machine-id")
+    assert list(wrong) == ["the copy's machine ID differs from the original's"]
+    lab.solve("copy-machine-id")
+    assert passed(lab.check("copy-machine-id"), "copy-machine-id")
