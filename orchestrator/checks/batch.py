@@ -34,8 +34,6 @@ NOT_BATCHED = 125  # the machine cannot run a batch (no /tmp room, missing tools
 BATCH_ROOM_KIB = 4 * 1024  # each probe keeps at most 72 KiB, several run at once
 #: seconds between a probe's TERM at its timeout and its KILL
 KILL_AFTER = 2
-#: how often the watchdog looks at the batch (seconds)
-WATCH_STEP = 0.2
 #: run by `setsid` for each probe of the trusted shell: write the session id, run argv
 SESSION = 'echo $$ >"$0"; exec "$@"'
 
@@ -69,6 +67,8 @@ def batch_script(items: Sequence[tuple[tuple[str, ...], float]], *, tool_dir: st
         f"|| exit {NOT_BATCHED}",
         "jobs=",
     ]
+    if tool_dir:  # the watchdog's wake-up, made before any probe starts
+        lines.append(f'mkfifo "$d/f" || exit {NOT_BATCHED}')
     for i, (argv, timeout) in enumerate(items):
         if tool_dir:
             # the session's id (its first process) goes to a file, for the watchdog
@@ -90,6 +90,8 @@ def batch_script(items: Sequence[tuple[tuple[str, ...], float]], *, tool_dir: st
     if tool_dir:
         lines.append(_watchdog(every, max(t for _a, t in items)))
     lines.append("wait $jobs")
+    if tool_dir:
+        lines.append('echo >&4; wait "$watchdog"')
     lines.append(
         f"for i in {every}; do "
         f'printf "{BATCH_MARK} %s %s %s- %s-\\n" "$i" "$(cat "$d/${{i}}c")" '
@@ -99,14 +101,17 @@ def batch_script(items: Sequence[tuple[tuple[str, ...], float]], *, tool_dir: st
 
 
 def _watchdog(every: str, longest: float) -> str:
-    """A background loop that, once the longest probe's time and its kill are over, kills
-    the session of each probe still running; it ends with the batch (its folder gone)."""
+    """A subshell that, once the longest probe's time and its kill are over, kills the
+    session of each probe still running. It waits on a FIFO the batch writes to when its
+    probes are done, so it starts no process of its own and the batch reaps it: nothing of
+    the batch is left in the machine (a test counts the processes after a reboot)."""
     wait = math.ceil(max(longest, 0.1) + KILL_AFTER + 1)
     return (
-        f"( end=$(($(date +%s) + {wait})); "
-        f'while [ -d "$d" ] && [ "$(date +%s)" -lt "$end" ]; do sleep {WATCH_STEP:g}; done; '
+        'exec 4<>"$d/f"\n'
+        f"( read -t {wait} x <&4 && exit 0; "
         f'for i in {every}; do [ -e "$d/${{i}}d" ] || [ ! -s "$d/${{i}}p" ] || '
-        'kill -9 -"$(cat "$d/${i}p")"; done ) </dev/null >/dev/null 2>&1 &'
+        'kill -9 -"$(cat "$d/${i}p")"; done ) </dev/null >/dev/null 2>&1 &\n'
+        "watchdog=$!"
     )
 
 

@@ -328,18 +328,49 @@ def test_a_batch_that_times_out_reports_its_probes_as_timed_out() -> None:
 
 def test_a_stuck_probe_of_the_trusted_shell_times_out_alone(tmp_path: Path) -> None:
     # busybox's `timeout` ends only `sh`: the `sleep` it started keeps the probe's pipe open
+    items = [(sh("sleep 60 | cat"), 0.5), (sh("echo hashed"), 1.0)]
+    got, took = _trusted_batch(tmp_path, items)
+    assert got[0].timed_out
+    assert got[1] == ExecResult(0, "hashed\n", "")
+    assert took < 15, f"the batch waited {took:.1f} s for the stuck probe's pipe"
+
+
+def test_a_batch_of_the_trusted_shell_leaves_no_process_behind(tmp_path: Path) -> None:
+    got, took = _trusted_batch(tmp_path, [(sh("echo quick"), 30.0)])
+    assert got[0] == ExecResult(0, "quick\n", "") and took < 10  # its watchdog woke at once
+
+
+def _trusted_batch(
+    tmp_path: Path, items: list[tuple[tuple[str, ...], float]]
+) -> tuple[dict[int, ExecResult], float]:
+    """Run a batch as the trusted busybox runs it, in a session of its own: what it gave,
+    in how many seconds; nothing of it (a watchdog, a probe, a `sleep`) may outlive it."""
     busybox = tmp_path / "tool" / "busybox"
     busybox.parent.mkdir()
     busybox.write_bytes(trusted.busybox())
     busybox.chmod(0o700)
-    items = [(sh("sleep 60 | cat"), 0.5), (sh("echo hashed"), 1.0)]
     script = batch_script(items, tool_dir=str(busybox.parent))
     argv = [str(busybox), "env", "-i", "PATH=/usr/bin:/bin", str(busybox), "sh", "-c", script]
     started = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, timeout=30)
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    out, _err = proc.communicate(timeout=30)
     took = time.monotonic() - started
-    got = parse_batch(proc.stdout.decode(), len(items), TIMED_OUT_BUSYBOX)
-    assert got[0].timed_out
-    assert got[1] == ExecResult(0, "hashed\n", "")
-    assert took < 15, f"the batch waited {took:.1f} s for the stuck probe's pipe"
+    assert _session(proc.pid) == []
     assert not busybox.parent.exists()
+    return parse_batch(out.decode(), len(items), TIMED_OUT_BUSYBOX), took
+
+
+def _session(sid: int) -> list[str]:
+    """The commands of the processes still in session `sid`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        if int(fields[3]) == sid:  # field 6 of stat: the session
+            found.append(text[text.index("(") + 1 : text.rindex(")")])
+    return found
