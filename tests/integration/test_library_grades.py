@@ -322,7 +322,8 @@ def test_lxd_first_container_a_new_launch_with_the_same_limit_is_no_copy() -> No
 
 def _copy_machine_id_cases(lab: Running) -> None:
     """copy-machine-id's wrong answers, on a lab whose copy is made: the original's ID
-    changed instead, a UUID with its dashes, and a `cat` in the copy that prints a new ID."""
+    changed instead, a UUID with its dashes, a `cat` in the copy that prints a new ID, and a
+    new ID mounted over the file in the running copy."""
     p = lab.lab.params
     copy, name = p["copy"], p["name"]
     lab.run("lxdhost", f"dbus-uuidgen > /tmp/id && lxc file push /tmp/id {name}/etc/machine-id")
@@ -346,5 +347,14 @@ def _copy_machine_id_cases(lab: Running) -> None:
     )
     wrong = failed(lab.check("copy-machine-id"), "copy-machine-id")
     assert list(wrong) == ["the copy's machine ID differs from the original's"]
+    # runtime only: a new ID mounted over the file in the running copy, gone at its restart
+    lab.run(
+        "lxdhost",
+        f"lxc exec {copy} -- sh -c 'tr -d - < /proc/sys/kernel/random/uuid > /tmp/id"
+        " && mount --bind /tmp/id /etc/machine-id'",
+    )
+    wrong = failed(lab.check("copy-machine-id"), "copy-machine-id")
+    assert list(wrong) == ["the copy's machine ID differs from the original's"]
+    lab.run("lxdhost", f"lxc restart {copy}")
     lab.solve("copy-machine-id")
     assert passed(lab.check("copy-machine-id"), "copy-machine-id")
