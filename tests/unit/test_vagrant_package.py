@@ -166,3 +166,55 @@ def test_docker_resources_the_provider_uses() -> None:
     res.remove_container("gl-x-gone")  # already gone: nothing to do
     res.remove_container("gl-x-web")
     assert container.removed == {"force": True, "v": True}
+
+
+#: what vagrant.log holds when the docker provider's look at every container of the host
+#: meets one that another lab removed meanwhile (from a CI run of 2026-12-03)
+VANISHED = """\
+A Docker command executed by Vagrant didn't complete successfully!
+Command: ["docker", "inspect", "ceeb7cf616b7", {:notify=>[:stdout, :stderr]}]
+
+Stderr: Error: No such object: ceeb7cf616b7
+"""
+
+
+class _Vagrant:
+    """python-vagrant's handle whose `up` fails with `said` in the log, then succeeds."""
+
+    def __init__(self, log: Path, said: list[str]) -> None:
+        self.log, self.said, self.ups = log, said, 0
+
+    def up(self, **_: Any) -> Any:
+        self.ups += 1
+        if self.said:
+            self.log.write_text(self.said.pop(0))
+            raise subprocess.CalledProcessError(1, ["vagrant", "up"])
+        yield "==> web: Starting container...\n"
+
+
+@pytest.mark.parametrize(
+    ("said", "ups"),
+    [
+        ([VANISHED], 2),  # the other container is gone: the second look succeeds
+        ([VANISHED, VANISHED], 2),  # twice in a row: given up after two
+        (["Stderr: Error: No such image: guestlab/vagrant-x:web-start\n"], 1),
+    ],
+)
+def test_a_docker_provider_up_is_tried_again_only_when_another_container_vanished(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, said: list[str], ups: int
+) -> None:
+    from orchestrator.backends.vagrant import command
+
+    monkeypatch.setattr(command, "lab_dir", lambda lab: tmp_path)
+    monkeypatch.setattr(command.paths, "home", lambda: tmp_path)
+    fake = _Vagrant(tmp_path / "vagrant.log", list(said))
+    monkeypatch.setattr(command, "vagrant_for", lambda lab: fake)
+    steps: list[str] = []
+    fails = len(said) >= ups
+    if fails:
+        with pytest.raises(command.ProvisioningError, match="No such"):
+            command.up(SPEC.lab, "web", "docker", steps.append)
+    else:
+        command.up(SPEC.lab, "web", "docker", steps.append)
+        assert steps[-1] == "web: Starting container..."
+    assert fake.ups == ups

@@ -68,8 +68,8 @@ def failed(lab: LabRef, what: str, lines: Sequence[str]) -> ProvisioningError:
 
 
 def up(lab: LabRef, machine: str, provider: str, progress: Progress) -> None:
-    """`vagrant up MACHINE`, its steps told to `progress`; a second try on libvirt when
-    the first left no domain behind."""
+    """`vagrant up MACHINE`, its steps told to `progress`; a second try when the first
+    failed for a passing reason (`worth_again`)."""
     for attempt in (1, 2):
         lines: list[str] = []
         try:
@@ -82,19 +82,27 @@ def up(lab: LabRef, machine: str, provider: str, progress: Progress) -> None:
             return
         except subprocess.CalledProcessError:
             error = failed(lab, f"up {machine} --provider {provider}", lines)
-        # vagrant-libvirt removes a domain that failed to start; seen once in a dozen
-        # boots here, so a second attempt is worth its minute before giving up
-        if (
-            attempt == 2
-            or provider != "libvirt"
-            or libvirt.domain_exists(domain_name(lab, machine))
-        ):
+        if attempt == 2 or not worth_again(lab, machine, provider, str(error)):
             raise error
         progress(
             _("`vagrant up {machine}` failed ({error}); again").format(
                 machine=machine, error=str(error).splitlines()[-1]
             )
         )
+
+
+def worth_again(lab: LabRef, machine: str, provider: str, error: str) -> bool:
+    """Whether a failed `vagrant up` failed for a passing reason, so a second try may do."""
+    if provider == "libvirt":
+        # vagrant-libvirt removes a domain that failed to start; seen once in a dozen
+        # boots here, so a second attempt is worth its minute before giving up
+        return not libvirt.domain_exists(domain_name(lab, machine))
+    if provider == "docker":
+        # Before it creates a container, Vagrant's docker provider inspects every
+        # container of the host (its port-collision check, driver.rb `read_used_ports`):
+        # one that another lab removes in between fails the `up` before ours exists
+        return '"docker", "inspect"' in error and "No such object" in error
+    return False
 
 
 def ssh_config(lab: LabRef, machine: str) -> str:
