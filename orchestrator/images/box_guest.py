@@ -91,7 +91,12 @@ def configure(root: Path, pubkey: bytes, uuid: str) -> None:
         f"  LINUX /boot/{kernels[-1].name}\n"
         f"  INITRD /boot/{initrds[-1].name}\n"
         # the serial console is what libvirt logs; net.ifnames=0 keeps eth0 predictable;
-        # quiet: every kernel line is written through an emulated UART at 115200 baud
-        f"  APPEND root=UUID={uuid} ro quiet net.ifnames=0 console=tty0"
-        " console=ttyS0,115200n8\n",
+        # quiet: every kernel line is written through an emulated UART at 115200 baud.
+        # no_timer_check: under emulation on a busy host the kernel's early test of the
+        # timer interrupt can miss its ticks and panic ("IO-APIC + timer doesn't work",
+        # found in the memory of a VM that never came back); cloud images of other
+        # distributions boot with it for that reason. panic=10: a panic of any other kind
+        # reboots the VM instead of leaving it spinning until every wait gives up
+        f"  APPEND root=UUID={uuid} ro quiet net.ifnames=0 no_timer_check panic=10"
+        " console=tty0 console=ttyS0,115200n8\n",
     )

@@ -46,6 +46,17 @@ def test_a_lab_made_again_gets_new_names_and_the_newest_is_used() -> None:
     assert view.name(Client([first, second]), LAB, "clone") == second
 
 
+def test_a_lab_made_again_is_found_at_its_new_incarnation_at_once() -> None:
+    """Within the view's TTL the listing read before the new instance existed would name
+    the old one, on the lost member (a CI run's `class up` after a member's loss)."""
+    first, second = instance_name(LAB, "template"), instance_name(LAB, "template", 1)
+    view, client = ClusterView(ttl=3600), Client([first])
+    assert view.name(client, LAB, "template", new=True) == second
+    client.listed.append(Inst(second, "m2"))  # LXD made it; the view has not read it
+    view.add(second, "m2")
+    assert view.name(client, LAB, "template") == second
+
+
 @pytest.mark.parametrize(
     ("said", "kind", "words"),
     [

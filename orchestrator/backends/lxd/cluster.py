@@ -215,6 +215,12 @@ class ClusterView:
                 self._names_at = time.monotonic()
             return dict(self._names)
 
+    def add(self, instance: str, member: str) -> None:
+        """An instance just made: the names read before it (within the TTL) lack it, and a
+        lab made again would be found at its old incarnation, on the lost member."""
+        with self._lock:
+            self._names[instance] = member
+
     def location(self, client: Client, instance: str) -> str | None:
         """The member holding `instance`, read now."""
         for inst in client.instances.all(recursion=1):

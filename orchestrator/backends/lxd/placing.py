@@ -103,10 +103,13 @@ class Sites:
                 with api_errors(action, cluster=True), ops.operation():
                     inst = create_started(conn, request, ops.wanted(lab.key))
                 ops.record(lab.key, inst.location)
+                self.view.add(inst.name, inst.location)
                 return inst
         ops.record(lab.key, member)
         with api_errors(action, cluster=True), ops.operation():
-            return create_started(conn, request, member)
+            inst = create_started(conn, request, member)
+        self.view.add(inst.name, member)
+        return inst
 
     def copy(
         self, conn: Connection, src: Instance, request: dict[str, Any], action: str
@@ -118,7 +121,9 @@ class Sites:
                 return create_started(conn, request)
         member = getattr(src, "location", None) or None
         with api_errors(action, cluster=True), self.placement.operation():
-            return create_started(conn, request, member)
+            inst = create_started(conn, request, member)
+        self.view.add(inst.name, getattr(inst, "location", None) or member or "")
+        return inst
 
     # -- the cluster's members -------------------------------------------------------------
 
